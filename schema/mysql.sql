@@ -1,0 +1,1 @@
+-- edgemon central schema (MySQL/MariaDB); filled in by the sync work.

@@ -1,0 +1,1 @@
+-- edgemon local buffer schema (SQLite).

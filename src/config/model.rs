@@ -1,0 +1,257 @@
+//! The resolved configuration: what the rest of edgemon sees.
+//!
+//! Every value here has been validated and every default applied (see
+//! `resolve.rs`); nothing is an `Option` that "must be `Some` at runtime".
+//! Each task receives only its own section (`&SyncConfig`, not `&Config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::secret::Secret;
+use super::units::Percent;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (for messages).
+    pub source: PathBuf,
+    /// Identity and data directory of this appliance.
+    pub appliance: ApplianceConfig,
+    /// How collection rounds run.
+    pub collect: CollectConfig,
+    /// The monitored hosts, in configuration order, names unique.
+    pub hosts: Vec<HostConfig>,
+    /// The local SQLite buffer.
+    pub buffer: BufferConfig,
+    /// Sync to the central MySQL database.
+    pub sync: SyncConfig,
+    /// Where alert mail goes and how it is sent.
+    pub mail: MailConfig,
+    /// Alert lifecycle policy (the limits themselves are per host).
+    pub alert: AlertPolicy,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[appliance]`: who this box is.
+#[derive(Debug, Clone)]
+pub struct ApplianceConfig {
+    /// Identifier carried by every central row; unique per appliance.
+    pub id: String,
+    /// Directory for the buffer, mail files, host-key pins and the lock file.
+    pub data_dir: PathBuf,
+}
+
+/// What to do with a host key that is not pinned yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// An unknown or changed key is refused.
+    Strict,
+    /// Trust on first use: an unknown key is pinned, a changed key refused.
+    AcceptNew,
+}
+
+/// `[collect]`: the scheduler and the transports.
+#[derive(Debug, Clone)]
+pub struct CollectConfig {
+    /// Time between the starts of two rounds.
+    pub interval: Duration,
+    /// Hosts collected at once.
+    pub concurrency: usize,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// SSH handshake plus authentication timeout.
+    pub auth_timeout: Duration,
+    /// Deadline for the agent's reply (upload, exec, answer).
+    pub command_timeout: Duration,
+    /// OpenSSH known_hosts file to seed pinned host keys from.
+    pub known_hosts: Option<PathBuf>,
+    /// Global host-key policy (hosts may override).
+    pub host_key_policy: HostKeyPolicy,
+    /// Directory on the remote host that holds the agent.
+    pub agent_dir: String,
+    /// Keep SSH sessions open across rounds.
+    pub persistent_sessions: bool,
+    /// Keep the agent running on its channel between rounds.
+    pub resident_agent: bool,
+    /// A resident agent exits after this long without a request.
+    pub agent_idle_timeout: Duration,
+    /// Largest reply accepted from an agent, in bytes.
+    pub max_reply_bytes: u64,
+    /// Agent clocks further than this from the appliance's are flagged.
+    pub max_clock_skew: Duration,
+}
+
+/// How edgemon reaches a host.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Run the agent on this box as a child process (the default config).
+    Local,
+    /// Reach the host over SSH.
+    Ssh(SshTarget),
+}
+
+/// Where and how to log in over SSH.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// Host name or IP address.
+    pub address: String,
+    /// TCP port.
+    pub port: u16,
+    /// Remote user.
+    pub user: String,
+    /// How to authenticate.
+    pub auth: Auth,
+    /// Host-key policy for this host.
+    pub host_key_policy: HostKeyPolicy,
+}
+
+/// SSH authentication method.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A private key file (ed25519, ECDSA or RSA), optionally encrypted.
+    IdentityFile {
+        /// Path to the private key.
+        path: PathBuf,
+        /// Passphrase of the key, if it has one.
+        passphrase: Option<Secret>,
+    },
+    /// Keys held by the running ssh-agent (`SSH_AUTH_SOCK`).
+    Agent,
+    /// A password (from an env var, a file, or inline from an imported Config.xml).
+    Password(Secret),
+}
+
+/// Limits of one host, global defaults already merged with its overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertLimits {
+    /// Total CPU usage limit.
+    pub cpu: Option<Percent>,
+    /// Memory used / total limit.
+    pub memory: Option<Percent>,
+    /// Swap used / total limit.
+    pub swap: Option<Percent>,
+    /// Alert when uptime goes down (a reboot).
+    pub reboot: bool,
+    /// Alert after this many consecutive failed rounds.
+    pub unreachable_after: Option<u32>,
+}
+
+/// One monitored host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Unique name (used in mail, status and the central database).
+    pub name: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// Address where alerts about this host are mailed.
+    pub mail: Option<String>,
+    /// Its limits.
+    pub alerts: AlertLimits,
+}
+
+impl HostConfig {
+    /// The address shown to operators: `user@host:port`, or `local`.
+    pub fn display_address(&self) -> String {
+        match &self.transport {
+            Transport::Local => "local".to_string(),
+            Transport::Ssh(t) => format!("{}@{}:{}", t.user, t.address, t.port),
+        }
+    }
+}
+
+/// `[buffer]`: the local SQLite buffer.
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// Largest size of the database before data is shed.
+    pub max_size: u64,
+    /// Unsynced samples older than this are shed (and recorded).
+    pub max_unsynced_age: Duration,
+    /// Synced samples are kept locally this long.
+    pub keep_synced: Duration,
+}
+
+/// `[sync]`: the central MySQL database.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `mysql://user:password@host:port/db`; a secret because it may hold a password.
+    pub url: Secret,
+    /// Time between two sync passes.
+    pub interval: Duration,
+    /// Samples per MySQL transaction.
+    pub batch_size: usize,
+    /// Cap of the exponential backoff after errors.
+    pub max_backoff: Duration,
+    /// Connect and read/write timeout towards MySQL.
+    pub timeout: Duration,
+}
+
+/// TLS towards the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text (a local relay).
+    None,
+    /// STARTTLS after connecting (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// An SMTP server.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Server host name or address.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: SmtpTls,
+    /// Login, if the server wants one.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<Secret>,
+    /// Connect and command timeout.
+    pub timeout: Duration,
+}
+
+/// Where mail goes.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// Sender address.
+    pub from: String,
+    /// Recipients of every alert, beside the host's own address.
+    pub recipients: Vec<String>,
+    /// SMTP, or `None` for files under `<data_dir>/mail`.
+    pub smtp: Option<SmtpConfig>,
+    /// Directory for the file transport.
+    pub file_dir: PathBuf,
+    /// Most mails per recipient per `rate_window`; beyond that, one summary.
+    pub rate_limit: u32,
+    /// Window of `rate_limit`.
+    pub rate_window: Duration,
+}
+
+/// `[alert]`: lifecycle policy.
+#[derive(Debug, Clone)]
+pub struct AlertPolicy {
+    /// Consecutive breaching samples before an alert fires.
+    pub fire_after: u32,
+    /// An alert clears when the value drops below `limit - clear_margin`.
+    pub clear_margin: f64,
+    /// Reminder interval while firing.
+    pub repeat: Duration,
+    /// Window in which flips are counted for flap detection.
+    pub flap_window: Duration,
+    /// Flips within `flap_window` that mark an alert flapping.
+    pub flap_threshold: u32,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Listen address; `None` when off (the default).
+    pub listen: Option<SocketAddr>,
+}

@@ -1,0 +1,14 @@
+//! edgemon: a single-box monitoring appliance.
+//!
+//! Data flows config → collect (scheduler, SSH or local transport, agent
+//! deployment) → envelope → report → buffer (SQLite) → sync (MySQL) and
+//! alert (rules, outbox, SMTP). See ARCHITECTURE.md for the module map and
+//! the invariants each module keeps.
+
+pub mod agent_bin;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod schema;
+
+pub use edgemon_proto::report;
