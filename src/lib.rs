@@ -12,3 +12,7 @@ pub mod logging;
 pub mod schema;
 
 pub use edgemon_proto::report;
+pub mod app;
+pub mod buffer;
+pub mod collect;
+pub mod status;

@@ -1,0 +1,90 @@
+//! The glue the CLI and the daemon share: open the buffer for a
+//! configuration, build the collector, run and record one round.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::buffer::{Buffer, RoundTotals};
+use crate::collect::Collector;
+use crate::collect::outcome::HostOutcome;
+use crate::config::Config;
+
+/// Opens (creating and migrating) the buffer of `config` and registers its hosts.
+pub fn open_buffer(config: &Config) -> anyhow::Result<Buffer> {
+    let mut buffer = Buffer::open(&config.buffer.path)?;
+    buffer.register_hosts(
+        config
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.display_address())),
+    )?;
+    Ok(buffer)
+}
+
+/// Builds the collector of `config`, installing the local agent under the data directory.
+pub fn collector(config: &Config) -> anyhow::Result<Collector> {
+    let agent = crate::agent_bin::install_local(&config.appliance.data_dir).with_context(|| {
+        format!(
+            "installing the local agent under {}",
+            config.appliance.data_dir.display()
+        )
+    })?;
+    Ok(Collector::new(
+        config.hosts.clone(),
+        config.collect.clone(),
+        agent,
+    ))
+}
+
+/// Runs one round and records it in one transaction.
+pub fn collect_and_record(
+    config: &Config,
+    collector: &Collector,
+    buffer: &mut Buffer,
+) -> anyhow::Result<(Vec<HostOutcome>, RoundTotals)> {
+    let outcomes = smol::block_on(collector.round());
+    let (totals, ()) =
+        buffer.record_round(&outcomes, config.collect.max_clock_skew, |_, _| Ok(()))?;
+    Ok((outcomes, totals))
+}
+
+/// `edgemon collect`: one round now, a table of results.
+pub fn collect_command(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut buffer = open_buffer(config)?;
+    let collector = collector(config)?;
+    let start = Instant::now();
+    let (outcomes, _) = collect_and_record(config, &collector, &mut buffer)?;
+    let mut out = std::io::stdout().lock();
+    crate::collect::print_round(&mut out, &outcomes, start.elapsed())?;
+    out.flush()?;
+    let all_failed = !outcomes.is_empty() && outcomes.iter().all(|o| o.result.is_err());
+    Ok(if all_failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `edgemon status [--json]`.
+pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let path = &config.buffer.path;
+    if !path.exists() {
+        anyhow::bail!(
+            "no buffer at {} yet: run `edgemon collect` or `edgemon run` first",
+            path.display()
+        );
+    }
+    let buffer = Buffer::open_read_only(path)?;
+    let status = buffer.status()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &status)?;
+        writeln!(out)?;
+    } else {
+        crate::status::print_table(&mut out, &status)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,431 @@
+//! The local SQLite buffer: the only module that knows SQLite.
+//!
+//! Invariant: a sample is committed here before anything downstream (sync,
+//! alerts) sees it, and it is marked synced only after the central MySQL
+//! COMMIT. A whole collection round — samples, errors, host bookkeeping and the
+//! alert transitions and mail it causes — is written in one transaction
+//! ([`Buffer::record_round`]), so a killed process leaves either all of a round
+//! or none of it.
+//!
+//! The database runs in WAL mode with `synchronous = FULL`, so a committed
+//! round survives a power cut, and readers (`edgemon status`) never block the
+//! daemon. Schema and migrations: `schema/sqlite.sql`, `migrations.rs`.
+//!
+//! It does not decide anything: which rows to sync, which alerts fire and
+//! what to shed are decided by `sync`, `alert` and `retention` and executed
+//! through the queries here.
+
+mod migrations;
+mod status;
+
+pub use migrations::LATEST as SCHEMA_VERSION;
+pub use status::{BufferStatus, HostStatus, OutboxStatus};
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+
+use crate::collect::outcome::HostOutcome;
+use crate::report::Report;
+
+/// Errors of the buffer; callers branch on [`Error::DiskFull`] (shed, alert) and [`Error::Busy`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be opened or created.
+    #[error("cannot open buffer {path}: {source}")]
+    Open {
+        /// The SQLite file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// Bringing the schema up to date failed.
+    #[error("cannot migrate buffer {path}: {source}")]
+    Migrate {
+        /// The SQLite file.
+        path: PathBuf,
+        /// The cause.
+        source: migrations::MigrateError,
+    },
+    /// The disk (or the database's size limit) is full; nothing of the transaction was written.
+    #[error("buffer {path} is full (disk full?) while {doing}")]
+    DiskFull {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What was being written.
+        doing: &'static str,
+    },
+    /// Another process held the database locked for longer than the busy timeout.
+    #[error("buffer {path} is locked by another process while {doing}")]
+    Busy {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What was being done.
+        doing: &'static str,
+    },
+    /// Any other SQLite failure.
+    #[error("buffer {path}: {doing}: {source}")]
+    Sql {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+}
+
+/// Result of buffer operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The current time as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An open buffer.
+pub struct Buffer {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// What [`Buffer::record_round`] stored for one host.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The host's row id.
+    pub host_id: i64,
+    /// The host's name.
+    pub host: String,
+    /// The sequence number given to its sample, or `None` when it failed.
+    pub seq: Option<i64>,
+    /// Consecutive failed rounds after this one (0 after a sample).
+    pub consecutive_failures: i64,
+}
+
+/// Totals of one recorded round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundTotals {
+    /// Samples stored.
+    pub samples: usize,
+    /// Hosts that failed.
+    pub failures: usize,
+    /// Samples whose agent clock was outside the allowed skew.
+    pub skewed: usize,
+}
+
+impl Buffer {
+    /// Opens (creating if needed) the buffer at `path` for reading and writing and migrates it.
+    pub fn open(path: &Path) -> Result<Buffer> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Open {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
+                    "{}: {e}",
+                    dir.display()
+                ))),
+            })?;
+        }
+        let open_err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrations::migrate(&mut conn).map_err(|source| Error::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Buffer {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing buffer read-only (for `edgemon status` while the daemon runs).
+    pub fn open_read_only(path: &Path) -> Result<Buffer> {
+        let open_err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        Ok(Buffer {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Maps a rusqlite error to [`Error`], recognising a full disk and a lock timeout.
+    pub(crate) fn err(&self, doing: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |source| classify(&self.path, doing, source)
+    }
+
+    /// Makes sure every configured host has a row; updates addresses that changed.
+    pub fn register_hosts<'a>(
+        &mut self,
+        hosts: impl IntoIterator<Item = (&'a str, String)>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let e = move |source| classify(&path, "registering hosts", source);
+        let tx = self.conn.transaction().map_err(&e)?;
+        for (name, address) in hosts {
+            tx.execute(
+                "INSERT INTO hosts (name, address) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET address = excluded.address",
+                params![name, address],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Writes one round in a single transaction: a sample (with the next sequence number of
+    /// its host) or a collection error per outcome, the hosts' bookkeeping, and whatever
+    /// `also` writes through the [`RoundTx`] (alert transitions and their mail).
+    /// Nothing of the round is stored unless all of it is.
+    pub fn record_round<T>(
+        &mut self,
+        outcomes: &[HostOutcome],
+        max_clock_skew: Duration,
+        also: impl FnOnce(&mut RoundTx<'_>, &[Recorded]) -> Result<T>,
+    ) -> Result<(RoundTotals, T)> {
+        let path = self.path.clone();
+        let e = |source| classify(&path, "recording a round", source);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut round = RoundTx {
+            tx,
+            path: path.clone(),
+        };
+        let mut totals = RoundTotals::default();
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            let r = round.record_outcome(outcome, max_clock_skew, &mut totals)?;
+            recorded.push(r);
+        }
+        let extra = also(&mut round, &recorded)?;
+        round.tx.commit().map_err(e)?;
+        Ok((totals, extra))
+    }
+
+    /// Reads a value from the key/value table.
+    pub fn get_kv(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(self.err("reading kv"))
+    }
+
+    /// Writes a value to the key/value table.
+    pub fn set_kv(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(drop)
+            .map_err(self.err("writing kv"))
+    }
+
+    /// The underlying connection, for the query files of this module.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The underlying connection, mutably, for the query files of this module.
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// The transaction of one round, handed to the alert step so that its state and its mail
+/// commit together with the samples that caused them.
+pub struct RoundTx<'a> {
+    tx: Transaction<'a>,
+    path: PathBuf,
+}
+
+impl RoundTx<'_> {
+    /// The transaction, for the query files of this module.
+    pub(crate) fn tx(&self) -> &Transaction<'_> {
+        &self.tx
+    }
+
+    /// Maps a rusqlite error to [`Error`].
+    pub(crate) fn err(&self, doing: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |source| classify(&self.path, doing, source)
+    }
+
+    fn record_outcome(
+        &mut self,
+        outcome: &HostOutcome,
+        skew: Duration,
+        totals: &mut RoundTotals,
+    ) -> Result<Recorded> {
+        let e = self.err("recording a round");
+        self.tx
+            .execute(
+                "INSERT INTO hosts (name, address) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET address = excluded.address",
+                params![outcome.host, outcome.address],
+            )
+            .map_err(&e)?;
+        let (host_id, next_seq, failures): (i64, i64, i64) = self
+            .tx
+            .query_row(
+                "SELECT id, next_seq, consecutive_failures FROM hosts WHERE name = ?1",
+                [&outcome.host],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&e)?;
+        let received_at = outcome.started_at_ms + outcome.duration.as_millis() as i64;
+        let duration_ms = outcome.duration.as_millis() as i64;
+        match &outcome.result {
+            Ok(report) => {
+                let skewed =
+                    (report.collected_at_ms - received_at).unsigned_abs() > skew.as_millis() as u64;
+                insert_sample(&self.tx, host_id, next_seq, received_at, skewed, report)
+                    .map_err(&e)?;
+                self.tx
+                    .execute(
+                        "UPDATE hosts SET next_seq = ?2, last_sample_at = ?3, last_attempt_at = ?4,
+                                          last_duration_ms = ?5, consecutive_failures = 0
+                         WHERE id = ?1",
+                        params![
+                            host_id,
+                            next_seq + 1,
+                            received_at,
+                            outcome.started_at_ms,
+                            duration_ms
+                        ],
+                    )
+                    .map_err(&e)?;
+                totals.samples += 1;
+                totals.skewed += usize::from(skewed);
+                Ok(Recorded {
+                    host_id,
+                    host: outcome.host.clone(),
+                    seq: Some(next_seq),
+                    consecutive_failures: 0,
+                })
+            }
+            Err(error) => {
+                self.tx
+                    .execute(
+                        "INSERT INTO collection_errors (host_id, at, class, message) VALUES (?1, ?2, ?3, ?4)",
+                        params![host_id, outcome.started_at_ms, error.class.as_str(), error.message],
+                    )
+                    .map_err(&e)?;
+                self.tx
+                    .execute(
+                        "UPDATE hosts SET last_attempt_at = ?2, last_duration_ms = ?3, last_error_at = ?2,
+                                          last_error_class = ?4, last_error = ?5,
+                                          consecutive_failures = consecutive_failures + 1
+                         WHERE id = ?1",
+                        params![host_id, outcome.started_at_ms, duration_ms, error.class.as_str(), error.message],
+                    )
+                    .map_err(&e)?;
+                totals.failures += 1;
+                Ok(Recorded {
+                    host_id,
+                    host: outcome.host.clone(),
+                    seq: None,
+                    consecutive_failures: failures + 1,
+                })
+            }
+        }
+    }
+}
+
+fn insert_sample(
+    tx: &Transaction<'_>,
+    host_id: i64,
+    seq: i64,
+    received_at: i64,
+    skewed: bool,
+    r: &Report,
+) -> rusqlite::Result<()> {
+    let cores = r
+        .cores
+        .iter()
+        .map(|c| format!("{c:.2}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let extras = if r.extras.is_empty() {
+        None
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> = r
+            .extras
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        Some(serde_json::Value::Object(map).to_string())
+    };
+    let [load1, load5, load15] = r.load.map(|l| l.map(Some)).unwrap_or([None; 3]);
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO samples (host_id, seq, collected_at, received_at, clock_skewed, cpu, cores,
+                              mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s,
+                              load1, load5, load15, hostname, os, kernel, extras)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )?;
+    stmt.execute(params![
+        host_id,
+        seq,
+        r.collected_at_ms,
+        received_at,
+        skewed,
+        r.cpu_percent,
+        cores,
+        r.mem_used as i64,
+        r.mem_total as i64,
+        r.swap_used as i64,
+        r.swap_total as i64,
+        r.uptime_s as i64,
+        r.boot_time_s.map(|b| b as i64),
+        load1,
+        load5,
+        load15,
+        r.hostname,
+        r.os,
+        r.kernel,
+        extras,
+    ])?;
+    Ok(())
+}
+
+fn classify(path: &Path, doing: &'static str, source: rusqlite::Error) -> Error {
+    let path = path.to_path_buf();
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => Error::DiskFull { path, doing },
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            Error::Busy { path, doing }
+        }
+        _ => Error::Sql {
+            path,
+            doing,
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! Read-only queries behind `edgemon status`: per-host state, buffer depth,
+//! sync progress, outbox and alerts. Field names are part of the `--json`
+//! contract documented in the README; add fields, never rename them.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Buffer, Result};
+
+/// One host as `edgemon status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    /// Configured name.
+    pub name: String,
+    /// Address as shown to operators.
+    pub address: String,
+    /// Receive time of the newest sample (Unix ms).
+    pub last_sample_at: Option<i64>,
+    /// Sequence number of the newest sample.
+    pub last_seq: Option<i64>,
+    /// CPU % of the newest sample.
+    pub cpu: Option<f64>,
+    /// Memory used / total of the newest sample, %.
+    pub memory_percent: Option<f64>,
+    /// Swap used / total of the newest sample, % (0 without swap).
+    pub swap_percent: Option<f64>,
+    /// Uptime of the newest sample, seconds.
+    pub uptime_s: Option<i64>,
+    /// Time of the last attempt (Unix ms).
+    pub last_attempt_at: Option<i64>,
+    /// Duration of the last attempt, ms.
+    pub last_duration_ms: Option<i64>,
+    /// Time of the last error (Unix ms).
+    pub last_error_at: Option<i64>,
+    /// Class of the last error (`timeout`, `auth-refused`, ...).
+    pub last_error_class: Option<String>,
+    /// Message of the last error.
+    pub last_error: Option<String>,
+    /// Failed rounds in a row (0 when the last attempt succeeded).
+    pub consecutive_failures: i64,
+    /// Rules currently firing on this host.
+    pub firing_alerts: Vec<String>,
+}
+
+/// The outbox of alert mail.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutboxStatus {
+    /// Mails waiting to be sent.
+    pub pending: i64,
+    /// Mails the server accepted.
+    pub sent: i64,
+    /// Mails refused permanently.
+    pub failed: i64,
+    /// Creation time of the oldest pending mail (Unix ms).
+    pub oldest_pending_at: Option<i64>,
+    /// Last error of the oldest pending mail.
+    pub last_error: Option<String>,
+}
+
+/// Everything `edgemon status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct BufferStatus {
+    /// The SQLite file.
+    pub path: String,
+    /// Size of the database file plus its WAL, bytes.
+    pub size_bytes: u64,
+    /// Samples held locally.
+    pub samples: i64,
+    /// Samples not yet in MySQL.
+    pub unsynced: i64,
+    /// Collection time of the oldest unsynced sample (Unix ms, receive time).
+    pub oldest_unsynced_at: Option<i64>,
+    /// Samples MySQL refused for their content.
+    pub quarantined: i64,
+    /// Unsynced samples dropped by retention, all time (each drop is recorded).
+    pub dropped: i64,
+    /// Last successful sync (Unix ms).
+    pub last_sync_at: Option<i64>,
+    /// Last sync error, cleared by the next success.
+    pub last_sync_error: Option<String>,
+    /// Mail outbox.
+    pub outbox: OutboxStatus,
+    /// Per-host state, by name.
+    pub hosts: Vec<HostStatus>,
+}
+
+impl Buffer {
+    /// Gathers the status.
+    pub fn status(&self) -> Result<BufferStatus> {
+        let e = self.err("reading status");
+        let conn = self.conn();
+        let (samples, unsynced, oldest_unsynced_at): (i64, i64, Option<i64>) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(sync_state = 0), 0), MIN(CASE WHEN sync_state = 0 THEN received_at END)
+                 FROM samples",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&e)?;
+        let quarantined: i64 = conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))
+            .map_err(&e)?;
+        let dropped: i64 = conn
+            .query_row("SELECT COALESCE(SUM(count), 0) FROM drops", [], |r| {
+                r.get(0)
+            })
+            .map_err(&e)?;
+        let outbox = conn
+            .query_row(
+                "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'sent'), 0),
+                        COALESCE(SUM(state = 'failed'), 0), MIN(CASE WHEN state = 'pending' THEN created_at END)
+                 FROM outbox",
+                [],
+                |r| {
+                    Ok(OutboxStatus {
+                        pending: r.get(0)?,
+                        sent: r.get(1)?,
+                        failed: r.get(2)?,
+                        oldest_pending_at: r.get(3)?,
+                        last_error: None,
+                    })
+                },
+            )
+            .map_err(&e)?;
+        let last_error = conn
+            .query_row(
+                "SELECT last_error FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL
+                 ORDER BY created_at LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&e)?;
+        let outbox = OutboxStatus {
+            last_error,
+            ..outbox
+        };
+        let last_sync_at = self
+            .get_kv("sync.last_success_at")?
+            .and_then(|v| v.parse().ok());
+        let last_sync_error = self.get_kv("sync.last_error")?.filter(|v| !v.is_empty());
+        Ok(BufferStatus {
+            path: self.path().display().to_string(),
+            size_bytes: file_size(self.path()),
+            samples,
+            unsynced,
+            oldest_unsynced_at,
+            quarantined,
+            dropped,
+            last_sync_at,
+            last_sync_error,
+            outbox,
+            hosts: self.host_statuses()?,
+        })
+    }
+
+    fn host_statuses(&self) -> Result<Vec<HostStatus>> {
+        let e = self.err("reading host status");
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT h.id, h.name, h.address, h.last_sample_at, h.last_attempt_at, h.last_duration_ms,
+                        h.last_error_at, h.last_error_class, h.last_error, h.consecutive_failures,
+                        s.seq, s.cpu, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s
+                 FROM hosts h
+                 LEFT JOIN samples s ON s.host_id = h.id AND s.seq = h.next_seq - 1
+                 ORDER BY h.name",
+            )
+            .map_err(&e)?;
+        let percent = |used: Option<i64>, total: Option<i64>| match (used, total) {
+            (Some(u), Some(t)) if t > 0 => Some(u as f64 * 100.0 / t as f64),
+            (Some(_), Some(_)) => Some(0.0),
+            _ => None,
+        };
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    HostStatus {
+                        name: r.get(1)?,
+                        address: r.get(2)?,
+                        last_sample_at: r.get(3)?,
+                        last_attempt_at: r.get(4)?,
+                        last_duration_ms: r.get(5)?,
+                        last_error_at: r.get(6)?,
+                        last_error_class: r.get(7)?,
+                        last_error: r.get(8)?,
+                        consecutive_failures: r.get(9)?,
+                        last_seq: r.get(10)?,
+                        cpu: r.get(11)?,
+                        memory_percent: percent(r.get(12)?, r.get(13)?),
+                        swap_percent: percent(r.get(14)?, r.get(15)?),
+                        uptime_s: r.get(16)?,
+                        firing_alerts: Vec::new(),
+                    },
+                ))
+            })
+            .map_err(&e)?;
+        let mut hosts = Vec::new();
+        let mut firing = conn
+            .prepare("SELECT rule FROM alert_state WHERE host_id = ?1 AND state IN ('firing', 'flapping') ORDER BY rule")
+            .map_err(&e)?;
+        for row in rows {
+            let (id, mut host) = row.map_err(&e)?;
+            host.firing_alerts = firing
+                .query_map(params![id], |r| r.get(0))
+                .map_err(&e)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(&e)?;
+            hosts.push(host);
+        }
+        Ok(hosts)
+    }
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    size(path) + size(std::path::Path::new(&wal))
+}

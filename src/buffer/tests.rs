@@ -1,0 +1,161 @@
+//! Unit tests of the buffer on a temporary file.
+
+use std::time::Duration;
+
+use super::*;
+use crate::collect::outcome::{CollectError, ErrorClass, HostOutcome};
+
+pub(crate) fn report(cpu: f64, at_ms: i64) -> Report {
+    Report {
+        version: 1,
+        collected_at_ms: at_ms,
+        cpu_percent: cpu,
+        cores: vec![cpu, cpu / 2.0],
+        mem_used: 512,
+        mem_total: 1024,
+        swap_used: 0,
+        swap_total: 0,
+        uptime_s: 3600,
+        boot_time_s: Some(1_700_000_000),
+        load: Some([0.5, 0.25, 0.125]),
+        hostname: Some("box".into()),
+        os: Some("Debian 12".into()),
+        kernel: Some("6.1".into()),
+        extras: vec![("disk".into(), "/:50%".into())],
+    }
+}
+
+fn ok(host: &str, cpu: f64) -> HostOutcome {
+    let now = now_ms();
+    HostOutcome {
+        host: host.into(),
+        address: format!("{host}:22"),
+        started_at_ms: now,
+        duration: Duration::from_millis(5),
+        result: Ok(report(cpu, now)),
+    }
+}
+
+fn failed(host: &str, class: ErrorClass) -> HostOutcome {
+    HostOutcome {
+        host: host.into(),
+        address: format!("{host}:22"),
+        started_at_ms: now_ms(),
+        duration: Duration::from_millis(5),
+        result: Err(CollectError::new(
+            class,
+            format!("{host}: connection refused"),
+        )),
+    }
+}
+
+const SKEW: Duration = Duration::from_secs(300);
+
+#[test]
+fn a_round_stores_samples_with_per_host_sequences_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+    for _ in 0..3 {
+        let outcomes = [
+            ok("a", 10.0),
+            ok("b", 20.0),
+            failed("c", ErrorClass::Unreachable),
+        ];
+        let (totals, recorded) = buffer
+            .record_round(&outcomes, SKEW, |_, r| Ok(r.to_vec()))
+            .unwrap();
+        assert_eq!(
+            totals,
+            RoundTotals {
+                samples: 2,
+                failures: 1,
+                skewed: 0
+            }
+        );
+        assert_eq!(recorded.len(), 3);
+    }
+    let status = buffer.status().unwrap();
+    assert_eq!(status.samples, 6);
+    assert_eq!(status.unsynced, 6);
+    let a = status.hosts.iter().find(|h| h.name == "a").unwrap();
+    assert_eq!(a.last_seq, Some(3));
+    assert_eq!(a.cpu, Some(10.0));
+    assert_eq!(a.memory_percent, Some(50.0));
+    let c = status.hosts.iter().find(|h| h.name == "c").unwrap();
+    assert_eq!(c.consecutive_failures, 3);
+    assert_eq!(c.last_error_class.as_deref(), Some("unreachable"));
+    assert_eq!(c.last_seq, None);
+}
+
+#[test]
+fn a_failing_alert_step_rolls_back_the_whole_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite");
+    let mut buffer = Buffer::open(&path).unwrap();
+    let result = buffer.record_round(&[ok("a", 1.0)], SKEW, |_, _| {
+        Err::<(), _>(Error::Sql {
+            path: path.clone(),
+            doing: "test",
+            source: rusqlite::Error::InvalidQuery,
+        })
+    });
+    assert!(result.is_err());
+    assert_eq!(buffer.status().unwrap().samples, 0);
+    // The sequence was not consumed either: the next sample is still number 1.
+    let (_, recorded) = buffer
+        .record_round(&[ok("a", 1.0)], SKEW, |_, r| Ok(r.to_vec()))
+        .unwrap();
+    assert_eq!(recorded[0].seq, Some(1));
+}
+
+#[test]
+fn a_skewed_agent_clock_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+    let mut outcome = ok("a", 1.0);
+    if let Ok(r) = &mut outcome.result {
+        r.collected_at_ms -= 3_600_000;
+    }
+    let (totals, _) = buffer
+        .record_round(&[outcome], SKEW, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(totals.skewed, 1);
+}
+
+#[test]
+fn a_full_disk_is_reported_as_such_and_nothing_is_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+    buffer
+        .record_round(&[ok("a", 1.0)], SKEW, |_, _| Ok(()))
+        .unwrap();
+    let pages: i64 = buffer
+        .conn()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    buffer
+        .conn()
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    let many: Vec<_> = (0..2000).map(|i| ok(&format!("host-{i}"), 1.0)).collect();
+    let err = buffer.record_round(&many, SKEW, |_, _| Ok(())).unwrap_err();
+    assert!(matches!(err, Error::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(buffer.status().unwrap().samples, 1);
+}
+
+#[test]
+fn status_works_read_only_while_a_writer_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite");
+    let mut writer = Buffer::open(&path).unwrap();
+    writer
+        .record_round(&[ok("a", 1.0)], SKEW, |_, _| Ok(()))
+        .unwrap();
+    let reader = Buffer::open_read_only(&path).unwrap();
+    assert_eq!(reader.status().unwrap().samples, 1);
+    writer
+        .record_round(&[ok("a", 2.0)], SKEW, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(reader.status().unwrap().samples, 2);
+}

@@ -1,0 +1,92 @@
+//! The local transport: runs `edgemon-agent` on this box as a child process
+//! and speaks the same envelope over its stdin and stdout as SSH hosts do.
+//! This is what the shipped default configuration uses to monitor the box
+//! itself.
+//!
+//! It owns the child's lifetime: the child is killed when the deadline passes,
+//! and the reply is bounded in size before it is read into memory.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use edgemon_proto::envelope::{self, Initiator};
+
+use super::outcome::{CollectError, ErrorClass};
+use crate::report::{self, Report};
+
+/// Runs the agent at `agent` once: sends a DH request, reads one reply within
+/// `timeout`, opens and parses it.
+pub fn collect(agent: &Path, timeout: Duration, max_reply: usize) -> Result<Report, CollectError> {
+    let initiator = Initiator::new();
+    let agent_failed = |what: String| CollectError::new(ErrorClass::AgentFailed, what);
+    let mut child = Command::new(agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| agent_failed(format!("cannot start local agent {}: {e}", agent.display())))?;
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.kill();
+        return Err(agent_failed("local agent has no stdio pipes".into()));
+    };
+
+    // The reader runs on its own thread so that the deadline holds whatever the agent does.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let frame = envelope::read_frame(&mut stdout, max_reply);
+        let _ = tx.send(frame);
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.by_ref().take(4096).read_to_string(&mut text);
+        text
+    });
+    let sent = envelope::write_frame(&mut stdin, &initiator.request());
+    drop(stdin); // EOF after one request: the agent answers once and exits.
+
+    let frame = match rx.recv_timeout(timeout) {
+        Ok(frame) => frame,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CollectError::new(
+                ErrorClass::Timeout,
+                format!("local agent gave no reply within {}", humantime::format_duration(timeout)),
+            ));
+        }
+    };
+    let status = child.wait().map_err(|e| agent_failed(format!("waiting for local agent: {e}")))?;
+    let stderr_text = err_reader.join().unwrap_or_default();
+    let reply = match frame {
+        Ok(Some(reply)) => reply,
+        Ok(None) => {
+            return Err(agent_failed(format!(
+                "local agent exited ({status}) without a reply{}{}",
+                sent.err().map(|e| format!(", request not delivered: {e}")).unwrap_or_default(),
+                stderr_suffix(&stderr_text)
+            )));
+        }
+        Err(e) => return Err(CollectError::new(ErrorClass::BadEnvelope, format!("local agent reply: {e}"))),
+    };
+    if !status.success() {
+        return Err(agent_failed(format!("local agent exited with {status}{}", stderr_suffix(&stderr_text))));
+    }
+    open_reply(&initiator, &reply, max_reply)
+}
+
+/// Opens an agent's reply and parses the report inside; shared by every transport.
+pub fn open_reply(initiator: &Initiator, reply: &[u8], max_reply: usize) -> Result<Report, CollectError> {
+    let payload = initiator
+        .open(reply, max_reply)
+        .map_err(|e| CollectError::new(ErrorClass::BadEnvelope, format!("reply rejected: {e}")))?;
+    report::parse(&payload).map_err(|e| CollectError::new(ErrorClass::BadPayload, format!("report rejected: {e}")))
+}
+
+fn stderr_suffix(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() { String::new() } else { format!("; agent said: {text}") }
+}

@@ -1,0 +1,96 @@
+//! What one collection attempt produced for one host: a report, or an error
+//! class with its message. This is what the buffer records every round.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::report::Report;
+
+/// Why a host produced no sample; callers branch on it (alerts, status, retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorClass {
+    /// TCP connect failed (refused, no route, DNS).
+    Unreachable,
+    /// A connect, handshake, auth or command deadline passed.
+    Timeout,
+    /// The host refused our credentials.
+    AuthRefused,
+    /// The host presented a key other than the pinned one.
+    HostKeyChanged,
+    /// The host key is not pinned and the policy is strict.
+    HostKeyUnknown,
+    /// The agent could not be deployed or run, or exited abnormally.
+    AgentFailed,
+    /// The reply failed the envelope's checks (tampered, truncated, oversized).
+    BadEnvelope,
+    /// The decrypted report was not valid stats XML.
+    BadPayload,
+    /// A fault inside edgemon itself.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The stable name used in the buffer, MySQL, status and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Unreachable => "unreachable",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::AuthRefused => "auth-refused",
+            ErrorClass::HostKeyChanged => "host-key-changed",
+            ErrorClass::HostKeyUnknown => "host-key-unknown",
+            ErrorClass::AgentFailed => "agent-failed",
+            ErrorClass::BadEnvelope => "bad-envelope",
+            ErrorClass::BadPayload => "bad-payload",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed collection: its class and a message naming what went wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectError {
+    /// The class callers branch on.
+    pub class: ErrorClass,
+    /// Human-readable detail (already names the host where useful).
+    pub message: String,
+}
+
+impl CollectError {
+    /// A new error of `class`.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> CollectError {
+        CollectError {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for CollectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+impl std::error::Error for CollectError {}
+
+/// The result of collecting one host once.
+#[derive(Debug, Clone)]
+pub struct HostOutcome {
+    /// The host's configured name.
+    pub host: String,
+    /// The host's address as shown to operators.
+    pub address: String,
+    /// When the attempt started, appliance clock, Unix milliseconds.
+    pub started_at_ms: i64,
+    /// How long it took.
+    pub duration: Duration,
+    /// The report, or why there is none.
+    pub result: Result<Report, CollectError>,
+}

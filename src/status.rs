@@ -1,0 +1,111 @@
+//! `edgemon status`: reads the buffer read-only (so it works while the daemon
+//! runs) and prints a table, or JSON with the stable field names of
+//! [`BufferStatus`](crate::buffer::BufferStatus).
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::buffer::{BufferStatus, now_ms};
+
+/// Prints `status` as a human-readable table.
+pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Result<()> {
+    let now = now_ms();
+    let width = status
+        .hosts
+        .iter()
+        .map(|h| h.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        "{:width$}  {:>12}  {:>6}  {:>6}  {:>6}  {:>10}  {:>5}  LAST ERROR",
+        "HOST", "LAST SAMPLE", "CPU", "MEM", "SWAP", "UPTIME", "FAILS"
+    )?;
+    for h in &status.hosts {
+        let pct = |v: Option<f64>| v.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into());
+        let error = match (&h.last_error_class, &h.last_error) {
+            (Some(class), Some(msg)) if h.consecutive_failures > 0 => format!("{class}: {msg}"),
+            (Some(class), _) => format!("(earlier) {class}"),
+            _ => "-".into(),
+        };
+        let alerts = if h.firing_alerts.is_empty() {
+            String::new()
+        } else {
+            format!("  FIRING: {}", h.firing_alerts.join(", "))
+        };
+        writeln!(
+            out,
+            "{:width$}  {:>12}  {:>6}  {:>6}  {:>6}  {:>10}  {:>5}  {error}{alerts}",
+            h.name,
+            ago(now, h.last_sample_at),
+            pct(h.cpu),
+            pct(h.memory_percent),
+            pct(h.swap_percent),
+            h.uptime_s
+                .map(
+                    |s| humantime::format_duration(Duration::from_secs(s.max(0) as u64))
+                        .to_string()
+                        .split(' ')
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+                .unwrap_or_else(|| "-".into()),
+            h.consecutive_failures,
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "buffer: {} ({:.1} MiB), {} samples, {} unsynced (oldest {}), {} quarantined, {} dropped",
+        status.path,
+        status.size_bytes as f64 / 1_048_576.0,
+        status.samples,
+        status.unsynced,
+        ago(now, status.oldest_unsynced_at),
+        status.quarantined,
+        status.dropped
+    )?;
+    writeln!(
+        out,
+        "sync: last success {}{}",
+        ago(now, status.last_sync_at),
+        status
+            .last_sync_error
+            .as_deref()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "outbox: {} pending (oldest {}), {} sent, {} failed{}",
+        status.outbox.pending,
+        ago(now, status.outbox.oldest_pending_at),
+        status.outbox.sent,
+        status.outbox.failed,
+        status
+            .outbox
+            .last_error
+            .as_deref()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default()
+    )
+}
+
+/// "12s ago", "3m ago", or "never".
+pub fn ago(now_ms: i64, at_ms: Option<i64>) -> String {
+    match at_ms {
+        None => "never".into(),
+        Some(at) => {
+            let secs = ((now_ms - at).max(0) / 1000) as u64;
+            let text = match secs {
+                0..=119 => format!("{secs}s"),
+                120..=7199 => format!("{}m", secs / 60),
+                7200..=172_799 => format!("{}h", secs / 3600),
+                _ => format!("{}d", secs / 86_400),
+            };
+            format!("{text} ago")
+        }
+    }
+}
