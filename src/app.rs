@@ -36,6 +36,7 @@ pub fn collector(config: &Config) -> anyhow::Result<Collector> {
         config.hosts.clone(),
         config.collect.clone(),
         agent,
+        crate::collect::hosts::host_keys_path(&config.appliance.data_dir),
     ))
 }
 

@@ -1,40 +1,67 @@
 //! Collection: one round reaches every configured host (over SSH or the local
 //! transport), runs the agent, opens its envelope and parses its report.
 //!
+//! The scheduler runs on smol: one task per host per round, at most
+//! `collect.concurrency` of them working at once (a semaphore). ssh2 blocks,
+//! so each host's work runs on smol's blocking pool (`smol::unblock`); the
+//! task itself only waits, and enforces the host's deadline (the sum of the
+//! connect, auth and command timeouts) with a timer: when it fires, the
+//! host's socket is shut down through its [`ssh::Watch`], which unblocks
+//! libssh2 at once, and the host gets a `timeout` outcome naming the phase it
+//! was stuck in. libssh2's own per-call timeouts are not deadlines.
+//!
+//! With `persistent_sessions`, each host's open session (and its resident
+//! agent's channel) is kept in a pool keyed by host name between rounds; a
+//! host that fails loses its session and reconnects next round.
+//!
 //! One host's failure never spreads: every host yields a [`HostOutcome`], a
 //! sample or an error class, and the round goes on. The round itself writes
 //! nothing; the caller records the outcomes in the buffer in one transaction.
 
-// pub mod local; (enabled once the envelope lands)
+pub mod hosts;
+pub mod local;
 pub mod outcome;
+pub mod ssh;
 mod table;
 
 pub use table::print_round;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_lite::future;
 use smol::lock::Semaphore;
 
 use crate::buffer::now_ms;
 use crate::config::{CollectConfig, HostConfig, Transport};
 use outcome::{CollectError, ErrorClass, HostOutcome};
+use ssh::hostkeys::HostKeyStore;
 
-/// Runs collection rounds over a fixed host list.
+/// Runs collection rounds over a fixed host list, keeping SSH sessions between rounds.
 pub struct Collector {
     hosts: Vec<HostConfig>,
-    settings: CollectConfig,
     local_agent: PathBuf,
+    shared: Arc<ssh::Shared>,
+    pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
 }
 
 impl Collector {
-    /// A collector for `hosts`; `local_agent` is the installed agent binary for the local transport.
-    pub fn new(hosts: Vec<HostConfig>, settings: CollectConfig, local_agent: PathBuf) -> Collector {
+    /// A collector for `hosts`; `local_agent` is the installed agent binary for the local
+    /// transport, `host_keys` the pinned host-key store (`<data_dir>/host-keys`).
+    pub fn new(
+        hosts: Vec<HostConfig>,
+        settings: CollectConfig,
+        local_agent: PathBuf,
+        host_keys: PathBuf,
+    ) -> Collector {
+        let store = HostKeyStore::new(host_keys, settings.known_hosts.clone());
         Collector {
             hosts,
-            settings,
             local_agent,
+            shared: Arc::new(ssh::Shared::new(settings, store)),
+            pool: Arc::default(),
         }
     }
 
@@ -43,16 +70,22 @@ impl Collector {
         &self.hosts
     }
 
+    /// How many SSH sessions are open between rounds.
+    pub fn open_sessions(&self) -> usize {
+        self.pool.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
     /// Collects every host once, at most `concurrency` at a time; outcomes in host order.
     pub async fn round(&self) -> Vec<HostOutcome> {
-        let limit = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let limit = Arc::new(Semaphore::new(self.shared.settings.concurrency.max(1)));
         let tasks: Vec<_> = self
             .hosts
             .iter()
             .cloned()
             .map(|host| {
                 let limit = limit.clone();
-                let settings = self.settings.clone();
+                let shared = self.shared.clone();
+                let pool = self.pool.clone();
                 let agent = self.local_agent.clone();
                 smol::spawn(async move {
                     let _permit = limit.acquire().await;
@@ -60,7 +93,7 @@ impl Collector {
                     let start = Instant::now();
                     let address = host.display_address();
                     let name = host.name.clone();
-                    let result = smol::unblock(move || collect_one(&host, &settings, &agent)).await;
+                    let result = collect_one(host, shared, pool, agent).await;
                     HostOutcome {
                         host: name,
                         address,
@@ -79,25 +112,75 @@ impl Collector {
     }
 }
 
-fn collect_one(
-    host: &HostConfig,
-    settings: &CollectConfig,
-    agent: &std::path::Path,
+async fn collect_one(
+    host: HostConfig,
+    shared: Arc<ssh::Shared>,
+    pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
+    local_agent: PathBuf,
 ) -> Result<crate::report::Report, CollectError> {
-    let max_reply = usize::try_from(settings.max_reply_bytes).unwrap_or(usize::MAX);
-    match &host.transport {
+    let settings = &shared.settings;
+    let deadline = host_deadline(settings);
+    let target = match &host.transport {
         Transport::Local => {
-            let _ = (agent, max_reply);
-            Err(CollectError::new(
-                ErrorClass::Internal,
-                "local transport is not available yet",
-            ))
+            let (timeout, max) = (settings.command_timeout, max_reply(settings));
+            return smol::unblock(move || local::collect(&local_agent, timeout, max)).await;
         }
-        Transport::Ssh(_) => Err(CollectError::new(
-            ErrorClass::Internal,
-            "SSH transport is not available yet",
+        Transport::Ssh(target) => target.clone(),
+    };
+    let link = take(&pool, &host.name);
+    let watch = Arc::new(ssh::Watch::default());
+    let work = {
+        let (watch, shared, name) = (watch.clone(), shared.clone(), host.name.clone());
+        smol::unblock(move || ssh::collect(&name, &target, &shared, &watch, link))
+    };
+    let timer = async {
+        async_io::Timer::after(deadline).await;
+        watch.expire();
+        None
+    };
+    match future::or(async { Some(work.await) }, timer).await {
+        Some((result, link)) => {
+            if let Some(link) = link {
+                put(&pool, host.name.clone(), link);
+            }
+            match result {
+                Err(e) if watch.expired() => Err(timeout(&watch, deadline, &e)),
+                other => other,
+            }
+        }
+        // The blocking call returns soon (its socket is shut) and drops its session.
+        None => Err(timeout(
+            &watch,
+            deadline,
+            &CollectError::new(ErrorClass::Timeout, "deadline passed"),
         )),
     }
+}
+
+fn timeout(watch: &ssh::Watch, deadline: Duration, cause: &CollectError) -> CollectError {
+    CollectError::new(
+        ErrorClass::Timeout,
+        format!(
+            "no result within the host deadline of {} (stuck {}; {})",
+            humantime::format_duration(deadline),
+            watch.phase().describe(),
+            cause.message
+        ),
+    )
+}
+
+fn take(pool: &Mutex<HashMap<String, ssh::Link>>, name: &str) -> Option<ssh::Link> {
+    pool.lock().ok()?.remove(name)
+}
+
+fn put(pool: &Mutex<HashMap<String, ssh::Link>>, name: String, link: ssh::Link) {
+    if let Ok(mut pool) = pool.lock() {
+        pool.insert(name, link);
+    }
+}
+
+fn max_reply(settings: &CollectConfig) -> usize {
+    usize::try_from(settings.max_reply_bytes).unwrap_or(usize::MAX)
 }
 
 /// Total time budget of one host in a round: every timeout that may apply, added up.

@@ -1,0 +1,296 @@
+//! The SSH transport: the only module that knows ssh2. One call of
+//! [`collect`] visits one host once: it reuses the host's open [`Link`] when
+//! there is one (persistent sessions) or opens a new one (connect, handshake,
+//! pinned host key, authentication), makes sure the agent is deployed, sends
+//! it one envelope request and opens its reply.
+//!
+//! With `resident_agent`, the agent stays running on its exec channel and the
+//! link keeps that channel, so a steady-state round is one request frame and
+//! one reply frame on an open channel: no exec, no handshake. A link that
+//! broke between rounds (agent idle-timed out, server restarted) is rebuilt
+//! once, transparently, within the same deadline.
+//!
+//! Everything here blocks; the scheduler runs it on the blocking pool and
+//! enforces the per-host deadline through [`Watch`]. This module does not
+//! schedule, record, or retry across rounds.
+
+mod deploy;
+pub mod hostkeys;
+mod session;
+
+pub use deploy::Deployments;
+pub use session::{Phase, Watch};
+
+use std::net::TcpStream;
+use std::time::Instant;
+
+use edgemon_proto::envelope::{self, FrameError, Initiator};
+use ssh2::{Channel, Session};
+
+use super::local::open_reply;
+use super::outcome::{CollectError, ErrorClass};
+use crate::config::{CollectConfig, SshTarget};
+use crate::report::Report;
+use hostkeys::HostKeyStore;
+
+/// What every SSH collection task shares: settings, pins, upload bookkeeping, the agent.
+#[derive(Debug)]
+pub struct Shared {
+    /// The `[collect]` section.
+    pub settings: CollectConfig,
+    /// Pinned host keys.
+    pub host_keys: HostKeyStore,
+    /// Uploads done by this process.
+    pub deployments: Deployments,
+    /// The agent executable to deploy.
+    pub agent: &'static [u8],
+    /// Its lowercase hex SHA-256.
+    pub agent_hash: &'static str,
+}
+
+impl Shared {
+    /// Shared state for `settings`, pins in `host_keys`, deploying the embedded agent.
+    pub fn new(settings: CollectConfig, host_keys: HostKeyStore) -> Shared {
+        Shared {
+            settings,
+            host_keys,
+            deployments: Deployments::default(),
+            agent: crate::agent_bin::AGENT,
+            agent_hash: crate::agent_bin::sha256_hex(),
+        }
+    }
+
+    fn max_reply(&self) -> usize {
+        usize::try_from(self.settings.max_reply_bytes).unwrap_or(usize::MAX)
+    }
+}
+
+/// An open, authenticated session to one host, kept across rounds, with the
+/// resident agent's channel when there is one.
+pub struct Link {
+    session: Session,
+    socket: TcpStream,
+    resident: Option<Channel>,
+    destination: String,
+}
+
+impl Link {
+    /// Whether this link was opened for `target` (a changed configuration invalidates it).
+    pub fn serves(&self, target: &SshTarget) -> bool {
+        self.destination == destination(target)
+    }
+
+    /// The socket, for the deadline's [`Watch`].
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+}
+
+/// Builds an error of `class`.
+pub(crate) fn fail(class: ErrorClass, message: impl Into<String>) -> CollectError {
+    CollectError::new(class, message)
+}
+
+fn destination(target: &SshTarget) -> String {
+    format!("{}@{}:{}", target.user, target.address, target.port)
+}
+
+/// How one attempt on a link ended badly.
+enum Failure {
+    /// The link was dead before the agent said anything: rebuild it and try once more.
+    Stale(String),
+    /// A real outcome for this round.
+    Failed(CollectError),
+}
+
+impl From<CollectError> for Failure {
+    fn from(e: CollectError) -> Failure {
+        Failure::Failed(e)
+    }
+}
+
+/// Collects `target` (configured as `name`) once. Returns the outcome and the link to keep
+/// for the next round (`None` after any failure, or when sessions are not persistent).
+pub fn collect(
+    name: &str,
+    target: &SshTarget,
+    shared: &Shared,
+    watch: &Watch,
+    link: Option<Link>,
+) -> (Result<Report, CollectError>, Option<Link>) {
+    let reused = link.as_ref().filter(|l| l.serves(target)).is_some();
+    let mut link = match link.filter(|l| l.serves(target)) {
+        Some(link) => {
+            watch.arm(&link.socket);
+            link
+        }
+        None => match connect(name, target, shared, watch) {
+            Ok(link) => link,
+            Err(e) => return (Err(e), None),
+        },
+    };
+    let result = match attempt(&mut link, shared, watch, reused) {
+        Err(Failure::Stale(why)) if reused => {
+            tracing::debug!(host = name, why, "persistent session broke; reconnecting");
+            drop(link);
+            match connect(name, target, shared, watch) {
+                Ok(fresh) => {
+                    link = fresh;
+                    attempt(&mut link, shared, watch, false)
+                }
+                Err(e) => return (Err(e), None),
+            }
+        }
+        other => other,
+    };
+    match result {
+        Ok(report) if shared.settings.persistent_sessions => (Ok(report), Some(link)),
+        Ok(report) => (Ok(report), None),
+        Err(Failure::Failed(e)) => (Err(e), None),
+        Err(Failure::Stale(why)) => (Err(fail(ErrorClass::AgentFailed, why)), None),
+    }
+}
+
+fn connect(
+    name: &str,
+    target: &SshTarget,
+    shared: &Shared,
+    watch: &Watch,
+) -> Result<Link, CollectError> {
+    let (session, socket) = session::open(name, target, shared, watch)?;
+    Ok(Link {
+        session,
+        socket,
+        resident: None,
+        destination: destination(target),
+    })
+}
+
+/// One request and reply on `link`: on the resident channel when there is one, else on a
+/// fresh exec (uploading the agent first when it is missing).
+fn attempt(
+    link: &mut Link,
+    shared: &Shared,
+    watch: &Watch,
+    reused: bool,
+) -> Result<Report, Failure> {
+    let until = Instant::now() + shared.settings.command_timeout;
+    session::limit(&link.session, until);
+    if let Some(mut channel) = link.resident.take() {
+        watch.enter(Phase::Reply);
+        match exchange(&mut channel, shared, true) {
+            Ok(report) => {
+                link.resident = Some(channel);
+                return Ok(report);
+            }
+            // The agent idle-timed out or was killed: start it again on this session.
+            Err(Failure::Stale(why)) => {
+                tracing::debug!(why, "resident agent gone; starting it again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let resident = shared.settings.resident_agent;
+    let idle = resident.then(|| shared.settings.agent_idle_timeout.as_secs().max(1));
+    let command = deploy::start_command(&shared.settings.agent_dir, shared.agent_hash, idle);
+    let mut uploaded = false;
+    loop {
+        watch.enter(Phase::Reply);
+        let mut channel = link.session.channel_session().map_err(|e| {
+            let why = format!("cannot open a channel: {e}");
+            if reused { Failure::Stale(why) } else { Failure::Failed(fail(ErrorClass::AgentFailed, why)) }
+        })?;
+        channel.exec(&command).map_err(|e| {
+            let why = format!("cannot exec the agent: {e}");
+            if reused { Failure::Stale(why) } else { Failure::Failed(fail(ErrorClass::AgentFailed, why)) }
+        })?;
+        match exchange(&mut channel, shared, resident) {
+            Ok(report) => {
+                if resident {
+                    link.resident = Some(channel);
+                }
+                return Ok(report);
+            }
+            Err(Failure::Stale(_)) => {}
+            Err(e) => return Err(e),
+        }
+        // The command ended without a reply: missing agent, or a real failure.
+        let (stdout, stderr) = deploy::drain(&mut channel);
+        let status = deploy::finish(&mut channel)
+            .map_err(|e| fail(ErrorClass::AgentFailed, format!("agent: {e}")))?;
+        if status == deploy::MISSING && !uploaded {
+            watch.enter(Phase::Deploy);
+            deploy::ensure_uploaded(
+                &link.session,
+                &shared.deployments,
+                &link.destination,
+                &shared.settings.agent_dir,
+                shared.agent,
+                shared.agent_hash,
+                until,
+            )?;
+            uploaded = true;
+            continue;
+        }
+        let what = match status {
+            deploy::MISSING => "the agent is still missing after upload (exit 97)".to_string(),
+            0 => "the agent exited (status 0) without a reply".to_string(),
+            n => format!("the agent exited with status {n} without a reply"),
+        };
+        let stray = if stdout.trim().is_empty() { String::new() } else { format!(" (stdout: {})", stdout.trim()) };
+        return Err(fail(ErrorClass::AgentFailed, format!("{what}{}{stray}", deploy::said(&stderr))).into());
+    }
+}
+
+/// Sends one request on `channel` and reads and opens one reply. A channel that ends before
+/// the first reply byte is [`Failure::Stale`]; a non-resident agent gets EOF after the request.
+fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Report, Failure> {
+    let initiator = Initiator::new();
+    let sent = envelope::write_frame(channel, &initiator.request())
+        .and_then(|()| std::io::Write::flush(channel));
+    if !resident {
+        let _ = channel.send_eof();
+    }
+    let max = shared.max_reply();
+    let reply = match envelope::read_frame(channel, max) {
+        Ok(Some(reply)) => reply,
+        Ok(None) => {
+            let why = match sent {
+                Ok(()) => "the agent's channel closed without a reply".to_string(),
+                Err(e) => format!("the request could not be sent ({e})"),
+            };
+            return Err(Failure::Stale(why));
+        }
+        Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(fail(ErrorClass::Timeout, "no reply from the agent within collect.command_timeout").into());
+        }
+        Err(FrameError::Io(e)) => {
+            return Err(fail(ErrorClass::AgentFailed, format!("reading the agent's reply: {e}")).into());
+        }
+        Err(FrameError::TooLarge { len, max }) => {
+            return Err(fail(
+                ErrorClass::BadEnvelope,
+                format!("reply of {len} bytes exceeds collect.max_reply_size ({max} bytes); not read"),
+            )
+            .into());
+        }
+        Err(e @ FrameError::Truncated { .. }) => {
+            return Err(fail(ErrorClass::BadEnvelope, format!("reply cut short: {e}")).into());
+        }
+    };
+    let report = open_reply(&initiator, &reply, max)?;
+    if !resident {
+        // The agent exits after one reply; its status no longer matters.
+        let _ = channel.close();
+    }
+    Ok(report)
+}
+
+/// Connects to `target` and returns its host key blob, without checking it (for
+/// `edgemon hosts trust`).
+pub fn fetch_host_key(
+    target: &SshTarget,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, CollectError> {
+    session::fetch_host_key(target, timeout)
+}

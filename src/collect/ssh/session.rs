@@ -1,0 +1,319 @@
+//! Opening one authenticated SSH session: TCP connect with its timeout, the
+//! SSH handshake, the host-key check against the pinned store, and user
+//! authentication (identity file, ssh-agent or password).
+//!
+//! Every blocking call runs with libssh2's per-call timeout set to what is
+//! left of its phase; that timeout is not a deadline (a read may take several
+//! times as long), so the scheduler also holds a [`Watch`] that shuts the
+//! socket down when the host's whole budget is spent, which makes any
+//! blocked libssh2 call return at once.
+
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use ssh2::Session;
+
+use super::hostkeys::{HostKeyError, known_hosts_name};
+use super::{Shared, fail};
+use crate::collect::outcome::{CollectError, ErrorClass};
+use crate::config::{Auth, SshTarget};
+
+/// libssh2 error codes we branch on (libssh2.h).
+const LIBSSH2_ERROR_KEX_FAILURE: i32 = -5;
+const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
+
+/// Where a host's collection is, for timeout messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Waiting for a concurrency slot or not started.
+    Queued = 0,
+    /// TCP connect.
+    Connect = 1,
+    /// SSH handshake (banner, key exchange).
+    Handshake = 2,
+    /// User authentication.
+    Auth = 3,
+    /// Checking or uploading the agent.
+    Deploy = 4,
+    /// Waiting for the agent's reply.
+    Reply = 5,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            1 => Phase::Connect,
+            2 => Phase::Handshake,
+            3 => Phase::Auth,
+            4 => Phase::Deploy,
+            5 => Phase::Reply,
+            _ => Phase::Queued,
+        }
+    }
+
+    /// Words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Queued => "before connecting",
+            Phase::Connect => "connecting",
+            Phase::Handshake => "in the SSH handshake",
+            Phase::Auth => "authenticating",
+            Phase::Deploy => "deploying the agent",
+            Phase::Reply => "waiting for the agent's reply",
+        }
+    }
+}
+
+/// The per-host deadline's lever on a blocking session: the scheduler calls
+/// [`Watch::expire`] when the budget is spent, which shuts the socket down.
+#[derive(Debug, Default)]
+pub struct Watch {
+    socket: Mutex<Option<TcpStream>>,
+    expired: AtomicBool,
+    phase: AtomicU8,
+}
+
+impl Watch {
+    /// Registers the session's socket (a clone); shuts it at once if already expired.
+    pub fn arm(&self, socket: &TcpStream) {
+        let clone = socket.try_clone().ok();
+        let mut slot = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = clone;
+        if self.expired.load(Ordering::SeqCst) {
+            if let Some(s) = slot.as_ref() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Marks the deadline passed and breaks the connection.
+    pub fn expire(&self) {
+        self.expired.store(true, Ordering::SeqCst);
+        let slot = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slot.as_ref() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Whether [`Watch::expire`] was called.
+    pub fn expired(&self) -> bool {
+        self.expired.load(Ordering::SeqCst)
+    }
+
+    /// Records the phase reached.
+    pub fn enter(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::SeqCst);
+    }
+
+    /// The last phase entered.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::SeqCst))
+    }
+}
+
+/// Sets libssh2's per-call timeout to what is left until `until` (at least 1 ms).
+pub fn limit(session: &Session, until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    let ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+    session.set_timeout(ms);
+}
+
+/// Connects, handshakes, checks the host key and authenticates.
+pub fn open(
+    name: &str,
+    target: &SshTarget,
+    shared: &Shared,
+    watch: &Watch,
+) -> Result<(Session, TcpStream), CollectError> {
+    let settings = &shared.settings;
+    let display = format!("{}:{}", target.address, target.port);
+    watch.enter(Phase::Connect);
+    let socket = connect(&display, target, settings.connect_timeout)?;
+    watch.arm(&socket);
+    let _ = socket.set_nodelay(true);
+
+    watch.enter(Phase::Handshake);
+    let auth_until = Instant::now() + settings.auth_timeout;
+    let mut session = Session::new()
+        .map_err(|e| fail(ErrorClass::Internal, format!("creating an SSH session: {e}")))?;
+    session.set_tcp_stream(
+        socket
+            .try_clone()
+            .map_err(|e| fail(ErrorClass::Internal, format!("cloning the socket: {e}")))?,
+    );
+    limit(&session, auth_until);
+    session.handshake().map_err(|e| handshake_error(&display, &e))?;
+
+    let (blob, _) = session.host_key().ok_or_else(|| {
+        fail(
+            ErrorClass::Unreachable,
+            format!("{display} presented no host key"),
+        )
+    })?;
+    let host = known_hosts_name(&target.address, target.port);
+    shared
+        .host_keys
+        .verify(name, &host, blob, target.host_key_policy)
+        .map_err(host_key_error)?;
+
+    watch.enter(Phase::Auth);
+    limit(&session, auth_until);
+    authenticate(&session, target, &display)?;
+    Ok((session, socket))
+}
+
+/// Connects and handshakes only, and returns the host key blob (for `edgemon hosts trust`).
+pub fn fetch_host_key(target: &SshTarget, timeout: Duration) -> Result<Vec<u8>, CollectError> {
+    let display = format!("{}:{}", target.address, target.port);
+    let socket = connect(&display, target, timeout)?;
+    let mut session = Session::new()
+        .map_err(|e| fail(ErrorClass::Internal, format!("creating an SSH session: {e}")))?;
+    session.set_tcp_stream(socket);
+    limit(&session, Instant::now() + timeout);
+    session.handshake().map_err(|e| handshake_error(&display, &e))?;
+    let blob = session
+        .host_key()
+        .map(|(blob, _)| blob.to_vec())
+        .ok_or_else(|| {
+            fail(
+                ErrorClass::Unreachable,
+                format!("{display} presented no host key"),
+            )
+        })?;
+    let _ = session.disconnect(None, "edgemon: host key fetched", None);
+    Ok(blob)
+}
+
+fn connect(display: &str, target: &SshTarget, timeout: Duration) -> Result<TcpStream, CollectError> {
+    let addrs = (target.address.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            fail(
+                ErrorClass::Unreachable,
+                format!("cannot resolve {display}: {e}"),
+            )
+        })?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => fail(
+            ErrorClass::Timeout,
+            format!(
+                "TCP connect to {display} timed out after {}",
+                humantime::format_duration(timeout)
+            ),
+        ),
+        Some(e) => fail(
+            ErrorClass::Unreachable,
+            format!("TCP connect to {display} failed: {e}"),
+        ),
+        None => fail(
+            ErrorClass::Unreachable,
+            format!("{display} resolved to no address"),
+        ),
+    })
+}
+
+fn session_code(e: &ssh2::Error) -> Option<i32> {
+    match e.code() {
+        ssh2::ErrorCode::Session(code) => Some(code),
+        _ => None,
+    }
+}
+
+fn handshake_error(display: &str, e: &ssh2::Error) -> CollectError {
+    match session_code(e) {
+        Some(LIBSSH2_ERROR_TIMEOUT) => fail(
+            ErrorClass::Timeout,
+            format!("SSH handshake with {display} timed out (no SSH banner or key exchange)"),
+        ),
+        Some(LIBSSH2_ERROR_KEX_FAILURE) => fail(
+            ErrorClass::Unreachable,
+            format!(
+                "SSH handshake with {display} failed: {e}. This usually means the server offers only \
+                 legacy SHA-1 algorithms (diffie-hellman-group1/14-sha1 key exchange or ssh-rsa host \
+                 keys, e.g. OpenSSH before 7.2), which this build does not support; enable SHA-2 \
+                 algorithms (curve25519-sha256, rsa-sha2-256, ssh-ed25519) on the server"
+            ),
+        ),
+        _ => fail(
+            ErrorClass::Unreachable,
+            format!("SSH handshake with {display} failed: {e}"),
+        ),
+    }
+}
+
+fn host_key_error(e: HostKeyError) -> CollectError {
+    let class = match &e {
+        HostKeyError::Changed { .. } | HostKeyError::Revoked { .. } => ErrorClass::HostKeyChanged,
+        HostKeyError::Unknown { .. } => ErrorClass::HostKeyUnknown,
+        HostKeyError::Store { .. } => ErrorClass::Internal,
+    };
+    fail(class, e.to_string())
+}
+
+fn authenticate(session: &Session, target: &SshTarget, display: &str) -> Result<(), CollectError> {
+    let user = target.user.as_str();
+    let who = format!("{user}@{display}");
+    let result = match &target.auth {
+        Auth::IdentityFile { path, passphrase } => session
+            .userauth_pubkey_file(user, None, path, passphrase.as_ref().map(|p| p.expose()))
+            .map_err(|e| (e, format!("key {}", path.display()))),
+        Auth::Password(password) => session
+            .userauth_password(user, password.expose())
+            .map_err(|e| (e, "password".to_string())),
+        Auth::Agent => agent_auth(session, user),
+    };
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(fail(
+            ErrorClass::AuthRefused,
+            format!("{who} refused authentication (more methods required)"),
+        )),
+        Err((e, what)) if session_code(&e) == Some(LIBSSH2_ERROR_TIMEOUT) => Err(fail(
+            ErrorClass::Timeout,
+            format!("authentication of {who} with {what} timed out"),
+        )),
+        Err((e, what)) => Err(fail(
+            ErrorClass::AuthRefused,
+            format!("{who} refused {what}: {}", e.message()),
+        )),
+    }
+}
+
+fn agent_auth(session: &Session, user: &str) -> Result<(), (ssh2::Error, String)> {
+    let what = || "ssh-agent identities".to_string();
+    let mut agent = session.agent().map_err(|e| (e, what()))?;
+    agent.connect().map_err(|e| (e, what()))?;
+    agent.list_identities().map_err(|e| (e, what()))?;
+    let identities = agent.identities().map_err(|e| (e, what()))?;
+    let mut last = None;
+    for identity in &identities {
+        match agent.userauth(user, identity) {
+            Ok(()) => {
+                let _ = agent.disconnect();
+                return Ok(());
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let _ = agent.disconnect();
+    Err(match last {
+        Some(e) => (e, format!("{} ssh-agent identities", identities.len())),
+        None => (
+            ssh2::Error::new(
+                ssh2::ErrorCode::Session(-18),
+                "the ssh-agent holds no identities",
+            ),
+            what(),
+        ),
+    })
+}
