@@ -119,7 +119,12 @@ fn upload(
     hash: &str,
     until: Instant,
 ) -> Result<(), CollectError> {
-    let failed = |what: String| fail(ErrorClass::AgentFailed, format!("uploading the agent: {what}"));
+    let failed = |what: String| {
+        fail(
+            ErrorClass::AgentFailed,
+            format!("uploading the agent: {what}"),
+        )
+    };
     limit(session, until);
     let mut channel = session
         .channel_session()
@@ -129,7 +134,6 @@ fn upload(
         .map_err(|e| failed(format!("exec: {e}")))?;
     channel
         .write_all(agent)
-        .and_then(|()| channel.flush())
         .map_err(|e| failed(format!("sending {} bytes: {e}", agent.len())))?;
     channel
         .send_eof()
@@ -150,7 +154,10 @@ pub fn drain(channel: &mut ssh2::Channel) -> (String, String) {
     let mut out = Vec::new();
     let _ = Read::by_ref(channel).take(KEEP_TEXT).read_to_end(&mut out);
     // Discard anything beyond the bound so that the channel can reach EOF.
-    let _ = std::io::copy(&mut Read::by_ref(channel).take(1 << 20), &mut std::io::sink());
+    let _ = std::io::copy(
+        &mut Read::by_ref(channel).take(1 << 20),
+        &mut std::io::sink(),
+    );
     let mut err = Vec::new();
     let _ = channel.stderr().take(KEEP_TEXT).read_to_end(&mut err);
     (

@@ -260,7 +260,9 @@ impl HostKeyStore {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| store_err(&self.path, e))?;
-        let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp.{}", std::process::id()));
         let mut text = String::from(
             "# edgemon pinned SSH host keys (known_hosts format). A changed key is replaced\n\
              # only by `edgemon hosts trust NAME`; add `@revoked` lines to refuse a key.\n",

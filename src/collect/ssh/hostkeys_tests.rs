@@ -142,7 +142,10 @@ fn trust_replaces_the_pin_and_survives_a_new_store_instance() {
 fn patterns_follow_openssh_rules() {
     assert!(host_matches("a,[127.0.0.1]:2222", "[127.0.0.1]:2222"));
     assert!(host_matches("*.example.com", "db.EXAMPLE.com"));
-    assert!(!host_matches("*.example.com,!db.example.com", "db.example.com"));
+    assert!(!host_matches(
+        "*.example.com,!db.example.com",
+        "db.example.com"
+    ));
     assert!(host_matches("10.0.0.?", "10.0.0.7"));
     assert!(!host_matches("10.0.0.?", "10.0.0.17"));
     assert_eq!(known_hosts_name("h", 22), "h");

@@ -198,11 +198,19 @@ fn attempt(
         watch.enter(Phase::Reply);
         let mut channel = link.session.channel_session().map_err(|e| {
             let why = format!("cannot open a channel: {e}");
-            if reused { Failure::Stale(why) } else { Failure::Failed(fail(ErrorClass::AgentFailed, why)) }
+            if reused {
+                Failure::Stale(why)
+            } else {
+                Failure::Failed(fail(ErrorClass::AgentFailed, why))
+            }
         })?;
         channel.exec(&command).map_err(|e| {
             let why = format!("cannot exec the agent: {e}");
-            if reused { Failure::Stale(why) } else { Failure::Failed(fail(ErrorClass::AgentFailed, why)) }
+            if reused {
+                Failure::Stale(why)
+            } else {
+                Failure::Failed(fail(ErrorClass::AgentFailed, why))
+            }
         })?;
         match exchange(&mut channel, shared, resident) {
             Ok(report) => {
@@ -237,8 +245,16 @@ fn attempt(
             0 => "the agent exited (status 0) without a reply".to_string(),
             n => format!("the agent exited with status {n} without a reply"),
         };
-        let stray = if stdout.trim().is_empty() { String::new() } else { format!(" (stdout: {})", stdout.trim()) };
-        return Err(fail(ErrorClass::AgentFailed, format!("{what}{}{stray}", deploy::said(&stderr))).into());
+        let stray = if stdout.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" (stdout: {})", stdout.trim())
+        };
+        return Err(fail(
+            ErrorClass::AgentFailed,
+            format!("{what}{}{stray}", deploy::said(&stderr)),
+        )
+        .into());
     }
 }
 
@@ -246,8 +262,8 @@ fn attempt(
 /// the first reply byte is [`Failure::Stale`]; a non-resident agent gets EOF after the request.
 fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Report, Failure> {
     let initiator = Initiator::new();
-    let sent = envelope::write_frame(channel, &initiator.request())
-        .and_then(|()| std::io::Write::flush(channel));
+    // No `flush()`: on an ssh2 channel it discards received, unread data (libssh2_channel_flush).
+    let sent = envelope::write_frame(channel, &initiator.request());
     if !resident {
         let _ = channel.send_eof();
     }
@@ -262,15 +278,25 @@ fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Re
             return Err(Failure::Stale(why));
         }
         Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-            return Err(fail(ErrorClass::Timeout, "no reply from the agent within collect.command_timeout").into());
+            return Err(fail(
+                ErrorClass::Timeout,
+                "no reply from the agent within collect.command_timeout",
+            )
+            .into());
         }
         Err(FrameError::Io(e)) => {
-            return Err(fail(ErrorClass::AgentFailed, format!("reading the agent's reply: {e}")).into());
+            return Err(fail(
+                ErrorClass::AgentFailed,
+                format!("reading the agent's reply: {e}"),
+            )
+            .into());
         }
         Err(FrameError::TooLarge { len, max }) => {
             return Err(fail(
                 ErrorClass::BadEnvelope,
-                format!("reply of {len} bytes exceeds collect.max_reply_size ({max} bytes); not read"),
+                format!(
+                    "reply of {len} bytes exceeds collect.max_reply_size ({max} bytes); not read"
+                ),
             )
             .into());
         }

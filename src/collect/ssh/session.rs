@@ -137,15 +137,21 @@ pub fn open(
 
     watch.enter(Phase::Handshake);
     let auth_until = Instant::now() + settings.auth_timeout;
-    let mut session = Session::new()
-        .map_err(|e| fail(ErrorClass::Internal, format!("creating an SSH session: {e}")))?;
+    let mut session = Session::new().map_err(|e| {
+        fail(
+            ErrorClass::Internal,
+            format!("creating an SSH session: {e}"),
+        )
+    })?;
     session.set_tcp_stream(
         socket
             .try_clone()
             .map_err(|e| fail(ErrorClass::Internal, format!("cloning the socket: {e}")))?,
     );
     limit(&session, auth_until);
-    session.handshake().map_err(|e| handshake_error(&display, &e))?;
+    session
+        .handshake()
+        .map_err(|e| handshake_error(&display, &e))?;
 
     let (blob, _) = session.host_key().ok_or_else(|| {
         fail(
@@ -169,11 +175,17 @@ pub fn open(
 pub fn fetch_host_key(target: &SshTarget, timeout: Duration) -> Result<Vec<u8>, CollectError> {
     let display = format!("{}:{}", target.address, target.port);
     let socket = connect(&display, target, timeout)?;
-    let mut session = Session::new()
-        .map_err(|e| fail(ErrorClass::Internal, format!("creating an SSH session: {e}")))?;
+    let mut session = Session::new().map_err(|e| {
+        fail(
+            ErrorClass::Internal,
+            format!("creating an SSH session: {e}"),
+        )
+    })?;
     session.set_tcp_stream(socket);
     limit(&session, Instant::now() + timeout);
-    session.handshake().map_err(|e| handshake_error(&display, &e))?;
+    session
+        .handshake()
+        .map_err(|e| handshake_error(&display, &e))?;
     let blob = session
         .host_key()
         .map(|(blob, _)| blob.to_vec())
@@ -187,7 +199,11 @@ pub fn fetch_host_key(target: &SshTarget, timeout: Duration) -> Result<Vec<u8>, 
     Ok(blob)
 }
 
-fn connect(display: &str, target: &SshTarget, timeout: Duration) -> Result<TcpStream, CollectError> {
+fn connect(
+    display: &str,
+    target: &SshTarget,
+    timeout: Duration,
+) -> Result<TcpStream, CollectError> {
     let addrs = (target.address.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|e| {

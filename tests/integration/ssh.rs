@@ -1,0 +1,398 @@
+//! SSH fleet collection against real sshd instances (issue 5, item 7): a
+//! fleet of healthy host entries and hostile hosts in one round, each hostile
+//! host getting its error class while every healthy host gets its sample;
+//! persistent sessions across rounds; a host key that changes between rounds
+//! and is re-pinned by the operator.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgemon::collect::Collector;
+use edgemon::collect::outcome::{ErrorClass, HostOutcome};
+use edgemon::collect::ssh::{self, hostkeys::HostKeyStore, hostkeys::known_hosts_name};
+use edgemon::config::{
+    AlertLimits, Auth, CollectConfig, HostConfig, HostKeyPolicy, SshTarget, Transport,
+    secret::Secret,
+};
+
+use crate::skip_or_fail;
+use crate::support::sshd::{Sshd, Tarpit};
+use crate::support::temp_dir;
+
+/// Healthy entries served by the plain sshd (plus one password host).
+const HEALTHY: usize = 48;
+
+fn settings(agent_dir: &str) -> CollectConfig {
+    CollectConfig {
+        interval: Duration::from_secs(60),
+        concurrency: 64,
+        connect_timeout: Duration::from_secs(3),
+        auth_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(20),
+        known_hosts: None,
+        host_key_policy: HostKeyPolicy::AcceptNew,
+        agent_dir: agent_dir.to_string(),
+        persistent_sessions: true,
+        resident_agent: true,
+        agent_idle_timeout: Duration::from_secs(300),
+        max_reply_bytes: 1 << 20,
+        max_clock_skew: Duration::from_secs(300),
+    }
+}
+
+fn host(name: &str, port: u16, user: &str, auth: Auth) -> HostConfig {
+    HostConfig {
+        name: name.to_string(),
+        transport: Transport::Ssh(SshTarget {
+            address: "127.0.0.1".to_string(),
+            port,
+            user: user.to_string(),
+            auth,
+            host_key_policy: HostKeyPolicy::AcceptNew,
+        }),
+        mail: None,
+        alerts: AlertLimits {
+            cpu: None,
+            memory: None,
+            swap: None,
+            reboot: false,
+            unreachable_after: None,
+        },
+    }
+}
+
+fn key(path: &Path) -> Auth {
+    Auth::IdentityFile {
+        path: path.to_path_buf(),
+        passphrase: None,
+    }
+}
+
+fn by_name(outcomes: &[HostOutcome]) -> HashMap<&str, &HostOutcome> {
+    outcomes.iter().map(|o| (o.host.as_str(), o)).collect()
+}
+
+fn class_of(outcomes: &HashMap<&str, &HostOutcome>, name: &str) -> Option<ErrorClass> {
+    outcomes[name].result.as_ref().err().map(|e| e.class)
+}
+
+fn table(outcomes: &[HostOutcome]) -> String {
+    let mut out = Vec::new();
+    edgemon::collect::print_round(&mut out, outcomes, Duration::ZERO).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A filter that copies the agent's stdout and flips one bit of its first reply,
+/// inside the authenticated part (past the DH value): a valid-looking but tampered reply.
+const FLIP_PY: &str = r#"
+import os, sys
+pos = 0
+while True:
+    chunk = os.read(0, 65536)
+    if not chunk:
+        break
+    data = bytearray(chunk)
+    target = 4 + 340
+    if pos <= target < pos + len(data):
+        data[target - pos] ^= 0x01
+    pos += len(data)
+    os.write(1, bytes(data))
+"#;
+
+/// A private key that no server authorizes.
+fn stranger_key(dir: &Path) -> PathBuf {
+    let path = dir.join("stranger");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
+        .arg(&path)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success());
+    path
+}
+
+struct Fleet {
+    hosts: Vec<HostConfig>,
+    expected: Vec<(&'static str, ErrorClass)>,
+    healthy: Vec<String>,
+}
+
+#[test]
+fn a_fleet_with_hostile_hosts_gets_every_healthy_sample_and_the_right_error_classes() {
+    let plain = skip_or_fail!(Sshd::start());
+    let password = skip_or_fail!(Sshd::with_password_user());
+    let random = skip_or_fail!(
+        Sshd::builder()
+            .force_command("head -c 4096 /dev/urandom")
+            .start()
+    );
+    let failing = skip_or_fail!(Sshd::builder().force_command("exit 3").start());
+    let scratch = temp_dir();
+    let flip = scratch.path().join("flip.py");
+    std::fs::write(&flip, FLIP_PY).unwrap();
+    let tamper_command = format!(
+        "/bin/bash -c 'set -o pipefail; eval \"$SSH_ORIGINAL_COMMAND\" | /usr/bin/python3 -u {}'",
+        flip.display()
+    );
+    let tampered = skip_or_fail!(Sshd::builder().force_command(&tamper_command).start());
+    let mut rekeyed = skip_or_fail!(Sshd::start());
+    let tarpit = skip_or_fail!(Tarpit::start());
+    let stranger = stranger_key(scratch.path());
+
+    let mut hosts = Vec::new();
+    let mut healthy = Vec::new();
+    for i in 0..HEALTHY {
+        // Alternate ed25519 and RSA user keys.
+        let auth = if i % 2 == 0 {
+            key(plain.ed25519_key())
+        } else {
+            key(plain.rsa_key())
+        };
+        let name = format!("web{i:02}");
+        hosts.push(host(&name, plain.port(), plain.user(), auth));
+        healthy.push(name);
+    }
+    let (pw_user, pw) = password.password_user().expect("a password user");
+    hosts.push(host(
+        "pw",
+        password.port(),
+        pw_user,
+        Auth::Password(Secret::new(pw)),
+    ));
+    healthy.push("pw".into());
+    hosts.push(host(
+        "rekeyed",
+        rekeyed.port(),
+        rekeyed.user(),
+        key(rekeyed.ed25519_key()),
+    ));
+    healthy.push("rekeyed".into());
+    let expected = vec![
+        ("random", ErrorClass::BadEnvelope),
+        ("tampered", ErrorClass::BadEnvelope),
+        ("exit3", ErrorClass::AgentFailed),
+        ("tarpit", ErrorClass::Timeout),
+        ("stranger", ErrorClass::AuthRefused),
+    ];
+    hosts.push(host(
+        "random",
+        random.port(),
+        random.user(),
+        key(random.ed25519_key()),
+    ));
+    hosts.push(host(
+        "tampered",
+        tampered.port(),
+        tampered.user(),
+        key(tampered.ed25519_key()),
+    ));
+    hosts.push(host(
+        "exit3",
+        failing.port(),
+        failing.user(),
+        key(failing.ed25519_key()),
+    ));
+    hosts.push(host(
+        "tarpit",
+        tarpit.port(),
+        plain.user(),
+        key(plain.ed25519_key()),
+    ));
+    hosts.push(host("stranger", plain.port(), plain.user(), key(&stranger)));
+    let fleet = Fleet {
+        hosts,
+        expected,
+        healthy,
+    };
+
+    // `$USER` expands remotely: root and the password user get private directories.
+    let agent_dir = format!("/tmp/edgemon-it-{}-$USER", std::process::id());
+    let config = settings(&agent_dir);
+    let deadline = edgemon::collect::host_deadline(&config);
+    let pins = scratch.path().join("host-keys");
+    let agent = scratch.path().join("unused-local-agent");
+
+    // Round 1: fresh sessions, agent upload.
+    let collector = Collector::new(
+        fleet.hosts.clone(),
+        config.clone(),
+        agent.clone(),
+        pins.clone(),
+    );
+    let start = Instant::now();
+    let outcomes = smol::block_on(collector.round());
+    let wall = start.elapsed();
+    check_round(&fleet, &outcomes, "round 1");
+    assert!(
+        wall < deadline * 2,
+        "round 1 took {wall:?}, beyond the host deadline of {deadline:?}\n{}",
+        table(&outcomes)
+    );
+    assert_eq!(
+        collector.open_sessions(),
+        fleet.healthy.len(),
+        "healthy hosts keep their sessions"
+    );
+
+    // Round 2: the same sessions and resident agents answer again.
+    let outcomes = smol::block_on(collector.round());
+    check_round(&fleet, &outcomes, "round 2");
+    drop(collector);
+
+    // The "rekeyed" host is reinstalled: a new process (as `edgemon collect` is) sees the new key.
+    let old = rekeyed.host_key_fingerprint().to_string();
+    rekeyed
+        .restart_with_new_host_key()
+        .expect("restart sshd with a new host key");
+    let new = rekeyed.host_key_fingerprint().to_string();
+    let collector = Collector::new(
+        fleet.hosts.clone(),
+        config.clone(),
+        agent.clone(),
+        pins.clone(),
+    );
+    let outcomes = smol::block_on(collector.round());
+    let seen = by_name(&outcomes);
+    let err = seen["rekeyed"]
+        .result
+        .as_ref()
+        .expect_err("a changed host key is refused");
+    assert_eq!(err.class, ErrorClass::HostKeyChanged, "{err}");
+    assert!(
+        err.message.contains(&old) && err.message.contains(&new),
+        "{err}"
+    );
+    for name in fleet.healthy.iter().filter(|n| *n != "rekeyed") {
+        assert!(
+            seen[name.as_str()].result.is_ok(),
+            "round 3, {name}:\n{}",
+            table(&outcomes)
+        );
+    }
+    // No sample until the operator re-pins, even after another round.
+    let outcomes = smol::block_on(collector.round());
+    assert_eq!(
+        class_of(&by_name(&outcomes), "rekeyed"),
+        Some(ErrorClass::HostKeyChanged)
+    );
+
+    // `edgemon hosts trust rekeyed`: pin what the host presents now.
+    let Transport::Ssh(target) = &fleet
+        .hosts
+        .iter()
+        .find(|h| h.name == "rekeyed")
+        .unwrap()
+        .transport
+    else {
+        unreachable!()
+    };
+    let blob = ssh::fetch_host_key(target, Duration::from_secs(10)).expect("fetch the new key");
+    let replaced = HostKeyStore::new(pins.clone(), None)
+        .trust(&known_hosts_name("127.0.0.1", rekeyed.port()), &blob)
+        .expect("trust");
+    assert_eq!(replaced, vec![old]);
+    let outcomes = smol::block_on(collector.round());
+    assert!(
+        by_name(&outcomes)["rekeyed"].result.is_ok(),
+        "{}",
+        table(&outcomes)
+    );
+
+    let _ = std::fs::remove_dir_all(format!(
+        "/tmp/edgemon-it-{}-{}",
+        std::process::id(),
+        plain.user()
+    ));
+    let _ = std::fs::remove_dir_all(format!("/tmp/edgemon-it-{}-{pw_user}", std::process::id()));
+}
+
+fn check_round(fleet: &Fleet, outcomes: &[HostOutcome], round: &str) {
+    let seen = by_name(outcomes);
+    assert_eq!(outcomes.len(), fleet.hosts.len());
+    for name in &fleet.healthy {
+        assert!(
+            seen[name.as_str()].result.is_ok(),
+            "{round}: healthy host {name} got no sample:\n{}",
+            table(outcomes)
+        );
+    }
+    for (name, class) in &fleet.expected {
+        assert_eq!(
+            class_of(&seen, name),
+            Some(*class),
+            "{round}: host {name}:\n{}",
+            table(outcomes)
+        );
+    }
+}
+
+#[test]
+fn strict_policy_refuses_an_unknown_host_and_accepts_one_seeded_from_known_hosts() {
+    let sshd = skip_or_fail!(Sshd::start());
+    let scratch = temp_dir();
+    let known = scratch.path().join("known_hosts");
+    std::fs::write(&known, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let agent_dir = format!("/tmp/edgemon-it-strict-{}", std::process::id());
+    let mut config = settings(&agent_dir);
+    config.persistent_sessions = false;
+    config.resident_agent = false;
+    let mut strict = host("strict", sshd.port(), sshd.user(), key(sshd.ed25519_key()));
+    if let Transport::Ssh(t) = &mut strict.transport {
+        t.host_key_policy = HostKeyPolicy::Strict;
+    }
+    let agent = scratch.path().join("unused");
+
+    let collector = Collector::new(
+        vec![strict.clone()],
+        config.clone(),
+        agent.clone(),
+        scratch.path().join("pins-a"),
+    );
+    let outcomes = smol::block_on(collector.round());
+    let err = outcomes[0]
+        .result
+        .as_ref()
+        .expect_err("unknown key refused");
+    assert_eq!(err.class, ErrorClass::HostKeyUnknown, "{err}");
+    assert!(err.message.contains(sshd.host_key_fingerprint()), "{err}");
+
+    config.known_hosts = Some(known.clone());
+    let pins = scratch.path().join("pins-b");
+    let collector = Collector::new(
+        vec![strict.clone()],
+        config.clone(),
+        agent.clone(),
+        pins.clone(),
+    );
+    let outcomes = smol::block_on(collector.round());
+    assert!(outcomes[0].result.is_ok(), "{}", table(&outcomes));
+    assert_eq!(
+        collector.open_sessions(),
+        0,
+        "sessions are closed when not persistent"
+    );
+    let exported = HostKeyStore::new(pins, None).export().unwrap();
+    assert_eq!(exported.trim(), sshd.known_hosts_line());
+
+    // A revoked key is refused even though it is also listed as valid.
+    std::fs::write(
+        &known,
+        format!(
+            "{}\n@revoked * {}\n",
+            sshd.known_hosts_line(),
+            sshd.host_public_key()
+        ),
+    )
+    .unwrap();
+    let collector = Collector::new(vec![strict], config, agent, scratch.path().join("pins-c"));
+    let outcomes = smol::block_on(collector.round());
+    let err = outcomes[0]
+        .result
+        .as_ref()
+        .expect_err("revoked key refused");
+    assert_eq!(err.class, ErrorClass::HostKeyChanged, "{err}");
+    assert!(err.message.contains("revoked"), "{err}");
+    let _ = std::fs::remove_dir_all(&agent_dir);
+}
