@@ -272,3 +272,13 @@ fn edgemon_binary_runs_and_reports_failures() {
         .assert_exit_code(2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command"));
 }
+
+#[test]
+fn missing_server_skips_unless_servers_are_required() {
+    use crate::support::{Unavailable, require_servers, should_skip};
+    use anyhow::Context as _;
+    let missing: anyhow::Result<()> = Err(Unavailable("no sshd here".into()).into());
+    let err = missing.context("starting sshd").expect_err("an error");
+    assert_eq!(should_skip(&err), !require_servers());
+    assert!(!should_skip(&anyhow::anyhow!("sshd exited during start")));
+}

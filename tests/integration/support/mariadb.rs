@@ -1,15 +1,18 @@
 //! A throwaway MariaDB server on 127.0.0.1.
 //!
-//! [`MariaDb::start`] initialises a fresh data directory in a temporary
-//! directory with `mariadb-install-db`, runs `mariadbd` on a free port with a
-//! small buffer pool, and creates database `edgemon` and user
-//! `edgemon`/`edgemon` with all privileges on it. The guard can stop the
+//! [`MariaDb::start`] copies a fresh data directory into a temporary
+//! directory and runs `mariadbd` on a free port with a small buffer pool.
+//! The data directory comes from a template made once with
+//! `mariadb-install-db` (cached in cargo's target tmpdir), holding database
+//! `edgemon` and user `edgemon`/`edgemon` with all privileges on it. The guard can stop the
 //! server cleanly, SIGKILL it (to test durability of committed rows) and
 //! restart it on the same port and data directory. It never touches the
 //! system instance on port 3306, and it knows nothing about edgemon's schema.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -36,8 +39,9 @@ pub struct MariaDb {
 }
 
 impl MariaDb {
-    /// Initialises a data directory, starts the server, creates the
-    /// `edgemon` database and user, and returns once they accept logins.
+    /// Copies a fresh data directory (with the `edgemon` database and
+    /// user) from the template, starts the server, and returns once it
+    /// accepts logins.
     pub fn start() -> Result<MariaDb> {
         require_file(INSTALL_DB, "MariaDB (mariadb-install-db)")?;
         let server = SERVER_BINARIES
@@ -47,27 +51,17 @@ impl MariaDb {
             .ok_or_else(|| {
                 Unavailable("MariaDB server (/usr/sbin/mariadbd) not installed".into())
             })?;
+        let template = template(&server)?;
         let dir = super::temp_dir();
-        let data = dir.path().join("data");
-        // A private tmpdir: concurrent bootstraps sharing /tmp collide on
-        // temporary table names.
         let tmp = dir.path().join("tmp");
         std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut install = Command::new(INSTALL_DB);
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .args([
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-            ])
-            .args(small_server_options());
-        if super::is_root() {
-            install.arg("--user=root");
-        }
-        run_tool(&mut install).context("initialising a MariaDB data directory")?;
+        run_tool(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(dir.path().join("data")),
+        )
+        .context("copying the MariaDB template data directory")?;
         let mut db = MariaDb {
             port: free_port(),
             server,
@@ -75,13 +69,6 @@ impl MariaDb {
             dir,
         };
         db.spawn()?;
-        let mut root = db.root_conn()?;
-        root.query_drop(
-            "CREATE DATABASE edgemon; \
-             CREATE USER 'edgemon'@'%' IDENTIFIED BY 'edgemon'; \
-             GRANT ALL PRIVILEGES ON edgemon.* TO 'edgemon'@'%'",
-        )
-        .context("creating the edgemon database and user")?;
         Ok(db)
     }
 
@@ -204,6 +191,82 @@ impl MariaDb {
         self.child = Some(child);
         Ok(())
     }
+}
+
+/// SQL run once on the template server.
+const SETUP_SQL: &str = "CREATE DATABASE edgemon;
+CREATE USER 'edgemon'@'%' IDENTIFIED BY 'edgemon';
+GRANT ALL PRIVILEGES ON edgemon.* TO 'edgemon'@'%';
+";
+
+/// The template data directory, made once per server version and options:
+/// `mariadb-install-db` costs about a second on an idle machine and several
+/// under a parallel build, while copying the result takes milliseconds. It
+/// lives in cargo's target tmpdir and is reused by later runs; concurrent
+/// makers build privately and rename into place, so the first one wins.
+fn template(server: &Path) -> Result<PathBuf> {
+    static TEMPLATE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| make_template(server).map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(|err| anyhow::anyhow!("making the MariaDB template data directory: {err}"))
+}
+
+fn make_template(server: &Path) -> Result<PathBuf> {
+    let version = run_tool(Command::new(server).arg("--version"))?;
+    let mut hasher = DefaultHasher::new();
+    version.stdout.hash(&mut hasher);
+    SETUP_SQL.hash(&mut hasher);
+    small_server_options().hash(&mut hasher);
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let template = root.join(format!("mariadb-template-{:016x}", hasher.finish()));
+    if template.join("mysql").is_dir() {
+        return Ok(template);
+    }
+    let work = tempfile::Builder::new()
+        .prefix("mariadb-template-work-")
+        .tempdir_in(root)
+        .with_context(|| format!("creating a directory in {}", root.display()))?;
+    let data = work.path().join("data");
+    // A private tmpdir: concurrent bootstraps sharing /tmp collide on
+    // temporary table names.
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut install = Command::new(INSTALL_DB);
+    install
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
+        .args([
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ])
+        .args(small_server_options());
+    if super::is_root() {
+        install.arg("--user=root");
+    }
+    run_tool(&mut install).context("initialising a MariaDB data directory")?;
+    // The bootstrap runs without grant tables, so users are made by a real
+    // server, which then shuts down cleanly and leaves a copyable datadir.
+    let mut db = MariaDb {
+        port: free_port(),
+        server: server.to_path_buf(),
+        child: None,
+        dir: work,
+    };
+    db.spawn()?;
+    db.root_conn()?
+        .query_drop(SETUP_SQL)
+        .context("creating the edgemon database and user")?;
+    db.stop()?;
+    if let Err(err) = std::fs::rename(&data, &template) {
+        // Another test process made it first; theirs is as good as ours.
+        if !template.join("mysql").is_dir() {
+            return Err(err).with_context(|| format!("renaming into {}", template.display()));
+        }
+    }
+    Ok(template)
 }
 
 /// Options that keep a test server small and quick to start.
