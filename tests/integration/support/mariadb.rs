@@ -20,7 +20,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 use tempfile::TempDir;
 
-use super::{ChildGuard, Unavailable, free_port, require_file, run_tool};
+use super::{ChildGuard, Unavailable, require_file, run_tool, with_free_port};
 
 const INSTALL_DB: &str = "/usr/bin/mariadb-install-db";
 const SERVER_BINARIES: [&str; 2] = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"];
@@ -63,12 +63,15 @@ impl MariaDb {
         )
         .context("copying the MariaDB template data directory")?;
         let mut db = MariaDb {
-            port: free_port(),
+            port: 0,
             server,
             child: None,
             dir,
         };
-        db.spawn()?;
+        with_free_port(|port| {
+            db.port = port;
+            db.spawn()
+        })?;
         Ok(db)
     }
 
@@ -250,12 +253,15 @@ fn make_template(server: &Path) -> Result<PathBuf> {
     // The bootstrap runs without grant tables, so users are made by a real
     // server, which then shuts down cleanly and leaves a copyable datadir.
     let mut db = MariaDb {
-        port: free_port(),
+        port: 0,
         server: server.to_path_buf(),
         child: None,
         dir: work,
     };
-    db.spawn()?;
+    with_free_port(|port| {
+        db.port = port;
+        db.spawn()
+    })?;
     db.root_conn()?
         .query_drop(SETUP_SQL)
         .context("creating the edgemon database and user")?;

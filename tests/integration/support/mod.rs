@@ -97,6 +97,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Calls `start` with a free port, and again with a new one (three tries
+/// in all) when the server failed because someone took the port between
+/// [`free_port`] and the server's own bind.
+pub fn with_free_port<T>(mut start: impl FnMut(u16) -> Result<T>) -> Result<T> {
+    let mut tries = 1;
+    loop {
+        match start(free_port()) {
+            Err(err) if tries < 3 && port_was_taken(&err) => tries += 1,
+            result => return result,
+        }
+    }
+}
+
+fn port_was_taken(err: &anyhow::Error) -> bool {
+    format!("{err:#}")
+        .to_ascii_lowercase()
+        .contains("address already in use")
+}
+
 /// Polls `ready` until it returns true or `timeout` passes; returns whether
 /// it became true. Starts at 10 ms between polls, backing off to 200 ms.
 pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {

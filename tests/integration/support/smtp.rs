@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tempfile::TempDir;
 
-use super::{ChildGuard, Unavailable, free_port, greets_with, require_file, wait_for};
+use super::{ChildGuard, Unavailable, greets_with, require_file, wait_for, with_free_port};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -165,11 +165,14 @@ impl Smtp {
         std::fs::write(&script, SERVER_PY)
             .with_context(|| format!("writing {}", script.display()))?;
         let mut smtp = Smtp {
-            port: free_port(),
+            port: 0,
             child: None,
             dir,
         };
-        smtp.spawn()?;
+        with_free_port(|port| {
+            smtp.port = port;
+            smtp.spawn()
+        })?;
         Ok(smtp)
     }
 

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use tempfile::TempDir;
 
 use super::{
-    ChildGuard, Unavailable, current_user, free_port, greets_with, require_file, run_tool,
+    ChildGuard, Unavailable, current_user, greets_with, require_file, run_tool, with_free_port,
 };
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -80,12 +80,9 @@ impl SshdBuilder {
         authorized.push_str(&read_public(&rsa_key)?);
         std::fs::write(path.join("authorized_keys"), authorized)
             .context("writing authorized_keys")?;
-        let port = free_port();
         let config = path.join("sshd_config");
-        std::fs::write(&config, self.config_text(path, port))
-            .with_context(|| format!("writing {}", config.display()))?;
         let mut sshd = Sshd {
-            port,
+            port: 0,
             user: current_user()?,
             ed25519_key,
             rsa_key,
@@ -96,7 +93,12 @@ impl SshdBuilder {
             dir,
         };
         sshd.new_host_key()?;
-        sshd.spawn()?;
+        with_free_port(|port| {
+            std::fs::write(&config, self.config_text(sshd.dir.path(), port))
+                .with_context(|| format!("writing {}", config.display()))?;
+            sshd.port = port;
+            sshd.spawn()
+        })?;
         Ok(sshd)
     }
 
