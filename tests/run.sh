@@ -3,7 +3,8 @@
 #
 # Installs the server packages the integration tests start (sshd, MariaDB,
 # aiosmtpd) when one is missing and we may (root, or passwordless sudo), then
-# runs `cargo test --all-targets --locked "$@"`. Tests start their own
+# runs the package test (tests/package_test.sh) and
+# `cargo test --workspace --all-targets --locked "$@"`. Tests start their own
 # throwaway servers on free 127.0.0.1 ports; this script never starts or
 # stops the system MariaDB on port 3306. With EDGEMON_REQUIRE_SERVERS=1 (CI),
 # a server still missing after installation is a failure, and so is a test
@@ -59,4 +60,7 @@ if [[ -n $missing ]]; then
     echo "$missing" | sed 's/^/  /' >&2
 fi
 
-exec cargo test --all-targets --locked "$@"
+# The Debian package: build it, install it here, check it, purge it (needs root).
+tests/package_test.sh
+
+exec cargo test --workspace --all-targets --locked "$@"
