@@ -25,7 +25,11 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             for error in errors.errors() {
                 println!("{error}");
             }
-            eprintln!("edgemon: {}: {} error(s)", path.display(), errors.errors().len());
+            eprintln!(
+                "edgemon: {}: {} error(s)",
+                path.display(),
+                errors.errors().len()
+            );
             Ok(ExitCode::from(2))
         }
     }

@@ -316,7 +316,8 @@ pub(crate) fn layer(
             Default::Float(number) => builder.set_default(*key, *number)?,
         };
     }
-    let text = toml::to_string(file).map_err(|err| config::ConfigError::Message(err.to_string()))?;
+    let text =
+        toml::to_string(file).map_err(|err| config::ConfigError::Message(err.to_string()))?;
     builder
         .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .add_source(
@@ -335,5 +336,6 @@ pub(crate) fn layer(
 /// The environment variable that overrides `key_path` (`sync.batch_size` ->
 /// `EDGEMON__SYNC__BATCH_SIZE`); `None` for paths inside `[[hosts]]`.
 pub(crate) fn env_name(key_path: &str) -> Option<String> {
-    (!key_path.contains('[')).then(|| format!("EDGEMON__{}", key_path.replace('.', "__").to_uppercase()))
+    (!key_path.contains('['))
+        .then(|| format!("EDGEMON__{}", key_path.replace('.', "__").to_uppercase()))
 }

@@ -23,7 +23,10 @@ impl Resolver<'_> {
             let name = match host.name.as_deref() {
                 Some(name) if !name.trim().is_empty() => name.to_string(),
                 _ => {
-                    self.error(&format!("{at}.name"), "missing: every host needs a unique name");
+                    self.error(
+                        &format!("{at}.name"),
+                        "missing: every host needs a unique name",
+                    );
                     continue;
                 }
             };
@@ -37,7 +40,10 @@ impl Resolver<'_> {
                 "ssh" => Transport::Ssh(self.ssh_target(host, &raw.defaults, policy, &at)),
                 "local" => Transport::Local,
                 other => {
-                    self.error(&format!("{at}.transport"), format!("{other:?} is not \"ssh\" or \"local\""));
+                    self.error(
+                        &format!("{at}.transport"),
+                        format!("{other:?} is not \"ssh\" or \"local\""),
+                    );
                     Transport::Local
                 }
             };
@@ -46,11 +52,20 @@ impl Resolver<'_> {
                 .as_deref()
                 .or(raw.defaults.mail.as_deref())
                 .map(|mail| {
-                    let key = if host.mail.is_some() { format!("{at}.mail") } else { "defaults.mail".to_string() };
+                    let key = if host.mail.is_some() {
+                        format!("{at}.mail")
+                    } else {
+                        "defaults.mail".to_string()
+                    };
                     self.mail_address(&key, mail)
                 });
             let alerts = self.limits(&host.alerts, &raw.defaults.alerts, &at);
-            hosts.push(HostConfig { name, transport, mail, alerts });
+            hosts.push(HostConfig {
+                name,
+                transport,
+                mail,
+                alerts,
+            });
         }
         hosts
     }
@@ -63,24 +78,39 @@ impl Resolver<'_> {
         at: &str,
     ) -> SshTarget {
         let address = match host.address.as_deref() {
-            Some(address) if !address.trim().is_empty() && !address.contains(char::is_whitespace) => {
+            Some(address)
+                if !address.trim().is_empty() && !address.contains(char::is_whitespace) =>
+            {
                 address.to_string()
             }
             Some(address) => {
-                self.error(&format!("{at}.address"), format!("{address:?} is not a host name or IP address"));
+                self.error(
+                    &format!("{at}.address"),
+                    format!("{address:?} is not a host name or IP address"),
+                );
                 String::new()
             }
             None => {
-                self.error(&format!("{at}.address"), "missing: an ssh host needs an address");
+                self.error(
+                    &format!("{at}.address"),
+                    "missing: an ssh host needs an address",
+                );
                 String::new()
             }
         };
-        let port_key = if host.port.is_some() { format!("{at}.port") } else { "defaults.port".to_string() };
+        let port_key = if host.port.is_some() {
+            format!("{at}.port")
+        } else {
+            "defaults.port".to_string()
+        };
         let port = self.port(&port_key, host.port.unwrap_or(defaults.port));
         let user = match host.user.as_deref().or(defaults.user.as_deref()) {
             Some(user) if !user.is_empty() => user.to_string(),
             _ => {
-                self.error(&format!("{at}.user"), "missing: an ssh host needs a user (here or in [defaults])");
+                self.error(
+                    &format!("{at}.user"),
+                    "missing: an ssh host needs a user (here or in [defaults])",
+                );
                 String::new()
             }
         };
@@ -90,7 +120,13 @@ impl Resolver<'_> {
             (None, None) => policy,
         };
         let auth = self.auth(host, defaults, at);
-        SshTarget { address, port, user, auth, host_key_policy }
+        SshTarget {
+            address,
+            port,
+            user,
+            auth,
+            host_key_policy,
+        }
     }
 
     fn auth(&mut self, host: &HostSection, defaults: &DefaultsSection, at: &str) -> Auth {
@@ -104,7 +140,9 @@ impl Resolver<'_> {
             (
                 at.to_string(),
                 host.identity_file.as_deref(),
-                host.identity_passphrase_env.as_deref().or(defaults.identity_passphrase_env.as_deref()),
+                host.identity_passphrase_env
+                    .as_deref()
+                    .or(defaults.identity_passphrase_env.as_deref()),
                 host.use_agent == Some(true),
                 host.password_env.as_deref(),
                 host.password_file.as_deref(),
@@ -120,9 +158,19 @@ impl Resolver<'_> {
             )
         };
         let inline = if own { host.password.as_deref() } else { None };
-        let methods = [identity.is_some(), agent, inline.is_some() || password_env.is_some() || password_file.is_some()];
-        let passwords = [inline.is_some(), password_env.is_some(), password_file.is_some()];
-        if methods.iter().filter(|m| **m).count() != 1 || passwords.iter().filter(|p| **p).count() > 1 {
+        let methods = [
+            identity.is_some(),
+            agent,
+            inline.is_some() || password_env.is_some() || password_file.is_some(),
+        ];
+        let passwords = [
+            inline.is_some(),
+            password_env.is_some(),
+            password_file.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() != 1
+            || passwords.iter().filter(|p| **p).count() > 1
+        {
             self.error(
                 &format!("{at}.auth"),
                 "needs exactly one authentication method: identity_file, use_agent = true, or one of password_env, password_file, password",
@@ -136,11 +184,18 @@ impl Resolver<'_> {
                 // checked) on another machine than the one holding the keys.
                 self.warn(
                     &format!("{prefix}.identity_file"),
-                    format!("{} does not exist here; collection from this host will fail until it does", full.display()),
+                    format!(
+                        "{} does not exist here; collection from this host will fail until it does",
+                        full.display()
+                    ),
                 );
             }
-            let passphrase = passphrase_env.map(|name| self.env_secret(&format!("{prefix}.identity_passphrase_env"), name));
-            return Auth::IdentityFile { path: full, passphrase };
+            let passphrase = passphrase_env
+                .map(|name| self.env_secret(&format!("{prefix}.identity_passphrase_env"), name));
+            return Auth::IdentityFile {
+                path: full,
+                passphrase,
+            };
         }
         if agent {
             return Auth::Agent;
@@ -157,19 +212,22 @@ impl Resolver<'_> {
             return Auth::Password(self.env_secret(&format!("{prefix}.password_env"), name));
         }
         match password_file {
-            Some(path) => Auth::Password(self.file_secret(&format!("{prefix}.password_file"), path)),
+            Some(path) => {
+                Auth::Password(self.file_secret(&format!("{prefix}.password_file"), path))
+            }
             None => Auth::Agent,
         }
     }
 
     fn limits(&mut self, own: &AlertsSection, defaults: &AlertsSection, at: &str) -> AlertLimits {
-        let limit = |resolver: &mut Self, name: &str, mine: &Option<String>, default: &Option<String>| {
-            match (mine, default) {
-                (Some(text), _) => resolver.limit(&format!("{at}.alerts.{name}"), text),
-                (None, Some(text)) => resolver.limit(&format!("defaults.alerts.{name}"), text),
-                (None, None) => None,
-            }
-        };
+        let limit =
+            |resolver: &mut Self, name: &str, mine: &Option<String>, default: &Option<String>| {
+                match (mine, default) {
+                    (Some(text), _) => resolver.limit(&format!("{at}.alerts.{name}"), text),
+                    (None, Some(text)) => resolver.limit(&format!("defaults.alerts.{name}"), text),
+                    (None, None) => None,
+                }
+            };
         let cpu = limit(self, "cpu", &own.cpu, &defaults.cpu);
         let memory = limit(self, "memory", &own.memory, &defaults.memory);
         let swap = limit(self, "swap", &own.swap, &defaults.swap);

@@ -34,8 +34,12 @@ pub use model::*;
 /// Loads `path` with the process environment's overrides and validates it.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let cwd = std::env::current_dir()
-        .map_err(|err| ConfigErrors::single(path.display().to_string(), format!("no working directory: {err}")))?;
+    let cwd = std::env::current_dir().map_err(|err| {
+        ConfigErrors::single(
+            path.display().to_string(),
+            format!("no working directory: {err}"),
+        )
+    })?;
     let resolved = load_with(path, &env, &cwd)?;
     for warning in &resolved.warnings {
         tracing::warn!("{warning}");

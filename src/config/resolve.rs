@@ -133,7 +133,11 @@ impl Resolver<'_> {
             Some(line) => format!("{}:{line}", self.file),
             None => self.file.clone(),
         };
-        self.warnings.push(format!("{at}: {key_path}: {}", message.as_ref()));
+        let warning = format!("{at}: {key_path}: {}", message.as_ref());
+        // Inherited settings are checked once per host; say it once.
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
     }
 
     /// A path, made absolute against the working directory.
@@ -167,7 +171,10 @@ impl Resolver<'_> {
         match u32::try_from(value) {
             Ok(count) if value >= min => count,
             _ => {
-                self.error(key_path, format!("{value} is invalid: must be at least {min}"));
+                self.error(
+                    key_path,
+                    format!("{value} is invalid: must be at least {min}"),
+                );
                 0
             }
         }
@@ -196,7 +203,10 @@ impl Resolver<'_> {
             "strict" => HostKeyPolicy::Strict,
             "accept-new" => HostKeyPolicy::AcceptNew,
             other => {
-                self.error(key_path, format!("{other:?} is not \"strict\" or \"accept-new\""));
+                self.error(
+                    key_path,
+                    format!("{other:?} is not \"strict\" or \"accept-new\""),
+                );
                 HostKeyPolicy::Strict
             }
         }
@@ -205,7 +215,10 @@ impl Resolver<'_> {
     /// A mail address, checked as an RFC 5322 addr-spec (`local@domain`).
     pub(crate) fn mail_address(&mut self, key_path: &str, text: &str) -> String {
         if !is_mail_address(text) {
-            self.error(key_path, format!("{text:?} is not a mail address like name@example.org"));
+            self.error(
+                key_path,
+                format!("{text:?} is not a mail address like name@example.org"),
+            );
         }
         text.to_string()
     }
@@ -236,11 +249,22 @@ impl Resolver<'_> {
     fn appliance(&mut self, raw: &ConfigFile) -> ApplianceConfig {
         let id = match raw.appliance.id.as_deref() {
             None | Some("") => {
-                self.error("appliance.id", "missing: every appliance needs an id (it is stored with every central row)");
+                self.error(
+                    "appliance.id",
+                    "missing: every appliance needs an id (it is stored with every central row)",
+                );
                 String::new()
             }
-            Some(id) if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) => {
-                self.error("appliance.id", format!("{id:?} must be 1-64 letters, digits, '.', '_' or '-'"));
+            Some(id)
+                if id.len() > 64
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+            {
+                self.error(
+                    "appliance.id",
+                    format!("{id:?} must be 1-64 letters, digits, '.', '_' or '-'"),
+                );
                 id.to_string()
             }
             Some(id) => id.to_string(),
@@ -254,7 +278,13 @@ impl Resolver<'_> {
     fn collect(&mut self, raw: &ConfigFile) -> CollectConfig {
         let c = &raw.collect;
         if !c.agent_dir.starts_with('/') {
-            self.error("collect.agent_dir", format!("{:?} must be an absolute path on the remote host", c.agent_dir));
+            self.error(
+                "collect.agent_dir",
+                format!(
+                    "{:?} must be an absolute path on the remote host",
+                    c.agent_dir
+                ),
+            );
         }
         CollectConfig {
             interval: self.duration("collect.interval", &c.interval),
@@ -285,7 +315,10 @@ impl Resolver<'_> {
             (None, Some(name), None) => self.env_secret("sync.url_env", name),
             (None, None, Some(path)) => self.file_secret("sync.url_file", path),
             (None, None, None) => {
-                self.error("sync.url", "missing: set url, url_env or url_file (mysql://user:password@host:port/db)");
+                self.error(
+                    "sync.url",
+                    "missing: set url, url_env or url_file (mysql://user:password@host:port/db)",
+                );
                 Secret::new("")
             }
             _ => {
@@ -294,7 +327,10 @@ impl Resolver<'_> {
             }
         };
         if !url.expose().is_empty() && !url.expose().starts_with("mysql://") {
-            self.error("sync.url", "must start with mysql:// (mysql://user:password@host:port/db)");
+            self.error(
+                "sync.url",
+                "must start with mysql:// (mysql://user:password@host:port/db)",
+            );
         }
         SyncConfig {
             url,
@@ -331,7 +367,10 @@ impl Resolver<'_> {
             "starttls" => SmtpTls::StartTls,
             "implicit" => SmtpTls::Implicit,
             other => {
-                self.error("smtp.tls", format!("{other:?} is not \"none\", \"starttls\" or \"implicit\""));
+                self.error(
+                    "smtp.tls",
+                    format!("{other:?} is not \"none\", \"starttls\" or \"implicit\""),
+                );
                 SmtpTls::StartTls
             }
         };
@@ -341,7 +380,10 @@ impl Resolver<'_> {
             SmtpTls::Implicit => 465,
         };
         let host = raw.host.clone().unwrap_or_else(|| {
-            self.error("smtp.host", "missing: [smtp] needs a host (remove [smtp] to write mail to files)");
+            self.error(
+                "smtp.host",
+                "missing: [smtp] needs a host (remove [smtp] to write mail to files)",
+            );
             String::new()
         });
         let password = match (&raw.password_env, &raw.password_file) {
@@ -349,12 +391,18 @@ impl Resolver<'_> {
             (None, Some(path)) => Some(self.file_secret("smtp.password_file", path)),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                self.error("smtp.password_env", "set only one of password_env and password_file");
+                self.error(
+                    "smtp.password_env",
+                    "set only one of password_env and password_file",
+                );
                 None
             }
         };
         if raw.username.is_some() != password.is_some() {
-            self.error("smtp.username", "username and a password (password_env or password_file) go together");
+            self.error(
+                "smtp.username",
+                "username and a password (password_env or password_file) go together",
+            );
         }
         SmtpConfig {
             host,
@@ -368,7 +416,10 @@ impl Resolver<'_> {
 
     fn margin(&mut self, value: f64) -> f64 {
         if !(0.0..100.0).contains(&value) {
-            self.error("alert.clear_margin", format!("{value} must be between 0 and 100 percentage points"));
+            self.error(
+                "alert.clear_margin",
+                format!("{value} must be between 0 and 100 percentage points"),
+            );
         }
         value
     }
@@ -378,7 +429,10 @@ impl Resolver<'_> {
         match text.parse() {
             Ok(address) => Some(address),
             Err(_) => {
-                self.error("metrics.listen", format!("{text:?} is not an address like 127.0.0.1:9100"));
+                self.error(
+                    "metrics.listen",
+                    format!("{text:?} is not an address like 127.0.0.1:9100"),
+                );
                 None
             }
         }
@@ -393,7 +447,10 @@ pub(crate) fn is_mail_address(text: &str) -> bool {
     };
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
     let dot_atoms = |part: &str, allowed: &dyn Fn(char) -> bool| {
-        !part.is_empty() && part.split('.').all(|atom| !atom.is_empty() && atom.chars().all(allowed))
+        !part.is_empty()
+            && part
+                .split('.')
+                .all(|atom| !atom.is_empty() && atom.chars().all(allowed))
     };
     dot_atoms(local, &atext)
         && dot_atoms(domain, &|c: char| c.is_ascii_alphanumeric() || c == '-')

@@ -41,7 +41,9 @@ pub fn redact_url(url: &str) -> String {
     let (authority, path) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
         Some((user_info, host)) => {
-            let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
             let mask = if user_info.contains(':') { ":****" } else { "" };
             format!("{scheme}://{user}{mask}@{host}{path}")
         }

@@ -256,7 +256,13 @@ impl Walker<'_> {
         out
     }
 
-    fn value(&mut self, item: &Item, kind: &Kind, path: &str, line: Option<usize>) -> Option<toml::Value> {
+    fn value(
+        &mut self,
+        item: &Item,
+        kind: &Kind,
+        path: &str,
+        line: Option<usize>,
+    ) -> Option<toml::Value> {
         let found = item.type_name();
         let converted = match kind {
             Str => item.as_str().map(|s| toml::Value::String(s.to_string())),
@@ -292,7 +298,13 @@ impl Walker<'_> {
         converted
     }
 
-    fn tables(&mut self, item: &Item, fields: &[Field], path: &str, line: Option<usize>) -> Option<toml::Value> {
+    fn tables(
+        &mut self,
+        item: &Item,
+        fields: &[Field],
+        path: &str,
+        line: Option<usize>,
+    ) -> Option<toml::Value> {
         let mut out = Vec::new();
         if let Some(array) = item.as_array_of_tables() {
             for (index, table) in array.iter().enumerate() {
@@ -323,7 +335,11 @@ impl Walker<'_> {
             }
         } else {
             let found = item.type_name();
-            self.error(path, line, format!("expected [[{path}]] tables, found {found}"));
+            self.error(
+                path,
+                line,
+                format!("expected [[{path}]] tables, found {found}"),
+            );
             return None;
         }
         Some(toml::Value::Array(out))
@@ -357,11 +373,22 @@ mod tests {
 
     #[test]
     fn wrong_types_are_reported_and_dropped() {
-        let checked = check("f.toml", "[collect]\nconcurrency = \"many\"\npersistent_sessions = 1\n");
+        let checked = check(
+            "f.toml",
+            "[collect]\nconcurrency = \"many\"\npersistent_sessions = 1\n",
+        );
         assert_eq!(checked.errors.len(), 2);
-        assert!(checked.errors[0].message.contains("expected an integer, found string"));
+        assert!(
+            checked.errors[0]
+                .message
+                .contains("expected an integer, found string")
+        );
         assert_eq!(checked.errors[1].line, Some(3));
-        assert!(checked.table["collect"].as_table().is_some_and(|t| t.is_empty()));
+        assert!(
+            checked.table["collect"]
+                .as_table()
+                .is_some_and(|t| t.is_empty())
+        );
     }
 
     #[test]

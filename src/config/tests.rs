@@ -8,12 +8,19 @@ use std::time::Duration;
 
 use super::*;
 
-const BASE: &str = "[appliance]\nid = \"t\"\ndata_dir = \"var\"\n[sync]\nurl = \"mysql://u@127.0.0.1:3306/db\"\n";
+const BASE: &str =
+    "[appliance]\nid = \"t\"\ndata_dir = \"var\"\n[sync]\nurl = \"mysql://u@127.0.0.1:3306/db\"\n";
 
-fn load_env(toml: &str, env: &[(&str, &str)]) -> (Result<resolve::Resolved, ConfigErrors>, tempfile::TempDir) {
+fn load_env(
+    toml: &str,
+    env: &[(&str, &str)],
+) -> (Result<resolve::Resolved, ConfigErrors>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("edgemon.toml"), toml).expect("write config");
-    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     (load_with(Path::new("edgemon.toml"), &env, dir.path()), dir)
 }
 
@@ -58,7 +65,10 @@ fn environment_overrides_the_file() {
     let toml = format!("{BASE}[collect]\ninterval = \"60s\"\n");
     let (resolved, _dir) = load_env(
         &toml,
-        &[("EDGEMON__SYNC__BATCH_SIZE", "7"), ("EDGEMON__COLLECT__INTERVAL", "5s")],
+        &[
+            ("EDGEMON__SYNC__BATCH_SIZE", "7"),
+            ("EDGEMON__COLLECT__INTERVAL", "5s"),
+        ],
     );
     let config = resolved.expect("valid").config;
     assert_eq!(config.sync.batch_size, 7);
@@ -104,7 +114,11 @@ batch_size = 0
 from = \"x@\"
 ";
     let errors = errors(toml);
-    let found: Vec<String> = errors.errors().iter().map(|e| format!("{:?} {}", e.line, e.key_path)).collect();
+    let found: Vec<String> = errors
+        .errors()
+        .iter()
+        .map(|e| format!("{:?} {}", e.line, e.key_path))
+        .collect();
     let expected = [
         "Some(3) appliance.colour",
         "Some(23) hosts[2].nickname",
@@ -120,7 +134,10 @@ from = \"x@\"
         "Some(28) mail.from",
     ];
     for want in expected {
-        assert!(found.iter().any(|f| f == want), "missing {want} in:\n{errors}");
+        assert!(
+            found.iter().any(|f| f == want),
+            "missing {want} in:\n{errors}"
+        );
     }
     assert_eq!(found.len(), expected.len(), "{errors}");
     assert!(errors.mentions("hosts[0].alerts.cpu", "between 0% and 100%"));
@@ -128,12 +145,17 @@ from = \"x@\"
     assert!(errors.mentions("hosts[1].password_env", "EDGEMON_TEST_SURELY_UNSET"));
     assert!(errors.mentions("hosts[0].port", "70000"));
     let first = errors.to_string();
-    assert!(first.starts_with("edgemon.toml:3: appliance.colour: unknown key `colour`"), "{first}");
+    assert!(
+        first.starts_with("edgemon.toml:3: appliance.colour: unknown key `colour`"),
+        "{first}"
+    );
 }
 
 #[test]
 fn exactly_one_auth_method_per_ssh_host() {
-    let two = format!("{BASE}[[hosts]]\nname = \"a\"\naddress = \"h\"\nuser = \"u\"\nuse_agent = true\npassword = \"p\"\n");
+    let two = format!(
+        "{BASE}[[hosts]]\nname = \"a\"\naddress = \"h\"\nuser = \"u\"\nuse_agent = true\npassword = \"p\"\n"
+    );
     assert!(errors(&two).mentions("hosts[0].auth", "exactly one"));
     let none = format!("{BASE}[[hosts]]\nname = \"a\"\naddress = \"h\"\nuser = \"u\"\n");
     assert!(errors(&none).mentions("hosts[0].auth", "exactly one"));
@@ -156,9 +178,16 @@ fn exactly_one_auth_method_per_ssh_host() {
 
 #[test]
 fn a_missing_identity_file_is_a_warning_not_an_error() {
-    let toml = format!("{BASE}[[hosts]]\nname = \"a\"\naddress = \"h\"\nuser = \"u\"\nidentity_file = \"keys/none\"\n");
+    let toml = format!(
+        "{BASE}[[hosts]]\nname = \"a\"\naddress = \"h\"\nuser = \"u\"\nidentity_file = \"keys/none\"\n"
+    );
     let resolved = load_env(&toml, &[]).0.expect("valid");
-    assert!(resolved.warnings.iter().any(|w| w.contains("hosts[0].identity_file") && w.contains("does not exist")));
+    assert!(
+        resolved
+            .warnings
+            .iter()
+            .any(|w| w.contains("hosts[0].identity_file") && w.contains("does not exist"))
+    );
 }
 
 #[test]
@@ -172,13 +201,21 @@ fn passwords_from_env_files_and_inline() {
         .hosts
         .iter()
         .filter_map(|h| match &h.transport {
-            Transport::Ssh(SshTarget { auth: Auth::Password(secret), .. }) => Some(secret.expose().to_string()),
+            Transport::Ssh(SshTarget {
+                auth: Auth::Password(secret),
+                ..
+            }) => Some(secret.expose().to_string()),
             _ => None,
         })
         .collect();
     assert_eq!(passwords, ["from-env", "inline"]);
     assert!(resolved.inline_secrets);
-    assert!(resolved.warnings.iter().any(|w| w.contains("hosts[1].password")));
+    assert!(
+        resolved
+            .warnings
+            .iter()
+            .any(|w| w.contains("hosts[1].password"))
+    );
 }
 
 #[test]
@@ -195,10 +232,16 @@ fn limits_merge_host_over_defaults() {
 
 #[test]
 fn mail_addresses() {
-    for good in ["a@b", "ops@example.org", "first.last+tag@mail.example.co.uk"] {
+    for good in [
+        "a@b",
+        "ops@example.org",
+        "first.last+tag@mail.example.co.uk",
+    ] {
         assert!(resolve::is_mail_address(good), "{good}");
     }
-    for bad in ["", "a", "@b", "a@", "a b@c", "a@b..c", "<a@b>", "a@b c", "a..b@c"] {
+    for bad in [
+        "", "a", "@b", "a@", "a b@c", "a@b..c", "<a@b>", "a@b c", "a..b@c",
+    ] {
         assert!(!resolve::is_mail_address(bad), "{bad}");
     }
 }

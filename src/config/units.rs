@@ -88,8 +88,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses a duration such as `"60s"`, `"5m"`, `"1h 30m"` or `"30d"` (humantime).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|err| format!("duration {text:?} is invalid ({err}); write e.g. \"60s\", \"5m\", \"1h\""))
+    humantime::parse_duration(text.trim()).map_err(|err| {
+        format!("duration {text:?} is invalid ({err}); write e.g. \"60s\", \"5m\", \"1h\"")
+    })
 }
 
 #[cfg(test)]
@@ -126,7 +127,11 @@ mod tests {
 
     #[test]
     fn limits_above_100_or_malformed_are_refused() {
-        assert!(parse_limit("150%").unwrap_err().contains("between 0% and 100%"));
+        assert!(
+            parse_limit("150%")
+                .unwrap_err()
+                .contains("between 0% and 100%")
+        );
         assert!(parse_limit("-5%").is_err());
         assert!(parse_limit("abc").unwrap_err().contains("percentage"));
         assert!(parse_limit("50").unwrap_err().contains("percentage"));

@@ -49,8 +49,15 @@ struct Client {
 /// Converts a Config.xml into the equivalent TOML configuration.
 pub fn import(source: &[u8]) -> Result<String, ImportError> {
     let text = std::str::from_utf8(source).map_err(|err| {
-        let (line, column) = line_column(&String::from_utf8_lossy(&source[..err.valid_up_to()]), err.valid_up_to());
-        ImportError { line, column, message: "the file is not UTF-8 text".to_string() }
+        let (line, column) = line_column(
+            &String::from_utf8_lossy(&source[..err.valid_up_to()]),
+            err.valid_up_to(),
+        );
+        ImportError {
+            line,
+            column,
+            message: "the file is not UTF-8 text".to_string(),
+        }
     })?;
     check_quotes(text)?;
     let clients = parse(text)?;
@@ -65,13 +72,21 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..end];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
     (line, column)
 }
 
 fn error_at(text: &str, offset: usize, message: impl Into<String>) -> ImportError {
     let (line, column) = line_column(text, offset);
-    ImportError { line, column, message: message.into() }
+    ImportError {
+        line,
+        column,
+        message: message.into(),
+    }
 }
 
 /// Finds typographic quotes used as attribute quotes (inside a tag, outside
@@ -85,7 +100,12 @@ fn check_quotes(text: &str) -> Result<(), ImportError> {
             (true, None, '>') => in_tag = false,
             (true, None, '"' | '\'') => quote = Some(c),
             (true, Some(open), _) if c == open => quote = None,
-            (true, None, '\u{201C}' | '\u{201D}' | '\u{2018}' | '\u{2019}' | '\u{201E}' | '\u{00AB}' | '\u{00BB}') => {
+            (
+                true,
+                None,
+                '\u{201C}' | '\u{201D}' | '\u{2018}' | '\u{2019}' | '\u{201E}' | '\u{00AB}'
+                | '\u{00BB}',
+            ) => {
                 return Err(error_at(
                     text,
                     offset,
@@ -107,11 +127,18 @@ fn parse(text: &str) -> Result<Vec<Client>, ImportError> {
     loop {
         let before = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|err| {
-            error_at(text, reader.error_position() as usize, format!("malformed XML: {err}"))
+            error_at(
+                text,
+                reader.error_position() as usize,
+                format!("malformed XML: {err}"),
+            )
         })?;
         let after = reader.buffer_position() as usize;
         // The event's tag starts at the last '<' before its end.
-        let start = text.get(before..after).and_then(|s| s.rfind('<')).map_or(before, |i| before + i);
+        let start = text
+            .get(before..after)
+            .and_then(|s| s.rfind('<'))
+            .map_or(before, |i| before + i);
         match event {
             Event::Start(tag) | Event::Empty(tag) => {
                 let empty = text.get(..after).is_some_and(|s| s.ends_with("/>"));
@@ -126,7 +153,11 @@ fn parse(text: &str) -> Result<Vec<Client>, ImportError> {
                         None => return Err(error_at(text, start, "<alert> outside a <client>")),
                     },
                     other if current.is_some() => {
-                        return Err(error_at(text, start, format!("unknown element <{other}> inside <client> (expected <alert>)")));
+                        return Err(error_at(
+                            text,
+                            start,
+                            format!("unknown element <{other}> inside <client> (expected <alert>)"),
+                        ));
                     }
                     _ => {}
                 }
@@ -144,9 +175,21 @@ fn parse(text: &str) -> Result<Vec<Client>, ImportError> {
                     Some((expected, _)) if expected == name => {}
                     Some((expected, at)) => {
                         let (line, column) = line_column(text, at);
-                        return Err(error_at(text, start, format!("</{name}> closes <{expected}> opened at line {line} column {column}")));
+                        return Err(error_at(
+                            text,
+                            start,
+                            format!(
+                                "</{name}> closes <{expected}> opened at line {line} column {column}"
+                            ),
+                        ));
                     }
-                    None => return Err(error_at(text, start, format!("</{name}> without a matching start tag"))),
+                    None => {
+                        return Err(error_at(
+                            text,
+                            start,
+                            format!("</{name}> without a matching start tag"),
+                        ));
+                    }
                 }
                 if name == "client" {
                     clients.extend(current.take());
@@ -169,10 +212,15 @@ fn parse(text: &str) -> Result<Vec<Client>, ImportError> {
 }
 
 /// The attributes of a tag as (name, value, offset of the tag).
-fn attributes(text: &str, start: usize, tag: &BytesStart<'_>) -> Result<Vec<(String, String)>, ImportError> {
+fn attributes(
+    text: &str,
+    start: usize,
+    tag: &BytesStart<'_>,
+) -> Result<Vec<(String, String)>, ImportError> {
     let mut out = Vec::new();
     for attribute in tag.attributes() {
-        let attribute = attribute.map_err(|err| error_at(text, start, format!("malformed attribute: {err}")))?;
+        let attribute = attribute
+            .map_err(|err| error_at(text, start, format!("malformed attribute: {err}")))?;
         let key = String::from_utf8_lossy(attribute.key.as_ref()).into_owned();
         let value = attribute
             .unescape_value()
@@ -184,7 +232,10 @@ fn attributes(text: &str, start: usize, tag: &BytesStart<'_>) -> Result<Vec<(Str
 }
 
 fn client(text: &str, start: usize, tag: &BytesStart<'_>) -> Result<Client, ImportError> {
-    let mut client = Client { port: 22, ..Client::default() };
+    let mut client = Client {
+        port: 22,
+        ..Client::default()
+    };
     for (key, value) in attributes(text, start, tag)? {
         match key.as_str() {
             "ip" => client.ip = value.trim().to_string(),
@@ -194,14 +245,28 @@ fn client(text: &str, start: usize, tag: &BytesStart<'_>) -> Result<Client, Impo
                     .parse::<u16>()
                     .ok()
                     .filter(|port| *port > 0)
-                    .ok_or_else(|| error_at(text, start, format!("port {value:?} is not a port 1-65535")))?;
+                    .ok_or_else(|| {
+                        error_at(text, start, format!("port {value:?} is not a port 1-65535"))
+                    })?;
             }
             "username" => client.username = value,
             "password" => client.password = Some(value),
             "mail" if is_mail_address(value.trim()) => client.mail = Some(value.trim().to_string()),
-            "mail" => return Err(error_at(text, start, format!("mail {value:?} is not a mail address"))),
+            "mail" => {
+                return Err(error_at(
+                    text,
+                    start,
+                    format!("mail {value:?} is not a mail address"),
+                ));
+            }
             other => {
-                return Err(error_at(text, start, format!("unknown attribute {other:?} on <client> (expected ip, port, username, password, mail)")));
+                return Err(error_at(
+                    text,
+                    start,
+                    format!(
+                        "unknown attribute {other:?} on <client> (expected ip, port, username, password, mail)"
+                    ),
+                ));
             }
         }
     }
@@ -220,12 +285,22 @@ fn alert(text: &str, start: usize, tag: &BytesStart<'_>) -> Result<(String, Stri
         match key.as_str() {
             "type" => kind = Some(value),
             "limit" => limit = Some(value),
-            other => return Err(error_at(text, start, format!("unknown attribute {other:?} on <alert> (expected type, limit)"))),
+            other => {
+                return Err(error_at(
+                    text,
+                    start,
+                    format!("unknown attribute {other:?} on <alert> (expected type, limit)"),
+                ));
+            }
         }
     }
     let kind = kind.ok_or_else(|| error_at(text, start, "<alert> needs a type attribute"))?;
     if !["memory", "cpu", "swap"].contains(&kind.as_str()) {
-        return Err(error_at(text, start, format!("unknown alert type {kind:?} (expected memory, cpu or swap)")));
+        return Err(error_at(
+            text,
+            start,
+            format!("unknown alert type {kind:?} (expected memory, cpu or swap)"),
+        ));
     }
     let limit = limit.ok_or_else(|| error_at(text, start, "<alert> needs a limit attribute"))?;
     parse_limit(&limit).map_err(|message| error_at(text, start, message))?;
@@ -274,7 +349,11 @@ fn render(clients: &[Client]) -> String {
         );
         match &client.password {
             Some(password) => {
-                let _ = writeln!(out, "password = {}  # move to password_file or password_env", quoted(password));
+                let _ = writeln!(
+                    out,
+                    "password = {}  # move to password_file or password_env",
+                    quoted(password)
+                );
             }
             None => out.push_str("use_agent = true  # Config.xml gave no password\n"),
         }
@@ -283,7 +362,12 @@ fn render(clients: &[Client]) -> String {
         }
         out.push_str("[hosts.alerts]\n");
         for kind in ["cpu", "memory", "swap"] {
-            let limit = client.alerts.iter().rev().find(|(k, _)| k == kind).map_or("off", |(_, l)| l.as_str());
+            let limit = client
+                .alerts
+                .iter()
+                .rev()
+                .find(|(k, _)| k == kind)
+                .map_or("off", |(_, l)| l.as_str());
             let _ = writeln!(out, "{kind} = {}", quoted(limit));
         }
     }

@@ -8,7 +8,9 @@ use super::*;
 use crate::config::{Auth, Transport, load_with, units::Percent};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
@@ -29,7 +31,12 @@ fn a_multi_client_file_imports_and_loads_to_the_same_hosts() {
         .hosts
         .iter()
         .map(|h| match &h.transport {
-            Transport::Ssh(t) => (h.name.clone(), format!("{}:{}", t.address, t.port), t.user.clone(), h.mail.clone()),
+            Transport::Ssh(t) => (
+                h.name.clone(),
+                format!("{}:{}", t.address, t.port),
+                t.user.clone(),
+                h.mail.clone(),
+            ),
             Transport::Local => panic!("ssh expected"),
         })
         .collect();
@@ -37,20 +44,46 @@ fn a_multi_client_file_imports_and_loads_to_the_same_hosts() {
     assert_eq!(
         seen,
         vec![
-            ("127-0-0-1".into(), "127.0.0.1:22".into(), "user".into(), mail("asa@asda.com")),
-            ("10-0-0-5".into(), "10.0.0.5:22".into(), "root".into(), mail("ops@example.org")),
-            ("10-0-0-5-2".into(), "10.0.0.5:2222".into(), "admin".into(), None),
-            ("build.example.org".into(), "build.example.org:22".into(), "ci".into(), mail("ci@example.org")),
+            (
+                "127-0-0-1".into(),
+                "127.0.0.1:22".into(),
+                "user".into(),
+                mail("asa@asda.com")
+            ),
+            (
+                "10-0-0-5".into(),
+                "10.0.0.5:22".into(),
+                "root".into(),
+                mail("ops@example.org")
+            ),
+            (
+                "10-0-0-5-2".into(),
+                "10.0.0.5:2222".into(),
+                "admin".into(),
+                None
+            ),
+            (
+                "build.example.org".into(),
+                "build.example.org:22".into(),
+                "ci".into(),
+                mail("ci@example.org")
+            ),
         ]
     );
     let first = &config.hosts[0].alerts;
-    assert_eq!((first.memory, first.cpu, first.swap), (Percent::new(50.0), Percent::new(20.0), None));
+    assert_eq!(
+        (first.memory, first.cpu, first.swap),
+        (Percent::new(50.0), Percent::new(20.0), None)
+    );
     assert_eq!(config.hosts[1].alerts.swap, Percent::new(75.0));
     match &config.hosts[1].transport {
         Transport::Ssh(t) => assert!(matches!(&t.auth, Auth::Password(p) if p.expose() == "p&ss")),
         Transport::Local => panic!("ssh expected"),
     }
-    assert!(toml.contains("move"), "the TOML warns about inline passwords");
+    assert!(
+        toml.contains("move"),
+        "the TOML warns about inline passwords"
+    );
 }
 
 #[test]
@@ -63,7 +96,12 @@ fn top_level_clients_without_a_root_element() {
 #[test]
 fn bad_files_give_line_and_column() {
     let cases = [
-        ("bad-typographic-quotes.xml", 3, 12, "attribute quotes must be plain ASCII quotes"),
+        (
+            "bad-typographic-quotes.xml",
+            3,
+            12,
+            "attribute quotes must be plain ASCII quotes",
+        ),
         ("bad-unclosed.xml", 4, 1, "client"),
         ("bad-alert-type.xml", 3, 5, "unknown alert type \"disk\""),
         ("bad-limit-150.xml", 3, 5, "between 0% and 100%"),
@@ -75,7 +113,10 @@ fn bad_files_give_line_and_column() {
     let on_disk = std::fs::read_dir(&dir)
         .expect("fixture dir")
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("bad-") && e.path().extension().is_some_and(|x| x == "xml"))
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("bad-")
+                && e.path().extension().is_some_and(|x| x == "xml")
+        })
         .count();
     assert_eq!(on_disk, cases.len(), "every bad-*.xml fixture has a case");
     for (name, line, column, needle) in cases {
@@ -87,7 +128,19 @@ fn bad_files_give_line_and_column() {
 
 #[test]
 fn garbage_never_panics() {
-    for input in [&b""[..], b"<", b"<client", b"\xff\xfe", b"<client ip='1' username='u'><alert/></client>", b"</x>", b"<a><client ip=\"1\" username=\"u\"></a>"] {
-        assert!(import(input).is_err(), "{:?}", String::from_utf8_lossy(input));
+    for input in [
+        &b""[..],
+        b"<",
+        b"<client",
+        b"\xff\xfe",
+        b"<client ip='1' username='u'><alert/></client>",
+        b"</x>",
+        b"<a><client ip=\"1\" username=\"u\"></a>",
+    ] {
+        assert!(
+            import(input).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
