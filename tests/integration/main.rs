@@ -1,2 +1,3 @@
+mod config_cli;
 mod harness;
 mod support;
