@@ -17,3 +17,4 @@ pub mod buffer;
 pub mod collect;
 pub mod metrics;
 pub mod status;
+pub mod daemon;
