@@ -136,6 +136,12 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             smol::block_on(crate::daemon::run(config, control, once))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hosts(HostsCommand::Trust { config, name }) => {
+            crate::collect::hosts::trust(&load(&config)?, &name, &mut std::io::stdout().lock())
+        }
+        Command::Hosts(HostsCommand::Export { config }) => {
+            crate::collect::hosts::export(&load(&config)?, &mut std::io::stdout().lock())
+        }
         other => not_yet(&other),
     }
 }
