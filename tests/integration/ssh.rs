@@ -19,7 +19,7 @@ use edgemon::config::{
 
 use crate::skip_or_fail;
 use crate::support::sshd::{Sshd, Tarpit};
-use crate::support::temp_dir;
+use crate::support::{Edgemon, temp_dir};
 
 /// Healthy entries served by the plain sshd (plus one password host).
 const HEALTHY: usize = 48;
@@ -395,4 +395,68 @@ fn strict_policy_refuses_an_unknown_host_and_accepts_one_seeded_from_known_hosts
     assert_eq!(err.class, ErrorClass::HostKeyChanged, "{err}");
     assert!(err.message.contains("revoked"), "{err}");
     let _ = std::fs::remove_dir_all(&agent_dir);
+}
+
+/// Writes an edgemon TOML config: `healthy` entries on `sshd`, plus extra raw `[[hosts]]` text.
+fn write_config(dir: &Path, sshd: &Sshd, healthy: usize, extra: &str) -> PathBuf {
+    let mut text = format!(
+        "[appliance]\nid = \"it\"\ndata_dir = \"{data}\"\n\
+         [collect]\nconcurrency = 64\nconnect_timeout = \"3s\"\nauth_timeout = \"5s\"\n\
+         command_timeout = \"20s\"\nagent_dir = \"{data}/remote-agent\"\n\
+         [defaults]\nport = {port}\nuser = \"{user}\"\nidentity_file = \"{key}\"\n\
+         [sync]\nurl = \"mysql://nobody@127.0.0.1:1/none\"\n",
+        data = dir.join("data").display(),
+        port = sshd.port(),
+        user = sshd.user(),
+        key = sshd.ed25519_key().display(),
+    );
+    for i in 0..healthy {
+        text.push_str(&format!("[[hosts]]\nname = \"h{i:02}\"\naddress = \"127.0.0.1\"\n"));
+    }
+    text.push_str(extra);
+    let path = dir.join("edgemon.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn edgemon_collect_prints_the_table_and_hosts_trust_repins_a_changed_key() {
+    let mut sshd = skip_or_fail!(Sshd::start());
+    let tarpit = skip_or_fail!(Tarpit::start());
+    let random = skip_or_fail!(Sshd::builder().force_command("head -c 4096 /dev/urandom").start());
+    let dir = temp_dir();
+    let extra = format!(
+        "[[hosts]]\nname = \"tarpit\"\naddress = \"127.0.0.1\"\nport = {}\n\
+         [[hosts]]\nname = \"random\"\naddress = \"127.0.0.1\"\nport = {}\n",
+        tarpit.port(),
+        random.port()
+    );
+    let config = write_config(dir.path(), &sshd, 50, &extra);
+    let collect = |expect_ok: usize| {
+        // `edgemon collect` exits 1 when every host failed; the table is printed either way.
+        let output = Edgemon::new(dir.path()).arg("collect").arg("--config").arg(&config).output();
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            out.contains(&format!("52 hosts: {expect_ok} ok, {} failed", 52 - expect_ok)),
+            "{out}"
+        );
+        out
+    };
+    let out = collect(50);
+    assert!(out.lines().any(|l| l.starts_with("tarpit") && l.contains("timeout")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("random") && l.contains("bad-envelope")), "{out}");
+
+    let exported = Edgemon::new(dir.path()).args(["hosts", "export", "--config"]).arg(&config).stdout();
+    assert!(exported.contains(&sshd.known_hosts_line()), "{exported}");
+
+    let old = sshd.host_key_fingerprint().to_string();
+    sshd.restart_with_new_host_key().expect("restart with a new host key");
+    let out = collect(0);
+    let line = out.lines().find(|l| l.starts_with("h00")).unwrap_or_default();
+    assert!(line.contains("host-key-changed") && line.contains(&old), "{out}");
+    assert!(line.contains(sshd.host_key_fingerprint()), "{out}");
+
+    let trusted = Edgemon::new(dir.path()).args(["hosts", "trust", "h00", "--config"]).arg(&config).stdout();
+    assert!(trusted.contains(sshd.host_key_fingerprint()) && trusted.contains(&old), "{trusted}");
+    collect(50);
 }
