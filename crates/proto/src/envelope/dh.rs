@@ -5,6 +5,7 @@
 use num_bigint::BigUint;
 use rand::RngCore;
 use rand::rngs::OsRng;
+use std::sync::OnceLock;
 
 /// Width in bytes of every group element on the wire (2048 bits).
 pub const ELEMENT_LEN: usize = 256;
@@ -27,10 +28,12 @@ const GROUP14_PRIME_HEX: &str = concat!(
     "15728E5A8AACAA68FFFFFFFFFFFFFFFF",
 );
 
-/// The group 14 prime `p`.
-pub fn prime() -> BigUint {
-    // The constant is well-formed hex; a failure here is a bug in this file.
-    BigUint::parse_bytes(GROUP14_PRIME_HEX.as_bytes(), 16).unwrap_or_default()
+/// The group 14 prime `p`, parsed once.
+pub fn prime() -> &'static BigUint {
+    static PRIME: OnceLock<BigUint> = OnceLock::new();
+    // The constant is well-formed hex; a failure here is a bug in this file,
+    // caught by `prime_is_2048_bits_and_ends_in_ones`.
+    PRIME.get_or_init(|| BigUint::parse_bytes(GROUP14_PRIME_HEX.as_bytes(), 16).unwrap_or_default())
 }
 
 /// A private exponent and its public value `g^x mod p`.
@@ -51,7 +54,7 @@ impl KeyPair {
             OsRng.fill_bytes(&mut raw);
             exponent = BigUint::from_bytes_be(&raw);
         }
-        let public = encode(&BigUint::from(2u8).modpow(&exponent, &prime()));
+        let public = encode(&BigUint::from(2u8).modpow(&exponent, prime()));
         KeyPair { exponent, public }
     }
 
@@ -62,7 +65,7 @@ impl KeyPair {
 
     /// The shared secret with a peer value already checked by [`parse_peer`].
     pub fn agree(&self, peer: &BigUint) -> [u8; ELEMENT_LEN] {
-        encode(&peer.modpow(&self.exponent, &prime()))
+        encode(&peer.modpow(&self.exponent, prime()))
     }
 }
 
@@ -74,7 +77,7 @@ pub fn parse_peer(bytes: &[u8]) -> Option<BigUint> {
     }
     let value = BigUint::from_bytes_be(bytes);
     let p = prime();
-    let upper = &p - BigUint::from(2u8);
+    let upper = p - BigUint::from(2u8);
     (value >= BigUint::from(2u8) && value <= upper).then_some(value)
 }
 
@@ -96,8 +99,8 @@ mod tests {
     fn prime_is_2048_bits_and_ends_in_ones() {
         let p = prime();
         assert_eq!(p.bits(), 2048);
-        assert_eq!(encode(&p)[..8], [0xff; 8]);
-        assert_eq!(encode(&p)[248..], [0xff; 8]);
+        assert_eq!(encode(p)[..8], [0xff; 8]);
+        assert_eq!(encode(p)[248..], [0xff; 8]);
     }
 
     #[test]

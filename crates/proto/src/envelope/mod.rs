@@ -362,5 +362,5 @@ fn new_mac(key: &[u8; 32]) -> Hmac<Sha256> {
 
 /// The group 14 prime, big-endian, 256 bytes: for tests that build hostile peer values.
 pub fn group14_prime() -> [u8; 256] {
-    dh::encode(&dh::prime())
+    dh::encode(dh::prime())
 }
