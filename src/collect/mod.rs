@@ -5,7 +5,7 @@
 //! sample or an error class, and the round goes on. The round itself writes
 //! nothing; the caller records the outcomes in the buffer in one transaction.
 
-// pub mod local; (enabled once the envelope lands)
+pub mod local;
 pub mod outcome;
 mod table;
 
@@ -86,13 +86,7 @@ fn collect_one(
 ) -> Result<crate::report::Report, CollectError> {
     let max_reply = usize::try_from(settings.max_reply_bytes).unwrap_or(usize::MAX);
     match &host.transport {
-        Transport::Local => {
-            let _ = (agent, max_reply);
-            Err(CollectError::new(
-                ErrorClass::Internal,
-                "local transport is not available yet",
-            ))
-        }
+        Transport::Local => local::collect(agent, settings.command_timeout, max_reply),
         Transport::Ssh(_) => Err(CollectError::new(
             ErrorClass::Internal,
             "SSH transport is not available yet",
