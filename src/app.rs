@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::alert::Alerting;
 use crate::buffer::{Buffer, RoundTotals};
 use crate::collect::Collector;
 use crate::collect::outcome::HostOutcome;
@@ -46,8 +47,11 @@ pub fn collect_and_record(
     buffer: &mut Buffer,
 ) -> anyhow::Result<(Vec<HostOutcome>, RoundTotals)> {
     let outcomes = smol::block_on(collector.round());
-    let (totals, ()) =
-        buffer.record_round(&outcomes, config.collect.max_clock_skew, |_, _| Ok(()))?;
+    let alerting = Alerting::new(config);
+    let (totals, _alerts) =
+        buffer.record_round(&outcomes, config.collect.max_clock_skew, |tx, recorded| {
+            alerting.record(tx, &outcomes, recorded, crate::buffer::now_ms())
+        })?;
     Ok((outcomes, totals))
 }
 
