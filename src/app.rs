@@ -5,6 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use anyhow::Context;
 
 use crate::alert::Alerting;
@@ -12,6 +15,7 @@ use crate::buffer::{Buffer, RoundTotals};
 use crate::collect::Collector;
 use crate::collect::outcome::HostOutcome;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Opens (creating and migrating) the buffer of `config` and registers its hosts.
 pub fn open_buffer(config: &Config) -> anyhow::Result<Buffer> {

@@ -16,4 +16,5 @@ pub use edgemon_proto::report;
 pub mod app;
 pub mod buffer;
 pub mod collect;
+pub mod metrics;
 pub mod status;
