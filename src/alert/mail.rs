@@ -85,7 +85,10 @@ enum Sender {
 enum Outcome {
     Sent,
     /// Try again later; `connection` when the server could not be reached at all.
-    Transient { reason: String, connection: bool },
+    Transient {
+        reason: String,
+        connection: bool,
+    },
     Permanent(String),
 }
 

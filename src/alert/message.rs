@@ -50,7 +50,11 @@ fn value(rule: Rule, v: f64) -> String {
     } else {
         format!("{v:.1}")
     };
-    if rule.is_percent() { format!("{num}%") } else { num }
+    if rule.is_percent() {
+        format!("{num}%")
+    } else {
+        num
+    }
 }
 
 /// Unix ms as RFC 3339 (UTC, seconds).
@@ -227,7 +231,12 @@ pub fn summary(appliance_id: &str, items: &[AlertItem], held: &[(i64, String)]) 
 
 /// A Message-ID stable for this mail (stored with it in the outbox, so every
 /// retry carries the same one and receivers can drop duplicates).
-pub fn message_id(appliance_id: &str, created_at: i64, first_event: i64, recipient: &str) -> String {
+pub fn message_id(
+    appliance_id: &str,
+    created_at: i64,
+    first_event: i64,
+    recipient: &str,
+) -> String {
     let domain: String = appliance_id
         .chars()
         .map(|c| {
@@ -238,7 +247,11 @@ pub fn message_id(appliance_id: &str, created_at: i64, first_event: i64, recipie
             }
         })
         .collect();
-    let domain = if domain.is_empty() { "appliance" } else { &domain };
+    let domain = if domain.is_empty() {
+        "appliance"
+    } else {
+        &domain
+    };
     let hash = Sha256::digest(recipient.as_bytes());
     format!(
         "<{created_at}.{first_event}.{}@{domain}.edgemon>",
@@ -277,7 +290,10 @@ mod tests {
 
     #[test]
     fn subject_names_kind_metric_value_limit_and_host() {
-        let mail = detailed("site-a", &[item("web-1", Rule::Cpu, EventKind::Firing, 97.0, 20.0)]);
+        let mail = detailed(
+            "site-a",
+            &[item("web-1", Rule::Cpu, EventKind::Firing, 97.0, 20.0)],
+        );
         assert_eq!(mail.subject, "[edgemon] FIRING cpu 97% > 20% on web-1");
         for needle in [
             "Host:      web-1",
@@ -289,14 +305,21 @@ mod tests {
             "Appliance: site-a",
             "Last samples",
         ] {
-            assert!(mail.body.contains(needle), "{needle:?} missing in\n{}", mail.body);
+            assert!(
+                mail.body.contains(needle),
+                "{needle:?} missing in\n{}",
+                mail.body
+            );
         }
     }
 
     #[test]
     fn resolved_shows_the_clear_threshold() {
         let i = item("db", Rule::Memory, EventKind::Resolved, 12.5, 50.0);
-        assert_eq!(headline(&i.host, &i.transition), "RESOLVED memory 12.5% < 45% on db");
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "RESOLVED memory 12.5% < 45% on db"
+        );
     }
 
     #[test]
@@ -306,7 +329,10 @@ mod tests {
             item("a", Rule::Memory, EventKind::Firing, 80.0, 50.0),
         ];
         let mail = detailed("x", &items);
-        assert_eq!(mail.subject, "[edgemon] FIRING cpu 97% > 20% on a (+1 more)");
+        assert_eq!(
+            mail.subject,
+            "[edgemon] FIRING cpu 97% > 20% on a (+1 more)"
+        );
         assert!(mail.body.contains("FIRING memory 80% > 50% on a"));
     }
 
@@ -326,6 +352,9 @@ mod tests {
         let a = message_id("site a", 5, 9, "ops@example.com");
         assert_eq!(a, message_id("site a", 5, 9, "ops@example.com"));
         assert_ne!(a, message_id("site a", 5, 9, "boss@example.com"));
-        assert!(a.starts_with("<5.9.") && a.ends_with("@site-a.edgemon>"), "{a}");
+        assert!(
+            a.starts_with("<5.9.") && a.ends_with("@site-a.edgemon>"),
+            "{a}"
+        );
     }
 }

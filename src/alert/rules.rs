@@ -361,7 +361,14 @@ fn step(
                 let t = transition(rule, EventKind::Stale, &s, None);
                 (s, Some(t))
             }
-            Phase::Pending => (RuleState { breaches: 0, phase: Phase::Ok, ..s }, None),
+            Phase::Pending => (
+                RuleState {
+                    breaches: 0,
+                    phase: Phase::Ok,
+                    ..s
+                },
+                None,
+            ),
             Phase::Ok | Phase::Stale => (s, None),
         };
     };

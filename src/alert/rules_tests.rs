@@ -200,7 +200,11 @@ const CASES: &[Case] = &[
         name: "a 0% limit always fires, once",
         cpu_limit: 0.0,
         fire_after: 1,
-        script: &[(0, Cpu(0.0), "cpu:firing"), (1, Cpu(3.0), ""), (2, Cpu(0.0), "")],
+        script: &[
+            (0, Cpu(0.0), "cpu:firing"),
+            (1, Cpu(3.0), ""),
+            (2, Cpu(0.0), ""),
+        ],
     },
 ];
 

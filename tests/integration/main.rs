@@ -1,2 +1,3 @@
+mod alert;
 mod harness;
 mod support;
