@@ -51,12 +51,37 @@ pub fn collect_and_record(
     buffer: &mut Buffer,
 ) -> anyhow::Result<(Vec<HostOutcome>, RoundTotals)> {
     let outcomes = smol::block_on(collector.round());
+    let totals = record(config, buffer, &outcomes)?;
+    Ok((outcomes, totals))
+}
+
+/// Records a round's outcomes, and the alert transitions they cause, in one transaction.
+pub fn record(
+    config: &Config,
+    buffer: &mut Buffer,
+    outcomes: &[HostOutcome],
+) -> anyhow::Result<RoundTotals> {
     let alerting = Alerting::new(config);
     let (totals, _alerts) =
-        buffer.record_round(&outcomes, config.collect.max_clock_skew, |tx, recorded| {
-            alerting.record(tx, &outcomes, recorded, crate::buffer::now_ms())
+        buffer.record_round(outcomes, config.collect.max_clock_skew, |tx, recorded| {
+            alerting.record(tx, outcomes, recorded, crate::buffer::now_ms())
         })?;
-    Ok((outcomes, totals))
+    Ok(totals)
+}
+
+/// A loop the daemon runs on its own thread (sync, mail), and its single pass for `--once`.
+pub struct Job {
+    /// Short name, for the thread and the logs.
+    pub name: &'static str,
+    /// The loop; returns when the flag is set, after finishing the work in flight.
+    pub run: Box<dyn FnOnce(&AtomicBool) + Send>,
+    /// One pass, for `edgemon run --once`.
+    pub once: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+}
+
+/// The background loops of `config`: sync to MySQL and the mail outbox.
+pub fn background_jobs(_config: &Config, _metrics: &Arc<Metrics>) -> Vec<Job> {
+    Vec::new()
 }
 
 /// `edgemon collect`: one round now, a table of results.
