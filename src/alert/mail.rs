@@ -34,7 +34,7 @@ const BATCH: usize = 100;
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 /// Cap of the retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
-/// Pending mail older than this is logged as an error at every pass.
+/// Pending mail older than this is logged as an error (each time a retry fails).
 pub const STUCK_AFTER: Duration = Duration::from_secs(3600);
 /// Longest sleep of [`Mailer::run`] between passes.
 const IDLE: Duration = Duration::from_secs(5);
@@ -193,7 +193,10 @@ impl Mailer {
         report.pending = pending;
         report.oldest_pending_age =
             oldest.map(|t| Duration::from_millis(now.saturating_sub(t).max(0) as u64));
-        if let Some(age) = report.oldest_pending_age.filter(|a| *a >= STUCK_AFTER) {
+        // Logged on passes that tried (and failed) to send, that is at the backoff's pace,
+        // not at every idle tick of `run`.
+        let stuck = report.oldest_pending_age.filter(|a| *a >= STUCK_AFTER);
+        if let Some(age) = stuck.filter(|_| report.retried > 0) {
             tracing::error!(
                 pending,
                 oldest_age = %humantime::format_duration(Duration::from_secs(age.as_secs())),

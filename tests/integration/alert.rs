@@ -195,7 +195,11 @@ fn a_host_over_its_cpu_limit_mails_once_until_the_repeat_interval() {
         assert!(body.contains(needle), "{needle:?} missing in:\n{body}");
     }
     assert_eq!(mails[0].to(), "ops@site.test");
-    assert!(!mails[0].message_id().is_empty());
+    let id = mails[0].message_id();
+    assert!(
+        id.starts_with('<') && id.ends_with("@site-7.edgemon>"),
+        "{id}"
+    );
 
     // The repeat interval (1h) brings exactly one reminder.
     for minute in 30..=75 {
