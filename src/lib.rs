@@ -6,6 +6,7 @@
 //! the invariants each module keeps.
 
 pub mod agent_bin;
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod logging;

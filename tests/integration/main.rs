@@ -1,3 +1,4 @@
+mod alert;
 mod config_cli;
 mod harness;
 mod support;
