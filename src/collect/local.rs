@@ -28,7 +28,8 @@ pub fn collect(agent: &Path, timeout: Duration, max_reply: usize) -> Result<Repo
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| agent_failed(format!("cannot start local agent {}: {e}", agent.display())))?;
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
         return Err(agent_failed("local agent has no stdio pipes".into()));
@@ -55,38 +56,62 @@ pub fn collect(agent: &Path, timeout: Duration, max_reply: usize) -> Result<Repo
             let _ = child.wait();
             return Err(CollectError::new(
                 ErrorClass::Timeout,
-                format!("local agent gave no reply within {}", humantime::format_duration(timeout)),
+                format!(
+                    "local agent gave no reply within {}",
+                    humantime::format_duration(timeout)
+                ),
             ));
         }
     };
-    let status = child.wait().map_err(|e| agent_failed(format!("waiting for local agent: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| agent_failed(format!("waiting for local agent: {e}")))?;
     let stderr_text = err_reader.join().unwrap_or_default();
     let reply = match frame {
         Ok(Some(reply)) => reply,
         Ok(None) => {
             return Err(agent_failed(format!(
                 "local agent exited ({status}) without a reply{}{}",
-                sent.err().map(|e| format!(", request not delivered: {e}")).unwrap_or_default(),
+                sent.err()
+                    .map(|e| format!(", request not delivered: {e}"))
+                    .unwrap_or_default(),
                 stderr_suffix(&stderr_text)
             )));
         }
-        Err(e) => return Err(CollectError::new(ErrorClass::BadEnvelope, format!("local agent reply: {e}"))),
+        Err(e) => {
+            return Err(CollectError::new(
+                ErrorClass::BadEnvelope,
+                format!("local agent reply: {e}"),
+            ));
+        }
     };
     if !status.success() {
-        return Err(agent_failed(format!("local agent exited with {status}{}", stderr_suffix(&stderr_text))));
+        return Err(agent_failed(format!(
+            "local agent exited with {status}{}",
+            stderr_suffix(&stderr_text)
+        )));
     }
     open_reply(&initiator, &reply, max_reply)
 }
 
 /// Opens an agent's reply and parses the report inside; shared by every transport.
-pub fn open_reply(initiator: &Initiator, reply: &[u8], max_reply: usize) -> Result<Report, CollectError> {
+pub fn open_reply(
+    initiator: &Initiator,
+    reply: &[u8],
+    max_reply: usize,
+) -> Result<Report, CollectError> {
     let payload = initiator
         .open(reply, max_reply)
         .map_err(|e| CollectError::new(ErrorClass::BadEnvelope, format!("reply rejected: {e}")))?;
-    report::parse(&payload).map_err(|e| CollectError::new(ErrorClass::BadPayload, format!("report rejected: {e}")))
+    report::parse(&payload)
+        .map_err(|e| CollectError::new(ErrorClass::BadPayload, format!("report rejected: {e}")))
 }
 
 fn stderr_suffix(text: &str) -> String {
     let text = text.trim();
-    if text.is_empty() { String::new() } else { format!("; agent said: {text}") }
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("; agent said: {text}")
+    }
 }
