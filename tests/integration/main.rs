@@ -1,4 +1,6 @@
 mod alert;
 mod config_cli;
+mod daemon;
 mod harness;
+mod local;
 mod support;
