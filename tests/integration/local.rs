@@ -81,7 +81,10 @@ fn the_agent_the_collector_runs_is_static() {
     let dir = temp_dir();
     let agent = dir.path().join("edgemon-agent");
     std::fs::write(&agent, edgemon::agent_bin::AGENT).expect("write agent");
-    let out = std::process::Command::new("ldd").arg(&agent).output().expect("run ldd");
+    let out = std::process::Command::new("ldd")
+        .arg(&agent)
+        .output()
+        .expect("run ldd");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
