@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 if ! cargo deb --version >/dev/null 2>&1; then
     cargo install cargo-deb --locked
 fi
-# The release build also builds the static agent (build.rs) and copies it to target/release/edgemon-agent.
+# The release build also builds the static agent (build.rs, into target/agent/) and embeds it.
 cargo build --release --locked --bin edgemon
-ldd target/release/edgemon-agent 2>&1 | grep -q 'statically linked' || {
-    echo "build-deb: target/release/edgemon-agent is not static" >&2
+agent=target/agent/x86_64-unknown-linux-gnu/release/edgemon-agent
+ldd "$agent" 2>&1 | grep -q 'statically linked' || {
+    echo "build-deb: $agent is not static" >&2
     exit 1
 }
 cargo deb --no-build --locked --output target/debian/ >&2

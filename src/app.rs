@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 
+use crate::alert::{Alerting, Mailer};
 use crate::buffer::{Buffer, RoundTotals};
 use crate::collect::Collector;
 use crate::collect::outcome::HostOutcome;
@@ -61,8 +62,11 @@ pub fn record(
     buffer: &mut Buffer,
     outcomes: &[HostOutcome],
 ) -> anyhow::Result<RoundTotals> {
-    let (totals, ()) =
-        buffer.record_round(outcomes, config.collect.max_clock_skew, |_, _| Ok(()))?;
+    let alerting = Alerting::new(config);
+    let (totals, _alerts) =
+        buffer.record_round(outcomes, config.collect.max_clock_skew, |tx, recorded| {
+            alerting.record(tx, outcomes, recorded, crate::buffer::now_ms())
+        })?;
     Ok(totals)
 }
 
@@ -77,8 +81,37 @@ pub struct Job {
 }
 
 /// The background loops of `config`: sync to MySQL and the mail outbox.
-pub fn background_jobs(_config: &Config, _metrics: &Arc<Metrics>) -> Vec<Job> {
-    Vec::new()
+pub fn background_jobs(config: &Config, _metrics: &Arc<Metrics>) -> Vec<Job> {
+    vec![mail_job(config)]
+}
+
+/// The mail loop: sends the outbox through its own buffer connection.
+pub fn mail_job(config: &Config) -> Job {
+    let (mail, path) = (config.mail.clone(), config.buffer.path.clone());
+    let (mail_once, path_once) = (mail.clone(), path.clone());
+    Job {
+        name: "mail",
+        run: Box::new(move |stop| match Mailer::new(&mail, &path) {
+            Ok(mailer) => mailer.run(stop),
+            Err(error) => {
+                tracing::error!(%error, "the mailer cannot start; alert mail stays in the outbox")
+            }
+        }),
+        once: Box::new(move || {
+            let report = Mailer::new(&mail_once, &path_once)
+                .context("starting the mailer")?
+                .send_due()
+                .context("sending alert mail")?;
+            tracing::info!(
+                sent = report.sent,
+                retried = report.retried,
+                failed = report.failed,
+                pending = report.pending,
+                "mail pass"
+            );
+            Ok(())
+        }),
+    }
 }
 
 /// `edgemon collect`: one round now, a table of results.

@@ -6,6 +6,7 @@
 //! the invariants each module keeps.
 
 pub mod agent_bin;
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod logging;
@@ -15,6 +16,6 @@ pub use edgemon_proto::report;
 pub mod app;
 pub mod buffer;
 pub mod collect;
+pub mod daemon;
 pub mod metrics;
 pub mod status;
-pub mod daemon;

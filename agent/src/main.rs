@@ -1,3 +1,86 @@
-fn main() {
-    println!("agent");
+//! `edgemon-agent`: answers envelope requests on stdin with sealed stats
+//! reports on stdout. Runs on monitored hosts as a static binary, uploaded
+//! and started over SSH by the collector. This file only parses arguments
+//! and maps outcomes to exit codes:
+//!
+//! - 0: stdin ended cleanly;
+//! - 1: stdout could not be written;
+//! - 2: bad usage or a bad request (diagnostic on stderr);
+//! - 3: no request within `--idle-timeout` seconds (default 600).
+
+mod sample;
+mod serve;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage: edgemon-agent [--idle-timeout SECS] | --version | --help
+Reads length-prefixed envelope requests on stdin and writes one sealed stats
+report per request on stdout. Exits 0 at end of input, 3 after SECS (default
+600) without a request, 2 on a bad request.";
+
+/// Default idle timeout: a resident agent never outlives its collector by long.
+const DEFAULT_IDLE_SECS: u64 = 600;
+
+fn main() -> ExitCode {
+    let idle = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(idle)) => idle,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("edgemon-agent: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match serve::run(std::io::stdin(), &mut stdout, idle) {
+        serve::Outcome::Eof => ExitCode::SUCCESS,
+        serve::Outcome::Output(e) => {
+            eprintln!("edgemon-agent: writing the reply to stdout: {e}");
+            ExitCode::from(1)
+        }
+        serve::Outcome::BadRequest(why) => {
+            eprintln!("edgemon-agent: bad request on stdin: {why}");
+            ExitCode::from(2)
+        }
+        serve::Outcome::Idle(after) => {
+            eprintln!(
+                "edgemon-agent: no request for {} s, exiting",
+                after.as_secs()
+            );
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// The idle timeout, or `None` when the arguments asked only for version or help.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Duration>, String> {
+    let mut idle_secs = DEFAULT_IDLE_SECS;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "--version" | "-V" => {
+                println!("edgemon-agent {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "--idle-timeout" => args
+                .next()
+                .ok_or("--idle-timeout needs a number of seconds")?,
+            other => match other.strip_prefix("--idle-timeout=") {
+                Some(value) => value.to_owned(),
+                None => return Err(format!("unknown argument `{other}`")),
+            },
+        };
+        idle_secs = match value.parse::<u64>() {
+            Ok(secs) if secs > 0 => secs,
+            _ => {
+                return Err(format!(
+                    "--idle-timeout `{value}` is not a positive number of seconds"
+                ));
+            }
+        };
+    }
+    Ok(Some(Duration::from_secs(idle_secs)))
 }

@@ -15,9 +15,11 @@
 //! what to shed are decided by `sync`, `alert` and `retention` and executed
 //! through the queries here.
 
+mod alert_queries;
 mod migrations;
 mod status;
 
+pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use status::{BufferStatus, HostStatus, OutboxStatus};
 

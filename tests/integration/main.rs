@@ -1,4 +1,7 @@
+mod alert;
 mod config_cli;
+mod daemon;
 mod harness;
+mod local;
 mod ssh;
 mod support;

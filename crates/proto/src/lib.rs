@@ -4,4 +4,5 @@
 //! Nothing here does IO or is async: bytes in, values out, so that both sides
 //! and the fuzzers use exactly the same code.
 
+pub mod envelope;
 pub mod report;

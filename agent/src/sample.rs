@@ -1,0 +1,89 @@
+//! Measuring one sample of this host with sysinfo. This module owns how CPU
+//! usage is measured between requests; it knows nothing of the wire.
+
+use edgemon_proto::report::{REPORT_VERSION, Report};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use sysinfo::System;
+
+/// How long the first request waits between two CPU readings.
+const FIRST_WINDOW: Duration = Duration::from_millis(200);
+/// The shortest gap since the previous request for which its reading is
+/// reused as the start of the window; shorter gaps measure afresh.
+const MIN_DELTA: Duration = Duration::from_millis(100);
+
+/// Takes samples; kept for the life of a resident agent so that each request
+/// after the first reports CPU usage since the previous one without waiting.
+pub struct Sampler {
+    sys: System,
+    last_cpu_refresh: Option<Instant>,
+}
+
+impl Sampler {
+    /// A sampler with no CPU reading yet.
+    pub fn new() -> Sampler {
+        Sampler {
+            sys: System::new(),
+            last_cpu_refresh: None,
+        }
+    }
+
+    /// Measures the host now.
+    pub fn sample(&mut self) -> Report {
+        let reusable = self
+            .last_cpu_refresh
+            .is_some_and(|at| at.elapsed() >= MIN_DELTA);
+        if !reusable {
+            self.sys.refresh_cpu_usage();
+            std::thread::sleep(FIRST_WINDOW.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
+        }
+        self.sys.refresh_cpu_usage();
+        self.last_cpu_refresh = Some(Instant::now());
+        self.sys.refresh_memory();
+
+        let mem_total = self.sys.total_memory();
+        let swap_total = self.sys.total_swap();
+        let load = System::load_average();
+        let boot = System::boot_time();
+        Report {
+            version: REPORT_VERSION,
+            collected_at_ms: now_ms(),
+            cpu_percent: percent(self.sys.global_cpu_usage()),
+            cores: self
+                .sys
+                .cpus()
+                .iter()
+                .map(|cpu| percent(cpu.cpu_usage()))
+                .collect(),
+            mem_used: self.sys.used_memory().min(mem_total),
+            mem_total,
+            swap_used: self.sys.used_swap().min(swap_total),
+            swap_total,
+            uptime_s: System::uptime(),
+            boot_time_s: (boot > 0).then_some(boot),
+            load: [load.one, load.five, load.fifteen]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0)
+                .then_some([load.one, load.five, load.fifteen]),
+            hostname: System::host_name(),
+            os: System::long_os_version(),
+            kernel: System::kernel_version(),
+            extras: Vec::new(),
+        }
+    }
+}
+
+/// sysinfo may report a hair over 100 or NaN on the first reading; the
+/// report format requires 0..=100.
+fn percent(value: f32) -> f64 {
+    if value.is_finite() {
+        f64::from(value).clamp(0.0, 100.0)
+    } else {
+        0.0
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,98 @@
+//! Runs the built agent binary as the collector would: requests in on
+//! stdin, sealed reports out on stdout, in resident mode.
+
+use edgemon_proto::envelope::{Initiator, read_frame, write_frame};
+use edgemon_proto::report::parse;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const MAX_REPLY: usize = 1 << 20;
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgemon-agent"))
+}
+
+#[test]
+fn resident_agent_answers_two_requests_then_exits_0_at_eof() {
+    let mut child = agent()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+
+    for round in 0..2 {
+        let init = Initiator::new();
+        write_frame(&mut stdin, &init.request()).expect("request written");
+        stdin.flush().expect("request flushed");
+        let reply = read_frame(&mut stdout, MAX_REPLY)
+            .expect("reply frame readable")
+            .expect("agent answered before closing stdout");
+        let xml = init.open(&reply, MAX_REPLY).expect("reply opens");
+        let report = parse(&xml).expect("report parses");
+        assert!(
+            (0.0..=100.0).contains(&report.cpu_percent),
+            "round {round}: {report:?}"
+        );
+        assert!(!report.cores.is_empty(), "round {round}: no cores");
+        assert!(report.cores.iter().all(|c| (0.0..=100.0).contains(c)));
+        assert!(report.mem_total > 0 && report.mem_used <= report.mem_total);
+        let mem_pct = report.mem_used as f64 * 100.0 / report.mem_total as f64;
+        assert!((0.0..=100.0).contains(&mem_pct));
+        assert!(report.uptime_s > 0, "round {round}: uptime 0");
+    }
+
+    drop(stdin);
+    let out = child.wait_with_output().expect("agent exits");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_request_exits_2_with_a_diagnostic() {
+    let mut child = agent()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    write_frame(&mut stdin, b"GET / HTTP/1.0\r\n\r\n").expect("written");
+    drop(stdin);
+    let out = child.wait_with_output().expect("agent exits");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing answered to a bad request");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad request"), "stderr: {stderr}");
+}
+
+#[test]
+fn silence_ends_a_resident_agent_with_code_3() {
+    // stdin stays open (piped, never written) so only the timeout can end it.
+    let mut child = agent()
+        .args(["--idle-timeout", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let stdin = child.stdin.take();
+    let status = child.wait().expect("agent exits by itself");
+    drop(stdin);
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn version_and_usage() {
+    let out = agent().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("edgemon-agent "));
+    let out = agent().arg("--bogus").output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
