@@ -30,7 +30,7 @@ fn settings(agent_dir: &str) -> CollectConfig {
         concurrency: 64,
         connect_timeout: Duration::from_secs(3),
         auth_timeout: Duration::from_secs(5),
-        command_timeout: Duration::from_secs(20),
+        command_timeout: Duration::from_secs(60),
         known_hosts: None,
         host_key_policy: HostKeyPolicy::AcceptNew,
         agent_dir: agent_dir.to_string(),
@@ -402,7 +402,7 @@ fn write_config(dir: &Path, sshd: &Sshd, healthy: usize, extra: &str) -> PathBuf
     let mut text = format!(
         "[appliance]\nid = \"it\"\ndata_dir = \"{data}\"\n\
          [collect]\nconcurrency = 64\nconnect_timeout = \"3s\"\nauth_timeout = \"5s\"\n\
-         command_timeout = \"20s\"\nagent_dir = \"{data}/remote-agent\"\n\
+         command_timeout = \"60s\"\nagent_dir = \"{data}/remote-agent\"\n\
          [defaults]\nport = {port}\nuser = \"{user}\"\nidentity_file = \"{key}\"\n\
          [sync]\nurl = \"mysql://nobody@127.0.0.1:1/none\"\n",
         data = dir.join("data").display(),
@@ -427,9 +427,10 @@ fn edgemon_collect_prints_the_table_and_hosts_trust_repins_a_changed_key() {
     let dir = temp_dir();
     let extra = format!(
         "[[hosts]]\nname = \"tarpit\"\naddress = \"127.0.0.1\"\nport = {}\n\
-         [[hosts]]\nname = \"random\"\naddress = \"127.0.0.1\"\nport = {}\n",
+         [[hosts]]\nname = \"random\"\naddress = \"127.0.0.1\"\nport = {}\nidentity_file = \"{}\"\n",
         tarpit.port(),
-        random.port()
+        random.port(),
+        random.ed25519_key().display()
     );
     let config = write_config(dir.path(), &sshd, 50, &extra);
     let collect = |expect_ok: usize| {
