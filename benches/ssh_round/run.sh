@@ -53,7 +53,7 @@ BENCH=$(ls -t "${CARGO_TARGET_DIR:-$REPO/target}"/release/deps/ssh_round-* | gre
 # time -v fields: wall, user+sys CPU, peak RSS (MiB)
 measure() { # name logfile -- command...
   local name=$1 log=$2; shift 3
-  /usr/bin/time -v -o "$log.time" "$@" > "$log" 2>&1 || echo "  ($name exited $?)"
+  /usr/bin/time -v -o "$log.time" "$@" > "$log" 2>&1 || echo "  ($name exited $?)" >&2
   python3 - "$log.time" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
@@ -83,7 +83,7 @@ for N in $SIZES; do
     for i in $(seq -w 1 "$N"); do echo "[[hosts]]"; echo "name = \"h$i\""; echo "address = \"127.0.0.1\""; done
   } > "$D/edgemon.toml"
   for i in $(seq "$N"); do echo "127.0.0.1:$PORT"; done > "$D/pssh_hosts"
-  { echo "[all]"; for i in $(seq -w 1 "$N"); do echo "h$i ansible_host=127.0.0.1 ansible_port=$PORT ansible_user=root"; done; } > "$D/inventory"
+  { echo "[all]"; for i in $(seq -w 1 "$N"); do echo "h$i ansible_host=127.0.0.1 ansible_port=$PORT ansible_user=root ansible_python_interpreter=/usr/bin/python3"; done; } > "$D/inventory"
 
   read -r w c r < <(measure edgemon "$D/edgemon.log" -- "$BENCH" "$D/edgemon.toml" "$ROUNDS")
   first=$(sed -n 's/^round 1: wall \([0-9.]*\) s  cpu \([0-9.]*\) s  ok \(.*\)/\1 \2 \3/p' "$D/edgemon.log")
@@ -100,7 +100,10 @@ for N in $SIZES; do
 
   aw=""; ac=""; ar=""
   if [[ " $ANSIBLE_SIZES " == *" $N "* ]] && [ -x "$ANSIBLE_VENV/bin/ansible" ]; then
+    # No ControlMaster: every entry would otherwise share one multiplexed connection
+    # (same address and port), which a real fleet of distinct hosts cannot.
     read -r aw ac ar < <(ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_PRIVATE_KEY_FILE="$WORK/id_ed25519" \
+      ANSIBLE_SSH_ARGS="-o ControlMaster=no -o UserKnownHostsFile=/dev/null" \
       measure ansible "$D/ansible.log" -- "$ANSIBLE_VENV/bin/ansible" all -i "$D/inventory" -f "$PAR" -m command -a true)
     printf "%-6s %-34s %9s %9s %9s\n" "$N" "ansible -f $PAR -m command true" "$aw" "$ac" "$ar"
     grep -c "CHANGED\|SUCCESS" "$D/ansible.log" | sed 's/^/         ansible successes: /'

@@ -411,7 +411,9 @@ fn write_config(dir: &Path, sshd: &Sshd, healthy: usize, extra: &str) -> PathBuf
         key = sshd.ed25519_key().display(),
     );
     for i in 0..healthy {
-        text.push_str(&format!("[[hosts]]\nname = \"h{i:02}\"\naddress = \"127.0.0.1\"\n"));
+        text.push_str(&format!(
+            "[[hosts]]\nname = \"h{i:02}\"\naddress = \"127.0.0.1\"\n"
+        ));
     }
     text.push_str(extra);
     let path = dir.join("edgemon.toml");
@@ -423,7 +425,11 @@ fn write_config(dir: &Path, sshd: &Sshd, healthy: usize, extra: &str) -> PathBuf
 fn edgemon_collect_prints_the_table_and_hosts_trust_repins_a_changed_key() {
     let mut sshd = skip_or_fail!(Sshd::start());
     let tarpit = skip_or_fail!(Tarpit::start());
-    let random = skip_or_fail!(Sshd::builder().force_command("head -c 4096 /dev/urandom").start());
+    let random = skip_or_fail!(
+        Sshd::builder()
+            .force_command("head -c 4096 /dev/urandom")
+            .start()
+    );
     let dir = temp_dir();
     let extra = format!(
         "[[hosts]]\nname = \"tarpit\"\naddress = \"127.0.0.1\"\nport = {}\n\
@@ -435,29 +441,60 @@ fn edgemon_collect_prints_the_table_and_hosts_trust_repins_a_changed_key() {
     let config = write_config(dir.path(), &sshd, 50, &extra);
     let collect = |expect_ok: usize| {
         // `edgemon collect` exits 1 when every host failed; the table is printed either way.
-        let output = Edgemon::new(dir.path()).arg("collect").arg("--config").arg(&config).output();
+        let output = Edgemon::new(dir.path())
+            .arg("collect")
+            .arg("--config")
+            .arg(&config)
+            .output();
         let out = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
-            out.contains(&format!("52 hosts: {expect_ok} ok, {} failed", 52 - expect_ok)),
+            out.contains(&format!(
+                "52 hosts: {expect_ok} ok, {} failed",
+                52 - expect_ok
+            )),
             "{out}"
         );
         out
     };
     let out = collect(50);
-    assert!(out.lines().any(|l| l.starts_with("tarpit") && l.contains("timeout")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("random") && l.contains("bad-envelope")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("tarpit") && l.contains("timeout")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("random") && l.contains("bad-envelope")),
+        "{out}"
+    );
 
-    let exported = Edgemon::new(dir.path()).args(["hosts", "export", "--config"]).arg(&config).stdout();
+    let exported = Edgemon::new(dir.path())
+        .args(["hosts", "export", "--config"])
+        .arg(&config)
+        .stdout();
     assert!(exported.contains(&sshd.known_hosts_line()), "{exported}");
 
     let old = sshd.host_key_fingerprint().to_string();
-    sshd.restart_with_new_host_key().expect("restart with a new host key");
+    sshd.restart_with_new_host_key()
+        .expect("restart with a new host key");
     let out = collect(0);
-    let line = out.lines().find(|l| l.starts_with("h00")).unwrap_or_default();
-    assert!(line.contains("host-key-changed") && line.contains(&old), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("h00"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("host-key-changed") && line.contains(&old),
+        "{out}"
+    );
     assert!(line.contains(sshd.host_key_fingerprint()), "{out}");
 
-    let trusted = Edgemon::new(dir.path()).args(["hosts", "trust", "h00", "--config"]).arg(&config).stdout();
-    assert!(trusted.contains(sshd.host_key_fingerprint()) && trusted.contains(&old), "{trusted}");
+    let trusted = Edgemon::new(dir.path())
+        .args(["hosts", "trust", "h00", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(
+        trusted.contains(sshd.host_key_fingerprint()) && trusted.contains(&old),
+        "{trusted}"
+    );
     collect(50);
 }

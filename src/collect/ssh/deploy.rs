@@ -139,7 +139,7 @@ fn upload(
         .send_eof()
         .map_err(|e| failed(format!("closing stdin: {e}")))?;
     let (_, stderr) = drain(&mut channel);
-    let status = finish(&mut channel).map_err(|e| failed(e))?;
+    let status = finish(&mut channel).map_err(failed)?;
     if status != 0 {
         return Err(failed(format!(
             "the upload command exited with status {status}{}",
@@ -174,10 +174,12 @@ pub fn finish(channel: &mut ssh2::Channel) -> Result<i32, String> {
     channel
         .wait_close()
         .map_err(|e| format!("waiting for the command to end: {e}"))?;
-    if let Ok(signal) = channel.exit_signal() {
-        if let Some(name) = signal.exit_signal {
-            return Err(format!("the command was killed by signal SIG{name}"));
-        }
+    if let Ok(ssh2::ExitSignal {
+        exit_signal: Some(name),
+        ..
+    }) = channel.exit_signal()
+    {
+        return Err(format!("the command was killed by signal SIG{name}"));
     }
     channel
         .exit_status()

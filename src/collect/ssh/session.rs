@@ -82,10 +82,8 @@ impl Watch {
         let clone = socket.try_clone().ok();
         let mut slot = self.socket.lock().unwrap_or_else(|p| p.into_inner());
         *slot = clone;
-        if self.expired.load(Ordering::SeqCst) {
-            if let Some(s) = slot.as_ref() {
-                let _ = s.shutdown(Shutdown::Both);
-            }
+        if let (true, Some(s)) = (self.expired.load(Ordering::SeqCst), slot.as_ref()) {
+            let _ = s.shutdown(Shutdown::Both);
         }
     }
 
