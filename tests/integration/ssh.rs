@@ -19,7 +19,7 @@ use edgemon::config::{
 
 use crate::skip_or_fail;
 use crate::support::sshd::{Sshd, Tarpit};
-use crate::support::{Edgemon, temp_dir};
+use crate::support::{ChildGuard, Edgemon, temp_dir, wait_until};
 
 /// Healthy entries served by the plain sshd (plus one password host).
 const HEALTHY: usize = 48;
@@ -129,6 +129,10 @@ fn a_fleet_with_hostile_hosts_gets_every_healthy_sample_and_the_right_error_clas
             .start()
     );
     let failing = skip_or_fail!(Sshd::builder().force_command("exit 3").start());
+    // libssh2 reports exit status 0 for a killed command; the signal must be seen.
+    let killed = skip_or_fail!(Sshd::builder().force_command("kill -KILL $$").start());
+    // Endless output: the length prefix "y\ny\n" announces ~2 GB, far over the limit.
+    let flood = skip_or_fail!(Sshd::builder().force_command("yes").start());
     let scratch = temp_dir();
     let flip = scratch.path().join("flip.py");
     std::fs::write(&flip, FLIP_PY).unwrap();
@@ -173,9 +177,23 @@ fn a_fleet_with_hostile_hosts_gets_every_healthy_sample_and_the_right_error_clas
         ("random", ErrorClass::BadEnvelope),
         ("tampered", ErrorClass::BadEnvelope),
         ("exit3", ErrorClass::AgentFailed),
+        ("killed", ErrorClass::AgentFailed),
+        ("flood", ErrorClass::BadEnvelope),
         ("tarpit", ErrorClass::Timeout),
         ("stranger", ErrorClass::AuthRefused),
     ];
+    hosts.push(host(
+        "killed",
+        killed.port(),
+        killed.user(),
+        key(killed.ed25519_key()),
+    ));
+    hosts.push(host(
+        "flood",
+        flood.port(),
+        flood.user(),
+        key(flood.ed25519_key()),
+    ));
     hosts.push(host(
         "random",
         random.port(),
@@ -225,6 +243,26 @@ fn a_fleet_with_hostile_hosts_gets_every_healthy_sample_and_the_right_error_clas
     let outcomes = smol::block_on(collector.round());
     let wall = start.elapsed();
     check_round(&fleet, &outcomes, "round 1");
+    let seen = by_name(&outcomes);
+    let message = |name: &str| {
+        seen[name]
+            .result
+            .as_ref()
+            .err()
+            .map(|e| e.message.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        message("killed").contains("SIGKILL"),
+        "{}",
+        message("killed")
+    );
+    assert!(message("flood").contains("exceeds"), "{}", message("flood"));
+    assert!(
+        message("exit3").contains("status 3"),
+        "{}",
+        message("exit3")
+    );
     assert!(
         wall < deadline * 2,
         "round 1 took {wall:?}, beyond the host deadline of {deadline:?}\n{}",
@@ -497,4 +535,36 @@ fn edgemon_collect_prints_the_table_and_hosts_trust_repins_a_changed_key() {
         "{trusted}"
     );
     collect(50);
+}
+
+#[test]
+fn ssh_agent_and_rsa_identities_authenticate_through_the_cli() {
+    let sshd = skip_or_fail!(Sshd::start());
+    let dir = temp_dir();
+    let sock = dir.path().join("agent.sock");
+    let mut agent_cmd = Command::new("ssh-agent");
+    agent_cmd.arg("-D").arg("-a").arg(&sock);
+    let _agent = skip_or_fail!(ChildGuard::spawn("ssh-agent", &mut agent_cmd));
+    assert!(
+        wait_until(Duration::from_secs(30), || sock.exists()),
+        "ssh-agent socket"
+    );
+    let added = Command::new("ssh-add")
+        .arg(sshd.ed25519_key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("run ssh-add");
+    assert!(added.status.success(), "{added:?}");
+    let extra = format!(
+        "[[hosts]]\nname = \"via-agent\"\naddress = \"127.0.0.1\"\nuse_agent = true\n\
+         [[hosts]]\nname = \"via-rsa\"\naddress = \"127.0.0.1\"\nidentity_file = \"{}\"\n",
+        sshd.rsa_key().display()
+    );
+    let config = write_config(dir.path(), &sshd, 0, &extra);
+    let out = Edgemon::new(dir.path())
+        .env("SSH_AUTH_SOCK", &sock)
+        .args(["collect", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(out.contains("2 hosts: 2 ok, 0 failed"), "{out}");
 }

@@ -35,6 +35,20 @@ pub struct Deployments {
 }
 
 impl Deployments {
+    /// Blocks while another entry uploads to `destination`, so that this one execs once, after
+    /// the upload, instead of finding the agent missing and exec'ing twice.
+    pub fn wait_for_upload(&self, destination: &str) {
+        let slot = self
+            .by_destination
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(destination)
+            .cloned();
+        if let Some(slot) = slot {
+            drop(slot.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
+
     fn slot(&self, destination: &str) -> Arc<Mutex<bool>> {
         let mut map = self
             .by_destination

@@ -193,6 +193,7 @@ fn attempt(
     let resident = shared.settings.resident_agent;
     let idle = resident.then(|| shared.settings.agent_idle_timeout.as_secs().max(1));
     let command = deploy::start_command(&shared.settings.agent_dir, shared.agent_hash, idle);
+    shared.deployments.wait_for_upload(&link.destination);
     let mut uploaded = false;
     loop {
         watch.enter(Phase::Reply);
