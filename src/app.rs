@@ -80,18 +80,18 @@ pub struct Job {
 }
 
 /// The background loops of `config`: sync to MySQL and the mail outbox.
-pub fn background_jobs(config: &Config, _metrics: &Arc<Metrics>) -> Vec<Job> {
-    vec![mail_job(config)]
+pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
+    vec![mail_job(config, metrics.clone())]
 }
 
 /// The mail loop: sends the outbox through its own buffer connection.
-pub fn mail_job(config: &Config) -> Job {
+pub fn mail_job(config: &Config, metrics: Arc<Metrics>) -> Job {
     let (mail, path) = (config.mail.clone(), config.buffer.path.clone());
     let (mail_once, path_once) = (mail.clone(), path.clone());
     Job {
         name: "mail",
         run: Box::new(move |stop| match Mailer::new(&mail, &path) {
-            Ok(mailer) => mailer.run(stop),
+            Ok(mailer) => mailer.run(stop, |report| metrics.record_mail(report)),
             Err(error) => {
                 tracing::error!(%error, "the mailer cannot start; alert mail stays in the outbox")
             }
