@@ -5,12 +5,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use anyhow::Context;
 
 use crate::buffer::{Buffer, RoundTotals};
 use crate::collect::Collector;
 use crate::collect::outcome::HostOutcome;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Opens (creating and migrating) the buffer of `config` and registers its hosts.
 pub fn open_buffer(config: &Config) -> anyhow::Result<Buffer> {
@@ -46,9 +50,34 @@ pub fn collect_and_record(
     buffer: &mut Buffer,
 ) -> anyhow::Result<(Vec<HostOutcome>, RoundTotals)> {
     let outcomes = smol::block_on(collector.round());
-    let (totals, ()) =
-        buffer.record_round(&outcomes, config.collect.max_clock_skew, |_, _| Ok(()))?;
+    let totals = record(config, buffer, &outcomes)?;
     Ok((outcomes, totals))
+}
+
+/// Records a round's outcomes, and the alert transitions they cause, in one transaction.
+pub fn record(
+    config: &Config,
+    buffer: &mut Buffer,
+    outcomes: &[HostOutcome],
+) -> anyhow::Result<RoundTotals> {
+    let (totals, ()) =
+        buffer.record_round(outcomes, config.collect.max_clock_skew, |_, _| Ok(()))?;
+    Ok(totals)
+}
+
+/// A loop the daemon runs on its own thread (sync, mail), and its single pass for `--once`.
+pub struct Job {
+    /// Short name, for the thread and the logs.
+    pub name: &'static str,
+    /// The loop; returns when the flag is set, after finishing the work in flight.
+    pub run: Box<dyn FnOnce(&AtomicBool) + Send>,
+    /// One pass, for `edgemon run --once`.
+    pub once: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+}
+
+/// The background loops of `config`: sync to MySQL and the mail outbox.
+pub fn background_jobs(_config: &Config, _metrics: &Arc<Metrics>) -> Vec<Job> {
+    Vec::new()
 }
 
 /// `edgemon collect`: one round now, a table of results.

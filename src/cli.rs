@@ -128,8 +128,20 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::ImportXml { file }) => {
             crate::config::commands::import_xml(&file)
         }
+        Command::Collect { config } => crate::app::collect_command(&load(&config)?),
+        Command::Status { config, json } => crate::app::status_command(&load(&config)?, json),
+        Command::Run { config, once } => {
+            let config = load(&config)?;
+            let control = crate::daemon::signal_control()?;
+            smol::block_on(crate::daemon::run(config, control, once))?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => not_yet(&other),
     }
+}
+
+fn load(arg: &ConfigArg) -> anyhow::Result<crate::config::Config> {
+    crate::config::load_default_or(arg.config.as_deref())
 }
 
 fn not_yet(command: &Command) -> anyhow::Result<ExitCode> {

@@ -15,4 +15,6 @@ pub use edgemon_proto::report;
 pub mod app;
 pub mod buffer;
 pub mod collect;
+pub mod metrics;
 pub mod status;
+pub mod daemon;

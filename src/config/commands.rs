@@ -1,14 +1,77 @@
-//! `edgemon config check` and `edgemon config import-xml`.
+//! `edgemon config check` and `edgemon config import-xml`: thin wrappers that
+//! print, and return the exit code (0 fine, 2 invalid configuration).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `edgemon config check [FILE]`.
-pub fn check(_file: Option<&Path>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("config check is not available yet")
+use anyhow::Context;
+
+use super::{Config, Transport, secret::redact_url};
+
+/// `edgemon config check [FILE]`: a one-line summary, or every error and exit 2.
+pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let path = match file {
+        Some(path) => path.to_path_buf(),
+        None => super::default_path().context(
+            "no configuration file: give one, or create config/edgemon.toml or /etc/edgemon/edgemon.toml",
+        )?,
+    };
+    match super::load(&path) {
+        Ok(config) => {
+            println!("{}", summary(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for error in errors.errors() {
+                println!("{error}");
+            }
+            eprintln!(
+                "edgemon: {}: {} error(s)",
+                path.display(),
+                errors.errors().len()
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
 }
 
-/// `edgemon config import-xml FILE`.
-pub fn import_xml(_file: &Path) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("config import-xml is not available yet")
+/// The one-line summary printed by `config check`.
+pub fn summary(config: &Config) -> String {
+    let ssh = config
+        .hosts
+        .iter()
+        .filter(|host| matches!(host.transport, Transport::Ssh(_)))
+        .count();
+    let local = config.hosts.len() - ssh;
+    let mail = match &config.mail.smtp {
+        Some(smtp) => {
+            let tls = match smtp.tls {
+                super::SmtpTls::None => "plain",
+                super::SmtpTls::StartTls => "starttls",
+                super::SmtpTls::Implicit => "implicit tls",
+            };
+            format!("smtp {}:{} {tls}", smtp.host, smtp.port)
+        }
+        None => format!("files in {}", config.mail.file_dir.display()),
+    };
+    format!(
+        "config OK: {} hosts ({ssh} ssh, {local} local), sync -> {}, mail -> {mail}",
+        config.hosts.len(),
+        redact_url(config.sync.url.expose()),
+    )
+}
+
+/// `edgemon config import-xml FILE`: prints the TOML equivalent, or the error and exit 2.
+pub fn import_xml(file: &Path) -> anyhow::Result<ExitCode> {
+    let source = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match super::xml_import::import(&source) {
+        Ok(toml) => {
+            print!("{toml}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("{}:{err}", file.display());
+            Ok(ExitCode::from(2))
+        }
+    }
 }

@@ -3,12 +3,117 @@
 //! (serde, unknown keys refused), then validated once into [`Config`],
 //! reporting every problem at once with file, key path and line.
 //!
-//! Also owns the import of the original Config.xml format (`xml_import`).
-//! It does not open files other than the configuration and secret files.
+//! Relative paths in the file are relative to the current working directory
+//! (see `resolve.rs`). Also owns the import of the original Config.xml format
+//! (`xml_import`). It does not open files other than the configuration and
+//! the secret and key files it names.
 
+mod error;
+pub mod file;
+mod hosts;
 mod model;
+mod resolve;
 pub mod secret;
+mod source_map;
 pub mod units;
+pub mod xml_import;
 
-pub use model::*;
 pub mod commands;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+/// Loads `path` with the process environment's overrides and validates it.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let cwd = std::env::current_dir().map_err(|err| {
+        ConfigErrors::single(
+            path.display().to_string(),
+            format!("no working directory: {err}"),
+        )
+    })?;
+    let resolved = load_with(path, &env, &cwd)?;
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
+    }
+    if resolved.inline_secrets {
+        warn_if_readable(path);
+    }
+    Ok(resolved.config)
+}
+
+/// [`load`] with an explicit environment and working directory (tests).
+pub(crate) fn load_with(
+    path: &Path,
+    env: &HashMap<String, String>,
+    cwd: &Path,
+) -> Result<resolve::Resolved, ConfigErrors> {
+    let label = path.display().to_string();
+    let source = std::fs::read_to_string(cwd.join(path))
+        .map_err(|err| ConfigErrors::single(label.clone(), format!("cannot read: {err}")))?;
+    let checked = source_map::check(&label, &source);
+    let mut errors = checked.errors;
+    let raw = match file::layer(&checked.table, env) {
+        Ok(raw) => raw,
+        Err(err) => {
+            errors.push(ConfigError {
+                file: label,
+                key_path: String::new(),
+                line: None,
+                message: err.to_string(),
+            });
+            return Err(ConfigErrors(errors));
+        }
+    };
+    match resolve::resolve(raw, path, &checked.map, env, cwd) {
+        Ok(resolved) if errors.is_empty() => Ok(resolved),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// `config/edgemon.toml` if it exists (relative to the working directory),
+/// else `/etc/edgemon/edgemon.toml` if it exists.
+pub fn default_path() -> Option<PathBuf> {
+    ["config/edgemon.toml", "/etc/edgemon/edgemon.toml"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+}
+
+/// Loads `path`, or the [`default_path`]; every CLI command starts here.
+pub fn load_default_or(path: Option<&Path>) -> anyhow::Result<Config> {
+    let path = match path {
+        Some(path) => path.to_path_buf(),
+        None => default_path().context(
+            "no configuration file: pass --config FILE, or create config/edgemon.toml or /etc/edgemon/edgemon.toml",
+        )?,
+    };
+    load(&path).map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))
+}
+
+/// Warns when a file that holds a password is readable by group or others.
+fn warn_if_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the configuration holds a password and is readable by group or others; chmod 600 it"
+            );
+        }
+    }
+}

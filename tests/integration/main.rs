@@ -1,1 +1,3 @@
-
+mod config_cli;
+mod harness;
+mod support;

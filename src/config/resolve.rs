@@ -1,0 +1,458 @@
+//! Validation of the raw [`ConfigFile`] into the resolved [`Config`], once,
+//! collecting every problem instead of stopping at the first.
+//!
+//! Each check that fails records a [`ConfigError`] (with the key's line from
+//! the [`SourceMap`], or the environment variable that set it) and returns a
+//! placeholder so that checking goes on; the placeholders never escape,
+//! because any error makes [`resolve`] return the whole list instead.
+//!
+//! Path rule: every relative path (data_dir, buffer path, known_hosts,
+//! identity and secret files) is relative to the current working directory
+//! of the edgemon process, and is made absolute here. Installed configs use
+//! absolute paths; the repo's `config/edgemon.toml` is meant to be run from
+//! the repo root, so its `data_dir = "var"` is `<repo>/var`.
+//!
+//! Host entries are resolved in `hosts.rs`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::file::{self, ConfigFile};
+use super::model::*;
+use super::secret::{Secret, url_has_password};
+use super::source_map::SourceMap;
+use super::units;
+
+/// Checks values, applies defaults and reports problems for one file.
+pub(crate) struct Resolver<'a> {
+    /// How the file is named in messages.
+    pub(crate) file: String,
+    map: &'a SourceMap,
+    /// The process environment (a snapshot).
+    pub(crate) env: &'a HashMap<String, String>,
+    cwd: PathBuf,
+    /// Every problem found so far.
+    pub(crate) errors: Vec<ConfigError>,
+    /// Things worth a warning, not worth refusing the file.
+    pub(crate) warnings: Vec<String>,
+    /// The file itself holds a password (inline host password or sync URL).
+    pub(crate) inline_secrets: bool,
+}
+
+/// A resolved configuration and its warnings.
+pub(crate) struct Resolved {
+    pub(crate) config: Config,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) inline_secrets: bool,
+}
+
+/// Validates `raw` (read from `source`) into a [`Config`].
+pub(crate) fn resolve(
+    raw: ConfigFile,
+    source: &Path,
+    map: &SourceMap,
+    env: &HashMap<String, String>,
+    cwd: &Path,
+) -> Result<Resolved, Vec<ConfigError>> {
+    let mut r = Resolver {
+        file: source.display().to_string(),
+        map,
+        env,
+        cwd: cwd.to_path_buf(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        inline_secrets: false,
+    };
+    let appliance = r.appliance(&raw);
+    let collect = r.collect(&raw);
+    let hosts = r.hosts(&raw, collect.host_key_policy);
+    let buffer = BufferConfig {
+        path: match &raw.buffer.path {
+            Some(path) => r.path(path),
+            None => appliance.data_dir.join("buffer.sqlite"),
+        },
+        max_size: r.size("buffer.max_size", &raw.buffer.max_size),
+        max_unsynced_age: r.duration("buffer.max_unsynced_age", &raw.buffer.max_unsynced_age),
+        keep_synced: r.duration("buffer.keep_synced", &raw.buffer.keep_synced),
+    };
+    let sync = r.sync(&raw);
+    let mail = r.mail(&raw, &appliance.data_dir);
+    let alert = AlertPolicy {
+        fire_after: r.count("alert.for", raw.alert.fire_after, 1),
+        clear_margin: r.margin(raw.alert.clear_margin),
+        repeat: r.duration("alert.repeat", &raw.alert.repeat),
+        flap_window: r.duration("alert.flap_window", &raw.alert.flap_window),
+        flap_threshold: r.count("alert.flap_threshold", raw.alert.flap_threshold, 2),
+    };
+    let metrics = MetricsConfig {
+        listen: r.listen(raw.metrics.listen.as_deref()),
+    };
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    Ok(Resolved {
+        config: Config {
+            source: r.cwd.join(source),
+            appliance,
+            collect,
+            hosts,
+            buffer,
+            sync,
+            mail,
+            alert,
+            metrics,
+        },
+        warnings: r.warnings,
+        inline_secrets: r.inline_secrets,
+    })
+}
+
+impl Resolver<'_> {
+    /// Records a problem at `key_path`: in the environment variable that set
+    /// it if there is one, else in the file at the key's line.
+    pub(crate) fn error(&mut self, key_path: &str, message: impl Into<String>) {
+        let variable = file::env_name(key_path).filter(|name| self.env.contains_key(name));
+        let (file, line) = match variable {
+            Some(name) => (format!("${name}"), None),
+            None => (self.file.clone(), self.map.line_of(key_path)),
+        };
+        self.errors.push(ConfigError {
+            file,
+            key_path: key_path.to_string(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// A warning about `key_path`, with its line.
+    pub(crate) fn warn(&mut self, key_path: &str, message: impl AsRef<str>) {
+        let at = match self.map.line_of(key_path) {
+            Some(line) => format!("{}:{line}", self.file),
+            None => self.file.clone(),
+        };
+        let warning = format!("{at}: {key_path}: {}", message.as_ref());
+        // Inherited settings are checked once per host; say it once.
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
+    }
+
+    /// A path, made absolute against the working directory.
+    pub(crate) fn path(&self, text: &str) -> PathBuf {
+        self.cwd.join(text)
+    }
+
+    pub(crate) fn duration(&mut self, key_path: &str, text: &str) -> Duration {
+        units::parse_duration(text).unwrap_or_else(|message| {
+            self.error(key_path, message);
+            Duration::ZERO
+        })
+    }
+
+    fn size(&mut self, key_path: &str, text: &str) -> u64 {
+        match units::parse_size(text) {
+            Ok(0) => {
+                self.error(key_path, "must be larger than 0 bytes");
+                0
+            }
+            Ok(bytes) => bytes,
+            Err(message) => {
+                self.error(key_path, message);
+                0
+            }
+        }
+    }
+
+    /// A count of at least `min`.
+    pub(crate) fn count(&mut self, key_path: &str, value: i64, min: i64) -> u32 {
+        match u32::try_from(value) {
+            Ok(count) if value >= min => count,
+            _ => {
+                self.error(
+                    key_path,
+                    format!("{value} is invalid: must be at least {min}"),
+                );
+                0
+            }
+        }
+    }
+
+    /// A TCP port, 1 to 65535.
+    pub(crate) fn port(&mut self, key_path: &str, value: i64) -> u16 {
+        match u16::try_from(value) {
+            Ok(port) if port > 0 => port,
+            _ => {
+                self.error(key_path, format!("port {value} is out of range 1-65535"));
+                0
+            }
+        }
+    }
+
+    pub(crate) fn limit(&mut self, key_path: &str, text: &str) -> Option<units::Percent> {
+        units::parse_limit(text).unwrap_or_else(|message| {
+            self.error(key_path, message);
+            None
+        })
+    }
+
+    pub(crate) fn policy(&mut self, key_path: &str, text: &str) -> HostKeyPolicy {
+        match text {
+            "strict" => HostKeyPolicy::Strict,
+            "accept-new" => HostKeyPolicy::AcceptNew,
+            other => {
+                self.error(
+                    key_path,
+                    format!("{other:?} is not \"strict\" or \"accept-new\""),
+                );
+                HostKeyPolicy::Strict
+            }
+        }
+    }
+
+    /// A mail address, checked as an RFC 5322 addr-spec (`local@domain`).
+    pub(crate) fn mail_address(&mut self, key_path: &str, text: &str) -> String {
+        if !is_mail_address(text) {
+            self.error(
+                key_path,
+                format!("{text:?} is not a mail address like name@example.org"),
+            );
+        }
+        text.to_string()
+    }
+
+    /// The value of the environment variable named by `key_path`.
+    pub(crate) fn env_secret(&mut self, key_path: &str, name: &str) -> Secret {
+        match self.env.get(name) {
+            Some(value) => Secret::new(value.clone()),
+            None => {
+                self.error(key_path, format!("environment variable {name} is not set"));
+                Secret::new("")
+            }
+        }
+    }
+
+    /// The content of a secret file, without its trailing newline.
+    pub(crate) fn file_secret(&mut self, key_path: &str, text: &str) -> Secret {
+        let path = self.path(text);
+        match std::fs::read_to_string(&path) {
+            Ok(content) => Secret::new(content.trim_end_matches(['\r', '\n'])),
+            Err(err) => {
+                self.error(key_path, format!("cannot read {}: {err}", path.display()));
+                Secret::new("")
+            }
+        }
+    }
+
+    fn appliance(&mut self, raw: &ConfigFile) -> ApplianceConfig {
+        let id = match raw.appliance.id.as_deref() {
+            None | Some("") => {
+                self.error(
+                    "appliance.id",
+                    "missing: every appliance needs an id (it is stored with every central row)",
+                );
+                String::new()
+            }
+            Some(id)
+                if id.len() > 64
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+            {
+                self.error(
+                    "appliance.id",
+                    format!("{id:?} must be 1-64 letters, digits, '.', '_' or '-'"),
+                );
+                id.to_string()
+            }
+            Some(id) => id.to_string(),
+        };
+        ApplianceConfig {
+            id,
+            data_dir: self.path(&raw.appliance.data_dir),
+        }
+    }
+
+    fn collect(&mut self, raw: &ConfigFile) -> CollectConfig {
+        let c = &raw.collect;
+        if !c.agent_dir.starts_with('/') {
+            self.error(
+                "collect.agent_dir",
+                format!(
+                    "{:?} must be an absolute path on the remote host",
+                    c.agent_dir
+                ),
+            );
+        }
+        CollectConfig {
+            interval: self.duration("collect.interval", &c.interval),
+            concurrency: self.count("collect.concurrency", c.concurrency, 1) as usize,
+            connect_timeout: self.duration("collect.connect_timeout", &c.connect_timeout),
+            auth_timeout: self.duration("collect.auth_timeout", &c.auth_timeout),
+            command_timeout: self.duration("collect.command_timeout", &c.command_timeout),
+            known_hosts: c.known_hosts.as_deref().map(|path| self.path(path)),
+            host_key_policy: self.policy("collect.host_key_policy", &c.host_key_policy),
+            agent_dir: c.agent_dir.clone(),
+            persistent_sessions: c.persistent_sessions,
+            resident_agent: c.resident_agent,
+            agent_idle_timeout: self.duration("collect.agent_idle_timeout", &c.agent_idle_timeout),
+            max_reply_bytes: self.size("collect.max_reply_size", &c.max_reply_size),
+            max_clock_skew: self.duration("collect.max_clock_skew", &c.max_clock_skew),
+        }
+    }
+
+    fn sync(&mut self, raw: &ConfigFile) -> SyncConfig {
+        let s = &raw.sync;
+        let url = match (&s.url, &s.url_env, &s.url_file) {
+            (Some(url), None, None) => {
+                if url_has_password(url) {
+                    self.inline_secrets = true;
+                }
+                Secret::new(url.clone())
+            }
+            (None, Some(name), None) => self.env_secret("sync.url_env", name),
+            (None, None, Some(path)) => self.file_secret("sync.url_file", path),
+            (None, None, None) => {
+                self.error(
+                    "sync.url",
+                    "missing: set url, url_env or url_file (mysql://user:password@host:port/db)",
+                );
+                Secret::new("")
+            }
+            _ => {
+                self.error("sync.url", "set only one of url, url_env and url_file");
+                Secret::new("")
+            }
+        };
+        if !url.expose().is_empty() && !url.expose().starts_with("mysql://") {
+            self.error(
+                "sync.url",
+                "must start with mysql:// (mysql://user:password@host:port/db)",
+            );
+        }
+        SyncConfig {
+            url,
+            interval: self.duration("sync.interval", &s.interval),
+            batch_size: self.count("sync.batch_size", s.batch_size, 1) as usize,
+            max_backoff: self.duration("sync.max_backoff", &s.max_backoff),
+            timeout: self.duration("sync.timeout", &s.timeout),
+        }
+    }
+
+    fn mail(&mut self, raw: &ConfigFile, data_dir: &Path) -> MailConfig {
+        let from = self.mail_address("mail.from", &raw.mail.from);
+        let recipients = raw
+            .mail
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(index, to)| self.mail_address(&format!("mail.recipients[{index}]"), to))
+            .collect();
+        let smtp = raw.smtp.as_ref().map(|smtp| self.smtp(smtp));
+        MailConfig {
+            from,
+            recipients,
+            smtp,
+            file_dir: data_dir.join("mail"),
+            rate_limit: self.count("mail.rate_limit", raw.mail.rate_limit, 1),
+            rate_window: self.duration("mail.rate_window", &raw.mail.rate_window),
+        }
+    }
+
+    fn smtp(&mut self, raw: &file::SmtpSection) -> SmtpConfig {
+        let tls = match raw.tls.as_deref().unwrap_or("starttls") {
+            "none" => SmtpTls::None,
+            "starttls" => SmtpTls::StartTls,
+            "implicit" => SmtpTls::Implicit,
+            other => {
+                self.error(
+                    "smtp.tls",
+                    format!("{other:?} is not \"none\", \"starttls\" or \"implicit\""),
+                );
+                SmtpTls::StartTls
+            }
+        };
+        let default_port = match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Implicit => 465,
+        };
+        let host = raw.host.clone().unwrap_or_else(|| {
+            self.error(
+                "smtp.host",
+                "missing: [smtp] needs a host (remove [smtp] to write mail to files)",
+            );
+            String::new()
+        });
+        let password = match (&raw.password_env, &raw.password_file) {
+            (Some(name), None) => Some(self.env_secret("smtp.password_env", name)),
+            (None, Some(path)) => Some(self.file_secret("smtp.password_file", path)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.error(
+                    "smtp.password_env",
+                    "set only one of password_env and password_file",
+                );
+                None
+            }
+        };
+        if raw.username.is_some() != password.is_some() {
+            self.error(
+                "smtp.username",
+                "username and a password (password_env or password_file) go together",
+            );
+        }
+        SmtpConfig {
+            host,
+            port: self.port("smtp.port", raw.port.unwrap_or(default_port)),
+            tls,
+            username: raw.username.clone(),
+            password,
+            timeout: self.duration("smtp.timeout", raw.timeout.as_deref().unwrap_or("30s")),
+        }
+    }
+
+    fn margin(&mut self, value: f64) -> f64 {
+        if !(0.0..100.0).contains(&value) {
+            self.error(
+                "alert.clear_margin",
+                format!("{value} must be between 0 and 100 percentage points"),
+            );
+        }
+        value
+    }
+
+    fn listen(&mut self, text: Option<&str>) -> Option<SocketAddr> {
+        let text = text.filter(|text| !text.is_empty() && *text != "off")?;
+        match text.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.error(
+                    "metrics.listen",
+                    format!("{text:?} is not an address like 127.0.0.1:9100"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A basic RFC 5322 addr-spec check: `local@domain`, no spaces or specials,
+/// dot-separated non-empty labels.
+pub(crate) fn is_mail_address(text: &str) -> bool {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let dot_atoms = |part: &str, allowed: &dyn Fn(char) -> bool| {
+        !part.is_empty()
+            && part
+                .split('.')
+                .all(|atom| !atom.is_empty() && atom.chars().all(allowed))
+    };
+    dot_atoms(local, &atext)
+        && dot_atoms(domain, &|c: char| c.is_ascii_alphanumeric() || c == '-')
+        && domain.len() <= 253
+}

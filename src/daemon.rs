@@ -1,0 +1,236 @@
+//! `edgemon run`: one process running the collection loop (async, on smol),
+//! and the sync and mail loops (blocking, each on its own thread with its own
+//! SQLite connection), with one shared shutdown.
+//!
+//! Shutdown (SIGTERM, SIGINT): no new round or batch starts; a round whose
+//! outcomes are in hand is recorded (one SQLite transaction), the sync loop
+//! finishes its MySQL batch and marks it, the mailer finishes the mail it is
+//! sending, SSH sessions close; then `run` returns. A round still waiting on
+//! hosts is abandoned: nothing of it was stored, so nothing is lost.
+//! SIGHUP reloads the host list from the same file; buffer, alert state and
+//! outbox stay as they are. A second daemon on the same data directory is
+//! refused by an exclusive lock on `<data_dir>/edgemon.lock`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt;
+
+use crate::app;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// How the outside world steers a running daemon.
+pub struct Control {
+    /// Closes or receives when the daemon must stop.
+    pub shutdown: Receiver<()>,
+    /// Receives when the host list must be reloaded.
+    pub reload: Receiver<()>,
+}
+
+/// Handles of a [`Control`], for tests and the signal thread.
+#[derive(Clone)]
+pub struct ControlHandle {
+    /// Send (or drop) to stop the daemon.
+    pub shutdown: Sender<()>,
+    /// Send to reload the host list.
+    pub reload: Sender<()>,
+}
+
+/// A new control pair.
+pub fn control() -> (ControlHandle, Control) {
+    let (shutdown_tx, shutdown) = smol::channel::bounded(1);
+    let (reload_tx, reload) = smol::channel::bounded(1);
+    (ControlHandle { shutdown: shutdown_tx, reload: reload_tx }, Control { shutdown, reload })
+}
+
+/// A control driven by SIGTERM / SIGINT (stop) and SIGHUP (reload).
+pub fn signal_control() -> anyhow::Result<Control> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (handle, control) = control();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("edgemon-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    let _ = handle.reload.try_send(());
+                } else {
+                    tracing::info!(signal, "stopping: finishing in-flight work");
+                    let _ = handle.shutdown.try_send(());
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(control)
+}
+
+/// The lock that keeps a second daemon off a data directory; released when dropped.
+pub struct DataDirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Takes the lock, or explains who holds it.
+    pub fn acquire(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let path = data_dir.join("edgemon.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another edgemon is already running on data directory {} (pid {}); stop it first",
+                data_dir.display(),
+                holder.trim()
+            );
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        Ok(DataDirLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A blocking loop run on its own thread until the stop flag is set.
+pub type BackgroundLoop = Box<dyn FnOnce(&AtomicBool) + Send>;
+
+/// Runs the daemon until `control.shutdown` fires (or, with `once`, for one round of each loop).
+pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result<()> {
+    let _lock = DataDirLock::acquire(&config.appliance.data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let mut buffer = app::open_buffer(&config)?;
+    let mut collector = app::collector(&config)?;
+    let server = match config.metrics.listen {
+        Some(listen) => {
+            let listener = crate::metrics::bind(listen).with_context(|| format!("binding the metrics endpoint on {listen}"))?;
+            tracing::info!(%listen, "metrics endpoint listening");
+            Some(smol::spawn(crate::metrics::serve(listener, metrics.clone(), config.buffer.path.clone())))
+        }
+        None => None,
+    };
+    tracing::info!(hosts = config.hosts.len(), appliance = %config.appliance.id, "edgemon running");
+
+    if once {
+        let (outcomes, wall) = timed_round(&config, &collector, &mut buffer).await?;
+        metrics.record_round(&outcomes, wall);
+        for job in crate::app::background_jobs(&config, &metrics) {
+            (job.once)()?;
+        }
+        return Ok(());
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = start_background(&config, &metrics, &stop)?;
+    let mut config = config;
+    let mut next = Instant::now();
+    loop {
+        let tick = async {
+            smol::Timer::at(next).await;
+            Event::Tick
+        };
+        let event = tick
+            .or(async { control.shutdown.recv().await.map_or(Event::Stop, |()| Event::Stop) })
+            .or(async { control.reload.recv().await.map_or(Event::Stop, |()| Event::Reload) })
+            .await;
+        match event {
+            Event::Stop => break,
+            Event::Reload => {
+                match reload(&config, &mut buffer) {
+                    Ok(new_config) => {
+                        collector = app::collector(&new_config)?;
+                        tracing::info!(hosts = new_config.hosts.len(), "host list reloaded");
+                        config = new_config;
+                    }
+                    Err(err) => tracing::error!("reload refused, keeping the running configuration: {err:#}"),
+                }
+                continue;
+            }
+            Event::Tick => {}
+        }
+        next = Instant::now() + config.collect.interval;
+        // A round still waiting on hosts is abandoned at shutdown; one in hand is recorded.
+        let round = async { Some(timed_round(&config, &collector, &mut buffer).await) };
+        let stopped = async {
+            let _ = control.shutdown.recv().await;
+            None
+        };
+        match round.or(stopped).await {
+            Some(Ok((outcomes, wall))) => metrics.record_round(&outcomes, wall),
+            Some(Err(err)) => tracing::error!("recording the round failed: {err:#}"),
+            None => {
+                tracing::info!("shutdown during a round: its samples were not stored yet, nothing is lost");
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for (name, handle) in threads {
+        if handle.join().is_err() {
+            tracing::error!(task = name, "background task panicked");
+        }
+    }
+    drop(server);
+    tracing::info!("edgemon stopped");
+    Ok(())
+}
+
+enum Event {
+    Tick,
+    Stop,
+    Reload,
+}
+
+async fn timed_round(
+    config: &Config,
+    collector: &crate::collect::Collector,
+    buffer: &mut crate::buffer::Buffer,
+) -> anyhow::Result<(Vec<crate::collect::outcome::HostOutcome>, Duration)> {
+    let start = Instant::now();
+    let outcomes = collector.round().await;
+    app::record(config, buffer, &outcomes)?;
+    let wall = start.elapsed();
+    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    tracing::info!(hosts = outcomes.len(), ok, failed = outcomes.len() - ok, wall_ms = wall.as_millis() as u64, "round recorded");
+    Ok((outcomes, wall))
+}
+
+fn start_background(config: &Config, metrics: &Arc<Metrics>, stop: &Arc<AtomicBool>) -> anyhow::Result<Vec<(&'static str, JoinHandle<()>)>> {
+    let mut threads = Vec::new();
+    for job in crate::app::background_jobs(config, metrics) {
+        let stop = stop.clone();
+        let run = job.run;
+        let handle = std::thread::Builder::new()
+            .name(format!("edgemon-{}", job.name))
+            .spawn(move || run(&stop))
+            .with_context(|| format!("starting the {} thread", job.name))?;
+        threads.push((job.name, handle));
+    }
+    Ok(threads)
+}
+
+fn reload(current: &Config, buffer: &mut crate::buffer::Buffer) -> anyhow::Result<Config> {
+    let new = crate::config::load(&current.source).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    if new.appliance.data_dir != current.appliance.data_dir || new.buffer.path != current.buffer.path {
+        anyhow::bail!("data_dir and buffer.path cannot change on reload; restart edgemon instead");
+    }
+    buffer.register_hosts(new.hosts.iter().map(|h| (h.name.as_str(), h.display_address())))?;
+    Ok(new)
+}

@@ -1,0 +1,326 @@
+//! Operational metrics: counters the loops update, and the optional HTTP
+//! endpoint (`[metrics] listen`) that serves them in the Prometheus text
+//! format at `/metrics`, with `/healthz` for liveness probes.
+//!
+//! Counters live in memory and restart at zero with the process (Prometheus'
+//! `rate()` handles that); gauges of the buffer are read from SQLite at each
+//! scrape, so they are exact. The HTTP side is deliberately minimal: GET of
+//! two paths, one request per connection, bounded request size and time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
+
+use crate::buffer::Buffer;
+use crate::collect::outcome::HostOutcome;
+
+/// Counters shared by the daemon's loops.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Collection rounds completed.
+    pub rounds: AtomicU64,
+    /// Samples stored.
+    pub samples: AtomicU64,
+    /// Failed host attempts.
+    pub collect_failures: AtomicU64,
+    /// Rows written to MySQL.
+    pub sync_rows: AtomicU64,
+    /// Failed sync passes.
+    pub sync_errors: AtomicU64,
+    /// Mails the server accepted.
+    pub mails_sent: AtomicU64,
+    /// Mail attempts that failed (transient or permanent).
+    pub mails_failed: AtomicU64,
+    /// Duration of the last round, milliseconds.
+    pub last_round_ms: AtomicU64,
+    hosts: Mutex<BTreeMap<String, HostGauge>>,
+}
+
+#[derive(Debug, Clone)]
+struct HostGauge {
+    up: bool,
+    duration_s: f64,
+    error_class: Option<&'static str>,
+}
+
+impl Metrics {
+    /// Records the outcomes of one round.
+    pub fn record_round(&self, outcomes: &[HostOutcome], wall: Duration) {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        self.last_round_ms
+            .store(wall.as_millis() as u64, Ordering::Relaxed);
+        let ok = outcomes.iter().filter(|o| o.result.is_ok()).count() as u64;
+        self.samples.fetch_add(ok, Ordering::Relaxed);
+        self.collect_failures
+            .fetch_add(outcomes.len() as u64 - ok, Ordering::Relaxed);
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for o in outcomes {
+            let gauge = HostGauge {
+                up: o.result.is_ok(),
+                duration_s: o.duration.as_secs_f64(),
+                error_class: o.result.as_ref().err().map(|e| e.class.as_str()),
+            };
+            hosts.insert(o.host.clone(), gauge);
+        }
+    }
+
+    /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
+    /// `buffer` supplies the buffer gauges when it can be read.
+    pub fn render(&self, buffer: Option<&Buffer>) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "edgemon_rounds_total",
+            "Collection rounds completed.",
+            get(&self.rounds),
+        );
+        counter(
+            &mut out,
+            "edgemon_samples_collected_total",
+            "Samples stored in the buffer.",
+            get(&self.samples),
+        );
+        counter(
+            &mut out,
+            "edgemon_collect_failures_total",
+            "Host attempts that produced no sample.",
+            get(&self.collect_failures),
+        );
+        counter(
+            &mut out,
+            "edgemon_sync_rows_total",
+            "Rows written to the central MySQL database.",
+            get(&self.sync_rows),
+        );
+        counter(
+            &mut out,
+            "edgemon_sync_errors_total",
+            "Sync passes that failed.",
+            get(&self.sync_errors),
+        );
+        counter(
+            &mut out,
+            "edgemon_mails_sent_total",
+            "Alert mails accepted by the mail server.",
+            get(&self.mails_sent),
+        );
+        counter(
+            &mut out,
+            "edgemon_mails_failed_total",
+            "Alert mail attempts that failed.",
+            get(&self.mails_failed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgemon_round_duration_seconds Wall time of the last round.\n# TYPE edgemon_round_duration_seconds gauge\nedgemon_round_duration_seconds {}",
+            get(&self.last_round_ms) as f64 / 1000.0
+        );
+        {
+            let hosts = self
+                .hosts
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            out.push_str("# HELP edgemon_host_up 1 when the host's last attempt produced a sample.\n# TYPE edgemon_host_up gauge\n");
+            for (name, g) in hosts.iter() {
+                let class = g.error_class.unwrap_or("");
+                let _ = writeln!(
+                    out,
+                    "edgemon_host_up{{host=\"{}\",error=\"{class}\"}} {}",
+                    escape(name),
+                    u8::from(g.up)
+                );
+            }
+            out.push_str("# HELP edgemon_host_duration_seconds Duration of the host's last attempt.\n# TYPE edgemon_host_duration_seconds gauge\n");
+            for (name, g) in hosts.iter() {
+                let _ = writeln!(
+                    out,
+                    "edgemon_host_duration_seconds{{host=\"{}\"}} {:.3}",
+                    escape(name),
+                    g.duration_s
+                );
+            }
+        }
+        if let Some(status) = buffer.and_then(|b| b.status().ok()) {
+            let gauges: [(&str, &str, f64); 7] = [
+                (
+                    "edgemon_buffer_samples",
+                    "Samples held in the local buffer.",
+                    status.samples as f64,
+                ),
+                (
+                    "edgemon_buffer_unsynced",
+                    "Samples not yet in MySQL.",
+                    status.unsynced as f64,
+                ),
+                (
+                    "edgemon_buffer_bytes",
+                    "Size of the buffer file and its WAL.",
+                    status.size_bytes as f64,
+                ),
+                (
+                    "edgemon_buffer_dropped",
+                    "Unsynced samples dropped by retention (recorded).",
+                    status.dropped as f64,
+                ),
+                (
+                    "edgemon_buffer_quarantined",
+                    "Samples MySQL refused for their content.",
+                    status.quarantined as f64,
+                ),
+                (
+                    "edgemon_outbox_pending",
+                    "Alert mails waiting to be sent.",
+                    status.outbox.pending as f64,
+                ),
+                (
+                    "edgemon_outbox_failed",
+                    "Alert mails refused permanently.",
+                    status.outbox.failed as f64,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+            if let Some(at) = status.last_sync_at {
+                let _ = writeln!(
+                    out,
+                    "# HELP edgemon_last_sync_timestamp_seconds Time of the last successful sync.\n# TYPE edgemon_last_sync_timestamp_seconds gauge\nedgemon_last_sync_timestamp_seconds {}",
+                    at as f64 / 1000.0
+                );
+            }
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Binds the endpoint now (so a taken port is an error at start-up, not later).
+pub fn bind(listen: SocketAddr) -> std::io::Result<Async<TcpListener>> {
+    Async::<TcpListener>::bind(listen)
+}
+
+/// Serves `/metrics` and `/healthz` until the future is dropped.
+pub async fn serve(
+    listener: Async<TcpListener>,
+    metrics: std::sync::Arc<Metrics>,
+    buffer_path: PathBuf,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        let buffer_path = buffer_path.clone();
+        smol::spawn(async move {
+            let reply = smol::future::or(handle(stream, &metrics, &buffer_path), async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+            });
+            reply.await;
+        })
+        .detach();
+    }
+}
+
+async fn handle(
+    mut stream: Async<std::net::TcpStream>,
+    metrics: &Metrics,
+    buffer_path: &std::path::Path,
+) {
+    let mut request = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(request.split(|&b| b == b'\n').next().unwrap_or_default())
+        .into_owned();
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let path = buffer_path.to_path_buf();
+            let buffer = smol::unblock(move || Buffer::open_read_only(&path).ok()).await;
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.render(buffer.as_ref()),
+            )
+        }
+        ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET\n".to_string(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::outcome::{CollectError, ErrorClass};
+
+    #[test]
+    fn render_shows_counters_and_per_host_gauges() {
+        let metrics = Metrics::default();
+        let outcomes = [HostOutcome {
+            host: "web-\"1\"".into(),
+            address: "x".into(),
+            started_at_ms: 0,
+            duration: Duration::from_millis(250),
+            result: Err(CollectError::new(ErrorClass::Timeout, "slow")),
+        }];
+        metrics.record_round(&outcomes, Duration::from_secs(1));
+        let text = metrics.render(None);
+        assert!(text.contains("edgemon_rounds_total 1"), "{text}");
+        assert!(text.contains("edgemon_collect_failures_total 1"), "{text}");
+        assert!(
+            text.contains("edgemon_host_up{host=\"web-\\\"1\\\"\",error=\"timeout\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgemon_host_duration_seconds{host=\"web-\\\"1\\\"\"} 0.250"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! `edgemon config check` and `edgemon config import-xml`, run as the real
+//! binary from the repository root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `edgemon ARGS` in the repo root; panics with cwd, stdout and stderr
+/// if the exit code is not `want`.
+fn edgemon(args: &[&str], want: i32) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_edgemon"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("EDGEMON_CONFIG")
+        .output()
+        .expect("run edgemon");
+    assert_eq!(
+        output.status.code(),
+        Some(want),
+        "edgemon {args:?} in {}\n--- stdout\n{}\n--- stderr\n{}",
+        repo().display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn shipped_configs_pass_check() {
+    let default = edgemon(&["config", "check", "config/edgemon.toml"], 0);
+    assert!(
+        stdout(&default).starts_with("config OK: 1 hosts (0 ssh, 1 local)"),
+        "{}",
+        stdout(&default)
+    );
+    assert!(
+        stdout(&default).contains("edgemon:****@"),
+        "the sync password is masked"
+    );
+    let example = edgemon(&["config", "check", "config/example-site.toml"], 0);
+    assert!(stdout(&example).starts_with("config OK:"));
+    // Without a file, config check finds config/edgemon.toml from the repo root.
+    edgemon(&["config", "check"], 0);
+}
+
+#[test]
+fn an_unknown_key_exits_2_naming_key_and_line() {
+    let output = edgemon(
+        &[
+            "config",
+            "check",
+            "tests/fixtures/config/bad-unknown-key.toml",
+        ],
+        2,
+    );
+    assert!(
+        stdout(&output).contains("bad-unknown-key.toml:12: hosts[1].colour: unknown key `colour`"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn imported_xml_passes_check() {
+    let output = edgemon(
+        &["config", "import-xml", "tests/fixtures/config/Config.xml"],
+        0,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("imported.toml");
+    std::fs::write(&file, &output.stdout).expect("write imported TOML");
+    let check = edgemon(&["config", "check", path(&file)], 0);
+    assert!(
+        stdout(&check).starts_with("config OK: 4 hosts (4 ssh, 0 local)"),
+        "{}",
+        stdout(&check)
+    );
+}
+
+#[test]
+fn broken_xml_fails_with_line_and_column() {
+    let output = edgemon(
+        &[
+            "config",
+            "import-xml",
+            "tests/fixtures/config/bad-typographic-quotes.xml",
+        ],
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad-typographic-quotes.xml:3:12: attribute quotes"),
+        "{stderr}"
+    );
+}
+
+fn path(file: &Path) -> &str {
+    file.to_str().expect("temp paths are UTF-8")
+}

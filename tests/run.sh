@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real servers.
+#
+# Installs the server packages the integration tests start (sshd, MariaDB,
+# aiosmtpd) when one is missing and we may (root, or passwordless sudo), then
+# runs the package test (tests/package_test.sh) and
+# `cargo test --workspace --all-targets --locked "$@"`. Tests start their own
+# throwaway servers on free 127.0.0.1 ports; this script never starts or
+# stops the system MariaDB on port 3306. With EDGEMON_REQUIRE_SERVERS=1 (CI),
+# a server still missing after installation is a failure, and so is a test
+# that would otherwise print "SKIPPED".
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd)
+
+# Prints one line per missing server component; prints nothing if all are there.
+missing_servers() {
+    [[ -x /usr/sbin/sshd ]] || echo "OpenSSH server (/usr/sbin/sshd)"
+    [[ -x /usr/bin/ssh && -x /usr/bin/ssh-keygen ]] || echo "OpenSSH client (/usr/bin/ssh, ssh-keygen)"
+    [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
+    [[ -x /usr/bin/mariadb-install-db ]] || echo "MariaDB (/usr/bin/mariadb-install-db)"
+    if ! [[ -x /usr/bin/python3 ]] || ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+        echo "aiosmtpd for /usr/bin/python3 (python3-aiosmtpd)"
+    fi
+}
+
+# Runs a command as root: directly, through passwordless sudo, or not at all.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        return 1
+    fi
+}
+
+missing=$(missing_servers)
+if [[ -n $missing ]]; then
+    echo "run.sh: missing, trying to install ${PACKAGES[*]}:" >&2
+    echo "$missing" | sed 's/^/  /' >&2
+    # Installing mariadb-server may start the system service; tests never use it.
+    if as_root apt-get update -q \
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}"; then
+        missing=$(missing_servers)
+    else
+        echo "run.sh: could not install packages (need root or passwordless sudo)" >&2
+    fi
+fi
+
+if [[ -n $missing ]]; then
+    if [[ ${EDGEMON_REQUIRE_SERVERS:-} == 1 ]]; then
+        echo "run.sh: EDGEMON_REQUIRE_SERVERS=1 but these are missing:" >&2
+        echo "$missing" | sed 's/^/  /' >&2
+        exit 1
+    fi
+    echo "run.sh: tests that need these will print SKIPPED:" >&2
+    echo "$missing" | sed 's/^/  /' >&2
+fi
+
+# The Debian package: build it, install it here, check it, purge it (needs root).
+tests/package_test.sh
+
+exec cargo test --workspace --all-targets --locked "$@"
