@@ -48,14 +48,21 @@ pub struct ControlHandle {
 pub fn control() -> (ControlHandle, Control) {
     let (shutdown_tx, shutdown) = smol::channel::bounded(1);
     let (reload_tx, reload) = smol::channel::bounded(1);
-    (ControlHandle { shutdown: shutdown_tx, reload: reload_tx }, Control { shutdown, reload })
+    (
+        ControlHandle {
+            shutdown: shutdown_tx,
+            reload: reload_tx,
+        },
+        Control { shutdown, reload },
+    )
 }
 
 /// A control driven by SIGTERM / SIGINT (stop) and SIGHUP (reload).
 pub fn signal_control() -> anyhow::Result<Control> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let (handle, control) = control();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("edgemon-signals".into())
         .spawn(move || {
@@ -81,7 +88,8 @@ pub struct DataDirLock {
 impl DataDirLock {
     /// Takes the lock, or explains who holds it.
     pub fn acquire(data_dir: &Path) -> anyhow::Result<DataDirLock> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let path = data_dir.join("edgemon.lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -120,9 +128,14 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
     let mut collector = app::collector(&config)?;
     let server = match config.metrics.listen {
         Some(listen) => {
-            let listener = crate::metrics::bind(listen).with_context(|| format!("binding the metrics endpoint on {listen}"))?;
+            let listener = crate::metrics::bind(listen)
+                .with_context(|| format!("binding the metrics endpoint on {listen}"))?;
             tracing::info!(%listen, "metrics endpoint listening");
-            Some(smol::spawn(crate::metrics::serve(listener, metrics.clone(), config.buffer.path.clone())))
+            Some(smol::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+                config.buffer.path.clone(),
+            )))
         }
         None => None,
     };
@@ -147,8 +160,20 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
             Event::Tick
         };
         let event = tick
-            .or(async { control.shutdown.recv().await.map_or(Event::Stop, |()| Event::Stop) })
-            .or(async { control.reload.recv().await.map_or(Event::Stop, |()| Event::Reload) })
+            .or(async {
+                control
+                    .shutdown
+                    .recv()
+                    .await
+                    .map_or(Event::Stop, |()| Event::Stop)
+            })
+            .or(async {
+                control
+                    .reload
+                    .recv()
+                    .await
+                    .map_or(Event::Stop, |()| Event::Reload)
+            })
             .await;
         match event {
             Event::Stop => break,
@@ -159,7 +184,9 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                         tracing::info!(hosts = new_config.hosts.len(), "host list reloaded");
                         config = new_config;
                     }
-                    Err(err) => tracing::error!("reload refused, keeping the running configuration: {err:#}"),
+                    Err(err) => tracing::error!(
+                        "reload refused, keeping the running configuration: {err:#}"
+                    ),
                 }
                 continue;
             }
@@ -176,7 +203,9 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
             Some(Ok((outcomes, wall))) => metrics.record_round(&outcomes, wall),
             Some(Err(err)) => tracing::error!("recording the round failed: {err:#}"),
             None => {
-                tracing::info!("shutdown during a round: its samples were not stored yet, nothing is lost");
+                tracing::info!(
+                    "shutdown during a round: its samples were not stored yet, nothing is lost"
+                );
                 break;
             }
         }
@@ -208,11 +237,21 @@ async fn timed_round(
     app::record(config, buffer, &outcomes)?;
     let wall = start.elapsed();
     let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
-    tracing::info!(hosts = outcomes.len(), ok, failed = outcomes.len() - ok, wall_ms = wall.as_millis() as u64, "round recorded");
+    tracing::info!(
+        hosts = outcomes.len(),
+        ok,
+        failed = outcomes.len() - ok,
+        wall_ms = wall.as_millis() as u64,
+        "round recorded"
+    );
     Ok((outcomes, wall))
 }
 
-fn start_background(config: &Config, metrics: &Arc<Metrics>, stop: &Arc<AtomicBool>) -> anyhow::Result<Vec<(&'static str, JoinHandle<()>)>> {
+fn start_background(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<(&'static str, JoinHandle<()>)>> {
     let mut threads = Vec::new();
     for job in crate::app::background_jobs(config, metrics) {
         let stop = stop.clone();
@@ -228,9 +267,15 @@ fn start_background(config: &Config, metrics: &Arc<Metrics>, stop: &Arc<AtomicBo
 
 fn reload(current: &Config, buffer: &mut crate::buffer::Buffer) -> anyhow::Result<Config> {
     let new = crate::config::load(&current.source).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    if new.appliance.data_dir != current.appliance.data_dir || new.buffer.path != current.buffer.path {
+    if new.appliance.data_dir != current.appliance.data_dir
+        || new.buffer.path != current.buffer.path
+    {
         anyhow::bail!("data_dir and buffer.path cannot change on reload; restart edgemon instead");
     }
-    buffer.register_hosts(new.hosts.iter().map(|h| (h.name.as_str(), h.display_address())))?;
+    buffer.register_hosts(
+        new.hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.display_address())),
+    )?;
     Ok(new)
 }

@@ -15,6 +15,7 @@ pub use edgemon_proto::report;
 pub mod app;
 pub mod buffer;
 pub mod collect;
+pub mod daemon;
 pub mod metrics;
 pub mod status;
-pub mod daemon;
+pub mod sync;

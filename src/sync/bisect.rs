@@ -107,7 +107,14 @@ mod tests {
         let rows: Vec<i32> = (1..=100).collect();
         let (result, committed, rejected) = run(&rows, None);
         let done = result.unwrap();
-        assert_eq!(done, Isolated { committed: 100, rejected: 0, attempts: 1 });
+        assert_eq!(
+            done,
+            Isolated {
+                committed: 100,
+                rejected: 0,
+                attempts: 1
+            }
+        );
         assert_eq!(committed, rows);
         assert!(rejected.is_empty());
     }

@@ -242,13 +242,18 @@ impl Central {
         let server = self.server.clone();
         let mut set = String::from("SET @edgemon_appliance = ");
         sql::push_str(&mut set, appliance);
-        self.conn.query_drop(set).map_err(|e| classify(&server, e))?;
+        self.conn
+            .query_drop(set)
+            .map_err(|e| classify(&server, e))?;
         for statement in statements(crate::schema::MYSQL) {
             self.conn
                 .query_drop(&statement)
                 .map_err(|e| Error::Schema {
                     server: server.clone(),
-                    message: format!("applying schema/mysql.sql failed: {e} (statement: {})", first_line(&statement)),
+                    message: format!(
+                        "applying schema/mysql.sql failed: {e} (statement: {})",
+                        first_line(&statement)
+                    ),
                 })?;
         }
         Ok(())
@@ -259,10 +264,15 @@ impl Central {
         let mut insert = String::from("INSERT INTO appliances (name) VALUES (");
         sql::push_str(&mut insert, appliance);
         insert.push_str(") ON DUPLICATE KEY UPDATE name = name");
-        self.conn.query_drop(insert).map_err(|e| classify(&server, e))?;
+        self.conn
+            .query_drop(insert)
+            .map_err(|e| classify(&server, e))?;
         let mut select = String::from("SELECT id FROM appliances WHERE name = ");
         sql::push_str(&mut select, appliance);
-        let id: Option<u32> = self.conn.query_first(select).map_err(|e| classify(&server, e))?;
+        let id: Option<u32> = self
+            .conn
+            .query_first(select)
+            .map_err(|e| classify(&server, e))?;
         id.ok_or_else(|| Error::Schema {
             server,
             message: format!("appliance '{appliance}' vanished from table appliances"),
@@ -271,14 +281,24 @@ impl Central {
 
     /// Writes samples (with hosts and per-core values) in one transaction and commits.
     pub fn write_samples(&mut self, rows: &[SyncSample]) -> Result<(), Error> {
-        let hosts: Vec<(&str, &str)> = rows.iter().map(|r| (r.host.as_str(), r.address.as_str())).collect();
-        self.write(&hosts, |appliance, ids| sql::sample_inserts(appliance, ids, rows))
+        let hosts: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.host.as_str(), r.address.as_str()))
+            .collect();
+        self.write(&hosts, |appliance, ids| {
+            sql::sample_inserts(appliance, ids, rows)
+        })
     }
 
     /// Writes journal rows of one kind in one transaction and commits.
     pub fn write_journal(&mut self, rows: &[JournalRow]) -> Result<(), Error> {
-        let hosts: Vec<(&str, &str)> = rows.iter().map(|r| (r.host.as_str(), r.address.as_str())).collect();
-        self.write(&hosts, |appliance, ids| sql::journal_inserts(appliance, ids, rows))
+        let hosts: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.host.as_str(), r.address.as_str()))
+            .collect();
+        self.write(&hosts, |appliance, ids| {
+            sql::journal_inserts(appliance, ids, rows)
+        })
     }
 
     /// Records the time of this appliance's last successful pass.
@@ -299,7 +319,11 @@ impl Central {
     ) -> Result<(), Error> {
         let server = self.server.clone();
         let e = |err| classify(&server, err);
-        let mut new: Vec<(&str, &str)> = hosts.iter().copied().filter(|(h, _)| !self.hosts.contains_key(*h)).collect();
+        let mut new: Vec<(&str, &str)> = hosts
+            .iter()
+            .copied()
+            .filter(|(h, _)| !self.hosts.contains_key(*h))
+            .collect();
         new.sort_unstable();
         new.dedup_by_key(|(h, _)| *h);
         let mut ids = self.hosts.clone();
@@ -308,7 +332,10 @@ impl Central {
             for statement in sql::hosts_upsert(self.appliance, &new) {
                 tx.query_drop(statement).map_err(e)?;
             }
-            let mut select = format!("SELECT id, CAST(name AS CHAR) FROM hosts WHERE appliance_id = {} AND name IN (", self.appliance);
+            let mut select = format!(
+                "SELECT id, CAST(name AS CHAR) FROM hosts WHERE appliance_id = {} AND name IN (",
+                self.appliance
+            );
             for (i, (name, _)) in new.iter().enumerate() {
                 if i > 0 {
                     select.push(',');
@@ -387,10 +414,19 @@ mod tests {
     #[test]
     fn the_schema_splits_into_its_statements() {
         let all = statements(crate::schema::MYSQL);
-        let creates = all.iter().filter(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")).count();
+        let creates = all
+            .iter()
+            .filter(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
+            .count();
         assert_eq!(creates, TABLES.len());
-        assert!(all.iter().any(|s| s.starts_with("CREATE OR REPLACE VIEW sequence_gaps")));
-        assert!(all.last().is_some_and(|s| s.starts_with("INSERT INTO schema_version")));
+        assert!(
+            all.iter()
+                .any(|s| s.starts_with("CREATE OR REPLACE VIEW sequence_gaps"))
+        );
+        assert!(
+            all.last()
+                .is_some_and(|s| s.starts_with("INSERT INTO schema_version"))
+        );
         assert!(all.iter().all(|s| !s.ends_with(';') && !s.contains("\n--")));
     }
 
@@ -403,12 +439,23 @@ mod tests {
                 code,
             })
         };
-        assert!(matches!(classify("h:1/db", mysql(1406)), Error::Content(m) if m.contains("hostname")));
-        assert!(matches!(classify("h:1/db", mysql(1146)), Error::Schema { .. }));
-        assert!(matches!(classify("h:1/db", mysql(1205)), Error::Server { .. }));
+        assert!(
+            matches!(classify("h:1/db", mysql(1406)), Error::Content(m) if m.contains("hostname"))
+        );
+        assert!(matches!(
+            classify("h:1/db", mysql(1146)),
+            Error::Schema { .. }
+        ));
+        assert!(matches!(
+            classify("h:1/db", mysql(1205)),
+            Error::Server { .. }
+        ));
         let io = mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         let err = classify("h:1/db", io);
         assert!(matches!(err, Error::Unreachable { .. }));
-        assert!(err.to_string().starts_with("cannot reach MySQL at h:1:"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot reach MySQL at h:1:"),
+            "{err}"
+        );
     }
 }

@@ -113,7 +113,11 @@ impl SyncTask {
             let wait = match self.run_once(stop) {
                 Ok(report) => {
                     backoff.reset();
-                    tracing::debug!(samples = report.samples, remaining = report.remaining, "sync pass done");
+                    tracing::debug!(
+                        samples = report.samples,
+                        remaining = report.remaining,
+                        "sync pass done"
+                    );
                     self.sync.interval
                 }
                 Err(err) => {
@@ -146,7 +150,11 @@ impl SyncTask {
 
     /// Drains every unsynced row now (or until `stop`), reporting progress after each batch.
     /// The outcome is recorded in the buffer's kv (`sync.last_success_at`, `sync.last_error`).
-    pub fn drain(&self, stop: &AtomicBool, progress: &mut dyn FnMut(Progress)) -> Result<PassReport, Error> {
+    pub fn drain(
+        &self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<PassReport, Error> {
         let started = Instant::now();
         let mut state = self.lock();
         let mut report = PassReport::default();
@@ -192,7 +200,11 @@ impl SyncTask {
     ) -> Result<(), Error> {
         self.buffer_of(state)?;
         if state.central.is_none() {
-            state.central = Some(Central::connect(&self.sync.url, self.sync.timeout, &self.appliance)?);
+            state.central = Some(Central::connect(
+                &self.sync.url,
+                self.sync.timeout,
+                &self.appliance,
+            )?);
         }
         let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
             unreachable!("both opened above");
@@ -207,7 +219,8 @@ impl SyncTask {
             if rows.is_empty() {
                 break;
             }
-            let (good, unreadable): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.cores.is_ok());
+            let (good, unreadable): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|r| r.cores.is_ok());
             let unreadable: Vec<(i64, String)> = unreadable
                 .into_iter()
                 .map(|r| (r.id, r.cores.err().unwrap_or_default()))
@@ -255,7 +268,10 @@ impl SyncTask {
         if state.buffer.is_none() {
             state.buffer = Some(Buffer::open(&self.buffer.path)?);
         }
-        Ok(state.buffer.as_mut().unwrap_or_else(|| unreachable!("opened above")))
+        Ok(state
+            .buffer
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("opened above")))
     }
 }
 
@@ -278,7 +294,9 @@ fn samples_batch(
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
-            Ok(buffer.borrow_mut().quarantine_samples(&[(row.id, message)], now_ms())?)
+            Ok(buffer
+                .borrow_mut()
+                .quarantine_samples(&[(row.id, message)], now_ms())?)
         },
     )
 }

@@ -84,7 +84,11 @@ pub fn hosts_upsert(appliance: u32, hosts: &[(&str, &str)]) -> Vec<String> {
 
 /// The statements that store `rows` (samples, then their per-core values).
 /// Every host of `rows` must be in `hosts`; rows whose cores did not parse store none.
-pub fn sample_inserts(appliance: u32, hosts: &HashMap<String, u32>, rows: &[SyncSample]) -> Vec<String> {
+pub fn sample_inserts(
+    appliance: u32,
+    hosts: &HashMap<String, u32>,
+    rows: &[SyncSample],
+) -> Vec<String> {
     let mut samples = MultiInsert::new(
         "INSERT INTO samples (appliance_id, host_id, seq, collected_at, received_at, clock_skewed, \
          cpu, mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time, load1, load5, load15, \
@@ -135,7 +139,11 @@ pub fn sample_inserts(appliance: u32, hosts: &HashMap<String, u32>, rows: &[Sync
 }
 
 /// The statements that store journal rows of one table (all `rows` of one [`JournalFields`] kind).
-pub fn journal_inserts(appliance: u32, hosts: &HashMap<String, u32>, rows: &[JournalRow]) -> Vec<String> {
+pub fn journal_inserts(
+    appliance: u32,
+    hosts: &HashMap<String, u32>,
+    rows: &[JournalRow],
+) -> Vec<String> {
     let Some(first) = rows.first() else {
         return Vec::new();
     };
@@ -163,13 +171,26 @@ pub fn journal_inserts(appliance: u32, hosts: &HashMap<String, u32>, rows: &[Jou
                 out.push(',');
                 push_str(out, message);
             }
-            JournalFields::Drop { first_seq, last_seq, count, reason, at } => {
+            JournalFields::Drop {
+                first_seq,
+                last_seq,
+                count,
+                reason,
+                at,
+            } => {
                 let _ = write!(out, "{first_seq},{last_seq},{count},");
                 push_str(out, reason);
                 out.push(',');
                 push_datetime_ms(out, *at);
             }
-            JournalFields::AlertEvent { rule, kind, value, threshold, at, message } => {
+            JournalFields::AlertEvent {
+                rule,
+                kind,
+                value,
+                threshold,
+                at,
+                message,
+            } => {
                 push_str(out, rule);
                 out.push(',');
                 push_str(out, kind);
@@ -329,7 +350,10 @@ mod tests {
         let statements = sample_inserts(3, &hosts, &rows);
         assert_eq!(statements.len(), 2);
         assert!(statements[0].starts_with("INSERT INTO samples"));
-        assert!(statements[0].contains("(3,7,1,'1970-01-01 00:00:01.000','1970-01-01 00:00:02.000',0,12.5,"));
+        assert!(
+            statements[0]
+                .contains("(3,7,1,'1970-01-01 00:00:01.000','1970-01-01 00:00:02.000',0,12.5,")
+        );
         assert!(statements[0].contains("'h\\'1'"));
         assert!(statements[0].ends_with("ON DUPLICATE KEY UPDATE seq = seq"));
         assert_eq!(statements[1].matches("),(").count(), 3, "{}", statements[1]);
@@ -345,7 +369,10 @@ mod tests {
             assert!(s.len() < MAX_STATEMENT_BYTES + 1024);
             assert!(s.ends_with("= seq") || s.ends_with("= core"));
         }
-        let tuples: usize = statements.iter().map(|s| s.matches("),(").count() + 1).sum();
+        let tuples: usize = statements
+            .iter()
+            .map(|s| s.matches("),(").count() + 1)
+            .sum();
         assert_eq!(tuples, 20_000 * 9);
     }
 }
