@@ -1,3 +1,4 @@
 mod config_cli;
 mod harness;
 mod support;
+mod sync;
