@@ -4,3 +4,4 @@ mod daemon;
 mod harness;
 mod local;
 mod support;
+mod sync;
