@@ -81,18 +81,45 @@ pub struct Job {
 }
 
 /// The background loops of `config`: sync to MySQL and the mail outbox.
-pub fn background_jobs(config: &Config, _metrics: &Arc<Metrics>) -> Vec<Job> {
-    vec![mail_job(config)]
+pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
+    vec![sync_job(config), mail_job(config, metrics.clone())]
+}
+
+/// The sync loop: drains the buffer to MySQL through its own buffer connection.
+pub fn sync_job(config: &Config) -> Job {
+    let task = Arc::new(crate::sync::SyncTask::new(
+        &config.sync,
+        &config.buffer,
+        &config.appliance.id,
+    ));
+    let once = task.clone();
+    Job {
+        name: "sync",
+        run: Box::new(move |stop| task.run(stop)),
+        once: Box::new(move || {
+            let stop = AtomicBool::new(false);
+            match once.run_once(&stop) {
+                Ok(report) => tracing::info!(
+                    samples = report.samples,
+                    remaining = report.remaining,
+                    "sync pass"
+                ),
+                // Offline is the appliance's normal state: samples stay buffered.
+                Err(error) => tracing::warn!(%error, "sync failed; samples stay buffered"),
+            }
+            Ok(())
+        }),
+    }
 }
 
 /// The mail loop: sends the outbox through its own buffer connection.
-pub fn mail_job(config: &Config) -> Job {
+pub fn mail_job(config: &Config, metrics: Arc<Metrics>) -> Job {
     let (mail, path) = (config.mail.clone(), config.buffer.path.clone());
     let (mail_once, path_once) = (mail.clone(), path.clone());
     Job {
         name: "mail",
         run: Box::new(move |stop| match Mailer::new(&mail, &path) {
-            Ok(mailer) => mailer.run(stop),
+            Ok(mailer) => mailer.run(stop, |report| metrics.record_mail(report)),
             Err(error) => {
                 tracing::error!(%error, "the mailer cannot start; alert mail stays in the outbox")
             }

@@ -129,6 +129,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::config::commands::import_xml(&file)
         }
         Command::Collect { config } => crate::app::collect_command(&load(&config)?),
+        Command::Sync { config } => crate::sync::command(&load(&config)?),
         Command::Status { config, json } => crate::app::status_command(&load(&config)?, json),
         Command::Run { config, once } => {
             let config = load(&config)?;

@@ -19,3 +19,4 @@ pub mod collect;
 pub mod daemon;
 pub mod metrics;
 pub mod status;
+pub mod sync;

@@ -74,6 +74,14 @@ impl Metrics {
         }
     }
 
+    /// Records one pass of the mailer.
+    pub fn record_mail(&self, report: &crate::alert::SendReport) {
+        self.mails_sent
+            .fetch_add(report.sent as u64, Ordering::Relaxed);
+        self.mails_failed
+            .fetch_add((report.failed + report.retried) as u64, Ordering::Relaxed);
+    }
+
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     /// `buffer` supplies the buffer gauges when it can be read.
     pub fn render(&self, buffer: Option<&Buffer>) -> String {

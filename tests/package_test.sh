@@ -40,6 +40,9 @@ check sh -c 'ldd /usr/lib/edgemon/edgemon-agent 2>&1 | grep -q "statically linke
 check sh -c 'dpkg-query -W -f="\${Conffiles}" edgemon | grep -q /etc/edgemon/edgemon.toml'
 check sh -c '/usr/bin/edgemon --version | grep -q "^edgemon "'
 check /usr/bin/edgemon config check /etc/edgemon/edgemon.toml
+# The installed appliance collects this box as its own user, into its own data directory.
+check runuser -u edgemon -- sh -c 'cd /var/lib/edgemon && /usr/bin/edgemon collect --config /etc/edgemon/edgemon.toml'
+check runuser -u edgemon -- sh -c '/usr/bin/edgemon status --json --config /etc/edgemon/edgemon.toml | grep -q "\"samples\": 1"'
 if command -v systemd-analyze >/dev/null 2>&1; then
     check systemd-analyze verify --man=no /lib/systemd/system/edgemon.service
 fi

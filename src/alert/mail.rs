@@ -208,11 +208,12 @@ impl Mailer {
 
     /// Sends due mail until `stop` is set, sleeping until the next retry is due
     /// (at most a few seconds, so new mail leaves promptly). Errors are logged and
-    /// the loop carries on.
-    pub fn run(&self, stop: &AtomicBool) {
+    /// the loop carries on. `on_pass` sees every pass's report (for metrics).
+    pub fn run(&self, stop: &AtomicBool, mut on_pass: impl FnMut(&SendReport)) {
         while !stop.load(Ordering::Relaxed) {
-            if let Err(error) = self.send_due() {
-                tracing::error!(%error, "mail pass failed");
+            match self.send_due() {
+                Ok(report) => on_pass(&report),
+                Err(error) => tracing::error!(%error, "mail pass failed"),
             }
             let wait = self.next_due_in().unwrap_or(IDLE).min(IDLE);
             let deadline = std::time::Instant::now() + wait;

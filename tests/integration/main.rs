@@ -5,3 +5,4 @@ mod harness;
 mod local;
 mod ssh;
 mod support;
+mod sync;

@@ -1,0 +1,292 @@
+//! Drain benchmark: N buffered samples (8 per-core values each, 100 hosts)
+//! synced by `SyncTask::drain` into a throwaway MariaDB, compared in the same
+//! run with `LOAD DATA LOCAL INFILE` of the same rows by the `mariadb` client
+//! (the practical ceiling). Results go to stdout; see BENCHMARKS.md.
+//!
+//! Run: `cargo bench --bench sync_drain` (N = 1,000,000), or with
+//! `EDGEMON_BENCH_SAMPLES=200000` for a shorter run, `EDGEMON_BENCH_BATCH`
+//! for the batch size (default 2000). Needs mariadbd, mariadb-install-db and
+//! the mariadb client; the server runs on a free 127.0.0.1 port and is killed
+//! at the end. Nothing touches the system instance on port 3306.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use edgemon::buffer::Buffer;
+use edgemon::config::secret::Secret;
+use edgemon::config::{BufferConfig, SyncConfig};
+use edgemon::sync::SyncTask;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+const HOSTS: usize = 100;
+const CORES: usize = 8;
+const T0: i64 = 1_700_000_000_000;
+
+fn main() -> Result<()> {
+    // `cargo test --all-targets` would run this too; only `cargo bench` passes --bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sync_drain: run with `cargo bench --bench sync_drain`");
+        return Ok(());
+    }
+    let n: usize = env_or("EDGEMON_BENCH_SAMPLES", 1_000_000);
+    let batch: usize = env_or("EDGEMON_BENCH_BATCH", 2000);
+    let dir = tempfile::Builder::new()
+        .prefix("edgemon-bench-")
+        .tempdir()?;
+    let server = Server::start(dir.path())?;
+    let buffer = dir.path().join("buffer.sqlite");
+
+    let t = Instant::now();
+    generate(&buffer, n)?;
+    println!(
+        "generated {n} samples x {CORES} cores in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let config = SyncConfig {
+        url: Secret::new(format!("mysql://root@127.0.0.1:{}/edgemon", server.port)),
+        interval: Duration::from_secs(30),
+        batch_size: batch,
+        max_backoff: Duration::from_secs(30),
+        timeout: Duration::from_secs(60),
+    };
+    let buffer_config = BufferConfig {
+        path: buffer.clone(),
+        max_size: u64::MAX,
+        max_unsynced_age: Duration::from_secs(u32::MAX.into()),
+        keep_synced: Duration::from_secs(u32::MAX.into()),
+    };
+    let task = SyncTask::new(&config, &buffer_config, "bench");
+    let report = task.drain(&AtomicBool::new(false), &mut |_| {})?;
+    let drain_s = report.elapsed.as_secs_f64();
+    anyhow::ensure!(
+        report.samples as usize == n,
+        "drained {} of {n}",
+        report.samples
+    );
+    let drain_rate = n as f64 / drain_s;
+    println!(
+        "edgemon sync drain: {n} samples in {drain_s:.1} s = {drain_rate:.0} samples/s ({:.0} rows/s with cores), batch {batch}",
+        (n * (CORES + 1)) as f64 / drain_s
+    );
+
+    let load_s = load_data_ceiling(&server, dir.path())?;
+    let load_rate = n as f64 / load_s;
+    println!(
+        "LOAD DATA LOCAL INFILE: {n} samples in {load_s:.1} s = {load_rate:.0} samples/s ({:.0} rows/s with cores)",
+        (n * (CORES + 1)) as f64 / load_s
+    );
+    println!("drain / ceiling = {:.0}%", 100.0 * drain_rate / load_rate);
+    Ok(())
+}
+
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// Writes `n` samples straight into a fresh buffer (schema by `Buffer::open`), one transaction.
+fn generate(path: &Path, n: usize) -> Result<()> {
+    drop(Buffer::open(path)?);
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let tx = conn.transaction()?;
+    for h in 0..HOSTS {
+        tx.execute(
+            "INSERT INTO hosts (id, name, address, next_seq) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                h as i64 + 1,
+                format!("host-{h:03}"),
+                format!("bench@10.0.{}.{}:22", h / 250, h % 250),
+                (n / HOSTS + 2) as i64
+            ],
+        )?;
+    }
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO samples (host_id, seq, collected_at, received_at, cpu, cores, mem_used, mem_total,
+                                  swap_used, swap_total, uptime_s, boot_time_s, load1, load5, load15,
+                                  hostname, os, kernel, extras)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 8000000000, ?8, 2000000000, ?9, 1699990000, ?10, 0.5, 0.25,
+                     ?11, 'Debian 12', '6.1.0-18-amd64', NULL)",
+        )?;
+        for i in 0..n {
+            let host = (i % HOSTS) as i64 + 1;
+            let seq = (i / HOSTS) as i64 + 1;
+            let at = T0 + seq * 60_000;
+            let cores: Vec<String> = (0..CORES)
+                .map(|c| format!("{:.2}", ((i + c) * 13 % 10_000) as f64 / 100.0))
+                .collect();
+            insert.execute(rusqlite::params![
+                host,
+                seq,
+                at - 3,
+                at,
+                (i * 37 % 1000) as f64 / 10.0,
+                cores.join(","),
+                1_000_000 + i as i64,
+                (i % 1000) as i64,
+                3600 + seq * 60,
+                (i % 10) as f64 / 4.0,
+                format!("node-{host}"),
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Copies the drained rows out as tab-separated files, then times the mariadb client
+/// loading them into an empty copy of the schema.
+fn load_data_ceiling(server: &Server, dir: &Path) -> Result<f64> {
+    let mut conn = server.root()?;
+    let samples = dir.join("samples.tsv");
+    let cores = dir.join("cores.tsv");
+    conn.query_drop(format!(
+        "SELECT * FROM edgemon.samples INTO OUTFILE '{}'",
+        samples.display()
+    ))?;
+    conn.query_drop(format!(
+        "SELECT * FROM edgemon.sample_cores INTO OUTFILE '{}'",
+        cores.display()
+    ))?;
+    conn.query_drop("CREATE DATABASE edgemon_load")?;
+    conn.query_drop("USE edgemon_load")?;
+    for table in ["appliances", "hosts", "samples", "sample_cores"] {
+        conn.query_drop(format!("CREATE TABLE {table} LIKE edgemon.{table}"))?;
+    }
+    conn.query_drop("INSERT INTO appliances SELECT * FROM edgemon.appliances")?;
+    conn.query_drop("INSERT INTO hosts SELECT * FROM edgemon.hosts")?;
+    let sql = format!(
+        "SET time_zone = '+00:00'; LOAD DATA LOCAL INFILE '{}' INTO TABLE samples; \
+         LOAD DATA LOCAL INFILE '{}' INTO TABLE sample_cores;",
+        samples.display(),
+        cores.display()
+    );
+    let start = Instant::now();
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--local-infile=1",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "edgemon_load",
+        ])
+        .arg(format!("-P{}", server.port))
+        .arg("-e")
+        .arg(&sql)
+        .output()
+        .context("running the mariadb client")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("LOAD DATA failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let loaded: Option<i64> = conn.query_first("SELECT COUNT(*) FROM edgemon_load.samples")?;
+    let expected: Option<i64> = conn.query_first("SELECT COUNT(*) FROM edgemon.samples")?;
+    anyhow::ensure!(
+        loaded == expected,
+        "LOAD DATA loaded {loaded:?} of {expected:?} rows"
+    );
+    Ok(elapsed)
+}
+
+/// A throwaway mariadbd on a free loopback port, killed on drop.
+struct Server {
+    port: u16,
+    child: Child,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Result<Server> {
+        let data = dir.join("data");
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        let root = Command::new("id").arg("-u").output()?.stdout == b"0\n";
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]);
+        if root {
+            install.arg("--user=root");
+        }
+        let out = install
+            .stdout(Stdio::null())
+            .output()
+            .context("running mariadb-install-db")?;
+        if !out.status.success() {
+            bail!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .arg(format!("--log-error={}", dir.join("err.log").display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--secure-file-priv={}", dir.display()))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+            ])
+            .args([
+                "--innodb-buffer-pool-size=512M",
+                "--innodb-log-file-size=256M",
+                "--performance-schema=OFF",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if root {
+            cmd.arg("--user=root");
+        }
+        let child = cmd.spawn().context("starting mariadbd")?;
+        let server = Server { port, child };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while server.root().is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "mariadbd did not start; see {}",
+                    dir.join("err.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server.root()?.query_drop("CREATE DATABASE edgemon")?;
+        Ok(server)
+    }
+
+    fn root(&self) -> Result<Conn> {
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(self.port)
+            .user(Some("root"))
+            .prefer_socket(false);
+        Ok(Conn::new(opts)?)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,373 @@
+//! The buffer side of sync: read the oldest unsynced rows in order, mark rows
+//! synced (only ever called after the central COMMIT), quarantine samples the
+//! central database refused for their content.
+//!
+//! Sync state lives on every row (`sync_state` 0 unsynced, 1 synced,
+//! 2 quarantined or rejected), never in a "last id sent" cursor: a cursor
+//! loses a row whose lower id commits after a higher one. Nothing here talks
+//! to MySQL; `sync` decides what to send and when to mark.
+
+use rusqlite::{TransactionBehavior, params};
+
+use super::{Buffer, Result};
+
+/// One unsynced sample with everything the central database stores about it.
+///
+/// Its stable identity is (appliance id, `host`, `seq`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSample {
+    /// Local row id (for marking).
+    pub id: i64,
+    /// The host's configured name.
+    pub host: String,
+    /// The host's address as shown to operators.
+    pub address: String,
+    /// Per-host sequence number.
+    pub seq: i64,
+    /// Agent clock, Unix ms.
+    pub collected_at: i64,
+    /// Appliance clock, Unix ms.
+    pub received_at: i64,
+    /// The agent clock was outside the allowed skew.
+    pub clock_skewed: bool,
+    /// Total CPU %.
+    pub cpu: f64,
+    /// Per-core CPU %, core 0 first; `Err` when the stored text does not parse.
+    pub cores: std::result::Result<Vec<f64>, String>,
+    /// Memory in use, bytes.
+    pub mem_used: i64,
+    /// Memory installed, bytes.
+    pub mem_total: i64,
+    /// Swap in use, bytes.
+    pub swap_used: i64,
+    /// Swap configured, bytes.
+    pub swap_total: i64,
+    /// Seconds since boot.
+    pub uptime_s: i64,
+    /// Boot time, Unix seconds.
+    pub boot_time_s: Option<i64>,
+    /// Load averages.
+    pub load: [Option<f64>; 3],
+    /// The host's own name.
+    pub hostname: Option<String>,
+    /// Operating system.
+    pub os: Option<String>,
+    /// Kernel version.
+    pub kernel: Option<String>,
+    /// JSON object of further report elements.
+    pub extras: Option<String>,
+}
+
+/// The small tables synced beside samples, each row identified by (appliance id, local id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// `collection_errors`.
+    CollectionErrors,
+    /// `drops`: samples shed by retention or quarantined, so the central gap view can explain them.
+    Drops,
+    /// `alert_events`.
+    AlertEvents,
+}
+
+impl Journal {
+    /// Every journal, in the order a pass syncs them.
+    pub const ALL: [Journal; 3] = [
+        Journal::Drops,
+        Journal::CollectionErrors,
+        Journal::AlertEvents,
+    ];
+
+    /// The table's name, locally and centrally.
+    pub fn table(self) -> &'static str {
+        match self {
+            Journal::CollectionErrors => "collection_errors",
+            Journal::Drops => "drops",
+            Journal::AlertEvents => "alert_events",
+        }
+    }
+}
+
+/// One unsynced row of a [`Journal`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalRow {
+    /// Local row id: the central identity together with the appliance id.
+    pub id: i64,
+    /// The host's configured name.
+    pub host: String,
+    /// The host's address as shown to operators.
+    pub address: String,
+    /// The columns of the row's table.
+    pub fields: JournalFields,
+}
+
+/// The columns particular to each journal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JournalFields {
+    /// A failed collection attempt.
+    CollectionError {
+        /// Attempt time, Unix ms.
+        at: i64,
+        /// Error class (`timeout`, ...).
+        class: String,
+        /// Message.
+        message: String,
+    },
+    /// Samples dropped before they reached MySQL.
+    Drop {
+        /// First dropped sequence number.
+        first_seq: i64,
+        /// Last dropped sequence number.
+        last_seq: i64,
+        /// Samples dropped in that range.
+        count: i64,
+        /// Why.
+        reason: String,
+        /// When, Unix ms.
+        at: i64,
+    },
+    /// An alert transition.
+    AlertEvent {
+        /// Rule name.
+        rule: String,
+        /// firing | reminder | resolved | flapping | stale.
+        kind: String,
+        /// Value that caused it.
+        value: Option<f64>,
+        /// Limit in force.
+        threshold: Option<f64>,
+        /// When, Unix ms.
+        at: i64,
+        /// Text of the event.
+        message: String,
+    },
+}
+
+/// Sync state of a row that MySQL refused for its content.
+const REJECTED: i64 = 2;
+
+impl Buffer {
+    /// The oldest `limit` unsynced samples, in buffer order (row id), with host and per-core values.
+    pub fn unsynced_samples(&self, limit: usize) -> Result<Vec<SyncSample>> {
+        let e = self.err("reading unsynced samples");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT s.id, h.name, h.address, s.seq, s.collected_at, s.received_at, s.clock_skewed,
+                        s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
+                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras
+                 FROM samples s JOIN hosts h ON h.id = s.host_id
+                 WHERE s.sync_state = 0 ORDER BY s.id LIMIT ?1",
+            )
+            .map_err(&e)?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(SyncSample {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    address: r.get(2)?,
+                    seq: r.get(3)?,
+                    collected_at: r.get(4)?,
+                    received_at: r.get(5)?,
+                    clock_skewed: r.get(6)?,
+                    cpu: r.get(7)?,
+                    cores: parse_cores(&r.get::<_, String>(8)?),
+                    mem_used: r.get(9)?,
+                    mem_total: r.get(10)?,
+                    swap_used: r.get(11)?,
+                    swap_total: r.get(12)?,
+                    uptime_s: r.get(13)?,
+                    boot_time_s: r.get(14)?,
+                    load: [r.get(15)?, r.get(16)?, r.get(17)?],
+                    hostname: r.get(18)?,
+                    os: r.get(19)?,
+                    kernel: r.get(20)?,
+                    extras: r.get(21)?,
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(&e)
+    }
+
+    /// Unsynced samples and the receive time of the oldest (Unix ms).
+    pub fn unsynced_depth(&self) -> Result<(u64, Option<i64>)> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*), MIN(received_at) FROM samples WHERE sync_state = 0",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .map_err(self.err("counting unsynced samples"))
+    }
+
+    /// Marks samples synced. Call only after the central COMMIT that holds them.
+    pub fn mark_samples_synced(&mut self, ids: &[i64], now_ms: i64) -> Result<()> {
+        self.set_state("samples", ids, 1, Some(now_ms), "marking samples synced")
+    }
+
+    /// Quarantines samples MySQL refused for their content: they leave the queue, keep
+    /// MySQL's message, and a `drops` row (reason `quarantined: ...`) tells the central
+    /// database why their sequence numbers are missing.
+    pub fn quarantine_samples(&mut self, rejected: &[(i64, String)], now_ms: i64) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, "quarantining samples", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        for (id, reason) in rejected {
+            let reason = format!("quarantined: {reason}");
+            tx.execute(
+                "INSERT INTO quarantine (sample_id, at, reason) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sample_id) DO UPDATE SET at = excluded.at, reason = excluded.reason",
+                params![id, now_ms, reason],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                "UPDATE samples SET sync_state = 2 WHERE id = ?1",
+                params![id],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                "INSERT INTO drops (host_id, first_seq, last_seq, count, reason, at)
+                 SELECT host_id, seq, seq, 1, ?2, ?3 FROM samples WHERE id = ?1",
+                params![id, reason, now_ms],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// The oldest `limit` unsynced rows of `journal`, in row-id order.
+    pub fn unsynced_journal(&self, journal: Journal, limit: usize) -> Result<Vec<JournalRow>> {
+        let e = self.err("reading unsynced journal rows");
+        let sql = match journal {
+            Journal::CollectionErrors => {
+                "SELECT j.id, h.name, h.address, j.at, j.class, j.message
+                 FROM collection_errors j JOIN hosts h ON h.id = j.host_id
+                 WHERE j.sync_state = 0 ORDER BY j.id LIMIT ?1"
+            }
+            Journal::Drops => {
+                "SELECT j.id, h.name, h.address, j.first_seq, j.last_seq, j.count, j.reason, j.at
+                 FROM drops j JOIN hosts h ON h.id = j.host_id
+                 WHERE j.sync_state = 0 ORDER BY j.id LIMIT ?1"
+            }
+            Journal::AlertEvents => {
+                "SELECT j.id, h.name, h.address, j.rule, j.kind, j.value, j.threshold, j.at, j.message
+                 FROM alert_events j JOIN hosts h ON h.id = j.host_id
+                 WHERE j.sync_state = 0 ORDER BY j.id LIMIT ?1"
+            }
+        };
+        let mut stmt = self.conn().prepare_cached(sql).map_err(&e)?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                let fields = match journal {
+                    Journal::CollectionErrors => JournalFields::CollectionError {
+                        at: r.get(3)?,
+                        class: r.get(4)?,
+                        message: r.get(5)?,
+                    },
+                    Journal::Drops => JournalFields::Drop {
+                        first_seq: r.get(3)?,
+                        last_seq: r.get(4)?,
+                        count: r.get(5)?,
+                        reason: r.get(6)?,
+                        at: r.get(7)?,
+                    },
+                    Journal::AlertEvents => JournalFields::AlertEvent {
+                        rule: r.get(3)?,
+                        kind: r.get(4)?,
+                        value: r.get(5)?,
+                        threshold: r.get(6)?,
+                        at: r.get(7)?,
+                        message: r.get(8)?,
+                    },
+                };
+                Ok(JournalRow {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    address: r.get(2)?,
+                    fields,
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(&e)
+    }
+
+    /// Marks journal rows synced. Call only after the central COMMIT that holds them.
+    pub fn mark_journal_synced(&mut self, journal: Journal, ids: &[i64]) -> Result<()> {
+        self.set_state(journal.table(), ids, 1, None, "marking journal rows synced")
+    }
+
+    /// Takes journal rows MySQL refused for their content out of the queue (state 2);
+    /// the caller logs MySQL's message.
+    pub fn reject_journal(&mut self, journal: Journal, ids: &[i64]) -> Result<()> {
+        self.set_state(
+            journal.table(),
+            ids,
+            REJECTED,
+            None,
+            "rejecting journal rows",
+        )
+    }
+
+    fn set_state(
+        &mut self,
+        table: &'static str,
+        ids: &[i64],
+        state: i64,
+        synced_at: Option<i64>,
+        doing: &'static str,
+    ) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, doing, source);
+        // IMMEDIATE: the collector writes through another connection; taking the write lock
+        // up front lets the busy timeout wait for it instead of failing on upgrade.
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        {
+            let sql = if synced_at.is_some() {
+                format!("UPDATE {table} SET sync_state = ?2, synced_at = ?3 WHERE id = ?1")
+            } else {
+                format!("UPDATE {table} SET sync_state = ?2 WHERE id = ?1")
+            };
+            let mut stmt = tx.prepare_cached(&sql).map_err(&e)?;
+            for id in ids {
+                match synced_at {
+                    Some(at) => stmt.execute(params![id, state, at]),
+                    None => stmt.execute(params![id, state]),
+                }
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+}
+
+/// Parses the buffer's comma-separated per-core values.
+fn parse_cores(text: &str) -> std::result::Result<Vec<f64>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("per-core value {v:?} in the buffer is not a number"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_values_parse_and_garbage_is_named() {
+        assert_eq!(parse_cores(""), Ok(vec![]));
+        assert_eq!(parse_cores("1.50,2.00"), Ok(vec![1.5, 2.0]));
+        let err = parse_cores("1.0,x").unwrap_err();
+        assert!(err.contains("\"x\""), "{err}");
+    }
+}

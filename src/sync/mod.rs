@@ -1,0 +1,347 @@
+//! Sync: moves the buffer to the central MySQL database, exactly once.
+//!
+//! Invariants:
+//! - The queue is the buffer's per-row `sync_state`, never a "last id sent"
+//!   cursor, so a row committed locally after a higher id is never skipped.
+//! - A batch (the oldest `sync.batch_size` unsynced samples, in buffer order)
+//!   goes to MySQL in one transaction of multi-row inserts, and is marked
+//!   synced locally only after that COMMIT. A crash in between leaves it
+//!   unsynced; it is sent again and the central primary keys make that a no-op.
+//! - A batch refused for its content is bisected; the rows refused on their
+//!   own are quarantined locally with MySQL's message (and recorded as drops,
+//!   so the central gap view explains them). They never block the rest.
+//! - Connection and server errors end the pass; the loop backs off
+//!   exponentially with jitter up to `sync.max_backoff`.
+//!
+//! The task opens its own connection to the buffer file (SQLite WAL), beside
+//! the collector's. MySQL itself is known only to [`central`].
+
+mod backoff;
+mod bisect;
+pub mod central;
+mod command;
+mod sql;
+
+pub use backoff::Backoff;
+pub use bisect::{Attempt, Isolated, commit_isolating};
+pub use command::command;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::buffer::{self, Buffer, Journal, RetentionReport, now_ms};
+use crate::config::{BufferConfig, SyncConfig};
+use central::Central;
+
+/// kv key: time of the last successful pass (Unix ms).
+pub const LAST_SUCCESS_KEY: &str = "sync.last_success_at";
+/// kv key: message of the last failed pass, empty after a success.
+pub const LAST_ERROR_KEY: &str = "sync.last_error";
+
+/// Why a pass stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The central database (unreachable, credentials, schema, server error).
+    #[error(transparent)]
+    Central(#[from] central::Error),
+    /// The local buffer.
+    #[error(transparent)]
+    Buffer(#[from] buffer::Error),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    /// Samples committed centrally and marked synced.
+    pub samples: u64,
+    /// Samples quarantined (refused by MySQL for their content).
+    pub quarantined: u64,
+    /// Journal rows (collection errors, drops, alert events) committed.
+    pub journal_rows: u64,
+    /// Journal rows refused by MySQL for their content.
+    pub journal_rejected: u64,
+    /// Unsynced samples left (more arrived, or the pass was stopped).
+    pub remaining: u64,
+    /// The stop flag ended the pass between two batches.
+    pub stopped: bool,
+    /// The retention pass run before syncing (`run_once` only).
+    pub retention: Option<RetentionReport>,
+    /// Wall time of the pass.
+    pub elapsed: Duration,
+}
+
+/// Progress of a drain, after each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Samples handled so far in this pass (synced or quarantined).
+    pub done: u64,
+    /// Unsynced samples left.
+    pub remaining: u64,
+}
+
+/// The sync loop of one appliance.
+pub struct SyncTask {
+    sync: SyncConfig,
+    buffer: BufferConfig,
+    appliance: String,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    buffer: Option<Buffer>,
+    central: Option<Central>,
+}
+
+impl SyncTask {
+    /// A task syncing the buffer of `buffer` as appliance `appliance_id`; opens nothing yet.
+    pub fn new(sync: &SyncConfig, buffer: &BufferConfig, appliance_id: &str) -> SyncTask {
+        SyncTask {
+            sync: sync.clone(),
+            buffer: buffer.clone(),
+            appliance: appliance_id.to_string(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Loops until `stop`: a retention pass and a sync pass every `sync.interval`, backing
+    /// off after errors. A batch in flight when `stop` is set is finished before it returns.
+    pub fn run(&self, stop: &AtomicBool) {
+        let mut backoff = Backoff::new(Duration::from_secs(1), self.sync.max_backoff);
+        while !stop.load(Ordering::Relaxed) {
+            let wait = match self.run_once(stop) {
+                Ok(report) => {
+                    backoff.reset();
+                    tracing::debug!(
+                        samples = report.samples,
+                        remaining = report.remaining,
+                        "sync pass done"
+                    );
+                    self.sync.interval
+                }
+                Err(err) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %err, failures = backoff.failures(), retry_in = ?wait, "sync failed");
+                    wait
+                }
+            };
+            sleep_unless(stop, wait);
+        }
+    }
+
+    /// One cycle: retention, then drain the backlog (used by `edgemon run --once`).
+    pub fn run_once(&self, stop: &AtomicBool) -> Result<PassReport, Error> {
+        let retention = {
+            let mut state = self.lock();
+            let buffer = self.buffer_of(&mut state)?;
+            buffer.enforce_retention(&self.buffer, now_ms())?
+        };
+        let mut report = self.drain(stop, &mut |_| {})?;
+        report.retention = Some(retention);
+        Ok(report)
+    }
+
+    /// Unsynced samples in the buffer now.
+    pub fn backlog(&self) -> Result<u64, Error> {
+        let mut state = self.lock();
+        Ok(self.buffer_of(&mut state)?.unsynced_depth()?.0)
+    }
+
+    /// Drains every unsynced row now (or until `stop`), reporting progress after each batch.
+    /// The outcome is recorded in the buffer's kv (`sync.last_success_at`, `sync.last_error`).
+    pub fn drain(
+        &self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<PassReport, Error> {
+        let started = Instant::now();
+        let mut state = self.lock();
+        let mut report = PassReport::default();
+        let result = self.drain_locked(&mut state, stop, progress, &mut report);
+        report.elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(()) => {
+                if let Some(central) = state.central.as_mut()
+                    && let Err(err) = central.touch()
+                {
+                    tracing::debug!(error = %err, "could not record last_sync_at centrally");
+                }
+                Ok(())
+            }
+            Err(err) => {
+                if matches!(err, Error::Central(_)) {
+                    // Whatever happened, the connection is in an unknown state: start afresh.
+                    state.central = None;
+                }
+                Err(err.to_string())
+            }
+        };
+        if let Some(buffer) = state.buffer.as_ref() {
+            let noted = match &outcome {
+                Ok(()) => buffer
+                    .set_kv(LAST_SUCCESS_KEY, &now_ms().to_string())
+                    .and_then(|()| buffer.set_kv(LAST_ERROR_KEY, "")),
+                Err(message) => buffer.set_kv(LAST_ERROR_KEY, message),
+            };
+            if let Err(err) = noted {
+                tracing::warn!(error = %err, "could not record the sync outcome in the buffer");
+            }
+        }
+        result.map(|()| report)
+    }
+
+    fn drain_locked(
+        &self,
+        state: &mut State,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+        report: &mut PassReport,
+    ) -> Result<(), Error> {
+        self.buffer_of(state)?;
+        if state.central.is_none() {
+            state.central = Some(Central::connect(
+                &self.sync.url,
+                self.sync.timeout,
+                &self.appliance,
+            )?);
+        }
+        let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
+            unreachable!("both opened above");
+        };
+        let batch_size = self.sync.batch_size.max(1);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                report.stopped = true;
+                break;
+            }
+            let rows = buffer.unsynced_samples(batch_size)?;
+            if rows.is_empty() {
+                break;
+            }
+            let (good, unreadable): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|r| r.cores.is_ok());
+            let unreadable: Vec<(i64, String)> = unreadable
+                .into_iter()
+                .map(|r| (r.id, r.cores.err().unwrap_or_default()))
+                .collect();
+            if !unreadable.is_empty() {
+                buffer.quarantine_samples(&unreadable, now_ms())?;
+                report.quarantined += unreadable.len() as u64;
+            }
+            let done = samples_batch(central, buffer, &good)?;
+            report.samples += done.committed as u64;
+            report.quarantined += done.rejected as u64;
+            let remaining = buffer.unsynced_depth()?.0;
+            report.remaining = remaining;
+            progress(Progress {
+                done: report.samples + report.quarantined,
+                remaining,
+            });
+        }
+        for journal in Journal::ALL {
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    report.stopped = true;
+                    return Ok(());
+                }
+                let rows = buffer.unsynced_journal(journal, batch_size)?;
+                if rows.is_empty() {
+                    break;
+                }
+                let done = journal_batch(central, buffer, journal, &rows)?;
+                report.journal_rows += done.committed as u64;
+                report.journal_rejected += done.rejected as u64;
+            }
+        }
+        report.remaining = buffer.unsynced_depth()?.0;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves nothing half-done here (every step is a
+        // transaction on either side), so a poisoned lock is safe to reuse.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn buffer_of<'s>(&self, state: &'s mut State) -> Result<&'s mut Buffer, Error> {
+        if state.buffer.is_none() {
+            state.buffer = Some(Buffer::open(&self.buffer.path)?);
+        }
+        Ok(state
+            .buffer
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("opened above")))
+    }
+}
+
+/// Commits one batch of samples, isolating refused rows; marks each committed slice synced.
+fn samples_batch(
+    central: &mut Central,
+    buffer: &mut Buffer,
+    rows: &[buffer::SyncSample],
+) -> Result<Isolated, Error> {
+    let buffer = std::cell::RefCell::new(buffer);
+    commit_isolating(
+        rows,
+        &mut |slice| {
+            central.write_samples(slice).map_err(attempt)?;
+            let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
+            buffer
+                .borrow_mut()
+                .mark_samples_synced(&ids, now_ms())
+                .map_err(|e| Attempt::Fatal(e.into()))
+        },
+        &mut |row, message| {
+            tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
+            Ok(buffer
+                .borrow_mut()
+                .quarantine_samples(&[(row.id, message)], now_ms())?)
+        },
+    )
+}
+
+/// Commits one batch of journal rows, isolating refused rows.
+fn journal_batch(
+    central: &mut Central,
+    buffer: &mut Buffer,
+    journal: Journal,
+    rows: &[buffer::JournalRow],
+) -> Result<Isolated, Error> {
+    let buffer = std::cell::RefCell::new(buffer);
+    commit_isolating(
+        rows,
+        &mut |slice| {
+            central.write_journal(slice).map_err(attempt)?;
+            let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
+            buffer
+                .borrow_mut()
+                .mark_journal_synced(journal, &ids)
+                .map_err(|e| Attempt::Fatal(e.into()))
+        },
+        &mut |row, message| {
+            tracing::error!(table = journal.table(), id = row.id, host = %row.host, reason = %message,
+                "MySQL refused a row; it stays only in the local buffer");
+            Ok(buffer.borrow_mut().reject_journal(journal, &[row.id])?)
+        },
+    )
+}
+
+fn attempt(err: central::Error) -> Attempt<Error> {
+    match err {
+        central::Error::Content(message) => Attempt::Content(message),
+        other => Attempt::Fatal(other.into()),
+    }
+}
+
+/// Sleeps `total`, waking early when `stop` is set.
+fn sleep_unless(stop: &AtomicBool, total: Duration) {
+    let until = Instant::now() + total;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
