@@ -29,7 +29,7 @@ fn settings(agent_dir: &str) -> CollectConfig {
         interval: Duration::from_secs(60),
         concurrency: 64,
         connect_timeout: Duration::from_secs(3),
-        auth_timeout: Duration::from_secs(5),
+        auth_timeout: Duration::from_secs(20),
         command_timeout: Duration::from_secs(60),
         known_hosts: None,
         host_key_policy: HostKeyPolicy::AcceptNew,
@@ -439,7 +439,7 @@ fn strict_policy_refuses_an_unknown_host_and_accepts_one_seeded_from_known_hosts
 fn write_config(dir: &Path, sshd: &Sshd, healthy: usize, extra: &str) -> PathBuf {
     let mut text = format!(
         "[appliance]\nid = \"it\"\ndata_dir = \"{data}\"\n\
-         [collect]\nconcurrency = 64\nconnect_timeout = \"3s\"\nauth_timeout = \"5s\"\n\
+         [collect]\nconcurrency = 64\nconnect_timeout = \"3s\"\nauth_timeout = \"20s\"\n\
          command_timeout = \"60s\"\nagent_dir = \"{data}/remote-agent\"\n\
          [defaults]\nport = {port}\nuser = \"{user}\"\nidentity_file = \"{key}\"\n\
          [sync]\nurl = \"mysql://nobody@127.0.0.1:1/none\"\n",
@@ -543,7 +543,11 @@ fn ssh_agent_and_rsa_identities_authenticate_through_the_cli() {
     let dir = temp_dir();
     let sock = dir.path().join("agent.sock");
     let mut agent_cmd = Command::new("ssh-agent");
-    agent_cmd.arg("-D").arg("-a").arg(&sock);
+    agent_cmd
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null());
     let _agent = skip_or_fail!(ChildGuard::spawn("ssh-agent", &mut agent_cmd));
     assert!(
         wait_until(Duration::from_secs(30), || sock.exists()),
