@@ -143,15 +143,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hosts(HostsCommand::Export { config }) => {
             crate::collect::hosts::export(&load(&config)?, &mut std::io::stdout().lock())
         }
-        other => not_yet(&other),
     }
 }
 
 fn load(arg: &ConfigArg) -> anyhow::Result<crate::config::Config> {
     crate::config::load_default_or(arg.config.as_deref())
-}
-
-fn not_yet(command: &Command) -> anyhow::Result<ExitCode> {
-    eprintln!("edgemon: {command:?} is not available yet");
-    Ok(ExitCode::FAILURE)
 }
