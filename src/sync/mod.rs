@@ -210,6 +210,9 @@ impl SyncTask {
             unreachable!("both opened above");
         };
         let batch_size = self.sync.batch_size.max(1);
+        // Counted once and then decremented: counting per batch would rescan the backlog
+        // every time (quadratic over a large drain).
+        let mut remaining = buffer.unsynced_depth()?.0;
         loop {
             if stop.load(Ordering::Relaxed) {
                 report.stopped = true;
@@ -219,6 +222,7 @@ impl SyncTask {
             if rows.is_empty() {
                 break;
             }
+            let fetched = rows.len();
             let (good, unreadable): (Vec<_>, Vec<_>) =
                 rows.into_iter().partition(|r| r.cores.is_ok());
             let unreadable: Vec<(i64, String)> = unreadable
@@ -232,7 +236,11 @@ impl SyncTask {
             let done = samples_batch(central, buffer, &good)?;
             report.samples += done.committed as u64;
             report.quarantined += done.rejected as u64;
-            let remaining = buffer.unsynced_depth()?.0;
+            remaining = if fetched < batch_size {
+                buffer.unsynced_depth()?.0
+            } else {
+                remaining.saturating_sub(fetched as u64)
+            };
             report.remaining = remaining;
             progress(Progress {
                 done: report.samples + report.quarantined,
