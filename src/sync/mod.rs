@@ -162,9 +162,8 @@ impl SyncTask {
         report.elapsed = started.elapsed();
         let outcome = match &result {
             Ok(()) => {
-                if let Some(central) = state.central.as_mut()
-                    && let Err(err) = central.touch()
-                {
+                // Informative only; the next pass tries again.
+                if let Err(err) = state.central.as_mut().map_or(Ok(()), Central::touch) {
                     tracing::debug!(error = %err, "could not record last_sync_at centrally");
                 }
                 Ok(())
