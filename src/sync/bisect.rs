@@ -5,6 +5,9 @@
 //!
 //! Pure control flow over two callbacks, so it is tested without a server.
 
+/// Commits one slice atomically (and records it as done), or says why not.
+pub type Commit<'a, T, E> = dyn FnMut(&[T]) -> Result<(), Attempt<E>> + 'a;
+
 /// Why one attempt to commit a slice failed.
 #[derive(Debug)]
 pub enum Attempt<E> {
@@ -31,7 +34,7 @@ pub struct Isolated {
 /// committed before it stay committed (and recorded by `commit`).
 pub fn commit_isolating<T, E>(
     rows: &[T],
-    commit: &mut dyn FnMut(&[T]) -> Result<(), Attempt<E>>,
+    commit: &mut Commit<'_, T, E>,
     reject: &mut dyn FnMut(&T, String) -> Result<(), E>,
 ) -> Result<Isolated, E> {
     let mut done = Isolated::default();
@@ -41,7 +44,7 @@ pub fn commit_isolating<T, E>(
 
 fn go<T, E>(
     rows: &[T],
-    commit: &mut dyn FnMut(&[T]) -> Result<(), Attempt<E>>,
+    commit: &mut Commit<'_, T, E>,
     reject: &mut dyn FnMut(&T, String) -> Result<(), E>,
     done: &mut Isolated,
 ) -> Result<(), E> {

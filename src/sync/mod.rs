@@ -162,9 +162,8 @@ impl SyncTask {
         report.elapsed = started.elapsed();
         let outcome = match &result {
             Ok(()) => {
-                if let Some(central) = state.central.as_mut()
-                    && let Err(err) = central.touch()
-                {
+                // Informative only; the next pass tries again.
+                if let Err(err) = state.central.as_mut().map_or(Ok(()), Central::touch) {
                     tracing::debug!(error = %err, "could not record last_sync_at centrally");
                 }
                 Ok(())
@@ -210,6 +209,9 @@ impl SyncTask {
             unreachable!("both opened above");
         };
         let batch_size = self.sync.batch_size.max(1);
+        // Counted once and then decremented: counting per batch would rescan the backlog
+        // every time (quadratic over a large drain).
+        let mut remaining = buffer.unsynced_depth()?.0;
         loop {
             if stop.load(Ordering::Relaxed) {
                 report.stopped = true;
@@ -219,6 +221,7 @@ impl SyncTask {
             if rows.is_empty() {
                 break;
             }
+            let fetched = rows.len();
             let (good, unreadable): (Vec<_>, Vec<_>) =
                 rows.into_iter().partition(|r| r.cores.is_ok());
             let unreadable: Vec<(i64, String)> = unreadable
@@ -232,7 +235,11 @@ impl SyncTask {
             let done = samples_batch(central, buffer, &good)?;
             report.samples += done.committed as u64;
             report.quarantined += done.rejected as u64;
-            let remaining = buffer.unsynced_depth()?.0;
+            remaining = if fetched < batch_size {
+                buffer.unsynced_depth()?.0
+            } else {
+                remaining.saturating_sub(fetched as u64)
+            };
             report.remaining = remaining;
             progress(Progress {
                 done: report.samples + report.quarantined,

@@ -99,8 +99,14 @@ pub fn sample_inserts(
         "INSERT INTO sample_cores (appliance_id, host_id, seq, core, cpu)",
         "ON DUPLICATE KEY UPDATE core = core",
     );
-    for s in rows {
-        let host = hosts.get(&s.host).copied().unwrap_or(0);
+    // Primary-key order within the transaction: fewer B-tree pages touched than
+    // arrival order, which interleaves every host.
+    let mut order: Vec<(u32, i64, &SyncSample)> = rows
+        .iter()
+        .map(|s| (hosts.get(&s.host).copied().unwrap_or(0), s.seq, s))
+        .collect();
+    order.sort_unstable_by_key(|&(host, seq, _)| (host, seq));
+    for (host, _, s) in order {
         let out = samples.row();
         let _ = write!(out, "({appliance},{host},{},", s.seq);
         push_datetime_ms(out, s.collected_at);

@@ -586,3 +586,93 @@ fn two_appliances_sync_into_one_database_at_once_without_colliding() {
     }
     assert_eq!(count(&db, "SELECT COUNT(*) FROM hosts"), 10);
 }
+
+/// The issue's "done when": the real daemon collects (local transport, two
+/// hosts, one-second rounds) and syncs while MariaDB is killed with kill -9 in
+/// the middle and restarted; after SIGTERM, `edgemon sync` brings MySQL to
+/// exactly the buffer's samples, and the gap view is empty.
+#[test]
+fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
+    let mut db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let buffer = dir.path().join("buffer.sqlite");
+    let config = dir.path().join("edgemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[appliance]\nid = \"site-outage\"\ndata_dir = \"{data}\"\n\n\
+             [collect]\ninterval = \"1s\"\n\n\
+             [[hosts]]\nname = \"self-a\"\ntransport = \"local\"\n\n\
+             [[hosts]]\nname = \"self-b\"\ntransport = \"local\"\n\n\
+             [buffer]\npath = \"{buffer}\"\n\n\
+             [sync]\nurl = \"{url}\"\ninterval = \"1s\"\nbatch_size = 3\nmax_backoff = \"2s\"\ntimeout = \"5s\"\n",
+            data = dir.path().join("data").display(),
+            buffer = buffer.display(),
+            url = db.url(),
+        ),
+    )
+    .expect("write the config");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_edgemon"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start edgemon run");
+    let central = |db: &MariaDb| {
+        db.conn()
+            .ok()
+            .and_then(|mut c| {
+                c.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(PATIENCE, || central(&db) >= 4),
+        "nothing reached MySQL"
+    );
+
+    db.kill9().expect("kill -9 MariaDB");
+    let stored_at_kill = Buffer::open_read_only(&buffer)
+        .expect("open")
+        .status()
+        .expect("status")
+        .samples;
+    // Collection goes on while MySQL is down.
+    assert!(
+        wait_until(PATIENCE, || {
+            Buffer::open_read_only(&buffer)
+                .and_then(|b| b.status())
+                .is_ok_and(|s| s.samples >= stored_at_kill + 6)
+        }),
+        "collection stalled while MySQL was down"
+    );
+    db.restart().expect("restart MariaDB");
+    let synced_after_restart = central(&db);
+    assert!(
+        wait_until(PATIENCE, || central(&db) > synced_after_restart),
+        "sync did not resume after the restart"
+    );
+
+    let pid = daemon.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = daemon.wait().expect("reap edgemon run");
+    assert!(status.success(), "edgemon run exited with {status}");
+
+    let out = Edgemon::new(dir.path())
+        .args(["sync", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(out.contains("unsynced left"), "{out}");
+    assert_eq!(unsynced(&buffer), 0);
+    assert_complete(&db, &buffer, "site-outage");
+}

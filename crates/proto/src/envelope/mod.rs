@@ -223,7 +223,7 @@ impl Initiator {
             reply[OFF_PAYLOAD_LEN + 2],
             reply[OFF_PAYLOAD_LEN + 3],
         ]) as usize;
-        if payload_len != body.len() - OFF_PAYLOAD || payload_len % AES_IV_LEN != 0 {
+        if payload_len != body.len() - OFF_PAYLOAD || !payload_len.is_multiple_of(AES_IV_LEN) {
             return Err(Error::Malformed("payload length does not match the reply"));
         }
 
