@@ -181,6 +181,7 @@ fn a_fleet_with_hostile_hosts_gets_every_healthy_sample_and_the_right_error_clas
         ("flood", ErrorClass::BadEnvelope),
         ("tarpit", ErrorClass::Timeout),
         ("stranger", ErrorClass::AuthRefused),
+        ("closed", ErrorClass::Unreachable),
     ];
     hosts.push(host(
         "killed",
@@ -219,6 +220,13 @@ fn a_fleet_with_hostile_hosts_gets_every_healthy_sample_and_the_right_error_clas
         key(plain.ed25519_key()),
     ));
     hosts.push(host("stranger", plain.port(), plain.user(), key(&stranger)));
+    // Nothing listens on a fresh free port: the connection is refused.
+    hosts.push(host(
+        "closed",
+        crate::support::free_port(),
+        plain.user(),
+        key(plain.ed25519_key()),
+    ));
     let fleet = Fleet {
         hosts,
         expected,
