@@ -67,6 +67,9 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
         status.quarantined,
         status.dropped
     )?;
+    if let Some(warning) = &status.buffer_warning {
+        writeln!(out, "WARNING: {warning}")?;
+    }
     writeln!(
         out,
         "sync: last success {}{}",

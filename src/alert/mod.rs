@@ -131,7 +131,47 @@ impl Alerting {
             }
         }
         self.queue_mail(tx, by_recipient, now, &mut totals)?;
+        self.queue_buffer_warning(tx, now)?;
         Ok(totals)
+    }
+
+    /// Mails the global recipients once when retention raises its operator warning (a buffer
+    /// bound at 80%, before any unsynced sample must be shed), and re-arms when it clears.
+    fn queue_buffer_warning(&self, tx: &mut RoundTx<'_>, now: i64) -> buffer::Result<()> {
+        const MAILED: &str = "alert.buffer_warning_mailed";
+        let warning = tx.kv_get(buffer::WARNING_KEY)?.unwrap_or_default();
+        let mailed = tx.kv_get(MAILED)?.unwrap_or_default();
+        if warning.is_empty() {
+            if !mailed.is_empty() {
+                tx.kv_set(MAILED, None)?;
+            }
+            return Ok(());
+        }
+        if warning == mailed {
+            return Ok(());
+        }
+        let subject = format!(
+            "[edgemon] WARNING buffer near its bound on {}",
+            self.appliance_id
+        );
+        let body = format!(
+            "The local buffer of appliance {} is close to a configured bound:\n\n  {warning}\n\n\
+             Unsynced samples will be shed (and recorded as drops) if it is reached. Check the\n\
+             sync to MySQL (`edgemon status`, last sync error) or raise the [buffer] bounds.\n",
+            self.appliance_id
+        );
+        for recipient in &self.recipients {
+            let message_id = message::message_id(&self.appliance_id, now, 0, recipient);
+            tx.insert_outbox(&NewMail {
+                message_id: &message_id,
+                recipient,
+                subject: &subject,
+                body: &body,
+                created_at: now,
+            })?;
+        }
+        tracing::warn!(%warning, recipients = self.recipients.len(), "buffer warning queued for the operators");
+        tx.kv_set(MAILED, Some(&warning))
     }
 
     fn recipients_of(&self, rules: &HostRules) -> Vec<String> {

@@ -198,3 +198,33 @@ fn state_survives_a_reopen_and_a_silent_host_goes_stale_then_unreachable() {
     let status = buffer.status().unwrap();
     assert_eq!(status.hosts[0].firing_alerts, ["unreachable"]);
 }
+
+#[test]
+fn a_buffer_warning_is_mailed_once_to_the_operators_and_rearms_after_it_clears() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+    let hosts = [host("a")];
+    let alerting = Alerting::from_parts("site-1", &policy(), &mail(10), &hosts);
+    let warning = "unsynced samples reach 81% of max_unsynced_age (30d)";
+    buffer.set_kv(crate::buffer::WARNING_KEY, warning).unwrap();
+    round(&mut buffer, &alerting, &[("a", Some(1.0))], T0);
+    round(&mut buffer, &alerting, &[("a", Some(1.0))], T0 + MIN);
+    let due = buffer.due_outbox(i64::MAX, 1000).unwrap();
+    assert_eq!(due.len(), 1, "mailed once, not every round: {due:?}");
+    assert_eq!(due[0].recipient, "ops@x.test");
+    assert_eq!(
+        due[0].subject,
+        "[edgemon] WARNING buffer near its bound on site-1"
+    );
+    assert!(due[0].body.contains(warning), "{}", due[0].body);
+
+    buffer.set_kv(crate::buffer::WARNING_KEY, "").unwrap();
+    round(&mut buffer, &alerting, &[("a", Some(1.0))], T0 + 2 * MIN);
+    buffer.set_kv(crate::buffer::WARNING_KEY, warning).unwrap();
+    round(&mut buffer, &alerting, &[("a", Some(1.0))], T0 + 3 * MIN);
+    assert_eq!(
+        buffer.due_outbox(i64::MAX, 1000).unwrap().len(),
+        2,
+        "a new warning after it cleared is mailed again"
+    );
+}

@@ -78,6 +78,8 @@ pub struct BufferStatus {
     pub last_sync_at: Option<i64>,
     /// Last sync error, cleared by the next success.
     pub last_sync_error: Option<String>,
+    /// Retention's operator warning (a bound at 80% or more), if any.
+    pub buffer_warning: Option<String>,
     /// Mail outbox.
     pub outbox: OutboxStatus,
     /// Per-host state, by name.
@@ -149,6 +151,7 @@ impl Buffer {
             dropped,
             last_sync_at,
             last_sync_error,
+            buffer_warning: self.get_kv(super::WARNING_KEY)?.filter(|v| !v.is_empty()),
             outbox,
             hosts: self.host_statuses()?,
         })
