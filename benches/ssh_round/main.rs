@@ -8,9 +8,15 @@
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
+    let all: Vec<String> = std::env::args().collect();
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: nothing to do then.
+    if !all.iter().any(|a| a == "--bench") {
+        println!("ssh_round: run through benches/ssh_round/run.sh");
+        return Ok(());
+    }
+    let args: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
     let (Some(config), Some(rounds)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: ssh_round CONFIG ROUNDS");
+        anyhow::bail!("usage: cargo bench --bench ssh_round -- CONFIG ROUNDS");
     };
     let rounds: usize = rounds.parse()?;
     let config = edgemon::config::load_default_or(Some(std::path::Path::new(config)))?;

@@ -85,7 +85,7 @@ for N in $SIZES; do
   for i in $(seq "$N"); do echo "127.0.0.1:$PORT"; done > "$D/pssh_hosts"
   { echo "[all]"; for i in $(seq -w 1 "$N"); do echo "h$i ansible_host=127.0.0.1 ansible_port=$PORT ansible_user=root ansible_python_interpreter=/usr/bin/python3"; done; } > "$D/inventory"
 
-  read -r w c r < <(measure edgemon "$D/edgemon.log" -- "$BENCH" "$D/edgemon.toml" "$ROUNDS")
+  read -r w c r < <(measure edgemon "$D/edgemon.log" -- "$BENCH" "$D/edgemon.toml" "$ROUNDS" --bench)
   first=$(sed -n 's/^round 1: wall \([0-9.]*\) s  cpu \([0-9.]*\) s  ok \(.*\)/\1 \2 \3/p' "$D/edgemon.log")
   steady=$(awk '/^round [2-9]/ {w+=$4; c+=$7; n++} END {if (n) printf "%.3f %.3f", w/n, c/n}' "$D/edgemon.log")
   printf "%-6s %-34s %9s %9s %9s\n" "$N" "edgemon process ($ROUNDS rounds)" "$w" "$c" "$r"
