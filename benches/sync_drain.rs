@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench sync_drain` (N = 1,000,000), or with
 //! `EDGEMON_BENCH_SAMPLES=200000` for a shorter run, `EDGEMON_BENCH_BATCH`
-//! for the batch size (default 2000). Needs mariadbd, mariadb-install-db and
+//! for the batch size (default 10000). Needs mariadbd, mariadb-install-db and
 //! the mariadb client; the server runs on a free 127.0.0.1 port and is killed
 //! at the end. Nothing touches the system instance on port 3306.
 
@@ -34,7 +34,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let n: usize = env_or("EDGEMON_BENCH_SAMPLES", 1_000_000);
-    let batch: usize = env_or("EDGEMON_BENCH_BATCH", 2000);
+    let batch: usize = env_or("EDGEMON_BENCH_BATCH", 10_000);
     let dir = tempfile::Builder::new()
         .prefix("edgemon-bench-")
         .tempdir()?;
