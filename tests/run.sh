@@ -13,10 +13,12 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd)
+# libssl-dev and pkg-config: ssh2 and the TLS of mysql/lettre link the system OpenSSL.
+PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
+    pkg-config --exists openssl 2>/dev/null || echo "OpenSSL headers for the build (libssl-dev, pkg-config)"
     [[ -x /usr/sbin/sshd ]] || echo "OpenSSH server (/usr/sbin/sshd)"
     [[ -x /usr/bin/ssh && -x /usr/bin/ssh-keygen ]] || echo "OpenSSH client (/usr/bin/ssh, ssh-keygen)"
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
