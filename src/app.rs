@@ -82,11 +82,14 @@ pub struct Job {
 
 /// The background loops of `config`: sync to MySQL and the mail outbox.
 pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
-    vec![sync_job(config), mail_job(config, metrics.clone())]
+    vec![
+        sync_job(config, metrics.clone()),
+        mail_job(config, metrics.clone()),
+    ]
 }
 
 /// The sync loop: drains the buffer to MySQL through its own buffer connection.
-pub fn sync_job(config: &Config) -> Job {
+pub fn sync_job(config: &Config, metrics: Arc<Metrics>) -> Job {
     let task = Arc::new(crate::sync::SyncTask::new(
         &config.sync,
         &config.buffer,
@@ -95,7 +98,7 @@ pub fn sync_job(config: &Config) -> Job {
     let once = task.clone();
     Job {
         name: "sync",
-        run: Box::new(move |stop| task.run(stop)),
+        run: Box::new(move |stop| task.run_with(stop, |pass| metrics.record_sync(pass.ok()))),
         once: Box::new(move || {
             let stop = AtomicBool::new(false);
             match once.run_once(&stop) {

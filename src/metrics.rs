@@ -74,6 +74,19 @@ impl Metrics {
         }
     }
 
+    /// Records one sync pass: its rows on success, an error otherwise.
+    pub fn record_sync(&self, pass: Option<&crate::sync::PassReport>) {
+        match pass {
+            Some(report) => {
+                self.sync_rows
+                    .fetch_add(report.samples + report.journal_rows, Ordering::Relaxed);
+            }
+            None => {
+                self.sync_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Records one pass of the mailer.
     pub fn record_mail(&self, report: &crate::alert::SendReport) {
         self.mails_sent

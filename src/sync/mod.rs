@@ -108,9 +108,20 @@ impl SyncTask {
     /// Loops until `stop`: a retention pass and a sync pass every `sync.interval`, backing
     /// off after errors. A batch in flight when `stop` is set is finished before it returns.
     pub fn run(&self, stop: &AtomicBool) {
+        self.run_with(stop, |_| {});
+    }
+
+    /// [`SyncTask::run`], handing every pass's outcome to `on_pass` (for metrics).
+    pub fn run_with(
+        &self,
+        stop: &AtomicBool,
+        mut on_pass: impl FnMut(Result<&PassReport, &Error>),
+    ) {
         let mut backoff = Backoff::new(Duration::from_secs(1), self.sync.max_backoff);
         while !stop.load(Ordering::Relaxed) {
-            let wait = match self.run_once(stop) {
+            let result = self.run_once(stop);
+            on_pass(result.as_ref());
+            let wait = match result {
                 Ok(report) => {
                     backoff.reset();
                     tracing::debug!(

@@ -68,7 +68,7 @@ impl Drop for Daemon {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
+pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
@@ -77,7 +77,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(text)
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(' ')?
@@ -121,6 +121,11 @@ fn sigterm_stops_the_daemon_cleanly_and_keeps_every_sample() {
         metric(&page, "edgemon_buffer_unsynced").unwrap_or(0.0) >= 4.0,
         "{page}"
     );
+    // The config points sync at a closed port: the failures are counted, not hidden.
+    let errors = wait_for(Duration::from_secs(30), || {
+        metric(&http_get(port, "/metrics")?, "edgemon_sync_errors_total").filter(|e| *e >= 1.0)
+    });
+    assert!(errors.is_some(), "sync errors are not counted on /metrics");
     let health = http_get(port, "/healthz").expect("healthz");
     assert!(
         health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),

@@ -597,6 +597,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     let dir = temp_dir();
     let buffer = dir.path().join("buffer.sqlite");
     let config = dir.path().join("edgemon.toml");
+    let metrics_port = crate::support::free_port();
     std::fs::write(
         &config,
         format!(
@@ -605,10 +606,12 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
              [[hosts]]\nname = \"self-a\"\ntransport = \"local\"\n\n\
              [[hosts]]\nname = \"self-b\"\ntransport = \"local\"\n\n\
              [buffer]\npath = \"{buffer}\"\n\n\
-             [sync]\nurl = \"{url}\"\ninterval = \"1s\"\nbatch_size = 3\nmax_backoff = \"2s\"\ntimeout = \"5s\"\n",
+             [sync]\nurl = \"{url}\"\ninterval = \"1s\"\nbatch_size = 3\nmax_backoff = \"2s\"\ntimeout = \"5s\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
             data = dir.path().join("data").display(),
             buffer = buffer.display(),
             url = db.url(),
+            metrics = metrics_port,
         ),
     )
     .expect("write the config");
@@ -655,6 +658,20 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     assert!(
         wait_until(PATIENCE, || central(&db) > synced_after_restart),
         "sync did not resume after the restart"
+    );
+    // /metrics counts the rows that reached MySQL and the passes the outage broke.
+    let counted = |name: &str| {
+        crate::daemon::http_get(metrics_port, "/metrics")
+            .and_then(|page| crate::daemon::metric(&page, name))
+    };
+    assert!(
+        wait_until(PATIENCE, || counted("edgemon_sync_rows_total")
+            .is_some_and(|r| r >= 4.0)),
+        "sync rows are not counted on /metrics"
+    );
+    assert!(
+        counted("edgemon_sync_errors_total").is_some_and(|e| e >= 1.0),
+        "the outage's sync errors are not counted on /metrics"
     );
 
     let pid = daemon.id().to_string();
