@@ -195,12 +195,7 @@ impl Buffer {
         let e = move |source| classify(&path, "registering hosts", source);
         let tx = self.conn.transaction().map_err(&e)?;
         for (name, address) in hosts {
-            tx.execute(
-                "INSERT INTO hosts (name, address) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET address = excluded.address",
-                params![name, address],
-            )
-            .map_err(&e)?;
+            upsert_host(&tx, name, &address).map_err(&e)?;
         }
         tx.commit().map_err(&e)
     }
@@ -288,13 +283,7 @@ impl RoundTx<'_> {
         totals: &mut RoundTotals,
     ) -> Result<Recorded> {
         let e = self.err("recording a round");
-        self.tx
-            .execute(
-                "INSERT INTO hosts (name, address) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET address = excluded.address",
-                params![outcome.host, outcome.address],
-            )
-            .map_err(&e)?;
+        upsert_host(&self.tx, &outcome.host, &outcome.address).map_err(&e)?;
         let (host_id, next_seq, failures): (i64, i64, i64) = self
             .tx
             .query_row(
@@ -360,6 +349,16 @@ impl RoundTx<'_> {
             }
         }
     }
+}
+
+/// Adds a host row, or updates the address of an existing one (its sequence is kept).
+fn upsert_host(tx: &Transaction<'_>, name: &str, address: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO hosts (name, address) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET address = excluded.address",
+    )?
+    .execute(params![name, address])
+    .map(drop)
 }
 
 fn insert_sample(

@@ -2,30 +2,19 @@
 //! binary from the repository root.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::support::Edgemon;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `edgemon ARGS` in the repo root; panics with cwd, stdout and stderr
-/// if the exit code is not `want`.
+/// Runs `edgemon ARGS` in the repo root (the harness's runner, which drops
+/// inherited `EDGEMON_*` variables); panics with the command, cwd, stdout and
+/// stderr if the exit code is not `want`.
 fn edgemon(args: &[&str], want: i32) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_edgemon"))
-        .args(args)
-        .current_dir(repo())
-        .env_remove("EDGEMON_CONFIG")
-        .output()
-        .expect("run edgemon");
-    assert_eq!(
-        output.status.code(),
-        Some(want),
-        "edgemon {args:?} in {}\n--- stdout\n{}\n--- stderr\n{}",
-        repo().display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    output
+    Edgemon::new(&repo()).args(args).assert_exit_code(want)
 }
 
 fn stdout(output: &Output) -> String {
