@@ -4,7 +4,7 @@
 //! From [`KEYS`] derive: the defaults layer (`file::layer`), the schema that
 //! refuses unknown keys and wrong types with their line (`source_map`), the
 //! `EDGEMON__SECTION__KEY` environment names and the typed parsing of their
-//! values (`file::layer`), the bounds check of every value present, whether
+//! values (`file::environment`), the bounds check of every value present, whether
 //! it came from the file, the environment or a default ([`check_value`],
 //! called by `resolve`), and the cross-key rules in [`RELATIONS`]. Tests
 //! check that every default lies within its own bounds, that the serde
@@ -25,8 +25,9 @@
 //!    That alone gives it a default, a schema entry, an environment name
 //!    (`EDGEMON__BUFFER__MIN_FREE`), its bounds (checked in the file and the
 //!    environment alike, reported with file, line and key), and a row in
-//!    README's key table (run `cargo test --lib config::` and paste the table
-//!    it prints when it differs).
+//!    `edgemon config keys` and README's key table (paste the command's output
+//!    there; a test prints the table when README differs). A rule between
+//!    two durations is one entry in [`RELATIONS`].
 //! 2. The field in the raw section struct in `file.rs` (`String` for
 //!    durations, sizes, limits and choices; `i64`, `bool`, `f64`,
 //!    `Vec<String>`; `Option<_>` when the entry has no default). The

@@ -195,7 +195,14 @@ impl Resolver<'_> {
     /// Checks `value` against the key at `key_path`; records the problem
     /// (once: `check_every_value` saw the same value) and returns `None`.
     fn checked(&mut self, key_path: &str, value: Raw<'_>) -> Option<Checked> {
-        let key = keys::find(key_path)?;
+        let Some(key) = keys::find(key_path) else {
+            // A key read here but missing from the table: loud, never a silent zero.
+            self.error(
+                key_path,
+                "internal error: this key is missing from src/config/keys.rs",
+            );
+            return None;
+        };
         match keys::check_value(key, value) {
             Ok(checked) => Some(checked),
             Err(message) => {
