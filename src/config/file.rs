@@ -292,10 +292,16 @@ pub(crate) fn environment(env: &HashMap<String, String>) -> (Vec<Override>, Vec<
                 "[[hosts]] entries cannot be set from the environment".to_string()
             } else {
                 let section = path.split('.').next().unwrap_or_default();
-                format!(
-                    "unknown key `{path}` (known in [{section}]: {})",
-                    keys::children(section).join(", ")
-                )
+                match keys::children(section) {
+                    known if known.is_empty() => format!(
+                        "unknown key `{path}` (known sections: {})",
+                        keys::children("").join(", ")
+                    ),
+                    known => format!(
+                        "unknown key `{path}` (known in [{section}]: {})",
+                        known.join(", ")
+                    ),
+                }
             };
             errors.push(error(message));
             continue;

@@ -489,6 +489,8 @@ fn environment_values_are_typed_by_their_key_and_unknown_variables_refused() {
             ("EDGEMON__SYNC__BATCHSIZE", "5"),
             ("EDGEMON__HOSTS__NAME", "x"),
             ("EDGEMON__COLLECT__RESIDENT_AGENT", "yes"),
+            ("EDGEMON__COLOUR", "red"),
+            ("EDGEMON__DEFAULTS__ALERTS__CPU", "150%"),
         ],
     );
     let errors = resolved.err().expect("refused");
@@ -504,12 +506,16 @@ fn environment_values_are_typed_by_their_key_and_unknown_variables_refused() {
                 "$EDGEMON__COLLECT__RESIDENT_AGENT",
                 "collect.resident_agent"
             ),
+            ("$EDGEMON__COLOUR", "colour"),
             ("$EDGEMON__HOSTS__NAME", "hosts.name"),
             ("$EDGEMON__SYNC__BATCHSIZE", "sync.batchsize"),
             ("$EDGEMON__SYNC__BATCH_SIZE", "sync.batch_size"),
+            ("$EDGEMON__DEFAULTS__ALERTS__CPU", "defaults.alerts.cpu"),
         ],
         "{errors}"
     );
+    assert!(errors.mentions("colour", "known sections: appliance, collect"));
+    assert!(errors.mentions("defaults.alerts.cpu", "between 0% and 100%"));
     assert!(errors.mentions("sync.batch_size", "expected an integer, found \"many\""));
     assert!(errors.mentions("sync.batchsize", "unknown key `sync.batchsize`"));
     assert!(errors.mentions("sync.batchsize", "batch_size"));
