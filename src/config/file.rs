@@ -7,8 +7,8 @@
 //! in step.
 //!
 //! Nothing here is validated beyond types: durations, sizes and limits are
-//! still strings, numbers are `i64` so that `resolve` can say "port 70000 is
-//! out of range" instead of serde's "invalid value". Keys that only exist per
+//! still strings, numbers are `i64` so that `resolve` can say "70000 is
+//! above the maximum of 65535" instead of serde's "invalid value". Keys that only exist per
 //! host (auth, mail, limits overrides) stay `Option` so that merging with
 //! `[defaults]` is explicit in `resolve`.
 

@@ -95,7 +95,9 @@ impl Resolver<'_> {
     ) -> SshTarget {
         let address = match host.address.as_deref() {
             Some(address)
-                if !address.trim().is_empty() && !address.contains(char::is_whitespace) =>
+                if !address.is_empty()
+                    && address.len() <= MAX_HOST_NAME
+                    && !address.contains(|c: char| c.is_whitespace() || c.is_control()) =>
             {
                 address.to_string()
             }

@@ -4,10 +4,12 @@
 //! kept so that later validation errors can point at their line too.
 //!
 //! The schema is the table of keys (`keys::KEYS`): a name is known where a
-//! key's path has it. What passes is handed on as a clean `toml::Table` (the `config` crate then
-//! layers defaults and the environment on it, and serde's
+//! key's path has it, and the key's kind says which TOML type it takes.
+//! What passes is handed on as a clean `toml::Table` (the `config` crate
+//! then layers defaults and the environment on it, and serde's
 //! `deny_unknown_fields` stays as a backstop). This module does not judge
-//! values (ranges, units, addresses): that is `resolve`'s job.
+//! values (bounds, units, addresses): that is `keys::check_value`'s and
+//! `resolve`'s job.
 
 use std::collections::HashMap;
 
