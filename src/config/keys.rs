@@ -21,9 +21,9 @@
 //! # Adding a key
 //!
 //! 1. One entry in [`KEYS`], e.g.
-//!    `size("buffer.min_free", Some("512MiB"), MIB, 1 << 40, "Free disk space kept for the buffer.")`.
+//!    `duration("collect.keepalive", Some("15s"), SEC, MIN, "SSH keepalive interval.")`.
 //!    That alone gives it a default, a schema entry, an environment name
-//!    (`EDGEMON__BUFFER__MIN_FREE`), its bounds (checked in the file and the
+//!    (`EDGEMON__COLLECT__KEEPALIVE`), its bounds (checked in the file and the
 //!    environment alike, reported with file, line and key), and a row in
 //!    `edgemon config keys` and README's key table (paste the command's output
 //!    there; a test prints the table when README differs). A rule between
@@ -33,8 +33,10 @@
 //!    `Vec<String>`; `Option<_>` when the entry has no default). The
 //!    `serde_structs_match_the_key_table` test fails until both agree.
 //! 3. Where the program reads it: the field in `model.rs` and one line in
-//!    `resolve.rs`, e.g. `min_free: self.size("buffer.min_free", &b.min_free)`,
-//!    which parses with the same bounds.
+//!    `resolve.rs`, e.g. `keepalive: self.duration("collect.keepalive", &c.keepalive)`,
+//!    which parses with the same bounds. A key with a grammar of its own
+//!    (say a size, a percentage or `"auto"`) is a `text` entry here and is
+//!    parsed and bounded by its own function in `resolve.rs`.
 //! 4. A line in `config/example-site.toml` (a test checks it is there).
 //!
 //! This module knows no files and no environment: it describes and checks values.
