@@ -84,6 +84,8 @@ pub enum ConfigCommand {
         /// The Config.xml file.
         file: PathBuf,
     },
+    /// Print every configuration key: default, allowed values, environment variable, meaning.
+    Keys,
 }
 
 /// `edgemon hosts ...`
@@ -128,6 +130,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::ImportXml { file }) => {
             crate::config::commands::import_xml(&file)
         }
+        Command::Config(ConfigCommand::Keys) => Ok(crate::config::commands::keys()),
         Command::Collect { config } => crate::app::collect_command(&load(&config)?),
         Command::Sync { config } => crate::sync::command(&load(&config)?),
         Command::Status { config, json } => crate::app::status_command(&load(&config)?, json),

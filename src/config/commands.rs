@@ -1,5 +1,6 @@
-//! `edgemon config check` and `edgemon config import-xml`: thin wrappers that
-//! print, and return the exit code (0 fine, 2 invalid configuration).
+//! `edgemon config check`, `edgemon config import-xml` and `edgemon config
+//! keys`: thin wrappers that print, and return the exit code (0 fine, 2
+//! invalid configuration).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -74,4 +75,11 @@ pub fn import_xml(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `edgemon config keys`: every key with its default, allowed values,
+/// environment variable and meaning, as a Markdown table.
+pub fn keys() -> ExitCode {
+    print!("{}", super::keys::markdown_table());
+    ExitCode::SUCCESS
 }

@@ -1,17 +1,23 @@
 //! The raw configuration: serde structs as close to the user's TOML as
 //! possible (`deny_unknown_fields` everywhere), and the layering that fills
-//! them: defaults in code, then the file, then `EDGEMON__SECTION__KEY`
-//! environment variables (the `config` crate).
+//! them: the defaults of `keys::KEYS`, then the file, then
+//! `EDGEMON__SECTION__KEY` environment variables typed by their key's kind
+//! (the `config` crate). Each field here has its entry in `keys::KEYS`,
+//! which holds its default, bounds and documentation; a test keeps the two
+//! in step.
 //!
 //! Nothing here is validated beyond types: durations, sizes and limits are
-//! still strings, numbers are `i64` so that `resolve` can say "port 70000 is
-//! out of range" instead of serde's "invalid value". Keys that only exist per
+//! still strings, numbers are `i64` so that `resolve` can say "70000 is
+//! above the maximum of 65535" instead of serde's "invalid value". Keys that only exist per
 //! host (auth, mail, limits overrides) stay `Option` so that merging with
 //! `[defaults]` is explicit in `resolve`.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
+
+use super::error::ConfigError;
+use super::keys::{self, Default, Kind};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -254,88 +260,105 @@ pub struct MetricsSection {
     pub listen: Option<String>,
 }
 
-/// A default value in code.
-enum Default {
-    Text(&'static str),
-    Int(i64),
-    Flag(bool),
-    Float(f64),
+/// One `EDGEMON__SECTION__KEY` variable, parsed by its key's kind.
+#[derive(Debug)]
+pub(crate) struct Override {
+    /// The key it sets.
+    pub(crate) path: &'static str,
+    /// Its value, typed as the key's TOML type.
+    pub(crate) value: config::Value,
 }
 
-/// Defaults for every key that has one (the first layer).
-const DEFAULTS: &[(&str, Default)] = &[
-    ("appliance.data_dir", Default::Text("/var/lib/edgemon")),
-    ("collect.interval", Default::Text("60s")),
-    ("collect.concurrency", Default::Int(16)),
-    ("collect.connect_timeout", Default::Text("10s")),
-    ("collect.auth_timeout", Default::Text("20s")),
-    ("collect.command_timeout", Default::Text("60s")),
-    ("collect.host_key_policy", Default::Text("accept-new")),
-    ("collect.agent_dir", Default::Text("/tmp/.edgemon-agent")),
-    ("collect.persistent_sessions", Default::Flag(true)),
-    ("collect.resident_agent", Default::Flag(true)),
-    ("collect.agent_idle_timeout", Default::Text("10m")),
-    ("collect.max_reply_size", Default::Text("1MiB")),
-    ("collect.max_clock_skew", Default::Text("5m")),
-    ("defaults.port", Default::Int(22)),
-    ("defaults.alerts.cpu", Default::Text("90%")),
-    ("defaults.alerts.memory", Default::Text("90%")),
-    ("defaults.alerts.swap", Default::Text("80%")),
-    ("defaults.alerts.reboot", Default::Flag(true)),
-    ("defaults.alerts.unreachable_after", Default::Int(3)),
-    ("buffer.max_size", Default::Text("1GiB")),
-    ("buffer.max_unsynced_age", Default::Text("30d")),
-    ("buffer.keep_synced", Default::Text("7d")),
-    ("sync.interval", Default::Text("30s")),
-    ("sync.batch_size", Default::Int(500)),
-    ("sync.max_backoff", Default::Text("30m")),
-    ("sync.timeout", Default::Text("30s")),
-    ("mail.from", Default::Text("edgemon@localhost")),
-    ("mail.rate_limit", Default::Int(10)),
-    ("mail.rate_window", Default::Text("1h")),
-    ("alert.for", Default::Int(1)),
-    ("alert.clear_margin", Default::Float(5.0)),
-    ("alert.repeat", Default::Text("1h")),
-    ("alert.flap_window", Default::Text("1h")),
-    ("alert.flap_threshold", Default::Int(6)),
-];
+/// Reads the `EDGEMON__*` variables of `env`: each must name a key of
+/// [`keys::KEYS`] and hold a value of its type (an integer for an integer
+/// key, `true`/`false`, a comma-separated list). Bounds are checked later,
+/// with every other value.
+pub(crate) fn environment(env: &HashMap<String, String>) -> (Vec<Override>, Vec<ConfigError>) {
+    let mut overrides = Vec::new();
+    let mut errors = Vec::new();
+    let mut names: Vec<&String> = env.keys().filter(|name| name.starts_with(PREFIX)).collect();
+    names.sort();
+    for name in names {
+        let text = &env[name];
+        let path = name[PREFIX.len()..].to_lowercase().replace("__", ".");
+        let error = |message: String| ConfigError {
+            file: format!("${name}"),
+            key_path: path.clone(),
+            line: None,
+            message,
+        };
+        let Some(key) = keys::from_env_name(name) else {
+            let message = if path.starts_with("hosts") {
+                "[[hosts]] entries cannot be set from the environment".to_string()
+            } else {
+                let section = path.split('.').next().unwrap_or_default();
+                match keys::children(section) {
+                    known if known.is_empty() => format!(
+                        "unknown key `{path}` (known sections: {})",
+                        keys::children("").join(", ")
+                    ),
+                    known => format!(
+                        "unknown key `{path}` (known in [{section}]: {})",
+                        known.join(", ")
+                    ),
+                }
+            };
+            errors.push(error(message));
+            continue;
+        };
+        let value = match key.kind {
+            Kind::Int { .. } => text.trim().parse::<i64>().map(config::Value::from).ok(),
+            Kind::Number { .. } => text.trim().parse::<f64>().map(config::Value::from).ok(),
+            Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(config::Value::from(true)),
+                "false" => Some(config::Value::from(false)),
+                _ => None,
+            },
+            Kind::TextList => Some(config::Value::from(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<String>>(),
+            )),
+            _ => Some(config::Value::from(text.as_str())),
+        };
+        match value {
+            Some(value) => overrides.push(Override {
+                path: key.path,
+                value,
+            }),
+            None => errors.push(error(format!(
+                "expected {}, found {text:?}",
+                keys::expected(&key.kind)
+            ))),
+        }
+    }
+    (overrides, errors)
+}
 
-/// Layers defaults, the checked file and the environment, and deserializes.
-///
-/// `env` is the process environment (a snapshot, so tests can pass their own).
+const PREFIX: &str = "EDGEMON__";
+
+/// Layers the defaults of [`keys::KEYS`], the checked file and the
+/// environment's overrides (the `config` crate), into one table.
 pub(crate) fn layer(
     file: &toml::Table,
-    env: &HashMap<String, String>,
-) -> Result<ConfigFile, config::ConfigError> {
+    overrides: &[Override],
+) -> Result<toml::Table, config::ConfigError> {
     let mut builder = config::Config::builder();
-    for (key, value) in DEFAULTS {
+    for (path, value) in keys::layered_defaults() {
         builder = match value {
-            Default::Text(text) => builder.set_default(*key, *text)?,
-            Default::Int(number) => builder.set_default(*key, *number)?,
-            Default::Flag(flag) => builder.set_default(*key, *flag)?,
-            Default::Float(number) => builder.set_default(*key, *number)?,
+            Default::Text(text) => builder.set_default(path, text)?,
+            Default::Int(number) => builder.set_default(path, number)?,
+            Default::Flag(flag) => builder.set_default(path, flag)?,
+            Default::Number(number) => builder.set_default(path, number)?,
         };
     }
     let text =
         toml::to_string(file).map_err(|err| config::ConfigError::Message(err.to_string()))?;
-    builder
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix("EDGEMON")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("mail.recipients")
-                .source(Some(env.clone().into_iter().collect())),
-        )
-        .build()?
-        .try_deserialize()
-}
-
-/// The environment variable that overrides `key_path` (`sync.batch_size` ->
-/// `EDGEMON__SYNC__BATCH_SIZE`); `None` for paths inside `[[hosts]]`.
-pub(crate) fn env_name(key_path: &str) -> Option<String> {
-    (!key_path.contains('['))
-        .then(|| format!("EDGEMON__{}", key_path.replace('.', "__").to_uppercase()))
+    builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    for Override { path, value } in overrides {
+        builder = builder.set_override(*path, value.clone())?;
+    }
+    builder.build()?.try_deserialize()
 }

@@ -1,6 +1,7 @@
 //! Resolution of the `[[hosts]]` entries: merging each with `[defaults]`,
 //! choosing exactly one SSH authentication method, and checking names,
-//! addresses, ports, mail addresses and limits.
+//! addresses, ports, mail addresses and limits. Host names are normalised
+//! here ([`normalize_host_name`]), for the file and for `config import-xml`.
 //!
 //! Merge rule: a host's own key wins over `[defaults]`. Authentication is
 //! merged as a whole: if a host sets any of identity_file, use_agent,
@@ -20,20 +21,35 @@ impl Resolver<'_> {
         let mut hosts = Vec::with_capacity(raw.hosts.len());
         for (index, host) in raw.hosts.iter().enumerate() {
             let at = format!("hosts[{index}]");
-            let name = match host.name.as_deref() {
-                Some(name) if !name.trim().is_empty() => name.to_string(),
-                _ => {
-                    self.error(
-                        &format!("{at}.name"),
-                        "missing: every host needs a unique name",
-                    );
+            let name_key = format!("{at}.name");
+            let name = match host.name.as_deref().map(normalize_host_name) {
+                Some(Ok(name)) => name,
+                Some(Err(message)) => {
+                    self.error(&name_key, message);
+                    continue;
+                }
+                None => {
+                    self.error(&name_key, "missing: every host needs a unique name");
                     continue;
                 }
             };
+            if host.name.as_deref() != Some(name.as_str()) {
+                self.warn(
+                    &name_key,
+                    format!("leading or trailing white space removed: the name is {name:?}"),
+                );
+            }
             if let Some(first) = seen.insert(name.clone(), index) {
+                let first_key = format!("hosts[{first}].name");
+                let line = match self.line_of(&first_key) {
+                    Some(line) => format!(", line {line}"),
+                    None => String::new(),
+                };
                 self.error(
-                    &format!("{at}.name"),
-                    format!("duplicate host name {name:?} (also hosts[{first}])"),
+                    &name_key,
+                    format!(
+                        "duplicate host name {name:?} (also {first_key}{line}); names are compared after trimming, as the central database does"
+                    ),
                 );
             }
             let transport = match host.transport.as_deref().unwrap_or("ssh") {
@@ -79,7 +95,9 @@ impl Resolver<'_> {
     ) -> SshTarget {
         let address = match host.address.as_deref() {
             Some(address)
-                if !address.trim().is_empty() && !address.contains(char::is_whitespace) =>
+                if !address.is_empty()
+                    && address.len() <= MAX_HOST_NAME
+                    && !address.contains(|c: char| c.is_whitespace() || c.is_control()) =>
             {
                 address.to_string()
             }
@@ -231,9 +249,12 @@ impl Resolver<'_> {
         let cpu = limit(self, "cpu", &own.cpu, &defaults.cpu);
         let memory = limit(self, "memory", &own.memory, &defaults.memory);
         let swap = limit(self, "swap", &own.swap, &defaults.swap);
-        let unreachable_after = match own.unreachable_after.or(defaults.unreachable_after) {
-            None | Some(0) => None,
-            Some(rounds) => Some(self.count(&format!("{at}.alerts.unreachable_after"), rounds, 0)),
+        let unreachable_after = match (own.unreachable_after, defaults.unreachable_after) {
+            (Some(0), _) | (None, Some(0) | None) => None,
+            (Some(rounds), _) => {
+                Some(self.count(&format!("{at}.alerts.unreachable_after"), rounds))
+            }
+            (None, Some(rounds)) => Some(self.count("defaults.alerts.unreachable_after", rounds)),
         };
         AlertLimits {
             cpu,
@@ -243,4 +264,34 @@ impl Resolver<'_> {
             unreachable_after,
         }
     }
+}
+
+/// Longest host name, in bytes (the central `hosts.name` is `VARCHAR(255)`).
+pub(crate) const MAX_HOST_NAME: usize = 255;
+
+/// A host name as it is stored locally and centrally: trimmed of white
+/// space, 1 to [`MAX_HOST_NAME`] bytes, no control characters.
+///
+/// Trimming is what makes the name unique centrally too: MySQL's
+/// `utf8mb4_bin` collation is PAD SPACE, so `"box"` and `"box "` are one
+/// name there while SQLite keeps them apart. Past trailing spaces that
+/// collation compares code points, so nothing else needs folding.
+pub(crate) fn normalize_host_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(format!("{raw:?} is empty: every host needs a unique name"));
+    }
+    if name.len() > MAX_HOST_NAME {
+        return Err(format!(
+            "host name of {} bytes is too long (at most {MAX_HOST_NAME})",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{name:?} contains the control character U+{:04X}; host names are printable text",
+            u32::from(c)
+        ));
+    }
+    Ok(name.to_string())
 }

@@ -3,6 +3,9 @@
 //! (serde, unknown keys refused), then validated once into [`Config`],
 //! reporting every problem at once with file, key path and line.
 //!
+//! Every key is defined once, in `keys.rs`: its default, type, bounds,
+//! environment name and documentation (see there for how to add one).
+//!
 //! Relative paths in the file are relative to the current working directory
 //! (see `resolve.rs`). Also owns the import of the original Config.xml format
 //! (`xml_import`). It does not open files other than the configuration and
@@ -11,6 +14,7 @@
 mod error;
 pub mod file;
 mod hosts;
+mod keys;
 mod model;
 mod resolve;
 pub mod secret;
@@ -60,24 +64,40 @@ pub(crate) fn load_with(
     let source = std::fs::read_to_string(cwd.join(path))
         .map_err(|err| ConfigErrors::single(label.clone(), format!("cannot read: {err}")))?;
     let checked = source_map::check(&label, &source);
+    let (overrides, env_errors) = file::environment(env);
     let mut errors = checked.errors;
-    let raw = match file::layer(&checked.table, env) {
-        Ok(raw) => raw,
+    errors.extend(env_errors);
+    let whole_file = |message: String| ConfigError {
+        file: label.clone(),
+        key_path: String::new(),
+        line: None,
+        message,
+    };
+    let merged = match file::layer(&checked.table, &overrides) {
+        Ok(merged) => merged,
         Err(err) => {
-            errors.push(ConfigError {
-                file: label,
-                key_path: String::new(),
-                line: None,
-                message: err.to_string(),
-            });
+            errors.push(whole_file(err.to_string()));
             return Err(ConfigErrors(errors));
         }
     };
-    match resolve::resolve(raw, path, &checked.map, env, cwd) {
+    let raw: file::ConfigFile = match toml::Value::Table(merged.clone()).try_into() {
+        Ok(raw) => raw,
+        Err(err) => {
+            errors.push(whole_file(err.to_string()));
+            return Err(ConfigErrors(errors));
+        }
+    };
+    match resolve::resolve(raw, &merged, path, &checked.map, env, cwd) {
         Ok(resolved) if errors.is_empty() => Ok(resolved),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(more) => {
-            errors.extend(more);
+            // A value is checked once by its key and again where it is
+            // read (an inherited default once per host): report it once.
+            for error in more {
+                if !errors.contains(&error) {
+                    errors.push(error);
+                }
+            }
             Err(ConfigErrors(errors))
         }
     }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::file::{self, ConfigFile};
+use super::keys::{self, Checked, Raw};
 use super::model::*;
 use super::secret::{Secret, url_has_password};
 use super::source_map::SourceMap;
@@ -49,9 +50,10 @@ pub(crate) struct Resolved {
     pub(crate) inline_secrets: bool,
 }
 
-/// Validates `raw` (read from `source`) into a [`Config`].
+/// Validates `raw` (read from `source`, layered into `merged`) into a [`Config`].
 pub(crate) fn resolve(
     raw: ConfigFile,
+    merged: &toml::Table,
     source: &Path,
     map: &SourceMap,
     env: &HashMap<String, String>,
@@ -66,6 +68,7 @@ pub(crate) fn resolve(
         warnings: Vec::new(),
         inline_secrets: false,
     };
+    r.check_every_value(merged);
     let appliance = r.appliance(&raw);
     let collect = r.collect(&raw);
     let hosts = r.hosts(&raw, collect.host_key_policy);
@@ -81,11 +84,11 @@ pub(crate) fn resolve(
     let sync = r.sync(&raw);
     let mail = r.mail(&raw, &appliance.data_dir);
     let alert = AlertPolicy {
-        fire_after: r.count("alert.for", raw.alert.fire_after, 1),
-        clear_margin: r.margin(raw.alert.clear_margin),
+        fire_after: r.count("alert.for", raw.alert.fire_after),
+        clear_margin: r.number("alert.clear_margin", raw.alert.clear_margin),
         repeat: r.duration("alert.repeat", &raw.alert.repeat),
         flap_window: r.duration("alert.flap_window", &raw.alert.flap_window),
-        flap_threshold: r.count("alert.flap_threshold", raw.alert.flap_threshold, 2),
+        flap_threshold: r.count("alert.flap_threshold", raw.alert.flap_threshold),
     };
     let metrics = MetricsConfig {
         listen: r.listen(raw.metrics.listen.as_deref()),
@@ -114,7 +117,7 @@ impl Resolver<'_> {
     /// Records a problem at `key_path`: in the environment variable that set
     /// it if there is one, else in the file at the key's line.
     pub(crate) fn error(&mut self, key_path: &str, message: impl Into<String>) {
-        let variable = file::env_name(key_path).filter(|name| self.env.contains_key(name));
+        let variable = keys::env_name(key_path).filter(|name| self.env.contains_key(name));
         let (file, line) = match variable {
             Some(name) => (format!("${name}"), None),
             None => (self.file.clone(), self.map.line_of(key_path)),
@@ -125,6 +128,11 @@ impl Resolver<'_> {
             line,
             message: message.into(),
         });
+    }
+
+    /// The line of `key_path` in the file, if known.
+    pub(crate) fn line_of(&self, key_path: &str) -> Option<usize> {
+        self.map.line_of(key_path)
     }
 
     /// A warning about `key_path`, with its line.
@@ -145,49 +153,102 @@ impl Resolver<'_> {
         self.cwd.join(text)
     }
 
-    pub(crate) fn duration(&mut self, key_path: &str, text: &str) -> Duration {
-        units::parse_duration(text).unwrap_or_else(|message| {
-            self.error(key_path, message);
-            Duration::ZERO
-        })
-    }
-
-    fn size(&mut self, key_path: &str, text: &str) -> u64 {
-        match units::parse_size(text) {
-            Ok(0) => {
-                self.error(key_path, "must be larger than 0 bytes");
-                0
+    /// Checks every value of the merged configuration against its key's
+    /// kind and bounds (`keys::KEYS`), whether or not anything reads it, then
+    /// the cross-key rules (`keys::RELATIONS`).
+    fn check_every_value(&mut self, merged: &toml::Table) {
+        let mut durations: HashMap<&str, Duration> = HashMap::new();
+        for key in keys::KEYS {
+            for (path, value) in instances(merged, key.path) {
+                match keys::check_value(key, raw(value)) {
+                    Ok(Checked::Duration(duration)) => {
+                        durations.insert(key.path, duration);
+                    }
+                    Ok(_) => {}
+                    Err(message) => self.error(&path, message),
+                }
             }
-            Ok(bytes) => bytes,
-            Err(message) => {
-                self.error(key_path, message);
-                0
+        }
+        for rule in keys::RELATIONS {
+            if let (Some(value), Some(other)) = (durations.get(rule.key), durations.get(rule.other))
+            {
+                let least = other.saturating_mul(rule.factor);
+                if *value < least {
+                    self.error(
+                        rule.key,
+                        format!(
+                            "{} must be at least {} x {} ({} x {} = {}): {}",
+                            keys::format_duration(*value),
+                            rule.factor,
+                            rule.other,
+                            rule.factor,
+                            keys::format_duration(*other),
+                            keys::format_duration(least),
+                            rule.why
+                        ),
+                    );
+                }
             }
         }
     }
 
-    /// A count of at least `min`.
-    pub(crate) fn count(&mut self, key_path: &str, value: i64, min: i64) -> u32 {
-        match u32::try_from(value) {
-            Ok(count) if value >= min => count,
-            _ => {
-                self.error(
-                    key_path,
-                    format!("{value} is invalid: must be at least {min}"),
-                );
-                0
+    /// Checks `value` against the key at `key_path`; records the problem
+    /// (once: `check_every_value` saw the same value) and returns `None`.
+    fn checked(&mut self, key_path: &str, value: Raw<'_>) -> Option<Checked> {
+        let Some(key) = keys::find(key_path) else {
+            // A key read here but missing from the table: loud, never a silent zero.
+            self.error(
+                key_path,
+                "internal error: this key is missing from src/config/keys.rs",
+            );
+            return None;
+        };
+        match keys::check_value(key, value) {
+            Ok(checked) => Some(checked),
+            Err(message) => {
+                self.error(key_path, message);
+                None
             }
+        }
+    }
+
+    /// A duration within the bounds of `key_path`.
+    pub(crate) fn duration(&mut self, key_path: &str, text: &str) -> Duration {
+        match self.checked(key_path, Raw::Text(text)) {
+            Some(Checked::Duration(duration)) => duration,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A size in bytes within the bounds of `key_path`.
+    pub(crate) fn size(&mut self, key_path: &str, text: &str) -> u64 {
+        match self.checked(key_path, Raw::Text(text)) {
+            Some(Checked::Size(bytes)) => bytes,
+            _ => 0,
+        }
+    }
+
+    /// A count within the bounds of `key_path`.
+    pub(crate) fn count(&mut self, key_path: &str, value: i64) -> u32 {
+        match self.checked(key_path, Raw::Int(value)) {
+            Some(Checked::Int(count)) => u32::try_from(count).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// A number within the bounds of `key_path`.
+    fn number(&mut self, key_path: &str, value: f64) -> f64 {
+        match self.checked(key_path, Raw::Number(value)) {
+            Some(Checked::Number(number)) => number,
+            _ => 0.0,
         }
     }
 
     /// A TCP port, 1 to 65535.
     pub(crate) fn port(&mut self, key_path: &str, value: i64) -> u16 {
-        match u16::try_from(value) {
-            Ok(port) if port > 0 => port,
-            _ => {
-                self.error(key_path, format!("port {value} is out of range 1-65535"));
-                0
-            }
+        match self.checked(key_path, Raw::Int(value)) {
+            Some(Checked::Int(port)) => u16::try_from(port).unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -199,16 +260,10 @@ impl Resolver<'_> {
     }
 
     pub(crate) fn policy(&mut self, key_path: &str, text: &str) -> HostKeyPolicy {
+        self.checked(key_path, Raw::Text(text));
         match text {
-            "strict" => HostKeyPolicy::Strict,
             "accept-new" => HostKeyPolicy::AcceptNew,
-            other => {
-                self.error(
-                    key_path,
-                    format!("{other:?} is not \"strict\" or \"accept-new\""),
-                );
-                HostKeyPolicy::Strict
-            }
+            _ => HostKeyPolicy::Strict,
         }
     }
 
@@ -288,7 +343,7 @@ impl Resolver<'_> {
         }
         CollectConfig {
             interval: self.duration("collect.interval", &c.interval),
-            concurrency: self.count("collect.concurrency", c.concurrency, 1) as usize,
+            concurrency: self.count("collect.concurrency", c.concurrency) as usize,
             connect_timeout: self.duration("collect.connect_timeout", &c.connect_timeout),
             auth_timeout: self.duration("collect.auth_timeout", &c.auth_timeout),
             command_timeout: self.duration("collect.command_timeout", &c.command_timeout),
@@ -335,7 +390,7 @@ impl Resolver<'_> {
         SyncConfig {
             url,
             interval: self.duration("sync.interval", &s.interval),
-            batch_size: self.count("sync.batch_size", s.batch_size, 1) as usize,
+            batch_size: self.count("sync.batch_size", s.batch_size) as usize,
             max_backoff: self.duration("sync.max_backoff", &s.max_backoff),
             timeout: self.duration("sync.timeout", &s.timeout),
         }
@@ -356,23 +411,18 @@ impl Resolver<'_> {
             recipients,
             smtp,
             file_dir: data_dir.join("mail"),
-            rate_limit: self.count("mail.rate_limit", raw.mail.rate_limit, 1),
+            rate_limit: self.count("mail.rate_limit", raw.mail.rate_limit),
             rate_window: self.duration("mail.rate_window", &raw.mail.rate_window),
         }
     }
 
     fn smtp(&mut self, raw: &file::SmtpSection) -> SmtpConfig {
-        let tls = match raw.tls.as_deref().unwrap_or("starttls") {
+        let tls_text = raw.tls.as_deref().unwrap_or(keys::default_text("smtp.tls"));
+        self.checked("smtp.tls", Raw::Text(tls_text));
+        let tls = match tls_text {
             "none" => SmtpTls::None,
-            "starttls" => SmtpTls::StartTls,
             "implicit" => SmtpTls::Implicit,
-            other => {
-                self.error(
-                    "smtp.tls",
-                    format!("{other:?} is not \"none\", \"starttls\" or \"implicit\""),
-                );
-                SmtpTls::StartTls
-            }
+            _ => SmtpTls::StartTls,
         };
         let default_port = match tls {
             SmtpTls::None => 25,
@@ -410,18 +460,13 @@ impl Resolver<'_> {
             tls,
             username: raw.username.clone(),
             password,
-            timeout: self.duration("smtp.timeout", raw.timeout.as_deref().unwrap_or("30s")),
+            timeout: self.duration(
+                "smtp.timeout",
+                raw.timeout
+                    .as_deref()
+                    .unwrap_or(keys::default_text("smtp.timeout")),
+            ),
         }
-    }
-
-    fn margin(&mut self, value: f64) -> f64 {
-        if !(0.0..100.0).contains(&value) {
-            self.error(
-                "alert.clear_margin",
-                format!("{value} must be between 0 and 100 percentage points"),
-            );
-        }
-        value
     }
 
     fn listen(&mut self, text: Option<&str>) -> Option<SocketAddr> {
@@ -455,4 +500,51 @@ pub(crate) fn is_mail_address(text: &str) -> bool {
     dot_atoms(local, &atext)
         && dot_atoms(domain, &|c: char| c.is_ascii_alphanumeric() || c == '-')
         && domain.len() <= 253
+}
+
+/// The values of the key at `path` in `merged`, each with its concrete path:
+/// one for `collect.interval`, one per entry for `hosts[].port`.
+fn instances<'a>(merged: &'a toml::Table, path: &str) -> Vec<(String, &'a toml::Value)> {
+    match path.split_once("[].") {
+        Some((array, rest)) => {
+            let Some(entries) = lookup(merged, array).and_then(toml::Value::as_array) else {
+                return Vec::new();
+            };
+            entries
+                .iter()
+                .enumerate()
+                .filter_map(|(index, entry)| {
+                    let table = entry.as_table()?;
+                    let value = lookup(table, rest)?;
+                    Some((format!("{array}[{index}].{rest}"), value))
+                })
+                .collect()
+        }
+        None => lookup(merged, path)
+            .map(|value| vec![(path.to_string(), value)])
+            .unwrap_or_default(),
+    }
+}
+
+/// The value at the dotted `path` in `table`.
+fn lookup<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
+    let (first, rest) = match path.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let value = table.get(first)?;
+    match rest {
+        Some(rest) => lookup(value.as_table()?, rest),
+        None => Some(value),
+    }
+}
+
+fn raw(value: &toml::Value) -> Raw<'_> {
+    match value {
+        toml::Value::String(text) => Raw::Text(text),
+        toml::Value::Integer(number) => Raw::Int(*number),
+        toml::Value::Float(number) => Raw::Number(*number),
+        toml::Value::Boolean(_) => Raw::Flag,
+        _ => Raw::Other,
+    }
 }

@@ -3,141 +3,20 @@
 //! path (`hosts[3].alerts.cpu`) and line, all at once, and a line index is
 //! kept so that later validation errors can point at their line too.
 //!
-//! What passes is handed on as a clean `toml::Table` (the `config` crate then
-//! layers defaults and the environment on it, and serde's
+//! The schema is the table of keys (`keys::KEYS`): a name is known where a
+//! key's path has it, and the key's kind says which TOML type it takes.
+//! What passes is handed on as a clean `toml::Table` (the `config` crate
+//! then layers defaults and the environment on it, and serde's
 //! `deny_unknown_fields` stays as a backstop). This module does not judge
-//! values (ranges, units, addresses): that is `resolve`'s job.
+//! values (bounds, units, addresses): that is `keys::check_value`'s and
+//! `resolve`'s job.
 
 use std::collections::HashMap;
 
 use toml_edit::{ImDocument, Item, TableLike, Value};
 
 use super::error::ConfigError;
-
-/// What a key holds.
-enum Kind {
-    Str,
-    Int,
-    Bool,
-    Number,
-    StrList,
-    Table(&'static [Field]),
-    Tables(&'static [Field]),
-}
-
-/// One key the configuration knows.
-struct Field {
-    name: &'static str,
-    kind: Kind,
-}
-
-const fn key(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind }
-}
-
-use Kind::{Bool, Int, Number, Str, StrList, Table, Tables};
-
-const ALERTS: &[Field] = &[
-    key("cpu", Str),
-    key("memory", Str),
-    key("swap", Str),
-    key("reboot", Bool),
-    key("unreachable_after", Int),
-];
-const APPLIANCE: &[Field] = &[key("id", Str), key("data_dir", Str)];
-const COLLECT: &[Field] = &[
-    key("interval", Str),
-    key("concurrency", Int),
-    key("connect_timeout", Str),
-    key("auth_timeout", Str),
-    key("command_timeout", Str),
-    key("known_hosts", Str),
-    key("host_key_policy", Str),
-    key("agent_dir", Str),
-    key("persistent_sessions", Bool),
-    key("resident_agent", Bool),
-    key("agent_idle_timeout", Str),
-    key("max_reply_size", Str),
-    key("max_clock_skew", Str),
-];
-const DEFAULTS: &[Field] = &[
-    key("port", Int),
-    key("user", Str),
-    key("identity_file", Str),
-    key("identity_passphrase_env", Str),
-    key("password_env", Str),
-    key("password_file", Str),
-    key("use_agent", Bool),
-    key("host_key_policy", Str),
-    key("mail", Str),
-    key("alerts", Table(ALERTS)),
-];
-const HOST: &[Field] = &[
-    key("name", Str),
-    key("address", Str),
-    key("port", Int),
-    key("user", Str),
-    key("transport", Str),
-    key("identity_file", Str),
-    key("identity_passphrase_env", Str),
-    key("password_env", Str),
-    key("password_file", Str),
-    key("password", Str),
-    key("use_agent", Bool),
-    key("host_key_policy", Str),
-    key("mail", Str),
-    key("alerts", Table(ALERTS)),
-];
-const BUFFER: &[Field] = &[
-    key("path", Str),
-    key("max_size", Str),
-    key("max_unsynced_age", Str),
-    key("keep_synced", Str),
-];
-const SYNC: &[Field] = &[
-    key("url", Str),
-    key("url_env", Str),
-    key("url_file", Str),
-    key("interval", Str),
-    key("batch_size", Int),
-    key("max_backoff", Str),
-    key("timeout", Str),
-];
-const SMTP: &[Field] = &[
-    key("host", Str),
-    key("port", Int),
-    key("tls", Str),
-    key("username", Str),
-    key("password_env", Str),
-    key("password_file", Str),
-    key("timeout", Str),
-];
-const MAIL: &[Field] = &[
-    key("from", Str),
-    key("recipients", StrList),
-    key("rate_limit", Int),
-    key("rate_window", Str),
-];
-const ALERT: &[Field] = &[
-    key("for", Int),
-    key("clear_margin", Number),
-    key("repeat", Str),
-    key("flap_window", Str),
-    key("flap_threshold", Int),
-];
-const METRICS: &[Field] = &[key("listen", Str)];
-const ROOT: &[Field] = &[
-    key("appliance", Table(APPLIANCE)),
-    key("collect", Table(COLLECT)),
-    key("defaults", Table(DEFAULTS)),
-    key("hosts", Tables(HOST)),
-    key("buffer", Table(BUFFER)),
-    key("sync", Table(SYNC)),
-    key("smtp", Table(SMTP)),
-    key("mail", Table(MAIL)),
-    key("alert", Table(ALERT)),
-    key("metrics", Table(METRICS)),
-];
+use super::keys::{self, Kind, Node};
 
 /// Lines of the keys of one TOML source, by key path.
 #[derive(Debug, Default)]
@@ -179,7 +58,7 @@ pub(crate) fn check(file: &str, source: &str) -> Checked {
         errors: Vec::new(),
     };
     let table = match ImDocument::parse(source) {
-        Ok(document) => walker.table(document.as_table(), ROOT, ""),
+        Ok(document) => walker.table(document.as_table(), ""),
         Err(err) => {
             let line = err.span().map(|span| walker.line_at(span.start));
             walker.errors.push(ConfigError {
@@ -224,7 +103,11 @@ impl Walker<'_> {
         });
     }
 
-    fn table(&mut self, table: &dyn TableLike, fields: &[Field], path: &str) -> toml::Table {
+    /// Checks the entries of one table; `path` is its key path
+    /// (`hosts[2].alerts`), whose normalised form (`hosts[].alerts`) finds
+    /// its keys in the table of keys.
+    fn table(&mut self, table: &dyn TableLike, path: &str) -> toml::Table {
+        let prefix = keys::normalize(path);
         let mut out = toml::Table::new();
         for (name, item) in table.iter() {
             let key_path = if path.is_empty() {
@@ -240,16 +123,18 @@ impl Walker<'_> {
             if let Some(line) = line {
                 self.map.lines.insert(key_path.clone(), line);
             }
-            let Some(field) = fields.iter().find(|field| field.name == name) else {
-                let known: Vec<&str> = fields.iter().map(|field| field.name).collect();
+            let Some(node) = keys::node(&prefix, name) else {
                 self.error(
                     &key_path,
                     line,
-                    format!("unknown key `{name}` (known here: {})", known.join(", ")),
+                    format!(
+                        "unknown key `{name}` (known here: {})",
+                        keys::children(&prefix).join(", ")
+                    ),
                 );
                 continue;
             };
-            if let Some(value) = self.value(item, &field.kind, &key_path, line) {
+            if let Some(value) = self.value(item, &node, &key_path, line) {
                 out.insert(name.to_string(), value);
             }
         }
@@ -259,52 +144,49 @@ impl Walker<'_> {
     fn value(
         &mut self,
         item: &Item,
-        kind: &Kind,
+        node: &Node,
         path: &str,
         line: Option<usize>,
     ) -> Option<toml::Value> {
         let found = item.type_name();
-        let converted = match kind {
-            Str => item.as_str().map(|s| toml::Value::String(s.to_string())),
-            Int => item.as_integer().map(toml::Value::Integer),
-            Bool => item.as_bool().map(toml::Value::Boolean),
-            Number => item
-                .as_float()
-                .or_else(|| item.as_integer().map(|i| i as f64))
-                .map(toml::Value::Float),
-            StrList => item.as_array().and_then(|array| {
-                array
-                    .iter()
-                    .map(|v| v.as_str().map(|s| toml::Value::String(s.to_string())))
-                    .collect::<Option<Vec<_>>>()
-                    .map(toml::Value::Array)
-            }),
-            Table(fields) => item
-                .as_table_like()
-                .map(|table| toml::Value::Table(self.table(table, fields, path))),
-            Tables(fields) => return self.tables(item, fields, path, line),
+        let (converted, expected) = match node {
+            Node::Leaf(key) => {
+                let converted = match key.kind {
+                    Kind::Int { .. } => item.as_integer().map(toml::Value::Integer),
+                    Kind::Bool => item.as_bool().map(toml::Value::Boolean),
+                    Kind::Number { .. } => item
+                        .as_float()
+                        .or_else(|| item.as_integer().map(|i| i as f64))
+                        .map(toml::Value::Float),
+                    Kind::TextList => item.as_array().and_then(|array| {
+                        array
+                            .iter()
+                            .map(|v| v.as_str().map(|s| toml::Value::String(s.to_string())))
+                            .collect::<Option<Vec<_>>>()
+                            .map(toml::Value::Array)
+                    }),
+                    Kind::Duration { .. }
+                    | Kind::Size { .. }
+                    | Kind::Text
+                    | Kind::Choice(_)
+                    | Kind::Limit => item.as_str().map(|s| toml::Value::String(s.to_string())),
+                };
+                (converted, keys::expected(&key.kind))
+            }
+            Node::Table => (
+                item.as_table_like()
+                    .map(|table| toml::Value::Table(self.table(table, path))),
+                "a table",
+            ),
+            Node::Tables => return self.tables(item, path, line),
         };
         if converted.is_none() {
-            let expected = match kind {
-                Str => "a string",
-                Int => "an integer",
-                Bool => "true or false",
-                Number => "a number",
-                StrList => "a list of strings",
-                Table(_) | Tables(_) => "a table",
-            };
             self.error(path, line, format!("expected {expected}, found {found}"));
         }
         converted
     }
 
-    fn tables(
-        &mut self,
-        item: &Item,
-        fields: &[Field],
-        path: &str,
-        line: Option<usize>,
-    ) -> Option<toml::Value> {
+    fn tables(&mut self, item: &Item, path: &str, line: Option<usize>) -> Option<toml::Value> {
         let mut out = Vec::new();
         if let Some(array) = item.as_array_of_tables() {
             for (index, table) in array.iter().enumerate() {
@@ -313,7 +195,7 @@ impl Walker<'_> {
                 if let Some(header) = header.or(line) {
                     self.map.lines.insert(element.clone(), header);
                 }
-                out.push(toml::Value::Table(self.table(table, fields, &element)));
+                out.push(toml::Value::Table(self.table(table, &element)));
             }
         } else if let Some(array) = item.as_array() {
             for (index, value) in array.iter().enumerate() {
@@ -324,7 +206,7 @@ impl Walker<'_> {
                 }
                 match value {
                     Value::InlineTable(table) => {
-                        out.push(toml::Value::Table(self.table(table, fields, &element)));
+                        out.push(toml::Value::Table(self.table(table, &element)));
                     }
                     other => self.error(
                         &element,

@@ -253,17 +253,522 @@ fn smtp_section_and_ports() {
     assert_eq!((smtp.port, smtp.tls), (465, SmtpTls::Implicit));
     let bad = format!("{BASE}[smtp]\nhost = \"h\"\nport = 0\ntls = \"ssl\"\n");
     let errors = errors(&bad);
-    assert!(errors.mentions("smtp.port", "out of range"));
+    assert!(errors.mentions("smtp.port", "0 is below the minimum of 1"));
     assert!(errors.mentions("smtp.tls", "\"ssl\""));
 }
 
 #[test]
 fn shipped_configs_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["config/edgemon.toml", "config/example-site.toml"] {
+    for name in [
+        "config/edgemon.toml",
+        "config/example-site.toml",
+        "packaging/etc/edgemon.toml",
+    ] {
         let env = HashMap::new();
         if let Err(errors) = load_with(&root.join(name), &env, root) {
             panic!("{name}:\n{errors}");
         }
     }
+}
+
+/// Errors as `(line, key path)` pairs, for compact assertions.
+fn located(errors: &ConfigErrors) -> Vec<(Option<usize>, String)> {
+    errors
+        .errors()
+        .iter()
+        .map(|e| (e.line, e.key_path.clone()))
+        .collect()
+}
+
+#[test]
+fn zero_interval_and_zero_unsynced_age_are_refused_with_their_lines() {
+    let toml = format!(
+        "{BASE}[collect]\ninterval = \"0s\"\nconnect_timeout = \"0s\"\n[buffer]\nmax_unsynced_age = \"0s\"\nmax_size = \"100TB\"\n[smtp]\nhost = \"h\"\ntimeout = \"0s\"\n"
+    );
+    let errors = errors(&toml);
+    assert_eq!(
+        located(&errors),
+        [
+            (Some(7), "collect.interval".to_string()),
+            (Some(8), "collect.connect_timeout".to_string()),
+            (Some(11), "buffer.max_size".to_string()),
+            (Some(10), "buffer.max_unsynced_age".to_string()),
+            (Some(14), "smtp.timeout".to_string()),
+        ],
+        "{errors}"
+    );
+    assert!(errors.mentions("collect.interval", "\"0s\" is below the minimum of 1s"));
+    assert!(errors.mentions("buffer.max_unsynced_age", "minimum of 1m"));
+    assert!(errors.mentions("buffer.max_size", "above the maximum of 4TiB"));
+    let text = errors.to_string();
+    assert!(
+        text.contains("edgemon.toml:10: buffer.max_unsynced_age: \"0s\" is below the minimum"),
+        "{text}"
+    );
+}
+
+#[test]
+fn max_reply_size_is_at_most_64_mib() {
+    let at = |size: &str| format!("{BASE}[collect]\nmax_reply_size = \"{size}\"\n");
+    assert_eq!(ok(&at("64MiB")).collect.max_reply_bytes, 64 << 20);
+    assert!(errors(&at("64MiB 1")).errors().len() == 1);
+    assert!(errors(&at("100TB")).mentions("collect.max_reply_size", "maximum of 64MiB"));
+}
+
+#[test]
+fn max_unsynced_age_must_be_twice_the_sync_interval() {
+    let toml = |age: &str| {
+        format!(
+            "[appliance]\nid = \"t\"\n[sync]\nurl = \"mysql://u@h/db\"\ninterval = \"1m\"\n[buffer]\nmax_unsynced_age = \"{age}\"\n"
+        )
+    };
+    let errors = errors(&toml("90s"));
+    assert_eq!(
+        located(&errors),
+        [(Some(7), "buffer.max_unsynced_age".to_string())]
+    );
+    assert!(
+        errors.mentions("buffer.max_unsynced_age", "at least 2 x sync.interval"),
+        "{errors}"
+    );
+    assert_eq!(
+        ok(&toml("2m")).buffer.max_unsynced_age,
+        Duration::from_secs(120)
+    );
+    // The rule holds across layers: a file value against an environment one.
+    let (resolved, _dir) = load_env(&toml("10m"), &[("EDGEMON__SYNC__INTERVAL", "6m")]);
+    let errors = resolved.err().expect("10m < 2 x 6m");
+    assert!(errors.mentions("buffer.max_unsynced_age", "6m"), "{errors}");
+}
+
+#[test]
+fn every_default_lies_within_its_bounds() {
+    let config = ok(BASE);
+    assert!(config.buffer.max_unsynced_age >= 2 * config.sync.interval);
+    for key in keys::KEYS {
+        let value = match key.default {
+            Some(keys::Default::Text(text)) => keys::Raw::Text(text),
+            Some(keys::Default::Int(number)) => keys::Raw::Int(number),
+            Some(keys::Default::Number(number)) => keys::Raw::Number(number),
+            Some(keys::Default::Flag(_)) => keys::Raw::Flag,
+            None => continue,
+        };
+        if let Err(message) = keys::check_value(key, value) {
+            panic!("default of {}: {message}", key.path);
+        }
+    }
+}
+
+/// A value of `key` just below its minimum and just above its maximum, as
+/// TOML and as environment text; none for keys without bounds.
+fn outside(key: &keys::Key) -> Vec<(toml::Value, String)> {
+    use keys::Kind;
+    let text = |s: String| (toml::Value::String(s.clone()), s);
+    let int = |n: i64| (toml::Value::Integer(n), n.to_string());
+    match key.kind {
+        Kind::Duration { min, max } => {
+            let mut out = vec![text(
+                humantime::format_duration(max + Duration::from_secs(1)).to_string(),
+            )];
+            if !min.is_zero() {
+                out.push(text(
+                    humantime::format_duration(min - Duration::from_millis(1)).to_string(),
+                ));
+            }
+            out
+        }
+        Kind::Size { min, max } => vec![text((min - 1).to_string()), text((max + 1).to_string())],
+        Kind::Int { min, max } => vec![int(min - 1), int(max + 1)],
+        Kind::Number { min, max } => vec![
+            (toml::Value::Float(min - 1.0), (min - 1.0).to_string()),
+            (toml::Value::Float(max + 1.0), (max + 1.0).to_string()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// BASE with `value` set at `path` (`hosts[].x` in an SSH host entry,
+/// `smtp.x` beside an SMTP host), as TOML text.
+fn with_value(path: &str, value: toml::Value) -> String {
+    let mut table: toml::Table = toml::from_str(BASE).expect("BASE is TOML");
+    let (mut at, rest) = match path.strip_prefix("hosts[].") {
+        Some(rest) => {
+            let host: toml::Table =
+                toml::from_str("name = \"h\"\naddress = \"a\"\nuser = \"u\"\nuse_agent = true\n")
+                    .expect("host TOML");
+            table.insert("hosts".into(), toml::Value::Array(vec![host.into()]));
+            let Some(toml::Value::Array(hosts)) = table.get_mut("hosts") else {
+                unreachable!("just inserted");
+            };
+            let Some(toml::Value::Table(host)) = hosts.get_mut(0) else {
+                unreachable!("just inserted");
+            };
+            (std::mem::take(host), rest)
+        }
+        None => (std::mem::take(&mut table), path),
+    };
+    if path.starts_with("smtp.") {
+        let smtp = at
+            .entry("smtp")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(smtp) = smtp {
+            smtp.insert("host".into(), "h".into());
+        }
+    }
+    let mut cursor = &mut at;
+    let parts: Vec<&str> = rest.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        let next = cursor
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(next) = next else {
+            unreachable!("a table");
+        };
+        cursor = next;
+    }
+    cursor.insert(parts[parts.len() - 1].to_string(), value);
+    if path.starts_with("hosts[].") {
+        table.insert("hosts".into(), toml::Value::Array(vec![at.into()]));
+    } else {
+        table = at;
+    }
+    toml::to_string(&table).expect("serialize")
+}
+
+#[test]
+fn every_bounded_key_refuses_values_outside_its_bounds_in_file_and_environment() {
+    let mut checked = 0;
+    for key in keys::KEYS {
+        let concrete = key.path.replace("hosts[]", "hosts[0]");
+        let name = key.path.rsplit('.').next().expect("a name");
+        for (value, env_text) in outside(key) {
+            let toml = with_value(key.path, value);
+            let errors = errors(&toml);
+            let error = errors
+                .errors()
+                .iter()
+                .find(|e| e.key_path == concrete)
+                .unwrap_or_else(|| panic!("{} not refused:\n{errors}\n{toml}", key.path));
+            let line = error
+                .line
+                .and_then(|line| toml.lines().nth(line - 1))
+                .unwrap_or_else(|| panic!("{}: no line in {error}", key.path));
+            assert!(line.starts_with(name), "{error} points at {line:?}");
+            assert!(error.message.contains("the m"), "{error}");
+            if let Some(variable) = keys::env_name(key.path) {
+                let toml = if key.path.starts_with("smtp.") {
+                    format!("{BASE}[smtp]\nhost = \"h\"\n")
+                } else {
+                    BASE.to_string()
+                };
+                let (resolved, _dir) = load_env(&toml, &[(variable.as_str(), env_text.as_str())]);
+                let errors = resolved.err().unwrap_or_else(|| {
+                    panic!("{variable}={env_text} not refused");
+                });
+                assert!(
+                    errors
+                        .errors()
+                        .iter()
+                        .any(|e| e.file == format!("${variable}") && e.key_path == key.path),
+                    "{variable}={env_text}:\n{errors}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} values checked");
+}
+
+#[test]
+fn environment_values_are_typed_by_their_key_and_unknown_variables_refused() {
+    let (resolved, _dir) = load_env(
+        BASE,
+        &[
+            ("EDGEMON__SYNC__BATCH_SIZE", "many"),
+            ("EDGEMON__SYNC__BATCHSIZE", "5"),
+            ("EDGEMON__HOSTS__NAME", "x"),
+            ("EDGEMON__COLLECT__RESIDENT_AGENT", "yes"),
+            ("EDGEMON__COLOUR", "red"),
+            ("EDGEMON__DEFAULTS__ALERTS__CPU", "150%"),
+        ],
+    );
+    let errors = resolved.err().expect("refused");
+    let found: Vec<(&str, &str)> = errors
+        .errors()
+        .iter()
+        .map(|e| (e.file.as_str(), e.key_path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "$EDGEMON__COLLECT__RESIDENT_AGENT",
+                "collect.resident_agent"
+            ),
+            ("$EDGEMON__COLOUR", "colour"),
+            ("$EDGEMON__HOSTS__NAME", "hosts.name"),
+            ("$EDGEMON__SYNC__BATCHSIZE", "sync.batchsize"),
+            ("$EDGEMON__SYNC__BATCH_SIZE", "sync.batch_size"),
+            ("$EDGEMON__DEFAULTS__ALERTS__CPU", "defaults.alerts.cpu"),
+        ],
+        "{errors}"
+    );
+    assert!(errors.mentions("colour", "known sections: appliance, collect"));
+    assert!(errors.mentions("defaults.alerts.cpu", "between 0% and 100%"));
+    assert!(errors.mentions("sync.batch_size", "expected an integer, found \"many\""));
+    assert!(errors.mentions("sync.batchsize", "unknown key `sync.batchsize`"));
+    assert!(errors.mentions("sync.batchsize", "batch_size"));
+    let (resolved, _dir) = load_env(
+        BASE,
+        &[
+            ("EDGEMON__COLLECT__RESIDENT_AGENT", "FALSE"),
+            ("EDGEMON__MAIL__RECIPIENTS", "a@b, c@d"),
+            ("EDGEMON__ALERT__CLEAR_MARGIN", "2.5"),
+        ],
+    );
+    let config = resolved.expect("valid").config;
+    assert!(!config.collect.resident_agent);
+    assert_eq!(config.mail.recipients, ["a@b", "c@d"]);
+    assert_eq!(config.alert.clear_margin, 2.5);
+}
+
+#[test]
+fn host_names_are_trimmed_and_duplicates_after_trimming_name_both_lines() {
+    let toml = format!(
+        "{BASE}[[hosts]]\nname = \"box\"\ntransport = \"local\"\n[[hosts]]\nname = \"box \"\ntransport = \"local\"\n"
+    );
+    let errors = errors(&toml);
+    assert_eq!(located(&errors), [(Some(10), "hosts[1].name".to_string())]);
+    let text = errors.to_string();
+    assert!(
+        text.contains("edgemon.toml:10: hosts[1].name: duplicate host name \"box\" (also hosts[0].name, line 7)"),
+        "{text}"
+    );
+    let trimmed = format!("{BASE}[[hosts]]\nname = \"  web-1 \"\ntransport = \"local\"\n");
+    let resolved = load_env(&trimmed, &[]).0.expect("valid");
+    assert_eq!(resolved.config.hosts[0].name, "web-1");
+    assert!(
+        resolved
+            .warnings
+            .iter()
+            .any(|w| w.contains("hosts[0].name") && w.contains("\"web-1\"")),
+        "{:?}",
+        resolved.warnings
+    );
+}
+
+#[test]
+fn host_names_with_control_characters_or_over_255_bytes_are_refused() {
+    let long = "x".repeat(256);
+    for (name, needle) in [
+        ("a\\u0007b", "control character U+0007"),
+        ("tab\\there", "control character U+0009"),
+        ("   ", "empty"),
+        (long.as_str(), "256 bytes is too long"),
+    ] {
+        let toml = format!("{BASE}[[hosts]]\nname = \"{name}\"\ntransport = \"local\"\n");
+        let errors = errors(&toml);
+        assert!(errors.mentions("hosts[0].name", needle), "{name}: {errors}");
+    }
+    let most = "é".repeat(127);
+    let toml = format!("{BASE}[[hosts]]\nname = \"{most}\"\ntransport = \"local\"\n");
+    assert_eq!(ok(&toml).hosts[0].name.len(), 254);
+}
+
+/// The leaf key paths of the serde structs in `file.rs`, found by
+/// deserializing them from a recorder that offers every field.
+mod introspect {
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    type Error = de::value::Error;
+
+    pub(super) fn paths<'de, T: serde::Deserialize<'de>>() -> Vec<String> {
+        let mut out = Vec::new();
+        let _ = T::deserialize(Recorder {
+            path: String::new(),
+            out: &mut out,
+        });
+        out
+    }
+
+    struct Recorder<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+
+    impl Recorder<'_> {
+        fn leaf(self) {
+            self.out.push(self.path);
+        }
+    }
+
+    impl<'de> Deserializer<'de> for Recorder<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.leaf();
+            visitor.visit_str("")
+        }
+        fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.deserialize_any(visitor)
+        }
+        fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.deserialize_any(visitor)
+        }
+        fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.leaf();
+            visitor.visit_i64(0)
+        }
+        fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.leaf();
+            visitor.visit_f64(0.0)
+        }
+        fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.leaf();
+            visitor.visit_bool(false)
+        }
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_some(self)
+        }
+        fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_seq(Seq {
+                path: self.path,
+                out: self.out,
+                done: false,
+            })
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_map(Fields {
+                path: self.path,
+                out: self.out,
+                fields,
+                next: 0,
+            })
+        }
+
+        serde::forward_to_deserialize_any! {
+            i8 i16 i32 i128 u8 u16 u32 u64 u128 f32 char bytes byte_buf unit
+            unit_struct newtype_struct tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    struct Seq<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+        done: bool,
+    }
+
+    impl<'de> SeqAccess<'de> for Seq<'_> {
+        type Error = Error;
+
+        fn next_element_seed<S: DeserializeSeed<'de>>(
+            &mut self,
+            seed: S,
+        ) -> Result<Option<S::Value>, Error> {
+            if self.done {
+                return Ok(None);
+            }
+            self.done = true;
+            let path = format!("{}[]", self.path);
+            let before = self.out.len();
+            let value = seed.deserialize(Recorder {
+                path: path.clone(),
+                out: self.out,
+            })?;
+            // A list of strings is one key, not a table of keys.
+            if self.out.len() == before + 1 && self.out[before] == path {
+                self.out[before] = self.path.clone();
+            }
+            Ok(Some(value))
+        }
+    }
+
+    struct Fields<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+        fields: &'static [&'static str],
+        next: usize,
+    }
+
+    impl<'de> MapAccess<'de> for Fields<'_> {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            let Some(field) = self.fields.get(self.next) else {
+                return Ok(None);
+            };
+            seed.deserialize(de::value::StrDeserializer::<Error>::new(field))
+                .map(Some)
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            let field = self.fields[self.next];
+            self.next += 1;
+            let path = if self.path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{}.{field}", self.path)
+            };
+            seed.deserialize(Recorder {
+                path,
+                out: self.out,
+            })
+        }
+    }
+}
+
+#[test]
+fn serde_structs_match_the_key_table() {
+    let mut serde_keys = introspect::paths::<file::ConfigFile>();
+    let mut table: Vec<String> = keys::KEYS.iter().map(|k| k.path.to_string()).collect();
+    serde_keys.sort();
+    table.sort();
+    assert_eq!(serde_keys, table, "file.rs and keys.rs disagree");
+}
+
+#[test]
+fn example_site_documents_every_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/example-site.toml")).expect("read");
+    let mut documented = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches(['#', ' ']);
+        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
+            section = format!("{}[]", header.0);
+        } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
+            section = header.0.replace("hosts.", "hosts[].");
+        } else if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && !name.contains(' ') {
+                documented.push(format!("{section}.{name}"));
+            }
+        }
+    }
+    let missing: Vec<&str> = keys::KEYS
+        .iter()
+        .map(|k| k.path)
+        .filter(|path| !documented.iter().any(|d| d == path))
+        .collect();
+    assert!(missing.is_empty(), "example-site.toml lacks {missing:?}");
+}
+
+#[test]
+fn readme_lists_every_key_as_the_table_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README");
+    let table = keys::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's key table is stale; replace it with:\n{table}"
+    );
 }

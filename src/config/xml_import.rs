@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
+use super::hosts::normalize_host_name;
 use super::resolve::is_mail_address;
 use super::units::parse_limit;
 
@@ -37,6 +38,8 @@ pub struct ImportError {
 /// One `<client>`, as read.
 #[derive(Debug, Default)]
 struct Client {
+    /// Byte offset of the `<client>` tag (for errors).
+    start: usize,
     ip: String,
     port: u16,
     username: String,
@@ -61,7 +64,8 @@ pub fn import(source: &[u8]) -> Result<String, ImportError> {
     })?;
     check_quotes(text)?;
     let clients = parse(text)?;
-    Ok(render(&clients))
+    let names = names(text, &clients)?;
+    Ok(render(&clients, &names))
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -233,6 +237,7 @@ fn attributes(
 
 fn client(text: &str, start: usize, tag: &BytesStart<'_>) -> Result<Client, ImportError> {
     let mut client = Client {
+        start,
         port: 22,
         ..Client::default()
     };
@@ -320,7 +325,32 @@ fn quoted(value: &str) -> String {
     toml::Value::String(value.to_string()).to_string()
 }
 
-fn render(clients: &[Client]) -> String {
+/// Unique host names for `clients` (`10-0-0-5`, `10-0-0-5-2`), each
+/// normalised and validated as `config::load` will check it.
+fn names(text: &str, clients: &[Client]) -> Result<Vec<String>, ImportError> {
+    let mut used = HashSet::new();
+    let mut names = Vec::with_capacity(clients.len());
+    for client in clients {
+        let base = host_name(&client.ip);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        let name = normalize_host_name(&name).map_err(|message| {
+            error_at(
+                text,
+                client.start,
+                format!("ip {:?} gives no usable host name: {message}", client.ip),
+            )
+        })?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn render(clients: &[Client], names: &[String]) -> String {
     let mut out = String::from(
         "# Imported from Config.xml by `edgemon config import-xml`.\n\
          # WARNING: the passwords below are inline, as they were in Config.xml. Move\n\
@@ -330,19 +360,11 @@ fn render(clients: &[Client]) -> String {
          [sync]\n# Point this at the central database (or use url_env / url_file).\n\
          url = \"mysql://edgemon@127.0.0.1:3306/edgemon\"\n",
     );
-    let mut used = HashSet::new();
-    for client in clients {
-        let base = host_name(&client.ip);
-        let mut name = base.clone();
-        let mut n = 2;
-        while !used.insert(name.clone()) {
-            name = format!("{base}-{n}");
-            n += 1;
-        }
+    for (client, name) in clients.iter().zip(names) {
         let _ = write!(
             out,
             "\n[[hosts]]\nname = {}\naddress = {}\nport = {}\nuser = {}\n",
-            quoted(&name),
+            quoted(name),
             quoted(&client.ip),
             client.port,
             quoted(&client.username)

@@ -144,3 +144,20 @@ fn garbage_never_panics() {
         );
     }
 }
+
+#[test]
+fn imported_host_names_are_normalised_and_validated_like_the_file() {
+    let long = "h".repeat(256);
+    let source = format!(
+        "<clients>\n<client ip=\" 10.0.0.9 \" username=\"u\"/>\n<client ip=\"{long}\" username=\"u\"/>\n</clients>\n"
+    );
+    let err = import(source.as_bytes()).expect_err("a 256-byte name");
+    assert_eq!((err.line, err.column), (3, 1), "{err}");
+    assert!(err.message.contains("256 bytes is too long"), "{err}");
+    let source =
+        "<client ip=\"a&#9;b\" username=\"u\"/>\n<client ip=\" 10.0.0.9 \" username=\"u\"/>\n";
+    let err = import(source.as_bytes()).expect_err("a tab in the name");
+    assert!(err.message.contains("control character U+0009"), "{err}");
+    let toml = import(b"<client ip=\" 10.0.0.9 \" username=\"u\"/>").expect("imports");
+    assert_eq!(load_toml(&toml).hosts[0].name, "10-0-0-9");
+}
