@@ -683,3 +683,50 @@ fn ssh_agent_and_rsa_identities_authenticate_through_the_cli() {
         .stdout();
     assert!(out.contains("2 hosts: 2 ok, 0 failed"), "{out}");
 }
+
+#[test]
+fn terminal_escapes_a_host_prints_on_stderr_never_reach_collect_or_status_output() {
+    let sshd = skip_or_fail!(Sshd::start());
+    // A hostile host: colours, a window title, a bell, a carriage return and a forged line.
+    let hostile = skip_or_fail!(
+        Sshd::builder()
+            .force_command(
+                "printf '\\033[31mRED\\033]0;owned\\007\\r\\nlevel=ERROR forged\\033[2J\\n' >&2; exit 3"
+            )
+            .start()
+    );
+    let dir = temp_dir();
+    let extra = format!(
+        "[[hosts]]\nname = \"hostile\"\naddress = \"127.0.0.1\"\nport = {}\nidentity_file = \"{}\"\n",
+        hostile.port(),
+        hostile.ed25519_key().display()
+    );
+    let config = write_config(dir.path(), &sshd, 1, &extra);
+    let output = Edgemon::new(dir.path())
+        .args(["collect", "--config"])
+        .arg(&config)
+        .output();
+    let status = Edgemon::new(dir.path())
+        .args(["status", "--config"])
+        .arg(&config)
+        .output();
+    for (what, out) in [("collect", &output), ("status", &status)] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hostile"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("agent-failed") && line.contains("RED") && line.contains("forged"),
+            "{what}:\n{text}"
+        );
+        let controls: Vec<u8> = out
+            .stdout
+            .iter()
+            .chain(&out.stderr)
+            .copied()
+            .filter(|b| b.is_ascii_control() && *b != b'\n')
+            .collect();
+        assert!(controls.is_empty(), "{what} printed {controls:?}:\n{text}");
+    }
+}
