@@ -301,10 +301,14 @@ impl HostKeyStore {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            // Only root may give a file away; anyone else writes a file they own already.
+            // Only root may give a file away (`hosts trust` run as root on the daemon's
+            // store); anyone else keeps the file as their own, which is what they can use.
             let meta = file.metadata()?;
             if meta.uid() != uid || meta.gid() != gid {
-                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+                match std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+                    _ => {}
+                }
             }
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
             file.write_all(text.as_bytes())?;
