@@ -94,6 +94,13 @@ fn normalize_fingerprint(text: &str) -> anyhow::Result<String> {
     Ok(format!("SHA256:{digest}"))
 }
 
+/// `edgemon hosts export`: the pins as known_hosts lines on `out`.
+pub fn export(config: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let text = store(config).export()?;
+    out.write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize_fingerprint;
@@ -106,11 +113,4 @@ mod tests {
         assert!(normalize_fingerprint("MD5:aa:bb").is_err());
         assert!(normalize_fingerprint("SHA256:short").is_err());
     }
-}
-
-/// `edgemon hosts export`: the pins as known_hosts lines on `out`.
-pub fn export(config: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let text = store(config).export()?;
-    out.write_all(text.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
 }

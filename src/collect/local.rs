@@ -117,10 +117,11 @@ fn clean_report_text(report: &mut Report) {
             *text = safe;
         }
     };
-    for field in [&mut report.hostname, &mut report.os, &mut report.kernel] {
-        if let Some(text) = field {
-            clean(text);
-        }
+    for text in [&mut report.hostname, &mut report.os, &mut report.kernel]
+        .into_iter()
+        .flatten()
+    {
+        clean(text);
     }
     for (name, value) in &mut report.extras {
         clean(name);
