@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -16,6 +17,8 @@ use crate::collect::Collector;
 use crate::collect::outcome::HostOutcome;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::sync::Backoff;
 
 /// Opens (creating and migrating) the buffer of `config` and registers its hosts.
 pub fn open_buffer(config: &Config) -> anyhow::Result<Buffer> {
@@ -38,6 +41,22 @@ pub fn collector(config: &Config) -> anyhow::Result<Collector> {
         )
     })?;
     Ok(Collector::new(
+        config.hosts.clone(),
+        config.collect.clone(),
+        agent,
+        crate::collect::hosts::host_keys_path(&config.appliance.data_dir),
+    ))
+}
+
+/// The collector of a reloaded `config`, keeping `old`'s sessions of unchanged hosts.
+pub fn reconfigure_collector(config: &Config, old: &Collector) -> anyhow::Result<Collector> {
+    let agent = crate::agent_bin::install_local(&config.appliance.data_dir).with_context(|| {
+        format!(
+            "installing the local agent under {}",
+            config.appliance.data_dir.display()
+        )
+    })?;
+    Ok(old.reconfigure(
         config.hosts.clone(),
         config.collect.clone(),
         agent,
@@ -74,8 +93,8 @@ pub fn record(
 pub struct Job {
     /// Short name, for the thread and the logs.
     pub name: &'static str,
-    /// The loop; returns when the flag is set, after finishing the work in flight.
-    pub run: Box<dyn FnOnce(&AtomicBool) + Send>,
+    /// The loop; returns when the shutdown fires, after finishing the work in flight.
+    pub run: Box<dyn FnOnce(&Shutdown) + Send>,
     /// One pass, for `edgemon run --once`.
     pub once: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
 }
@@ -121,11 +140,12 @@ pub fn mail_job(config: &Config, metrics: Arc<Metrics>) -> Job {
     let (mail_once, path_once) = (mail.clone(), path.clone());
     Job {
         name: "mail",
-        run: Box::new(move |stop| match Mailer::new(&mail, &path) {
-            Ok(mailer) => mailer.run(stop, |report| metrics.record_mail(report)),
-            Err(error) => {
-                tracing::error!(%error, "the mailer cannot start; alert mail stays in the outbox")
-            }
+        run: Box::new(move |stop| {
+            let Some(mailer) = open_with_backoff(stop, "mailer", || Mailer::new(&mail, &path))
+            else {
+                return;
+            };
+            mailer.run(stop, |report| metrics.record_mail(report))
         }),
         once: Box::new(move || {
             let report = Mailer::new(&mail_once, &path_once)
@@ -141,6 +161,38 @@ pub fn mail_job(config: &Config, metrics: Arc<Metrics>) -> Job {
             );
             Ok(())
         }),
+    }
+}
+
+/// First and largest wait between two attempts of a background loop to open what it needs.
+const OPEN_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
+
+/// Opens a loop's resource (`what`), retrying with the shared backoff until it opens or
+/// `stop` fires (`None`): a mail directory or buffer that cannot be opened now may be
+/// fixed later, and the loop must not end for the life of the process.
+pub fn open_with_backoff<T, E: std::fmt::Display>(
+    stop: &Shutdown,
+    what: &str,
+    mut open: impl FnMut() -> Result<T, E>,
+) -> Option<T> {
+    let mut backoff = Backoff::new(OPEN_RETRY.0, OPEN_RETRY.1);
+    loop {
+        match open() {
+            Ok(resource) => {
+                if backoff.failures() > 0 {
+                    tracing::info!(what, "opened after {} failures", backoff.failures());
+                }
+                return Some(resource);
+            }
+            Err(error) => {
+                let wait = backoff.next_delay();
+                tracing::error!(what, %error, failures = backoff.failures(), retry_in = ?wait,
+                    "cannot start; its work stays queued in the buffer");
+                if stop.wait_timeout(wait) {
+                    return None;
+                }
+            }
+        }
     }
 }
 

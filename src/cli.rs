@@ -97,6 +97,10 @@ pub enum HostsCommand {
         config: ConfigArg,
         /// The host's name in the configuration.
         name: String,
+        /// Pin only a key with this fingerprint (`SHA256:...`, as `ssh-keygen -lf` prints it,
+        /// taken from the host's console); any other key is shown and nothing is pinned.
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: Option<String>,
     },
     /// List pinned host keys as OpenSSH known_hosts lines.
     Export {
@@ -140,9 +144,16 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             smol::block_on(crate::daemon::run(config, control, once))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Hosts(HostsCommand::Trust { config, name }) => {
-            crate::collect::hosts::trust(&load(&config)?, &name, &mut std::io::stdout().lock())
-        }
+        Command::Hosts(HostsCommand::Trust {
+            config,
+            name,
+            fingerprint,
+        }) => crate::collect::hosts::trust(
+            &load(&config)?,
+            &name,
+            fingerprint.as_deref(),
+            &mut std::io::stdout().lock(),
+        ),
         Command::Hosts(HostsCommand::Export { config }) => {
             crate::collect::hosts::export(&load(&config)?, &mut std::io::stdout().lock())
         }

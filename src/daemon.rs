@@ -1,21 +1,29 @@
 //! `edgemon run`: one process running the collection loop (async, on smol),
 //! and the sync and mail loops (blocking, each on its own thread with its own
-//! SQLite connection), with one shared shutdown.
+//! SQLite connection), with one shared [`Shutdown`].
 //!
 //! Shutdown (SIGTERM, SIGINT): no new round or batch starts; a round whose
 //! outcomes are in hand is recorded (one SQLite transaction), the sync loop
 //! finishes its MySQL batch and marks it, the mailer finishes the mail it is
 //! sending, SSH sessions close; then `run` returns. A round still waiting on
 //! hosts is abandoned: nothing of it was stored, so nothing is lost.
-//! SIGHUP reloads the host list from the same file; buffer, alert state and
-//! outbox stay as they are. A second daemon on the same data directory is
-//! refused by an exclusive lock on `<data_dir>/edgemon.lock`.
+//! SIGHUP reloads the configuration from the same file; buffer, alert state
+//! and outbox stay as they are, hosts whose settings did not change keep their
+//! SSH sessions, and the sync and mail threads are stopped, joined and started
+//! again only when their sections changed. A second daemon on the same data
+//! directory is refused by an exclusive lock on `<data_dir>/edgemon.lock`.
+//!
+//! Lifecycle: one [`Shutdown`] reaches every loop. The sync and mail threads
+//! sleep on it and wake at once when it fires; the collection loop and the
+//! metrics endpoint race their work against it. Every thread is joined before
+//! the lock file is released, on every path out of [`run`], errors included.
+//! A loop that cannot open what it needs (MySQL, the mailer) retries with the
+//! shared backoff rather than ending.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,31 +34,32 @@ use smol::future::FutureExt;
 use crate::app;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 /// How the outside world steers a running daemon.
 pub struct Control {
-    /// Closes or receives when the daemon must stop.
-    pub shutdown: Receiver<()>,
-    /// Receives when the host list must be reloaded.
+    /// Fires when the daemon must stop; every loop waits on it.
+    pub shutdown: Shutdown,
+    /// Receives when the host list must be reloaded (closed: stop).
     pub reload: Receiver<()>,
 }
 
 /// Handles of a [`Control`], for tests and the signal thread.
 #[derive(Clone)]
 pub struct ControlHandle {
-    /// Send (or drop) to stop the daemon.
-    pub shutdown: Sender<()>,
+    /// Fire to stop the daemon.
+    pub shutdown: Shutdown,
     /// Send to reload the host list.
     pub reload: Sender<()>,
 }
 
 /// A new control pair.
 pub fn control() -> (ControlHandle, Control) {
-    let (shutdown_tx, shutdown) = smol::channel::bounded(1);
+    let shutdown = Shutdown::new();
     let (reload_tx, reload) = smol::channel::bounded(1);
     (
         ControlHandle {
-            shutdown: shutdown_tx,
+            shutdown: shutdown.clone(),
             reload: reload_tx,
         },
         Control { shutdown, reload },
@@ -71,7 +80,7 @@ pub fn signal_control() -> anyhow::Result<Control> {
                     let _ = handle.reload.try_send(());
                 } else {
                     tracing::info!(signal, "stopping: finishing in-flight work");
-                    let _ = handle.shutdown.try_send(());
+                    handle.shutdown.fire();
                 }
             }
         })
@@ -117,12 +126,52 @@ impl DataDirLock {
     }
 }
 
-/// A blocking loop run on its own thread until the stop flag is set.
-pub type BackgroundLoop = Box<dyn FnOnce(&AtomicBool) + Send>;
+/// The background threads of one configuration (sync, mail), stopped by their own child of
+/// the daemon's shutdown. Dropping it fires that child and joins every thread, so no thread
+/// outlives it: the daemon drops it before the lock file, and before starting the next
+/// generation on SIGHUP.
+#[derive(Default)]
+struct Background {
+    stop: Shutdown,
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Background {
+    /// Starts every background job of `config` on its own thread.
+    fn start(config: &Config, metrics: &Arc<Metrics>, parent: &Shutdown) -> anyhow::Result<Self> {
+        let mut background = Background {
+            stop: parent.child(),
+            threads: Vec::new(),
+        };
+        for job in app::background_jobs(config, metrics) {
+            let (stop, run) = (background.stop.clone(), job.run);
+            // On error, `background` drops here and joins the threads already started.
+            let handle = std::thread::Builder::new()
+                .name(format!("edgemon-{}", job.name))
+                .spawn(move || run(&stop))
+                .with_context(|| format!("starting the {} thread", job.name))?;
+            background.threads.push((job.name, handle));
+        }
+        Ok(background)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.fire();
+        for (name, handle) in self.threads.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!(task = name, "background task panicked");
+            }
+        }
+    }
+}
 
 /// Runs the daemon until `control.shutdown` fires (or, with `once`, for one round of each loop).
 pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result<()> {
+    // Declared first, so released last: after every thread below has been joined.
     let _lock = DataDirLock::acquire(&config.appliance.data_dir)?;
+    let shutdown = control.shutdown.clone();
     let metrics = Arc::new(Metrics::default());
     let mut buffer = app::open_buffer(&config)?;
     let mut collector = app::collector(&config)?;
@@ -135,6 +184,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 listener,
                 metrics.clone(),
                 config.buffer.path.clone(),
+                shutdown.clone(),
             )))
         }
         None => None,
@@ -150,38 +200,45 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
         return Ok(());
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads = start_background(&config, &metrics, &stop)?;
+    let mut background = Background::start(&config, &metrics, &shutdown)?;
     let mut config = config;
     let mut next = Instant::now();
     loop {
-        let tick = async {
+        let event = async {
             smol::Timer::at(next).await;
             Event::Tick
-        };
-        let event = tick
-            .or(async {
-                control
-                    .shutdown
-                    .recv()
-                    .await
-                    .map_or(Event::Stop, |()| Event::Stop)
-            })
-            .or(async {
-                control
-                    .reload
-                    .recv()
-                    .await
-                    .map_or(Event::Stop, |()| Event::Reload)
-            })
-            .await;
+        }
+        .or(async {
+            shutdown.wait().await;
+            Event::Stop
+        })
+        .or(async {
+            control
+                .reload
+                .recv()
+                .await
+                .map_or(Event::Stop, |()| Event::Reload)
+        })
+        .await;
         match event {
             Event::Stop => break,
             Event::Reload => {
                 match reload(&config, &mut buffer) {
                     Ok(new_config) => {
-                        collector = app::collector(&new_config)?;
-                        tracing::info!(hosts = new_config.hosts.len(), "host list reloaded");
+                        collector = app::reconfigure_collector(&new_config, &collector)?;
+                        if background_changed(&config, &new_config) {
+                            // The old generation finishes its work in flight and is joined
+                            // before the new one opens the same buffer and servers.
+                            let old = std::mem::take(&mut background);
+                            smol::unblock(move || drop(old)).await;
+                            background = Background::start(&new_config, &metrics, &shutdown)?;
+                            tracing::info!("sync and mail restarted with the new settings");
+                        }
+                        tracing::info!(
+                            hosts = new_config.hosts.len(),
+                            open_sessions = collector.open_sessions(),
+                            "configuration reloaded"
+                        );
                         config = new_config;
                     }
                     Err(err) => tracing::error!(
@@ -196,7 +253,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
         // A round still waiting on hosts is abandoned at shutdown; one in hand is recorded.
         let round = async { Some(timed_round(&config, &collector, &mut buffer).await) };
         let stopped = async {
-            let _ = control.shutdown.recv().await;
+            shutdown.wait().await;
             None
         };
         match round.or(stopped).await {
@@ -210,15 +267,21 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
             }
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    for (name, handle) in threads {
-        if handle.join().is_err() {
-            tracing::error!(task = name, "background task panicked");
-        }
+    shutdown.fire();
+    smol::unblock(move || drop(background)).await;
+    if let Some(server) = server {
+        server.await;
     }
-    drop(server);
     tracing::info!("edgemon stopped");
     Ok(())
+}
+
+/// Whether a reload changed what the background jobs were built from.
+fn background_changed(old: &Config, new: &Config) -> bool {
+    old.appliance != new.appliance
+        || old.buffer != new.buffer
+        || old.sync != new.sync
+        || old.mail != new.mail
 }
 
 enum Event {
@@ -245,24 +308,6 @@ async fn timed_round(
         "round recorded"
     );
     Ok((outcomes, wall))
-}
-
-fn start_background(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<Vec<(&'static str, JoinHandle<()>)>> {
-    let mut threads = Vec::new();
-    for job in crate::app::background_jobs(config, metrics) {
-        let stop = stop.clone();
-        let run = job.run;
-        let handle = std::thread::Builder::new()
-            .name(format!("edgemon-{}", job.name))
-            .spawn(move || run(&stop))
-            .with_context(|| format!("starting the {} thread", job.name))?;
-        threads.push((job.name, handle));
-    }
-    Ok(threads)
 }
 
 fn reload(current: &Config, buffer: &mut crate::buffer::Buffer) -> anyhow::Result<Config> {

@@ -18,5 +18,7 @@ pub mod buffer;
 pub mod collect;
 pub mod daemon;
 pub mod metrics;
+pub mod shutdown;
 pub mod status;
 pub mod sync;
+pub mod text;

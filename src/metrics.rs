@@ -5,7 +5,8 @@
 //! Counters live in memory and restart at zero with the process (Prometheus'
 //! `rate()` handles that); gauges of the buffer are read from SQLite at each
 //! scrape, so they are exact. The HTTP side is deliberately minimal: GET of
-//! two paths, one request per connection, bounded request size and time.
+//! two paths, one request per connection, bounded request size and time; it
+//! ends with the daemon's shutdown and backs off after accept errors.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +21,11 @@ use smol::Async;
 
 use crate::buffer::Buffer;
 use crate::collect::outcome::HostOutcome;
+use crate::shutdown::Shutdown;
+use crate::sync::Backoff;
+
+/// First and largest pause after a failed accept.
+const ACCEPT_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Counters shared by the daemon's loops.
 #[derive(Debug, Default)]
@@ -246,15 +252,37 @@ pub fn bind(listen: SocketAddr) -> std::io::Result<Async<TcpListener>> {
     Async::<TcpListener>::bind(listen)
 }
 
-/// Serves `/metrics` and `/healthz` until the future is dropped.
+/// Serves `/metrics` and `/healthz` until `stop` fires (or the future is dropped). An accept
+/// error (out of file descriptors, say) is logged and waited out with a growing pause, so
+/// the loop never spins.
 pub async fn serve(
     listener: Async<TcpListener>,
     metrics: std::sync::Arc<Metrics>,
     buffer_path: PathBuf,
+    stop: Shutdown,
 ) {
+    let mut backoff = Backoff::new(ACCEPT_RETRY.0, ACCEPT_RETRY.1);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+            stop.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok((stream, _))) => {
+                backoff.reset();
+                stream
+            }
+            Some(Err(error)) => {
+                let wait = backoff.next_delay();
+                if backoff.failures() == 1 || backoff.failures().is_power_of_two() {
+                    tracing::warn!(%error, failures = backoff.failures(), retry_in = ?wait,
+                        "metrics endpoint cannot accept connections");
+                }
+                smol::Timer::after(wait).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         let buffer_path = buffer_path.clone();

@@ -27,6 +27,7 @@ use rand::Rng;
 
 use crate::buffer::{self, Buffer, OutboxRow};
 use crate::config::{MailConfig, SmtpTls};
+use crate::shutdown::Shutdown;
 
 /// Mails taken from the outbox per pass.
 const BATCH: usize = 100;
@@ -155,11 +156,19 @@ impl Mailer {
     /// outcome. Once the server cannot be reached, the rest of the pass is rescheduled
     /// without trying (one timeout per pass, not one per mail).
     pub fn send_due_at(&self, now: i64) -> Result<SendReport> {
+        self.pass(now, &AtomicBool::new(false))
+    }
+
+    /// One pass at `now`; stops between two mails when `stop` is set (the rest stays due).
+    fn pass(&self, now: i64, stop: &AtomicBool) -> Result<SendReport> {
         let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = SendReport::default();
         let due = buffer.due_outbox(now, BATCH)?;
         let mut unreachable: Option<String> = None;
         for row in &due {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let outcome = match &unreachable {
                 Some(reason) => Outcome::Transient {
                     reason: reason.clone(),
@@ -206,20 +215,18 @@ impl Mailer {
         Ok(report)
     }
 
-    /// Sends due mail until `stop` is set, sleeping until the next retry is due
-    /// (at most a few seconds, so new mail leaves promptly). Errors are logged and
-    /// the loop carries on. `on_pass` sees every pass's report (for metrics).
-    pub fn run(&self, stop: &AtomicBool, mut on_pass: impl FnMut(&SendReport)) {
-        while !stop.load(Ordering::Relaxed) {
-            match self.send_due() {
+    /// Sends due mail until `stop` fires, sleeping until the next retry is due (at most a
+    /// few seconds, so new mail leaves promptly). At shutdown only the mail in flight is
+    /// finished: the pass stops between two mails. Errors are logged and the loop carries
+    /// on. `on_pass` sees every pass's report (for metrics).
+    pub fn run(&self, stop: &Shutdown, mut on_pass: impl FnMut(&SendReport)) {
+        while !stop.is_fired() {
+            match self.pass(buffer::now_ms(), stop.flag()) {
                 Ok(report) => on_pass(&report),
                 Err(error) => tracing::error!(%error, "mail pass failed"),
             }
             let wait = self.next_due_in().unwrap_or(IDLE).min(IDLE);
-            let deadline = std::time::Instant::now() + wait;
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            stop.wait_timeout(wait);
         }
     }
 

@@ -1,7 +1,9 @@
 //! `edgemon hosts trust NAME` and `edgemon hosts export`: the operator's
 //! side of host-key pinning. Trusting connects to the host, shows the key it
-//! presents now and pins it in place of the old one; exporting prints the
-//! pins as an OpenSSH known_hosts file. The pins live in
+//! presents now and pins it in place of the old one; with `--fingerprint` it
+//! pins only a key with that fingerprint and otherwise pins nothing and names
+//! the key it was shown. Exporting prints the pins as an OpenSSH known_hosts
+//! file. The pins live in
 //! `<data_dir>/host-keys` (see `ssh::hostkeys`).
 
 use std::io::Write;
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use base64::Engine;
 
 use super::ssh::{self, hostkeys};
 use crate::config::{Config, Transport};
@@ -25,8 +28,15 @@ fn store(config: &Config) -> hostkeys::HostKeyStore {
     )
 }
 
-/// `edgemon hosts trust NAME`: pins the key host `name` presents now, replacing its old pin.
-pub fn trust(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+/// `edgemon hosts trust NAME [--fingerprint FP]`: pins the key host `name` presents now,
+/// replacing its old pin; with `expected`, only when the presented key has that fingerprint.
+pub fn trust(
+    config: &Config,
+    name: &str,
+    expected: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let expected = expected.map(normalize_fingerprint).transpose()?;
     let host = config
         .hosts
         .iter()
@@ -39,6 +49,15 @@ pub fn trust(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Resul
     let blob = ssh::fetch_host_key(target, timeout)
         .map_err(|e| anyhow::anyhow!("host {name}: {}", e.message))?;
     let known_name = hostkeys::known_hosts_name(&target.address, target.port);
+    let presented = hostkeys::fingerprint(&blob);
+    if let Some(expected) = expected
+        && expected != presented
+    {
+        anyhow::bail!(
+            "host {name} ({known_name}) presents {} {presented}, not {expected}; nothing was pinned",
+            hostkeys::key_type(&blob).unwrap_or("unknown"),
+        );
+    }
     let store = store(config);
     let replaced = store
         .trust(&known_name, &blob)
@@ -52,10 +71,27 @@ pub fn trust(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Resul
         out,
         "{name} ({known_name}): pinned {} {} in {} ({was})",
         hostkeys::key_type(&blob).unwrap_or("unknown"),
-        hostkeys::fingerprint(&blob),
+        presented,
         store.path().display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `SHA256:` and unpadded base64, as `ssh-keygen -lf` prints it (padding is tolerated).
+fn normalize_fingerprint(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    let Some(digest) = text.strip_prefix("SHA256:") else {
+        anyhow::bail!(
+            "--fingerprint {text:?}: expected SHA256:<base64>, as `ssh-keygen -lf` prints it"
+        );
+    };
+    let digest = digest.trim_end_matches('=');
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD.decode(digest);
+    anyhow::ensure!(
+        decoded.is_ok_and(|d| d.len() == 32),
+        "--fingerprint {text:?}: not a SHA-256 fingerprint (43 base64 characters after SHA256:)"
+    );
+    Ok(format!("SHA256:{digest}"))
 }
 
 /// `edgemon hosts export`: the pins as known_hosts lines on `out`.
@@ -63,4 +99,18 @@ pub fn export(config: &Config, out: &mut impl Write) -> anyhow::Result<ExitCode>
     let text = store(config).export()?;
     out.write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_fingerprint;
+
+    #[test]
+    fn fingerprints_are_accepted_as_ssh_keygen_prints_them_with_or_without_padding() {
+        let fp = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+        assert_eq!(normalize_fingerprint(fp).unwrap(), fp);
+        assert_eq!(normalize_fingerprint(&format!(" {fp}= ")).unwrap(), fp);
+        assert!(normalize_fingerprint("MD5:aa:bb").is_err());
+        assert!(normalize_fingerprint("SHA256:short").is_err());
+    }
 }

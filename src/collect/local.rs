@@ -103,8 +103,30 @@ pub fn open_reply(
     let payload = initiator
         .open(reply, max_reply)
         .map_err(|e| CollectError::new(ErrorClass::BadEnvelope, format!("reply rejected: {e}")))?;
-    report::parse(&payload)
-        .map_err(|e| CollectError::new(ErrorClass::BadPayload, format!("report rejected: {e}")))
+    let mut report = report::parse(&payload)
+        .map_err(|e| CollectError::new(ErrorClass::BadPayload, format!("report rejected: {e}")))?;
+    clean_report_text(&mut report);
+    Ok(report)
+}
+
+/// The host's own words in a report (name, OS, kernel, unknown elements) lose their control
+/// characters before anything prints, logs, mails or stores them.
+fn clean_report_text(report: &mut Report) {
+    let clean = |text: &mut String| {
+        if let std::borrow::Cow::Owned(safe) = crate::text::sanitize(text) {
+            *text = safe;
+        }
+    };
+    for text in [&mut report.hostname, &mut report.os, &mut report.kernel]
+        .into_iter()
+        .flatten()
+    {
+        clean(text);
+    }
+    for (name, value) in &mut report.extras {
+        clean(name);
+        clean(value);
+    }
 }
 
 fn stderr_suffix(text: &str) -> String {
@@ -113,5 +135,42 @@ fn stderr_suffix(text: &str) -> String {
         String::new()
     } else {
         format!("; agent said: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_loses_the_control_characters_of_its_host_text() {
+        let mut report = Report {
+            version: 1,
+            collected_at_ms: 0,
+            cpu_percent: 1.0,
+            cores: vec![1.0],
+            mem_used: 1,
+            mem_total: 2,
+            swap_used: 0,
+            swap_total: 0,
+            uptime_s: 1,
+            boot_time_s: None,
+            load: None,
+            hostname: None,
+            os: None,
+            kernel: None,
+            extras: Vec::new(),
+        };
+        report.hostname = Some("web1\x1b]0;pwned\x07".into());
+        report.os = Some("Debian\r\n12".into());
+        report.kernel = Some("\x1b[2J6.1".into());
+        report.extras = vec![("disk\x1b[31m".into(), "/:50%\x08".into())];
+        clean_report_text(&mut report);
+        assert_eq!(report.hostname.as_deref(), Some("web1"));
+        assert_eq!(report.os.as_deref(), Some("Debian  12"));
+        assert_eq!(report.kernel.as_deref(), Some("6.1"));
+        assert_eq!(report.extras, vec![("disk".into(), "/:50%\u{fffd}".into())]);
+        let err = CollectError::new(ErrorClass::AgentFailed, "exit 3; it said: \x1b[31mboom\r");
+        assert_eq!(err.message, "exit 3; it said: boom ");
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! With `persistent_sessions`, each host's open session (and its resident
 //! agent's channel) is kept in a pool keyed by host name between rounds; a
-//! host that fails loses its session and reconnects next round.
+//! host that fails loses its session and reconnects next round. A reload
+//! ([`Collector::reconfigure`]) keeps the sessions of unchanged hosts.
 //!
 //! One host's failure never spreads: every host yields a [`HostOutcome`], a
 //! sample or an error class, and the round goes on. The round itself writes
@@ -62,6 +63,39 @@ impl Collector {
             local_agent,
             shared: Arc::new(ssh::Shared::new(settings, store)),
             pool: Arc::default(),
+        }
+    }
+
+    /// The collector of a reloaded configuration (SIGHUP). When the `[collect]` settings and
+    /// the pin store did not change, it shares this collector's SSH state and keeps the open
+    /// sessions of the hosts whose transport did not change; every other session closes.
+    pub fn reconfigure(
+        &self,
+        hosts: Vec<HostConfig>,
+        settings: CollectConfig,
+        local_agent: PathBuf,
+        host_keys: PathBuf,
+    ) -> Collector {
+        if settings != self.shared.settings || host_keys != self.shared.host_keys.path() {
+            return Collector::new(hosts, settings, local_agent, host_keys);
+        }
+        let mut kept = HashMap::new();
+        if let Ok(mut old) = self.pool.lock() {
+            for host in &hosts {
+                let unchanged = self
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == host.name && h.transport == host.transport);
+                if let Some(link) = old.remove(&host.name).filter(|_| unchanged) {
+                    kept.insert(host.name.clone(), link);
+                }
+            }
+        }
+        Collector {
+            hosts,
+            local_agent,
+            shared: self.shared.clone(),
+            pool: Arc::new(Mutex::new(kept)),
         }
     }
 

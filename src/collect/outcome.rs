@@ -53,7 +53,8 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// A failed collection: its class and a message naming what went wrong.
+/// A failed collection: its class and a message naming what went wrong, free of control
+/// characters (build it with [`CollectError::new`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectError {
     /// The class callers branch on.
@@ -63,12 +64,15 @@ pub struct CollectError {
 }
 
 impl CollectError {
-    /// A new error of `class`.
+    /// A new error of `class`. The message often quotes the host (its stderr, its
+    /// banner, its report): it is sanitised here, once, for every terminal, log, mail and row.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> CollectError {
-        CollectError {
-            class,
-            message: message.into(),
-        }
+        let message = message.into();
+        let message = match crate::text::sanitize(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(clean) => clean,
+        };
+        CollectError { class, message }
     }
 }
 

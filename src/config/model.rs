@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// `[appliance]`: who this box is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApplianceConfig {
     /// Identifier carried by every central row; unique per appliance.
     pub id: String,
@@ -53,7 +53,7 @@ pub enum HostKeyPolicy {
 }
 
 /// `[collect]`: the scheduler and the transports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CollectConfig {
     /// Time between the starts of two rounds.
     pub interval: Duration,
@@ -84,7 +84,7 @@ pub struct CollectConfig {
 }
 
 /// How edgemon reaches a host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
     /// Run the agent on this box as a child process (the default config).
     Local,
@@ -93,7 +93,7 @@ pub enum Transport {
 }
 
 /// Where and how to log in over SSH.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SshTarget {
     /// Host name or IP address.
     pub address: String,
@@ -108,7 +108,7 @@ pub struct SshTarget {
 }
 
 /// SSH authentication method.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     /// A private key file (ed25519, ECDSA or RSA), optionally encrypted.
     IdentityFile {
@@ -139,7 +139,7 @@ pub struct AlertLimits {
 }
 
 /// One monitored host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     /// Unique name (used in mail, status and the central database).
     pub name: String,
@@ -162,7 +162,7 @@ impl HostConfig {
 }
 
 /// `[buffer]`: the local SQLite buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BufferConfig {
     /// The SQLite file.
     pub path: PathBuf,
@@ -175,7 +175,7 @@ pub struct BufferConfig {
 }
 
 /// `[sync]`: the central MySQL database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncConfig {
     /// `mysql://user:password@host:port/db`; a secret because it may hold a password.
     pub url: Secret,
@@ -201,7 +201,7 @@ pub enum SmtpTls {
 }
 
 /// An SMTP server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmtpConfig {
     /// Server host name or address.
     pub host: String,
@@ -218,7 +218,7 @@ pub struct SmtpConfig {
 }
 
 /// Where mail goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MailConfig {
     /// Sender address.
     pub from: String,

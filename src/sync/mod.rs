@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::buffer::{self, Buffer, Journal, RetentionReport, now_ms};
 use crate::config::{BufferConfig, SyncConfig};
+use crate::shutdown::Shutdown;
 use central::Central;
 
 /// kv key: time of the last successful pass (Unix ms).
@@ -105,21 +106,18 @@ impl SyncTask {
         }
     }
 
-    /// Loops until `stop`: a retention pass and a sync pass every `sync.interval`, backing
-    /// off after errors. A batch in flight when `stop` is set is finished before it returns.
-    pub fn run(&self, stop: &AtomicBool) {
+    /// Loops until `stop` fires: a retention pass and a sync pass every `sync.interval`,
+    /// backing off after errors (MySQL absent, buffer unreadable), never giving up. A batch in
+    /// flight when `stop` fires is finished before it returns; a wait ends at once.
+    pub fn run(&self, stop: &Shutdown) {
         self.run_with(stop, |_| {});
     }
 
     /// [`SyncTask::run`], handing every pass's outcome to `on_pass` (for metrics).
-    pub fn run_with(
-        &self,
-        stop: &AtomicBool,
-        mut on_pass: impl FnMut(Result<&PassReport, &Error>),
-    ) {
+    pub fn run_with(&self, stop: &Shutdown, mut on_pass: impl FnMut(Result<&PassReport, &Error>)) {
         let mut backoff = Backoff::new(Duration::from_secs(1), self.sync.max_backoff);
-        while !stop.load(Ordering::Relaxed) {
-            let result = self.run_once(stop);
+        while !stop.is_fired() {
+            let result = self.run_once(stop.flag());
             on_pass(result.as_ref());
             let wait = match result {
                 Ok(report) => {
@@ -137,7 +135,7 @@ impl SyncTask {
                     wait
                 }
             };
-            sleep_unless(stop, wait);
+            stop.wait_timeout(wait);
         }
     }
 
@@ -349,17 +347,5 @@ fn attempt(err: central::Error) -> Attempt<Error> {
     match err {
         central::Error::Content(message) => Attempt::Content(message),
         other => Attempt::Fatal(other.into()),
-    }
-}
-
-/// Sleeps `total`, waking early when `stop` is set.
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
-    let until = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }

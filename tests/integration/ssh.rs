@@ -534,15 +534,118 @@ fn edgemon_collect_prints_the_table_and_hosts_trust_repins_a_changed_key() {
     );
     assert!(line.contains(sshd.host_key_fingerprint()), "{out}");
 
+    // The operator read the old fingerprint somewhere: nothing is pinned, the new one is shown.
+    let store = dir.path().join("data").join("host-keys");
+    let before = std::fs::read_to_string(&store).unwrap();
+    let refused = Edgemon::new(dir.path())
+        .args(["hosts", "trust", "h00", "--fingerprint", &old, "--config"])
+        .arg(&config)
+        .assert_err();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(sshd.host_key_fingerprint()) && stderr.contains("nothing was pinned"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&store).unwrap(), before);
+
+    // Run as root on a store the daemon's user owns: the store keeps its owner and mode.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let owner = if crate::support::is_root() {
+        std::os::unix::fs::chown(&store, Some(65534), Some(65534)).unwrap();
+        (65534, 65534)
+    } else {
+        let meta = std::fs::metadata(&store).unwrap();
+        (meta.uid(), meta.gid())
+    };
     let trusted = Edgemon::new(dir.path())
-        .args(["hosts", "trust", "h00", "--config"])
+        .args(["hosts", "trust", "h00", "--fingerprint"])
+        .arg(sshd.host_key_fingerprint())
+        .arg("--config")
         .arg(&config)
         .stdout();
     assert!(
         trusted.contains(sshd.host_key_fingerprint()) && trusted.contains(&old),
         "{trusted}"
     );
+    let meta = std::fs::metadata(&store).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), owner);
+    assert_eq!(meta.mode() & 0o7777, 0o640);
     collect(50);
+
+    // Without --fingerprint, trust pins what is presented and prints its fingerprint.
+    let trusted = Edgemon::new(dir.path())
+        .args(["hosts", "trust", "h01", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(trusted.contains(sshd.host_key_fingerprint()), "{trusted}");
+}
+
+/// Runs `ssh-keygen -H` on `path`: OpenSSH hashes the host names in place.
+fn hash_known_hosts(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .expect("run ssh-keygen -H");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.lines().all(|l| l.starts_with("|1|")),
+        "ssh-keygen -H left plain names: {text}"
+    );
+}
+
+#[test]
+fn a_hashed_known_hosts_seed_is_honoured_by_collect_under_accept_new() {
+    let sshd = skip_or_fail!(Sshd::start());
+    let other = skip_or_fail!(Sshd::start());
+    let dir = temp_dir();
+    // The seed lists this sshd's port with another server's key: a contradiction.
+    let lying = dir.path().join("lying_known_hosts");
+    std::fs::write(
+        &lying,
+        format!("[127.0.0.1]:{} {}\n", sshd.port(), other.host_public_key()),
+    )
+    .unwrap();
+    hash_known_hosts(&lying);
+    let truthful = dir.path().join("known_hosts");
+    std::fs::write(&truthful, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    hash_known_hosts(&truthful);
+
+    let seeded = |seed: &Path, data: &str| {
+        let config = write_config(dir.path(), &sshd, 1, "");
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "[collect]\n",
+            &format!("[collect]\nknown_hosts = \"{}\"\n", seed.display()),
+        );
+        let text = text.replace("/data", &format!("/{data}"));
+        std::fs::write(&config, text).unwrap();
+        let output = Edgemon::new(dir.path())
+            .args(["collect", "--config"])
+            .arg(&config)
+            .output();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = seeded(&lying, "data-lying");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("h00"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("host-key-changed") && line.contains(other.host_key_fingerprint()),
+        "{out}"
+    );
+    let pins = std::fs::read_to_string(dir.path().join("data-lying").join("host-keys"))
+        .unwrap_or_default();
+    assert!(
+        !pins.contains(sshd.host_public_key()),
+        "pinned anyway: {pins}"
+    );
+
+    let out = seeded(&truthful, "data-true");
+    assert!(out.contains("1 hosts: 1 ok, 0 failed"), "{out}");
 }
 
 #[test]
@@ -579,4 +682,51 @@ fn ssh_agent_and_rsa_identities_authenticate_through_the_cli() {
         .arg(&config)
         .stdout();
     assert!(out.contains("2 hosts: 2 ok, 0 failed"), "{out}");
+}
+
+#[test]
+fn terminal_escapes_a_host_prints_on_stderr_never_reach_collect_or_status_output() {
+    let sshd = skip_or_fail!(Sshd::start());
+    // A hostile host: colours, a window title, a bell, a carriage return and a forged line.
+    let hostile = skip_or_fail!(
+        Sshd::builder()
+            .force_command(
+                "printf '\\033[31mRED\\033]0;owned\\007\\r\\nlevel=ERROR forged\\033[2J\\n' >&2; exit 3"
+            )
+            .start()
+    );
+    let dir = temp_dir();
+    let extra = format!(
+        "[[hosts]]\nname = \"hostile\"\naddress = \"127.0.0.1\"\nport = {}\nidentity_file = \"{}\"\n",
+        hostile.port(),
+        hostile.ed25519_key().display()
+    );
+    let config = write_config(dir.path(), &sshd, 1, &extra);
+    let output = Edgemon::new(dir.path())
+        .args(["collect", "--config"])
+        .arg(&config)
+        .output();
+    let status = Edgemon::new(dir.path())
+        .args(["status", "--config"])
+        .arg(&config)
+        .output();
+    for (what, out) in [("collect", &output), ("status", &status)] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hostile"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("agent-failed") && line.contains("RED") && line.contains("forged"),
+            "{what}:\n{text}"
+        );
+        let controls: Vec<u8> = out
+            .stdout
+            .iter()
+            .chain(&out.stderr)
+            .copied()
+            .filter(|b| b.is_ascii_control() && *b != b'\n')
+            .collect();
+        assert!(controls.is_empty(), "{what} printed {controls:?}:\n{text}");
+    }
 }

@@ -10,7 +10,7 @@
 //! must be empty.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use edgemon::buffer::Buffer;
@@ -345,7 +345,7 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
     let path = dir.path().join("buffer.sqlite");
     seed(&path, 10, 0, 1000);
     let task = SyncTask::new(&sync_config(&db.url(), 10), &buffer_config(&path), "site-k");
-    let stop = AtomicBool::new(false);
+    let stop = edgemon::shutdown::Shutdown::new();
     let central = |db: &MariaDb| {
         db.conn().ok().and_then(|mut c| {
             c.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
@@ -387,7 +387,7 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
             wait_until(PATIENCE, || unsynced(&path) == 0),
             "new samples never synced"
         );
-        stop.store(true, Ordering::SeqCst);
+        stop.fire();
         runner.join().expect("sync loop panicked");
     });
     assert_complete(&db, &path, "site-k");

@@ -10,9 +10,19 @@
 //! A changed key is never accepted here: only [`HostKeyStore::trust`], called
 //! by `edgemon hosts trust NAME`, replaces a pin.
 //!
-//! This module knows nothing about sessions: it compares key blobs. Hashed
-//! known_hosts entries (`|1|...`) in the seed file are skipped (counted in the
-//! log), as are `@cert-authority` lines.
+//! Hashed known_hosts names (`|1|salt|hash`, as `ssh-keygen -H` and
+//! `HashKnownHosts yes` write them) are honoured in the seed and the store:
+//! the hash is HMAC-SHA1 of the host's known_hosts name (`[addr]:port` unless
+//! the port is 22) keyed by the salt, so a hashed seed entry that contradicts
+//! the presented key blocks the host exactly like a plain one.
+//! `@cert-authority` lines are skipped.
+//!
+//! Editing the store keeps its owner and mode: the new file is written under a
+//! temporary name, given the old file's owner and mode (or, for a new store,
+//! the owner of its directory and 0600), then renamed into place, so
+//! `edgemon hosts trust` run as root leaves a store the daemon's user can read.
+//!
+//! This module knows nothing about sessions: it compares key blobs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +31,7 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::config::HostKeyPolicy;
@@ -255,11 +266,23 @@ impl HostKeyStore {
         Ok(())
     }
 
-    /// Writes the whole file to a temporary name and renames it into place (mode 0600).
+    /// Writes the whole file to a temporary name, gives it the old file's owner and mode (a
+    /// new store: its directory's owner, mode 0600) and renames it into place.
     fn save(&self, state: &mut State) -> Result<(), HostKeyError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
         std::fs::create_dir_all(dir).map_err(|e| store_err(&self.path, e))?;
+        let (uid, gid, mode) = match std::fs::metadata(&self.path) {
+            Ok(meta) => (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let meta = std::fs::metadata(dir).map_err(|e| store_err(dir, e))?;
+                (meta.uid(), meta.gid(), 0o600)
+            }
+            Err(e) => return Err(store_err(&self.path, e)),
+        };
         let tmp = self
             .path
             .with_extension(format!("tmp.{}", std::process::id()));
@@ -278,11 +301,24 @@ impl HostKeyStore {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
+            // Only root may give a file away (`hosts trust` run as root on the daemon's
+            // store); anyone else keeps the file as their own, which is what they can use.
+            let meta = file.metadata()?;
+            if meta.uid() != uid || meta.gid() != gid {
+                match std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+                    _ => {}
+                }
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, &self.path)
         };
-        write().map_err(|e| store_err(&self.path, e))?;
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(store_err(&self.path, e));
+        }
         state.mtime = std::fs::metadata(&self.path)
             .ok()
             .and_then(|m| m.modified().ok());
@@ -346,25 +382,11 @@ fn read_lines(path: &Path) -> Result<Vec<Line>, HostKeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(store_err(path, e)),
     };
-    let mut hashed = 0usize;
-    let lines = text
-        .lines()
-        .filter_map(|raw| {
-            let line = parse_line(raw);
-            if line.is_none() && raw.trim_start().starts_with("|1|") {
-                hashed += 1;
-            }
-            line
-        })
-        .collect();
-    if hashed > 0 {
-        tracing::warn!(file = %path.display(), hashed, "hashed known_hosts entries are not supported and were skipped");
-    }
-    Ok(lines)
+    Ok(text.lines().filter_map(parse_line).collect())
 }
 
-/// Parses one known_hosts line; `None` for comments, blanks, hashed names,
-/// `@cert-authority` and anything malformed.
+/// Parses one known_hosts line; `None` for comments, blanks, `@cert-authority` and anything
+/// malformed (a hashed name that does not decode is malformed).
 fn parse_line(raw: &str) -> Option<Line> {
     let mut fields = raw.split_whitespace();
     let mut first = fields.next()?;
@@ -374,8 +396,11 @@ fn parse_line(raw: &str) -> Option<Line> {
     let revoked = first == "@revoked";
     if revoked {
         first = fields.next()?;
-    } else if first.starts_with('@') || first.starts_with("|1|") {
+    } else if first.starts_with('@') {
         return None;
+    }
+    if first.starts_with('|') {
+        hashed_name(first)?;
     }
     let key_type = fields.next()?.to_string();
     let blob = STANDARD.decode(fields.next()?).ok()?;
@@ -390,8 +415,12 @@ fn parse_line(raw: &str) -> Option<Line> {
     })
 }
 
-/// OpenSSH pattern-list matching: comma-separated globs (`*`, `?`), `!` negates.
+/// OpenSSH pattern-list matching: a hashed name (`|1|salt|hash`), or comma-separated globs
+/// (`*`, `?`) where `!` negates.
 fn host_matches(patterns: &str, host: &str) -> bool {
+    if patterns.starts_with('|') {
+        return hashed_name(patterns).is_some_and(|(salt, hash)| hash_host(&salt, host) == hash);
+    }
     let mut matched = false;
     for pattern in patterns.split(',') {
         if let Some(negated) = pattern.strip_prefix('!') {
@@ -403,6 +432,26 @@ fn host_matches(patterns: &str, host: &str) -> bool {
         }
     }
     matched
+}
+
+/// The salt and the hash of an OpenSSH hashed name `|1|base64(salt)|base64(hash)`; `None` when
+/// it is not one (OpenSSH knows only type 1: HMAC-SHA1, a 20-byte salt and hash).
+fn hashed_name(field: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut parts = field.strip_prefix("|1|")?.split('|');
+    let salt = STANDARD.decode(parts.next()?).ok()?;
+    let hash = STANDARD.decode(parts.next()?).ok()?;
+    (parts.next().is_none() && salt.len() == 20 && hash.len() == 20).then_some((salt, hash))
+}
+
+/// HMAC-SHA1 of `host` keyed by `salt`: what a hashed known_hosts name stores.
+fn hash_host(salt: &[u8], host: &str) -> Vec<u8> {
+    // HMAC accepts a key of any length; this cannot fail.
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(salt) else {
+        return Vec::new();
+    };
+    // The ssh client lowercases the name it looks up; so do we.
+    mac.update(host.to_ascii_lowercase().as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
