@@ -139,6 +139,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
         }
         None => None,
     };
+    let web = crate::web::start(&config)?;
     tracing::info!(hosts = config.hosts.len(), appliance = %config.appliance.id, "edgemon running");
 
     if once {
@@ -217,6 +218,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
         }
     }
     drop(server);
+    drop(web);
     tracing::info!("edgemon stopped");
     Ok(())
 }

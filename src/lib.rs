@@ -20,3 +20,4 @@ pub mod daemon;
 pub mod metrics;
 pub mod status;
 pub mod sync;
+pub mod web;

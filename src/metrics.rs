@@ -4,8 +4,9 @@
 //!
 //! Counters live in memory and restart at zero with the process (Prometheus'
 //! `rate()` handles that); gauges of the buffer are read from SQLite at each
-//! scrape, so they are exact. The HTTP side is deliberately minimal: GET of
-//! two paths, one request per connection, bounded request size and time.
+//! scrape, so they are exact. The HTTP side is `web::http`, shared with the
+//! status page: GET and HEAD of two paths, one request per connection,
+//! bounded request size and time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,11 +16,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
 use crate::buffer::Buffer;
 use crate::collect::outcome::HostOutcome;
+use crate::web::http::Response;
 
 /// Counters shared by the daemon's loops.
 #[derive(Debug, Default)]
@@ -243,77 +244,35 @@ fn escape(label: &str) -> String {
 
 /// Binds the endpoint now (so a taken port is an error at start-up, not later).
 pub fn bind(listen: SocketAddr) -> std::io::Result<Async<TcpListener>> {
-    Async::<TcpListener>::bind(listen)
+    crate::web::http::bind(listen)
 }
 
-/// Serves `/metrics` and `/healthz` until the future is dropped.
+/// Serves `/metrics` and `/healthz` until the future is dropped, through the
+/// HTTP server the status page uses (`web::http`: GET and HEAD only).
 pub async fn serve(
     listener: Async<TcpListener>,
     metrics: std::sync::Arc<Metrics>,
     buffer_path: PathBuf,
 ) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        let buffer_path = buffer_path.clone();
-        smol::spawn(async move {
-            let reply = smol::future::or(handle(stream, &metrics, &buffer_path), async {
-                smol::Timer::after(Duration::from_secs(10)).await;
-            });
-            reply.await;
-        })
-        .detach();
-    }
-}
-
-async fn handle(
-    mut stream: Async<std::net::TcpStream>,
-    metrics: &Metrics,
-    buffer_path: &std::path::Path,
-) {
-    let mut request = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => request.extend_from_slice(&chunk[..n]),
+    crate::web::http::serve(listener, move |request| {
+        let (metrics, buffer_path) = (metrics.clone(), buffer_path.clone());
+        async move {
+            match request.path.as_str() {
+                "/metrics" => {
+                    let buffer =
+                        smol::unblock(move || Buffer::open_read_only(&buffer_path).ok()).await;
+                    Response::new(
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        metrics.render(buffer.as_ref()),
+                    )
+                }
+                "/healthz" => Response::text(200, "ok\n"),
+                _ => Response::text(404, "not found\n"),
+            }
         }
-    }
-    let line = String::from_utf8_lossy(request.split(|&b| b == b'\n').next().unwrap_or_default())
-        .into_owned();
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let path = buffer_path.to_path_buf();
-            let buffer = smol::unblock(move || Buffer::open_read_only(&path).ok()).await;
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.render(buffer.as_ref()),
-            )
-        }
-        ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_string(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.flush().await;
+    })
+    .await
 }
 
 #[cfg(test)]
