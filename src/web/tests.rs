@@ -331,3 +331,29 @@ fn encode(text: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn a_reader_of_the_page_never_blocks_the_writer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = site(dir.path(), None);
+    let mut writer = Buffer::open(&site.buffer_path).expect("open the writer");
+    let reader = Buffer::open_read_only(&site.buffer_path).expect("open a reader");
+    // A reader in the middle of a read transaction, as a slow API request would be.
+    reader.conn().execute_batch("BEGIN").expect("begin");
+    let seen: i64 = reader
+        .conn()
+        .query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))
+        .expect("read");
+    let round = [outcome("good", Ok(report(50.0, now_ms())))];
+    writer
+        .record_round(&round, Duration::from_secs(300), |_, _| Ok(()))
+        .expect("the writer commits while the reader holds its snapshot");
+    let still: i64 = reader
+        .conn()
+        .query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))
+        .expect("read");
+    assert_eq!(still, seen, "the reader keeps its snapshot");
+    reader.conn().execute_batch("COMMIT").expect("end the read");
+    let series = json(&site.respond(&get("/api/hosts/good/samples")));
+    assert_eq!(series["samples"], seen + 1);
+}
