@@ -357,3 +357,75 @@ fn a_reader_of_the_page_never_blocks_the_writer() {
     let series = json(&site.respond(&get("/api/hosts/good/samples")));
     assert_eq!(series["samples"], seen + 1);
 }
+
+/// Sends `raw` to 127.0.0.1:`port` and reads the whole reply.
+fn exchange(port: u16, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(raw).expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the reply");
+    reply
+}
+
+#[test]
+fn the_server_answers_get_and_head_and_refuses_everything_else() {
+    let listener = http::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let port = listener
+        .get_ref()
+        .local_addr()
+        .expect("local address")
+        .port();
+    let server = async {
+        http::serve(listener, |request: Request| async move {
+            Response::text(200, format!("{} {}", request.method, request.path))
+        })
+        .await;
+        Vec::new()
+    };
+    let client = smol::unblock(move || {
+        let oversized = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; http::MAX_HEAD]].concat();
+        vec![
+            exchange(port, b"GET /x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            exchange(port, b"HEAD /x HTTP/1.1\r\n\r\n"),
+            exchange(port, b"POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            exchange(port, b"DELETE /x HTTP/1.1\r\n\r\n"),
+            exchange(port, b"nonsense\r\n\r\n"),
+            exchange(port, &oversized[..http::MAX_HEAD + 1]),
+        ]
+    });
+    let replies = smol::block_on(smol::future::or(server, client));
+    assert!(
+        replies[0].starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        replies[0].contains("Connection: close\r\n") && replies[0].ends_with("\r\n\r\nGET /x"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        replies[1].starts_with("HTTP/1.1 200 OK\r\n")
+            && replies[1].contains("Content-Length: 7\r\n"),
+        "{}",
+        replies[1]
+    );
+    assert!(
+        replies[1].ends_with("\r\n\r\n"),
+        "HEAD has no body: {}",
+        replies[1]
+    );
+    for reply in &replies[2..4] {
+        assert!(
+            reply.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{reply}"
+        );
+        assert!(reply.contains("Allow: GET, HEAD\r\n"), "{reply}");
+    }
+    assert!(replies[4].starts_with("HTTP/1.1 400 "), "{}", replies[4]);
+    assert!(replies[5].starts_with("HTTP/1.1 431 "), "{}", replies[5]);
+}
