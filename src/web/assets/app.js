@@ -178,10 +178,28 @@ function drawChart(series, now) {
     root.append(svg("circle", { class: `dot ${CLASSES[key]}`, cx: x(last.at), cy: y(last[key]), r: 2 }));
   }
   title.textContent = `${series.samples} samples since ${clock(t0)}`;
-  const wrap = el("div", { class: "chart-wrap" }, root,
-    el("div", { class: "axis" }, el("span", {}, clock(t0)), el("span", {}, `${series.samples} samples`),
-      el("span", {}, "now")));
-  return wrap;
+  const summary = `${series.samples} samples`;
+  const readout = el("span", { class: "readout" }, summary);
+  const cursor = svg("line", { class: "cursor", x1: -1, x2: -1, y1: 0, y2: height });
+  root.append(cursor);
+  // Hovering shows the values of the nearest point.
+  root.addEventListener("mousemove", (event) => {
+    const box = root.getBoundingClientRect();
+    const at = t0 + ((event.clientX - box.left) / box.width * width - pad) / (width - 2 * pad) * span;
+    let best = points[0];
+    for (const p of points) if (Math.abs(p.at - at) < Math.abs(best.at - at)) best = p;
+    cursor.setAttribute("x1", x(best.at));
+    cursor.setAttribute("x2", x(best.at));
+    readout.textContent = `${clock(best.at)} cpu ${percent(best.cpu)} mem ${percent(best.memory_percent)} ` +
+      `swap ${percent(best.swap_percent)}`;
+  });
+  root.addEventListener("mouseleave", () => {
+    cursor.setAttribute("x1", -1);
+    cursor.setAttribute("x2", -1);
+    readout.textContent = summary;
+  });
+  return el("div", { class: "chart-wrap" }, root,
+    el("div", { class: "axis" }, el("span", {}, clock(t0)), readout, el("span", {}, "now")));
 }
 
 async function refreshCharts(hosts, now) {
@@ -204,6 +222,21 @@ async function refreshCharts(hosts, now) {
   await Promise.all([worker(), worker(), worker(), worker()]);
 }
 
+// Hosts that need the operator first: down, stale, alerting, then the rest.
+function severity(host) {
+  if (host.state === "down") return 0;
+  if (host.state === "stale") return 1;
+  if (host.alerts.length) return 2;
+  return host.state === "waiting" ? 3 : 4;
+}
+
+function applyFilter() {
+  const text = document.getElementById("filter").value.trim().toLowerCase();
+  for (const row of document.querySelectorAll("#hosts tbody tr")) {
+    row.hidden = text !== "" && !row.dataset.host.toLowerCase().includes(text);
+  }
+}
+
 function showBanner(text) {
   const banner = document.getElementById("banner");
   banner.textContent = text;
@@ -222,7 +255,9 @@ async function refresh() {
     renderStatus(status);
     const known = new Set(hosts.hosts.map((h) => h.name));
     for (const name of charts.keys()) if (!known.has(name)) charts.delete(name);
-    document.querySelector("#hosts tbody").replaceChildren(...hosts.hosts.map((h) => hostRow(h, hosts.now)));
+    const ordered = [...hosts.hosts].sort((a, b) => severity(a) - severity(b) || (a.name < b.name ? -1 : 1));
+    document.querySelector("#hosts tbody").replaceChildren(...ordered.map((h) => hostRow(h, hosts.now)));
+    applyFilter();
     next = refreshMs(status);
     await refreshCharts(hosts.hosts, hosts.now);
   } catch (error) {
@@ -231,4 +266,5 @@ async function refresh() {
   setTimeout(refresh, next);
 }
 
+document.getElementById("filter").addEventListener("input", applyFilter);
 refresh();
