@@ -190,7 +190,11 @@ fn the_page_shows_hosts_charts_and_the_buffer_in_a_real_browser() {
     wait_for_samples(port, "self-0", 3, &log, None);
 
     let url = format!("http://127.0.0.1:{port}/");
-    let dom = skip_or_fail!(chromium(dir.path(), &url, &["--dump-dom"]));
+    let dom = skip_or_fail!(chromium(
+        dir.path(),
+        &url,
+        &["--dump-dom", "--window-size=1280,900"]
+    ));
     for host in ["self-0", "self-1"] {
         let row = row(&dom, host);
         assert!(

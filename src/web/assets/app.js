@@ -202,8 +202,26 @@ function drawChart(series, now) {
     el("div", { class: "axis" }, el("span", {}, clock(t0)), readout, el("span", {}, "now")));
 }
 
+// Charts are fetched only for rows on (or near) the screen, so a fleet of a
+// thousand hosts costs a screenful of requests per refresh, not a thousand.
+const visible = new Set();
+let lastNow = 0;
+const observer = new IntersectionObserver((entries) => {
+  const appeared = [];
+  for (const entry of entries) {
+    const name = entry.target.dataset.host;
+    if (entry.isIntersecting) {
+      if (!visible.has(name) && !charts.has(name)) appeared.push({ name });
+      visible.add(name);
+    } else {
+      visible.delete(name);
+    }
+  }
+  if (appeared.length) refreshCharts(appeared, lastNow);
+}, { rootMargin: "300px 0px" });
+
 async function refreshCharts(hosts, now) {
-  const queue = hosts.map((h) => h.name);
+  const queue = hosts.map((h) => h.name).filter((name) => visible.has(name));
   const worker = async () => {
     while (queue.length) {
       const name = queue.shift();
@@ -258,6 +276,9 @@ async function refresh() {
     const ordered = [...hosts.hosts].sort((a, b) => severity(a) - severity(b) || (a.name < b.name ? -1 : 1));
     document.querySelector("#hosts tbody").replaceChildren(...ordered.map((h) => hostRow(h, hosts.now)));
     applyFilter();
+    lastNow = hosts.now;
+    observer.disconnect();
+    for (const row of document.querySelectorAll("#hosts tbody tr")) observer.observe(row);
     next = refreshMs(status);
     await refreshCharts(hosts.hosts, hosts.now);
   } catch (error) {
