@@ -246,7 +246,7 @@ fn the_page_shows_hosts_charts_and_the_buffer_in_a_real_browser() {
             "no {id} in the buffer panel:\n{dom}"
         );
     }
-    assert!(dom.contains(" unsynced</div>"), "{dom}");
+    assert!(dom.contains("Buffer depth: unsynced</div>"), "{dom}");
     assert!(dom.contains("cannot reach MySQL"), "{dom}");
     assert!(dom.contains("3 hosts") && dom.contains("2 up"), "{dom}");
 

@@ -53,10 +53,15 @@ function ago(at, now) {
   return at === null || at === undefined ? "never" : `${duration((now - at) / 1000)} ago`;
 }
 
-function clock(at) {
+function clock(at, withDay) {
   const d = new Date(at);
   const pad = (n) => String(n).padStart(2, "0");
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const day = withDay ? `${d.toLocaleDateString(undefined, { month: "short", day: "numeric" })} ` : "";
+  return `${day}${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function count(n) {
+  return Number(n).toLocaleString();
 }
 
 function percent(value) {
@@ -94,8 +99,8 @@ function renderStatus(s) {
   const oldest = b.oldest_unsynced_age_s;
   const lagging = oldest !== null && oldest * 1000 > 10 * s.interval_ms + 120000;
   document.getElementById("buffer").replaceChildren(
-    fact("buffer-depth", "Buffer depth", `${b.unsynced} unsynced`,
-      `${b.samples} samples held · ${bytes(b.size_bytes)}`),
+    fact("buffer-depth", "Buffer depth: unsynced", count(b.unsynced),
+      `of ${count(b.samples)} samples held · ${bytes(b.size_bytes)}`),
     fact("buffer-oldest", "Oldest unsynced", oldest === null ? "none" : duration(oldest),
       oldest === null ? "everything is in MySQL" : "waiting for the central database",
       lagging ? "warn" : ""),
@@ -105,8 +110,8 @@ function renderStatus(s) {
     fact("outbox", "Outbox", `${out.pending} pending`,
       `${out.sent} sent · ${out.failed} failed` + (out.last_error ? ` · ${out.last_error}` : ""),
       out.failed || out.last_error ? "bad" : ""),
-    fact("retention", "Shed or refused", `${b.dropped} dropped`,
-      b.warning || `${b.quarantined} quarantined`, b.warning || b.dropped ? "warn" : ""));
+    fact("retention", "Shed or refused", `${count(b.dropped)} dropped`,
+      b.warning || `${count(b.quarantined)} quarantined`, b.warning || b.dropped ? "warn" : ""));
   document.getElementById("updated").textContent =
     `updated ${new Date(s.now).toLocaleTimeString()} · every ${duration(refreshMs(s) / 1000)}`;
 }
@@ -178,7 +183,7 @@ function drawChart(series, now) {
     root.append(svg("circle", { class: `dot ${CLASSES[key]}`, cx: x(last.at), cy: y(last[key]), r: 2 }));
   }
   title.textContent = `${series.samples} samples since ${clock(t0)}`;
-  const summary = `${series.samples} samples`;
+  const summary = `${count(series.samples)} samples`;
   const readout = el("span", { class: "readout" }, summary);
   const cursor = svg("line", { class: "cursor", x1: -1, x2: -1, y1: 0, y2: height });
   root.append(cursor);
@@ -199,7 +204,8 @@ function drawChart(series, now) {
     readout.textContent = summary;
   });
   return el("div", { class: "chart-wrap" }, root,
-    el("div", { class: "axis" }, el("span", {}, clock(t0)), readout, el("span", {}, "now")));
+    el("div", { class: "axis" }, el("span", {}, clock(t0, now - t0 > 12 * 3600 * 1000)), readout,
+      el("span", {}, "now")));
 }
 
 // Charts are fetched only for rows on (or near) the screen, so a fleet of a
