@@ -401,6 +401,15 @@ fn a_password_file_puts_the_page_behind_basic_auth() {
         assert_eq!(right.status, 200, "{path}: {}", right.head);
     }
 
+    let check = Edgemon::new(dir.path())
+        .args(["config", "check"])
+        .arg(&config)
+        .stdout();
+    assert!(
+        check.contains(&format!("page -> http://127.0.0.1:{port}/ (basic auth)")),
+        "{check}"
+    );
+
     // Off loopback, a password file is not optional.
     let open = dir.path().join("open.toml");
     std::fs::write(
