@@ -189,6 +189,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
         }
         None => None,
     };
+    let web = crate::web::start(&config)?;
     tracing::info!(hosts = config.hosts.len(), appliance = %config.appliance.id, "edgemon running");
 
     if once {
@@ -272,6 +273,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
     if let Some(server) = server {
         server.await;
     }
+    drop(web);
     tracing::info!("edgemon stopped");
     Ok(())
 }

@@ -22,3 +22,4 @@ pub mod shutdown;
 pub mod status;
 pub mod sync;
 pub mod text;
+pub mod web;

@@ -4,9 +4,10 @@
 //!
 //! Counters live in memory and restart at zero with the process (Prometheus'
 //! `rate()` handles that); gauges of the buffer are read from SQLite at each
-//! scrape, so they are exact. The HTTP side is deliberately minimal: GET of
-//! two paths, one request per connection, bounded request size and time; it
-//! ends with the daemon's shutdown and backs off after accept errors.
+//! scrape, so they are exact. The HTTP side is `web::http`, shared with the
+//! status page: GET and HEAD of two paths, one request per connection,
+//! bounded request size and time, accept errors waited out; it ends with the
+//! daemon's shutdown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,16 +17,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
 use crate::buffer::Buffer;
 use crate::collect::outcome::HostOutcome;
 use crate::shutdown::Shutdown;
-use crate::sync::Backoff;
-
-/// First and largest pause after a failed accept.
-const ACCEPT_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+use crate::web::http::Response;
 
 /// Counters shared by the daemon's loops.
 #[derive(Debug, Default)]
@@ -249,99 +246,37 @@ fn escape(label: &str) -> String {
 
 /// Binds the endpoint now (so a taken port is an error at start-up, not later).
 pub fn bind(listen: SocketAddr) -> std::io::Result<Async<TcpListener>> {
-    Async::<TcpListener>::bind(listen)
+    crate::web::http::bind(listen)
 }
 
-/// Serves `/metrics` and `/healthz` until `stop` fires (or the future is dropped). An accept
-/// error (out of file descriptors, say) is logged and waited out with a growing pause, so
-/// the loop never spins.
+/// Serves `/metrics` and `/healthz` until `stop` fires (or the future is dropped), through
+/// the HTTP server the status page uses (`web::http`: GET and HEAD only; accept errors are
+/// waited out with a growing pause, so the loop never spins).
 pub async fn serve(
     listener: Async<TcpListener>,
     metrics: std::sync::Arc<Metrics>,
     buffer_path: PathBuf,
     stop: Shutdown,
 ) {
-    let mut backoff = Backoff::new(ACCEPT_RETRY.0, ACCEPT_RETRY.1);
-    loop {
-        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
-            stop.wait().await;
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => return,
-            Some(Ok((stream, _))) => {
-                backoff.reset();
-                stream
-            }
-            Some(Err(error)) => {
-                let wait = backoff.next_delay();
-                if backoff.failures() == 1 || backoff.failures().is_power_of_two() {
-                    tracing::warn!(%error, failures = backoff.failures(), retry_in = ?wait,
-                        "metrics endpoint cannot accept connections");
+    let serving = crate::web::http::serve(listener, move |request| {
+        let (metrics, buffer_path) = (metrics.clone(), buffer_path.clone());
+        async move {
+            match request.path.as_str() {
+                "/metrics" => {
+                    let buffer =
+                        smol::unblock(move || Buffer::open_read_only(&buffer_path).ok()).await;
+                    Response::new(
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        metrics.render(buffer.as_ref()),
+                    )
                 }
-                smol::Timer::after(wait).await;
-                continue;
+                "/healthz" => Response::text(200, "ok\n"),
+                _ => Response::text(404, "not found\n"),
             }
-        };
-        let metrics = metrics.clone();
-        let buffer_path = buffer_path.clone();
-        smol::spawn(async move {
-            let reply = smol::future::or(handle(stream, &metrics, &buffer_path), async {
-                smol::Timer::after(Duration::from_secs(10)).await;
-            });
-            reply.await;
-        })
-        .detach();
-    }
-}
-
-async fn handle(
-    mut stream: Async<std::net::TcpStream>,
-    metrics: &Metrics,
-    buffer_path: &std::path::Path,
-) {
-    let mut request = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => request.extend_from_slice(&chunk[..n]),
         }
-    }
-    let line = String::from_utf8_lossy(request.split(|&b| b == b'\n').next().unwrap_or_default())
-        .into_owned();
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let path = buffer_path.to_path_buf();
-            let buffer = smol::unblock(move || Buffer::open_read_only(&path).ok()).await;
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.render(buffer.as_ref()),
-            )
-        }
-        ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_string(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.flush().await;
+    });
+    smol::future::or(serving, stop.wait()).await
 }
 
 #[cfg(test)]

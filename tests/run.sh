@@ -2,7 +2,7 @@
 # Runs every test of the workspace against real servers.
 #
 # Installs the server packages the integration tests start (sshd, MariaDB,
-# aiosmtpd) when one is missing and we may (root, or passwordless sudo), then
+# aiosmtpd, and Chromium for the browser test) when one is missing and we may (root, or passwordless sudo), then
 # runs the package test (tests/package_test.sh) and
 # `cargo test --workspace --all-targets --locked "$@"`. Tests start their own
 # throwaway servers on free 127.0.0.1 ports; this script never starts or
@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # libssl-dev and pkg-config: ssh2 and the TLS of mysql/lettre link the system OpenSSL.
-PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config)
+# chromium: the status page's browser test (tests/integration/web.rs), headless.
+PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config chromium)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -23,6 +24,7 @@ missing_servers() {
     [[ -x /usr/bin/ssh && -x /usr/bin/ssh-keygen ]] || echo "OpenSSH client (/usr/bin/ssh, ssh-keygen)"
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
     [[ -x /usr/bin/mariadb-install-db ]] || echo "MariaDB (/usr/bin/mariadb-install-db)"
+    [[ -x /usr/bin/chromium ]] || echo "Chromium for the status page's browser test (/usr/bin/chromium)"
     if ! [[ -x /usr/bin/python3 ]] || ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
         echo "aiosmtpd for /usr/bin/python3 (python3-aiosmtpd)"
     fi

@@ -20,12 +20,14 @@ mod migrations;
 mod retention;
 mod status;
 mod sync_queries;
+mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use retention::{RetentionReport, WARNING_KEY};
 pub use status::{BufferStatus, HostStatus, OutboxStatus};
 pub use sync_queries::{Journal, JournalFields, JournalRow, SyncSample};
+pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -157,7 +157,7 @@ impl Buffer {
         })
     }
 
-    fn host_statuses(&self) -> Result<Vec<HostStatus>> {
+    pub(crate) fn host_statuses(&self) -> Result<Vec<HostStatus>> {
         let e = self.err("reading host status");
         let conn = self.conn();
         let mut stmt = conn

@@ -55,8 +55,13 @@ pub fn summary(config: &Config) -> String {
         }
         None => format!("files in {}", config.mail.file_dir.display()),
     };
+    let web = match (config.web.listen, &config.web.password) {
+        (Some(listen), Some(_)) => format!(", page -> http://{listen}/ (basic auth)"),
+        (Some(listen), None) => format!(", page -> http://{listen}/"),
+        (None, _) => String::new(),
+    };
     format!(
-        "config OK: {} hosts ({ssh} ssh, {local} local), sync -> {}, mail -> {mail}",
+        "config OK: {} hosts ({ssh} ssh, {local} local), sync -> {}, mail -> {mail}{web}",
         config.hosts.len(),
         redact_url(config.sync.url.expose()),
     )

@@ -45,6 +45,9 @@ pub struct ConfigFile {
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `[web]`.
+    #[serde(default)]
+    pub web: WebSection,
 }
 
 /// `[appliance]`.
@@ -258,6 +261,16 @@ pub struct AlertSection {
 pub struct MetricsSection {
     /// Listen address, e.g. `"127.0.0.1:9100"`; absent means off.
     pub listen: Option<String>,
+}
+
+/// `[web]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Listen address of the status page, e.g. `"127.0.0.1:9180"`; absent means off.
+    pub listen: Option<String>,
+    /// File holding the basic-auth password.
+    pub password_file: Option<String>,
 }
 
 /// One `EDGEMON__SECTION__KEY` variable, parsed by its key's kind.

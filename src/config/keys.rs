@@ -329,6 +329,8 @@ pub(crate) const KEYS: &[Key] = &[
     duration("alert.flap_window", Some("1h"), MIN, times(DAY, 7), "Window in which alert flips are counted."),
     int("alert.flap_threshold", Some(6), 2, 1000, "Flips within flap_window that mark an alert flapping."),
     text("metrics.listen", None, "Prometheus endpoint address, e.g. 127.0.0.1:9100; off when absent."),
+    text("web.listen", None, "Status page and JSON API address, e.g. 127.0.0.1:9180; off when absent."),
+    text("web.password_file", None, "File holding the page's HTTP basic-auth password; required off loopback."),
 ];
 
 /// Sections whose keys get no layered default, because a default would

@@ -32,6 +32,8 @@ pub struct Config {
     pub alert: AlertPolicy,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The status page and its JSON API.
+    pub web: WebConfig,
 }
 
 /// `[appliance]`: who this box is.
@@ -254,4 +256,14 @@ pub struct AlertPolicy {
 pub struct MetricsConfig {
     /// Listen address; `None` when off (the default).
     pub listen: Option<SocketAddr>,
+}
+
+/// `[web]`: the status page and its JSON API.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Listen address; `None` when off (the default).
+    pub listen: Option<SocketAddr>,
+    /// The HTTP basic-auth password; always `Some` when `listen` is not a
+    /// loopback address (the configuration is refused otherwise).
+    pub password: Option<Secret>,
 }

@@ -91,8 +91,9 @@ pub(crate) fn resolve(
         flap_threshold: r.count("alert.flap_threshold", raw.alert.flap_threshold),
     };
     let metrics = MetricsConfig {
-        listen: r.listen(raw.metrics.listen.as_deref()),
+        listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),
     };
+    let web = r.web(&raw.web);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -107,6 +108,7 @@ pub(crate) fn resolve(
             mail,
             alert,
             metrics,
+            web,
         },
         warnings: r.warnings,
         inline_secrets: r.inline_secrets,
@@ -469,18 +471,50 @@ impl Resolver<'_> {
         }
     }
 
-    fn listen(&mut self, text: Option<&str>) -> Option<SocketAddr> {
+    fn listen(&mut self, key_path: &str, text: Option<&str>) -> Option<SocketAddr> {
         let text = text.filter(|text| !text.is_empty() && *text != "off")?;
         match text.parse() {
             Ok(address) => Some(address),
             Err(_) => {
                 self.error(
-                    "metrics.listen",
+                    key_path,
                     format!("{text:?} is not an address like 127.0.0.1:9100"),
                 );
                 None
             }
         }
+    }
+
+    /// `[web]`: a listen address off loopback needs a password, since the
+    /// page shows the site's hosts and their errors.
+    fn web(&mut self, raw: &file::WebSection) -> WebConfig {
+        let listen = self.listen("web.listen", raw.listen.as_deref());
+        let errors_before = self.errors.len();
+        let password = raw
+            .password_file
+            .as_deref()
+            .map(|path| self.file_secret("web.password_file", path));
+        let unreadable = self.errors.len() > errors_before;
+        if !unreadable
+            && password
+                .as_ref()
+                .is_some_and(|secret| secret.expose().is_empty())
+        {
+            self.error("web.password_file", "the password file is empty");
+        }
+        if let Some(address) = listen
+            && !address.ip().is_loopback()
+            && password.is_none()
+        {
+            self.error(
+                "web.listen",
+                format!(
+                    "{address} is not a loopback address: set web.password_file \
+                     (HTTP basic auth) or listen on 127.0.0.1"
+                ),
+            );
+        }
+        WebConfig { listen, password }
     }
 }
 

@@ -772,3 +772,48 @@ fn readme_lists_every_key_as_the_table_says() {
         "README.md's key table is stale; replace it with:\n{table}"
     );
 }
+
+#[test]
+fn the_web_page_off_loopback_needs_a_password_file() {
+    assert!(ok(BASE).web.listen.is_none());
+    let local = ok(&format!("{BASE}[web]\nlisten = \"127.0.0.1:9180\"\n"));
+    assert_eq!(
+        local.web.listen,
+        Some("127.0.0.1:9180".parse().expect("address"))
+    );
+    assert!(local.web.password.is_none());
+
+    let open = errors(&format!("{BASE}[web]\nlisten = \"0.0.0.0:9180\"\n")).to_string();
+    assert!(
+        open.contains("web.listen") && open.contains("web.password_file"),
+        "{open}"
+    );
+    let bad = errors(&format!("{BASE}[web]\nlisten = \"anywhere\"\n")).to_string();
+    assert!(bad.contains("web.listen"), "{bad}");
+
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let file = secrets.path().join("web-password");
+    std::fs::write(&file, "s3cret\n").expect("write password");
+    let guarded = ok(&format!(
+        "{BASE}[web]\nlisten = \"[::]:9180\"\npassword_file = \"{}\"\n",
+        file.display()
+    ));
+    assert_eq!(
+        guarded.web.password.as_ref().map(|p| p.expose()),
+        Some("s3cret")
+    );
+
+    std::fs::write(&file, "\n").expect("write empty password");
+    let empty = errors(&format!(
+        "{BASE}[web]\nlisten = \"0.0.0.0:9180\"\npassword_file = \"{}\"\n",
+        file.display()
+    ))
+    .to_string();
+    assert!(empty.contains("empty"), "{empty}");
+    let missing = errors(&format!(
+        "{BASE}[web]\nlisten = \"0.0.0.0:9180\"\npassword_file = \"{}\"\n",
+        secrets.path().join("absent").display()
+    ))
+    .to_string();
+    assert!(missing.contains("cannot read"), "{missing}");
+}

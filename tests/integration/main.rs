@@ -6,3 +6,4 @@ mod local;
 mod ssh;
 mod support;
 mod sync;
+mod web;

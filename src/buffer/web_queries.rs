@@ -1,0 +1,158 @@
+//! Read-only queries behind the status page's JSON API (`crate::web`): the
+//! hosts with their active alerts, and one host's samples over a time range,
+//! downsampled in SQL so that a reply never holds more than a bounded number
+//! of points however long the range.
+//!
+//! Every query here runs on a read-only connection ([`Buffer::open_read_only`]);
+//! in WAL mode it reads a snapshot and never blocks the daemon's writer.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Buffer, HostStatus, Result};
+
+/// An alert that is firing (or flapping) on a host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveAlert {
+    /// The rule: `cpu`, `memory`, `swap`, `reboot`, `unreachable`.
+    pub rule: String,
+    /// `firing` or `flapping`.
+    pub state: String,
+    /// When the current state began (Unix ms).
+    pub since: Option<i64>,
+    /// The value that last breached the limit, if the rule has one.
+    pub value: Option<f64>,
+}
+
+/// A host's status with its active alerts, for `/api/hosts`.
+#[derive(Debug, Clone)]
+pub struct WebHost {
+    /// What `edgemon status` shows of the host.
+    pub status: HostStatus,
+    /// Its firing and flapping alerts, by rule.
+    pub alerts: Vec<ActiveAlert>,
+}
+
+/// One point of a chart: one sample, or the mean of the samples of a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Receive time (Unix ms); of a bucket, the mean receive time of its samples.
+    pub at: i64,
+    /// CPU %.
+    pub cpu: f64,
+    /// Memory used / total, %.
+    pub memory_percent: f64,
+    /// Swap used / total, % (0 without swap).
+    pub swap_percent: f64,
+}
+
+/// A host's samples in a time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Samples in the range (before downsampling).
+    pub samples: i64,
+    /// Width of a bucket in ms; 0 when every sample is a point.
+    pub bucket_ms: i64,
+    /// The points, oldest first.
+    pub points: Vec<SeriesPoint>,
+}
+
+impl Buffer {
+    /// Every host, by name, with its active alerts.
+    pub fn web_hosts(&self) -> Result<Vec<WebHost>> {
+        let e = self.err("reading hosts for the status page");
+        let hosts = self.host_statuses()?;
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT a.rule, a.state, a.since, a.last_value
+                 FROM alert_state a JOIN hosts h ON h.id = a.host_id
+                 WHERE h.name = ?1 AND a.state IN ('firing', 'flapping')
+                 ORDER BY a.rule",
+            )
+            .map_err(&e)?;
+        let mut out = Vec::with_capacity(hosts.len());
+        for status in hosts {
+            let alerts = stmt
+                .query_map([&status.name], |r| {
+                    Ok(ActiveAlert {
+                        rule: r.get(0)?,
+                        state: r.get(1)?,
+                        since: r.get(2)?,
+                        value: r.get(3)?,
+                    })
+                })
+                .map_err(&e)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(&e)?;
+            out.push(WebHost { status, alerts });
+        }
+        Ok(out)
+    }
+
+    /// The samples of `host` received in `since..=until` (Unix ms): each one a
+    /// point when there are at most `max_points`, else the means of at most
+    /// `max_points` equal buckets spanning the first to the last sample.
+    /// `None` when the buffer has no such host.
+    pub fn host_series(
+        &self,
+        host: &str,
+        since: i64,
+        until: i64,
+        max_points: usize,
+    ) -> Result<Option<Series>> {
+        let e = self.err("reading a host's samples for the status page");
+        let conn = self.conn();
+        let Some(host_id): Option<i64> = conn
+            .query_row("SELECT id FROM hosts WHERE name = ?1", [host], |r| r.get(0))
+            .optional()
+            .map_err(&e)?
+        else {
+            return Ok(None);
+        };
+        let (samples, first, last): (i64, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM samples
+                 WHERE host_id = ?1 AND received_at BETWEEN ?2 AND ?3",
+                params![host_id, since, until],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&e)?;
+        let max_points = max_points.max(1) as i64;
+        let (first, last) = (first.unwrap_or(since), last.unwrap_or(since));
+        // A bucket width that puts every sample in one of at most `max_points` buckets.
+        let bucket_ms = if samples <= max_points {
+            0
+        } else {
+            ((last - first) / max_points + 1).max(1)
+        };
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT CAST(AVG(received_at) AS INTEGER), AVG(cpu),
+                        AVG(CASE WHEN mem_total > 0 THEN mem_used * 100.0 / mem_total ELSE 0 END),
+                        AVG(CASE WHEN swap_total > 0 THEN swap_used * 100.0 / swap_total ELSE 0 END)
+                 FROM samples
+                 WHERE host_id = ?1 AND received_at BETWEEN ?2 AND ?3
+                 GROUP BY CASE WHEN ?4 = 0 THEN id ELSE (received_at - ?5) / ?4 END
+                 ORDER BY 1",
+            )
+            .map_err(&e)?;
+        let points = stmt
+            .query_map(params![host_id, since, until, bucket_ms, first], |r| {
+                Ok(SeriesPoint {
+                    at: r.get(0)?,
+                    cpu: r.get(1)?,
+                    memory_percent: r.get(2)?,
+                    swap_percent: r.get(3)?,
+                })
+            })
+            .map_err(&e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(&e)?;
+        Ok(Some(Series {
+            samples,
+            bucket_ms,
+            points,
+        }))
+    }
+}
