@@ -271,7 +271,7 @@ const DEFAULTS: &[(&str, Default)] = &[
     ("collect.auth_timeout", Default::Text("20s")),
     ("collect.command_timeout", Default::Text("60s")),
     ("collect.host_key_policy", Default::Text("accept-new")),
-    ("collect.agent_dir", Default::Text("/tmp/.edgemon-agent")),
+    ("collect.agent_dir", Default::Text("~/.cache/edgemon")),
     ("collect.persistent_sessions", Default::Flag(true)),
     ("collect.resident_agent", Default::Flag(true)),
     ("collect.agent_idle_timeout", Default::Text("10m")),
