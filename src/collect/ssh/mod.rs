@@ -196,14 +196,13 @@ fn attempt(
     let until = Instant::now() + shared.settings.command_timeout;
     session::limit(&link.session, until);
     if reused {
-        // Due after an idle spell between rounds: a link that was reset fails here at once.
-        link.session
-            .keepalive_send()
+        // A link that was reset fails here at once; a silent one leaves this in flight.
+        session::keepalive(&link.session)
             .map_err(|e| Failure::Lost(format!("sending a keepalive: {e}")))?;
     }
     if let Some(mut channel) = link.resident.take() {
         watch.enter(Phase::Reply);
-        match exchange(&mut channel, &link.session, shared, true) {
+        match exchange(&mut channel, &link.session, shared, true, until) {
             Ok(report) => {
                 link.resident = Some(channel);
                 return Ok(report);
@@ -237,7 +236,7 @@ fn attempt(
         channel
             .exec(&command)
             .map_err(|e| broken("cannot exec the agent", e))?;
-        match exchange(&mut channel, &link.session, shared, resident) {
+        match exchange(&mut channel, &link.session, shared, resident, until) {
             Ok(report) => {
                 if resident {
                     link.resident = Some(channel);
@@ -300,6 +299,7 @@ fn exchange(
     session: &Session,
     shared: &Shared,
     resident: bool,
+    until: Instant,
 ) -> Result<Report, Failure> {
     let initiator = Initiator::new();
     // No `flush()`: on an ssh2 channel it discards received, unread data (libssh2_channel_flush).
@@ -308,7 +308,13 @@ fn exchange(
         let _ = channel.send_eof();
     }
     let max = shared.max_reply();
-    let reply = match envelope::read_frame(channel, max) {
+    let mut patient = Patient {
+        channel,
+        session,
+        until,
+        slice: session::liveness(shared.settings.connect_timeout) / 2,
+    };
+    let reply = match envelope::read_frame(&mut patient, max) {
         Ok(Some(reply)) => reply,
         Ok(None) => {
             let why = match sent {
@@ -358,6 +364,34 @@ fn exchange(
         let _ = channel.close();
     }
     Ok(report)
+}
+
+/// Reads the agent's reply until `until`, sending a keepalive every `slice` of silence so that
+/// a dead link has unacknowledged data in flight and its TCP user timeout fires. A libssh2
+/// timeout before `until` is a slice ending, not an error; reads resume where they stopped.
+struct Patient<'a> {
+    channel: &'a mut Channel,
+    session: &'a Session,
+    until: Instant,
+    slice: std::time::Duration,
+}
+
+impl std::io::Read for Patient<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let left = self.until.saturating_duration_since(Instant::now());
+            session::limit(self.session, Instant::now() + left.min(self.slice));
+            match self.channel.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !left.is_zero() => {
+                    if left <= self.slice {
+                        return Err(e);
+                    }
+                    session::keepalive(self.session).map_err(std::io::Error::other)?;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// Connects to `target` and returns its host key blob, without checking it (for

@@ -8,12 +8,14 @@
 //! socket down when the host's whole budget is spent, which makes any
 //! blocked libssh2 call return at once.
 //!
-//! A dead peer is noticed within [`liveness`] (`connect_timeout`, at least
-//! 2 s): the socket's TCP user timeout closes a connection whose sent data
-//! stays unacknowledged that long, and libssh2 sends SSH keepalives (with
-//! want-reply) at that interval while it blocks, so there is always data in
-//! flight to be acknowledged. A TCP connect that gets no answer is
-//! `unreachable`, like one refused: the host is down or cut off.
+//! A dead peer is noticed within about 1.5 × [`liveness`] (`connect_timeout`,
+//! at least 2 s): the socket's TCP user timeout closes a connection whose
+//! sent data stays unacknowledged that long, and [`keepalive`] puts data in
+//! flight (an SSH keepalive) at the start of a pooled round and every half
+//! `liveness` while waiting for a reply. libssh2's own periodic keepalive is
+//! left off: with it, a blocking wait longer than the interval fails with
+//! "Timed out waiting on socket" (libssh2 1.11). A TCP connect that gets no
+//! answer is `unreachable`, like one refused: the host is down or cut off.
 
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
@@ -137,6 +139,16 @@ pub fn liveness(connect_timeout: Duration) -> Duration {
     connect_timeout.max(Duration::from_secs(2))
 }
 
+/// Sends one SSH keepalive (`keepalive@libssh2.org`, no reply wanted: libssh2 would keep
+/// every reply queued) unless one went out in the last two seconds. The keepalive interval is
+/// set only around the call, so that blocking waits do not time out at it.
+pub fn keepalive(session: &Session) -> Result<(), ssh2::Error> {
+    session.set_keepalive(false, 2);
+    let sent = session.keepalive_send();
+    session.set_keepalive(false, 0);
+    sent.map(|_| ())
+}
+
 /// Whether the session's last error was its connection failing (a socket error or a
 /// disconnect), as opposed to a channel or protocol error.
 pub fn connection_lost(session: &Session) -> bool {
@@ -202,9 +214,6 @@ pub fn open(
     watch.enter(Phase::Auth);
     limit(&session, auth_until);
     authenticate(&session, target, &display)?;
-    // Only now: libssh2 sends a due keepalive from any blocking wait, and a global request
-    // before the key exchange and login would break them.
-    session.set_keepalive(true, u32::try_from(alive.as_secs()).unwrap_or(u32::MAX));
     Ok((session, socket))
 }
 
