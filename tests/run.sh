@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # libssl-dev and pkg-config: ssh2 and the TLS of mysql/lettre link the system OpenSSL.
-PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config)
+# iproute2 and nftables: the namespace test hosts (tests/integration/support/netns.rs).
+PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config
+          iproute2 nftables)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -23,6 +25,8 @@ missing_servers() {
     [[ -x /usr/bin/ssh && -x /usr/bin/ssh-keygen ]] || echo "OpenSSH client (/usr/bin/ssh, ssh-keygen)"
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
     [[ -x /usr/bin/mariadb-install-db ]] || echo "MariaDB (/usr/bin/mariadb-install-db)"
+    [[ -x /usr/sbin/ip ]] || echo "iproute2 for namespace test hosts (/usr/sbin/ip)"
+    [[ -x /usr/sbin/nft ]] || echo "nftables for namespace test hosts (/usr/sbin/nft)"
     if ! [[ -x /usr/bin/python3 ]] || ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
         echo "aiosmtpd for /usr/bin/python3 (python3-aiosmtpd)"
     fi

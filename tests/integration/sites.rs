@@ -131,10 +131,14 @@ fn namespace_hosts_are_separate_machines_that_can_be_cut_healed_and_rebooted() {
     let mut host = skip_or_fail!(site.host(Conditions::default()));
     assert!(host.address().starts_with("198.18.") || host.address().starts_with("198.19."));
     // Its own /tmp, its own home for the login user.
-    host.run_as(None, "echo here > /tmp/probe").expect("write /tmp");
+    host.run_as(None, "echo here > /tmp/probe")
+        .expect("write /tmp");
     let probe = host.run_as(None, "cat /tmp/probe").expect("read /tmp");
     assert_eq!(String::from_utf8_lossy(&probe.stdout), "here\n");
-    assert!(!Path::new("/tmp/probe").exists(), "the host's /tmp is the box's");
+    assert!(
+        !Path::new("/tmp/probe").exists(),
+        "the host's /tmp is the box's"
+    );
     let home = host
         .run_as(None, &format!("ls -ldn '{}'", site.login_home().display()))
         .expect("ls home");
@@ -147,7 +151,11 @@ fn namespace_hosts_are_separate_machines_that_can_be_cut_healed_and_rebooted() {
     host.cut().expect("cut");
     let err = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))
         .expect_err("a cut host does not answer");
-    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "silent, not {err}");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut,
+        "silent, not {err}"
+    );
     host.heal().expect("heal");
     std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10)).expect("healed");
 
@@ -163,7 +171,10 @@ fn namespace_hosts_are_separate_machines_that_can_be_cut_healed_and_rebooted() {
     assert_ne!(host.host_key_fingerprint(), key);
     let namespace = host.namespace().to_string();
     drop(host);
-    let listed = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+    let listed = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
     assert!(
         !String::from_utf8_lossy(&listed.stdout).contains(&namespace),
         "{namespace} outlived its guard"
@@ -177,7 +188,11 @@ fn a_silent_partition_is_unreachable_and_the_host_is_sampled_in_the_round_after_
     let b = skip_or_fail!(site.host(Conditions::default()));
     let c = skip_or_fail!(site.host(Conditions::default()));
     let scratch = temp_dir();
-    let entries = vec![entry("a", &site, &a), entry("b", &site, &b), entry("c", &site, &c)];
+    let entries = vec![
+        entry("a", &site, &a),
+        entry("b", &site, &b),
+        entry("c", &site, &c),
+    ];
     let config = settings(DEFAULT_AGENT_DIR, Duration::from_secs(1));
     let collector = collector(entries, config, scratch.path());
     Round::run(&collector, "before").sampled(&["a", "b", "c"]);
@@ -186,10 +201,14 @@ fn a_silent_partition_is_unreachable_and_the_host_is_sampled_in_the_round_after_
     // The pooled session dies silently: noticed, retried on a fresh connection, which gets
     // no answer.
     let round = Round::run(&collector, "first round cut off");
-    let message = round.sampled(&["a", "c"]).failed("b", ErrorClass::Unreachable);
+    let message = round
+        .sampled(&["a", "c"])
+        .failed("b", ErrorClass::Unreachable);
     assert!(message.contains("no answer to a TCP connect"), "{message}");
     let round = Round::run(&collector, "second round cut off");
-    round.sampled(&["a", "c"]).failed("b", ErrorClass::Unreachable);
+    round
+        .sampled(&["a", "c"])
+        .failed("b", ErrorClass::Unreachable);
 
     b.heal().expect("heal b");
     Round::run(&collector, "after the heal").sampled(&["a", "b", "c"]);
@@ -404,8 +423,9 @@ impl Drop for Daemon {
 
 /// One host's attempts in round order: (time, error class or None for a sample).
 fn attempts(buffer: &Path, host: &str) -> Vec<(i64, Option<String>)> {
-    let db = rusqlite::Connection::open_with_flags(buffer, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open the buffer");
+    let db =
+        rusqlite::Connection::open_with_flags(buffer, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the buffer");
     let mut rows: Vec<(i64, Option<String>)> = Vec::new();
     let mut samples = db
         .prepare("SELECT s.received_at FROM samples s JOIN hosts h ON h.id = s.host_id WHERE h.name = ?1")
@@ -420,7 +440,9 @@ fn attempts(buffer: &Path, host: &str) -> Vec<(i64, Option<String>)> {
         .prepare("SELECT e.at, e.class FROM collection_errors e JOIN hosts h ON h.id = e.host_id WHERE h.name = ?1")
         .expect("prepare");
     for row in errors
-        .query_map([host], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .query_map([host], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
         .expect("errors")
     {
         let (at, class) = row.expect("a row");
@@ -469,7 +491,11 @@ fn the_daemon_rides_out_a_partition_and_a_reboot_on_a_three_host_site() {
         key = site.key().display(),
         smtp = smtp.port(),
     );
-    for (name, host) in [("healthy", &healthy), ("cut", &cut), ("rebooted", &rebooted)] {
+    for (name, host) in [
+        ("healthy", &healthy),
+        ("cut", &cut),
+        ("rebooted", &rebooted),
+    ] {
         text.push_str(&format!(
             "[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nport = {}\n",
             host.address(),
@@ -494,7 +520,9 @@ fn the_daemon_rides_out_a_partition_and_a_reboot_on_a_three_host_site() {
     };
     assert!(
         wait_until(Duration::from_secs(120), || {
-            ["healthy", "cut", "rebooted"].iter().all(|h| last_seq(h) >= 2)
+            ["healthy", "cut", "rebooted"]
+                .iter()
+                .all(|h| last_seq(h) >= 2)
         }),
         "no two rounds of samples from every host"
     );
@@ -539,22 +567,36 @@ fn the_daemon_rides_out_a_partition_and_a_reboot_on_a_three_host_site() {
         ["healthy", "cut", "rebooted"].map(|name| attempts(buffer, name));
     let show = format!("healthy {healthy_log:?}\ncut {cut_log:?}\nrebooted {rebooted_log:?}");
     // One attempt per host per round; the healthy host has a sample in every round.
-    assert!(healthy_log.iter().all(|(_, class)| class.is_none()), "{show}");
+    assert!(
+        healthy_log.iter().all(|(_, class)| class.is_none()),
+        "{show}"
+    );
     assert_eq!(healthy_log.len(), cut_log.len(), "{show}");
     assert_eq!(healthy_log.len(), rebooted_log.len(), "{show}");
     let within = |log: &[(i64, Option<String>)], since: i64| {
         rounds_until_sampled(log, since).is_some_and(|n| n <= 1)
     };
-    assert!(within(&cut_log, healed_at), "cut host after the heal\n{show}");
+    assert!(
+        within(&cut_log, healed_at),
+        "cut host after the heal\n{show}"
+    );
     assert!(within(&rebooted_log, rebooted_at), "rebooted host\n{show}");
     // While cut off, the class says so.
     let classes: Vec<&str> = cut_log.iter().filter_map(|(_, c)| c.as_deref()).collect();
     assert!(
-        !classes.is_empty() && classes.iter().all(|c| *c == "unreachable" || *c == "timeout"),
+        !classes.is_empty()
+            && classes
+                .iter()
+                .all(|c| *c == "unreachable" || *c == "timeout"),
         "{show}"
     );
     assert!(classes.contains(&"unreachable"), "{show}");
     // Only the cut host's alert was mailed.
     let mails = smtp.messages();
-    assert_eq!(mails.len(), 2, "{:#?}", mails.iter().map(|m| m.subject()).collect::<Vec<_>>());
+    assert_eq!(
+        mails.len(),
+        2,
+        "{:#?}",
+        mails.iter().map(|m| m.subject()).collect::<Vec<_>>()
+    );
 }

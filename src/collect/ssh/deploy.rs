@@ -58,8 +58,7 @@ impl Deployments {
     /// of uploads to `destination` so far, for [`ensure_uploaded`].
     pub fn settled(&self, destination: &str) -> u64 {
         let slot = self.slot(destination);
-        let count = *slot.lock().unwrap_or_else(|p| p.into_inner());
-        count
+        *slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn slot(&self, destination: &str) -> Arc<Mutex<u64>> {
@@ -307,7 +306,11 @@ mod tests {
     #[test]
     fn upload_then_start_runs_the_uploaded_file_and_a_missing_file_exits_97() {
         let dir = tempfile::tempdir().unwrap();
-        let agent_dir = dir.path().join("sub dir \"q\"/deeper").display().to_string();
+        let agent_dir = dir
+            .path()
+            .join("sub dir \"q\"/deeper")
+            .display()
+            .to_string();
         let hash = hash_of(BODY);
 
         let missing = sh(&start_command(&agent_dir, &hash, None));
@@ -343,7 +346,11 @@ mod tests {
 
     /// Plants `body` as the agent in `agent_dir` (created with `dir_mode`) and runs the start
     /// command; returns its output and whether the planted file ran (it touches a marker).
-    fn start_planted(dir_mode: u32, file_mode: u32, body_hash: Option<&str>) -> (i32, String, bool) {
+    fn start_planted(
+        dir_mode: u32,
+        file_mode: u32,
+        body_hash: Option<&str>,
+    ) -> (i32, String, bool) {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
         let body = format!("#!/bin/sh\ntouch '{}'\n", marker.display());
@@ -354,7 +361,11 @@ mod tests {
         std::fs::write(&file, &body).unwrap();
         chmod(&file, file_mode);
         chmod(&agent_dir, dir_mode);
-        let out = sh(&start_command(&agent_dir.display().to_string(), &expected, None));
+        let out = sh(&start_command(
+            &agent_dir.display().to_string(),
+            &expected,
+            None,
+        ));
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -411,7 +422,11 @@ mod tests {
         chmod(&agent_dir, 0o700);
         let file = agent_dir.join(format!("edgemon-agent-{}", &hash[..16]));
         std::os::unix::fs::symlink(&real, file).unwrap();
-        let out = sh(&start_command(&agent_dir.display().to_string(), &hash, None));
+        let out = sh(&start_command(
+            &agent_dir.display().to_string(),
+            &hash,
+            None,
+        ));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(UNTRUSTED), "{stderr}");
         assert!(stderr.contains("symbolic link"), "{stderr}");
@@ -436,6 +451,9 @@ mod tests {
     fn a_home_relative_dir_expands_on_the_host() {
         let (dir, file) = remote_path("~/.cache/edgemon", &"f".repeat(64));
         assert_eq!(dir, "\"$HOME/.cache/edgemon\"");
-        assert_eq!(file, "\"$HOME/.cache/edgemon\"/edgemon-agent-ffffffffffffffff");
+        assert_eq!(
+            file,
+            "\"$HOME/.cache/edgemon\"/edgemon-agent-ffffffffffffffff"
+        );
     }
 }

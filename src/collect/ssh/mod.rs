@@ -143,7 +143,11 @@ pub fn collect(
     };
     let result = match attempt(&mut link, shared, watch, reused) {
         Err(Failure::Lost(why) | Failure::Ended(why)) if reused && !watch.expired() => {
-            tracing::debug!(host = name, why, "pooled session failed; retrying on a fresh one");
+            tracing::debug!(
+                host = name,
+                why,
+                "pooled session failed; retrying on a fresh one"
+            );
             drop(link);
             match connect(name, target, shared, watch) {
                 Ok(fresh) => {
@@ -334,9 +338,7 @@ fn exchange(
             .into());
         }
         Err(FrameError::Io(e)) if session::connection_lost(session) => {
-            return Err(Failure::Lost(format!(
-                "reading the agent's reply: {e}"
-            )));
+            return Err(Failure::Lost(format!("reading the agent's reply: {e}")));
         }
         Err(FrameError::Io(e)) => {
             return Err(fail(

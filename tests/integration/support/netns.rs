@@ -41,7 +41,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::sshd::{HostKey, LocalUser, SshdBuilder, keygen};
-use super::{ChildGuard, START_TIMEOUT, Unavailable, greets_at, require_file, run_tool, wait_until};
+use super::{
+    ChildGuard, START_TIMEOUT, Unavailable, greets_at, require_file, run_tool, wait_until,
+};
 
 const IP: &str = "/usr/sbin/ip";
 const NFT: &str = "/usr/sbin/nft";
@@ -256,9 +258,8 @@ impl NetnsHost {
         let host_key = HostKey::generate(&dir.join("host_ed25519"))?;
         let ns = format!("em{pid}-{n}");
         let veth = format!("emr{pid}x{n}");
-        run_tool(Command::new(IP).args(["netns", "add", &ns])).map_err(|e| {
-            Unavailable(format!("cannot create network namespace {ns}: {e:#}"))
-        })?;
+        run_tool(Command::new(IP).args(["netns", "add", &ns]))
+            .map_err(|e| Unavailable(format!("cannot create network namespace {ns}: {e:#}")))?;
         // From here on, Drop cleans up whatever exists.
         let mut host = NetnsHost {
             site,
@@ -295,7 +296,8 @@ impl NetnsHost {
             "echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null; true",
         ])?;
         let lock = File::create(ALLOC_LOCK).with_context(|| format!("creating {ALLOC_LOCK}"))?;
-        lock.lock().with_context(|| format!("locking {ALLOC_LOCK}"))?;
+        lock.lock()
+            .with_context(|| format!("locking {ALLOC_LOCK}"))?;
         let used = used_slots()?;
         let start = (std::process::id() as usize * 64 + NEXT_HOST.load(Ordering::Relaxed)) % SLOTS;
         let slot = (0..SLOTS)
@@ -373,10 +375,18 @@ impl NetnsHost {
             config = config.display(),
         );
         let mut cmd = Command::new(IP);
-        cmd.args(["netns", "exec", &self.ns, UNSHARE, "-m", "--propagation", "private"])
-            .args(["/bin/sh", "-c", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "netns",
+            "exec",
+            &self.ns,
+            UNSHARE,
+            "-m",
+            "--propagation",
+            "private",
+        ])
+        .args(["/bin/sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let mut sshd = ChildGuard::spawn("namespace sshd", &mut cmd)?;
         let address = SocketAddr::from((self.address, 22));
         sshd.wait_ready(&log, || greets_at(address, "SSH-2.0"))
@@ -418,7 +428,11 @@ impl NetnsHost {
             guard.kill()?;
         }
         if !gone {
-            bail!("processes in {} survived SIGKILL: {:?}", self.ns, self.pids());
+            bail!(
+                "processes in {} survived SIGKILL: {:?}",
+                self.ns,
+                self.pids()
+            );
         }
         Ok(())
     }
@@ -437,7 +451,11 @@ impl NetnsHost {
     }
 
     fn in_ns(&self, args: &[&str]) -> Result<Output> {
-        run_tool(Command::new(IP).args(["netns", "exec", &self.ns]).args(args))
+        run_tool(
+            Command::new(IP)
+                .args(["netns", "exec", &self.ns])
+                .args(args),
+        )
     }
 
     fn nft(&self, rules: &str) -> Result<()> {
@@ -454,11 +472,7 @@ impl NetnsHost {
 
     /// The SSH port to connect to (22, or the delay relay's).
     pub fn port(&self) -> u16 {
-        if self.relay.is_some() {
-            RELAY_PORT
-        } else {
-            22
-        }
+        if self.relay.is_some() { RELAY_PORT } else { 22 }
     }
 
     /// The network namespace's name.
