@@ -199,11 +199,6 @@ fn attempt(
 ) -> Result<Report, Failure> {
     let until = Instant::now() + shared.settings.command_timeout;
     session::limit(&link.session, until);
-    if reused {
-        // A link that was reset fails here at once; a silent one leaves this in flight.
-        session::keepalive(&link.session)
-            .map_err(|e| Failure::Lost(format!("sending a keepalive: {e}")))?;
-    }
     if let Some(mut channel) = link.resident.take() {
         watch.enter(Phase::Reply);
         match exchange(&mut channel, &link.session, shared, true, until) {

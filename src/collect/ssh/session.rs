@@ -10,9 +10,9 @@
 //!
 //! A dead peer is noticed within about 1.5 × [`liveness`] (`connect_timeout`,
 //! at least 2 s): the socket's TCP user timeout closes a connection whose
-//! sent data stays unacknowledged that long, and [`keepalive`] puts data in
-//! flight (an SSH keepalive) at the start of a pooled round and every half
-//! `liveness` while waiting for a reply. libssh2's own periodic keepalive is
+//! sent data stays unacknowledged that long; the request is the first such
+//! data, and [`keepalive`] puts an SSH keepalive in flight after every half
+//! `liveness` of silence while waiting for the reply. libssh2's own periodic keepalive is
 //! left off: with it, a blocking wait longer than the interval fails with
 //! "Timed out waiting on socket" (libssh2 1.11). A TCP connect that gets no
 //! answer is `unreachable`, like one refused: the host is down or cut off.
