@@ -220,6 +220,8 @@ fn attempt(
     let mut uploaded = false;
     loop {
         watch.enter(Phase::Reply);
+        // The reply's reader leaves libssh2's timeout at a keepalive slice; undo that.
+        session::limit(&link.session, until);
         let broken = |what: &str, e: ssh2::Error| {
             let why = format!("{what}: {e}");
             if reused || session::connection_lost(&link.session) {
@@ -313,7 +315,9 @@ fn exchange(
         until,
         slice: session::liveness(shared.settings.connect_timeout) / 2,
     };
-    let reply = match envelope::read_frame(&mut patient, max) {
+    let read = envelope::read_frame(&mut patient, max);
+    session::limit(session, until);
+    let reply = match read {
         Ok(Some(reply)) => reply,
         Ok(None) => {
             let why = match sent {
