@@ -15,7 +15,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # libssl-dev and pkg-config: ssh2 and the TLS of mysql/lettre link the system OpenSSL.
 # chromium: the status page's browser test (tests/integration/web.rs), headless.
-PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config chromium)
+# iproute2 and nftables: the namespace test hosts (tests/integration/support/netns.rs).
+PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config
+          chromium iproute2 nftables)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -25,6 +27,8 @@ missing_servers() {
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
     [[ -x /usr/bin/mariadb-install-db ]] || echo "MariaDB (/usr/bin/mariadb-install-db)"
     [[ -x /usr/bin/chromium ]] || echo "Chromium for the status page's browser test (/usr/bin/chromium)"
+    [[ -x /usr/sbin/ip ]] || echo "iproute2 for namespace test hosts (/usr/sbin/ip)"
+    [[ -x /usr/sbin/nft ]] || echo "nftables for namespace test hosts (/usr/sbin/nft)"
     if ! [[ -x /usr/bin/python3 ]] || ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
         echo "aiosmtpd for /usr/bin/python3 (python3-aiosmtpd)"
     fi

@@ -10,7 +10,8 @@ use crate::report::Report;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorClass {
-    /// TCP connect failed (refused, no route, DNS).
+    /// TCP connect failed or got no answer (refused, no route, DNS, host silent), or an open
+    /// connection was lost.
     Unreachable,
     /// A connect, handshake, auth or command deadline passed.
     Timeout,
@@ -22,6 +23,9 @@ pub enum ErrorClass {
     HostKeyUnknown,
     /// The agent could not be deployed or run, or exited abnormally.
     AgentFailed,
+    /// The agent's file or directory on the host could have been written by someone other
+    /// than the login user, or its SHA-256 is not the expected one: it was not run.
+    AgentUntrusted,
     /// The reply failed the envelope's checks (tampered, truncated, oversized).
     BadEnvelope,
     /// The decrypted report was not valid stats XML.
@@ -40,6 +44,7 @@ impl ErrorClass {
             ErrorClass::HostKeyChanged => "host-key-changed",
             ErrorClass::HostKeyUnknown => "host-key-unknown",
             ErrorClass::AgentFailed => "agent-failed",
+            ErrorClass::AgentUntrusted => "agent-untrusted",
             ErrorClass::BadEnvelope => "bad-envelope",
             ErrorClass::BadPayload => "bad-payload",
             ErrorClass::Internal => "internal",

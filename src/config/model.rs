@@ -71,7 +71,8 @@ pub struct CollectConfig {
     pub known_hosts: Option<PathBuf>,
     /// Global host-key policy (hosts may override).
     pub host_key_policy: HostKeyPolicy,
-    /// Directory on the remote host that holds the agent.
+    /// Directory on the remote host that holds the agent: absolute, or `~/...` (expanded by the
+    /// remote shell); it must be private to the login user.
     pub agent_dir: String,
     /// Keep SSH sessions open across rounds.
     pub persistent_sessions: bool,

@@ -334,11 +334,12 @@ impl Resolver<'_> {
 
     fn collect(&mut self, raw: &ConfigFile) -> CollectConfig {
         let c = &raw.collect;
-        if !c.agent_dir.starts_with('/') {
+        if !c.agent_dir.starts_with('/') && !c.agent_dir.starts_with("~/") {
             self.error(
                 "collect.agent_dir",
                 format!(
-                    "{:?} must be an absolute path on the remote host",
+                    "{:?} must be an absolute path on the remote host, or start with ~/ \
+                     (the login user's home there)",
                     c.agent_dir
                 ),
             );

@@ -3,6 +3,7 @@ mod config_cli;
 mod daemon;
 mod harness;
 mod local;
+mod sites;
 mod ssh;
 mod support;
 mod sync;

@@ -1,15 +1,28 @@
-//! Putting the agent on a host: the remote copy is
+//! Putting the agent on a host, and refusing to run one that anybody but the
+//! login user could have written. The remote copy is
 //! `<agent_dir>/edgemon-agent-<sha256 prefix>`, so its name says which build
-//! it is and "its SHA-256 differs" is "that file does not exist". The command
-//! that starts the agent checks for the file and exits with [`MISSING`]
-//! instead of running it when it is absent; only then is the agent uploaded.
+//! it is and "its SHA-256 differs" is "that file does not exist".
 //!
-//! Upload is one exec of `cat > tmp.$$ && chmod 700 && mv tmp.$$ final` in a
-//! directory created `mkdir -p`, mode 0700 and checked to be owned by the
-//! login user: the rename is atomic, so several host entries on one machine
-//! uploading at once cannot leave a corrupt agent. Within this process,
-//! entries that share `user@address:port` and directory upload once
-//! ([`Deployments`]). This module does not read the agent's reply.
+//! Trust is checked on the host, by the command that starts the agent,
+//! every time it starts (so once per resident agent, not per round): the
+//! directory and the file must belong to the login user, be writable by
+//! nobody else (group and other write bits off) and not be symbolic links;
+//! the directory's parent must belong to the user or root and, if others may
+//! write to it, carry the sticky bit; and the file's SHA-256 must be the
+//! expected one. Anything else exits [`UNTRUSTED`] with what was found (owner
+//! uid, mode, hash prefix) on stderr and never runs the file. An absent file
+//! exits [`MISSING`]; only then is the agent uploaded.
+//!
+//! Upload is one exec of `mkdir -p` (umask 077, so a new directory and its
+//! parents are 0700), the same ownership checks on the directory (a shared
+//! directory such as a world-writable `/tmp/shared` is refused, not used),
+//! then `cat > tmp.$$`, a SHA-256 check and `mv tmp.$$ final`: the rename is
+//! atomic, so several host entries on one machine uploading at once cannot
+//! leave a corrupt agent. Within this process, entries that share
+//! `user@address:port` take turns ([`Deployments`]); what they remember is
+//! only a count of uploads, never "the file is there", so an agent that
+//! vanished (a reboot wiping `/tmp`) is uploaded again. This module does not
+//! read the agent's reply.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -25,31 +38,30 @@ use crate::collect::outcome::{CollectError, ErrorClass};
 /// Exit status of the start command when the agent file is absent.
 pub const MISSING: i32 = 97;
 
+/// Exit status of the start and upload commands when the directory or the file fails the
+/// ownership, mode or SHA-256 checks; the finding is on stderr.
+pub const UNTRUSTED: i32 = 96;
+
 /// Largest stderr or stray stdout kept for messages.
 const KEEP_TEXT: u64 = 4096;
 
-/// Uploads done by this process, per destination, so entries on one box upload once.
+/// Uploads done by this process, counted per destination, so that entries on one box upload
+/// once per disappearance of the agent instead of once each.
 #[derive(Debug, Default)]
 pub struct Deployments {
-    by_destination: Mutex<HashMap<String, Arc<Mutex<bool>>>>,
+    by_destination: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
 }
 
 impl Deployments {
     /// Blocks while another entry uploads to `destination`, so that this one execs once, after
-    /// the upload, instead of finding the agent missing and exec'ing twice.
-    pub fn wait_for_upload(&self, destination: &str) {
-        let slot = self
-            .by_destination
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(destination)
-            .cloned();
-        if let Some(slot) = slot {
-            drop(slot.lock().unwrap_or_else(|p| p.into_inner()));
-        }
+    /// the upload, instead of finding the agent missing and exec'ing twice. Returns the number
+    /// of uploads to `destination` so far, for [`ensure_uploaded`].
+    pub fn settled(&self, destination: &str) -> u64 {
+        let slot = self.slot(destination);
+        *slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn slot(&self, destination: &str) -> Arc<Mutex<bool>> {
+    fn slot(&self, destination: &str) -> Arc<Mutex<u64>> {
         let mut map = self
             .by_destination
             .lock()
@@ -64,6 +76,7 @@ pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
     let dir = agent_dir.trim_end_matches('/');
     let (prefix, rest) = match dir.strip_prefix("~/") {
         Some(rest) => ("$HOME/", rest),
+        None if dir == "~" => ("$HOME", ""),
         None => ("", dir),
     };
     let quoted: String = rest
@@ -78,51 +91,80 @@ pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
     (dir, file)
 }
 
-/// The command that runs the agent if present, else exits [`MISSING`].
+/// Shell functions shared by the start and upload commands (POSIX sh, `ls -ldn` for owner and
+/// mode, so no GNU `stat` is needed):
+/// - `o PATH WHAT TYPE`: PATH is of TYPE (`d` or `-`), not a symlink, owned by `$u`, and has
+///   no group or other write bit;
+/// - `p DIR`: DIR's parent is owned by `$u` or root, and sticky if others may write to it;
+/// - `s FILE`: FILE's SHA-256 in hex (sha256sum, shasum or openssl), empty if none exists.
+const CHECKS: &str = r#"set -f; u=$(id -u)
+o() { l=$(LC_ALL=C ls -ldn -- "$1" 2>/dev/null) || { echo "$2 $1 cannot be examined" >&2; return 1; }
+ set -- "$1" "$2" "$3" $l
+ case $4 in l*) echo "$2 $1 is a symbolic link (owner uid $6)" >&2; return 1;; "$3"*) ;; *) echo "$2 $1 is not a $( [ "$3" = d ] && echo directory || echo regular file) (mode $4, owner uid $6)" >&2; return 1;; esac
+ [ "$6" = "$u" ] || { echo "$2 $1 is owned by uid $6, not by the login user (uid $u); mode $4" >&2; return 1; }
+ case $4 in ?????w*|????????w*) echo "$2 $1 is writable by others (mode $4, owner uid $6)" >&2; return 1;; esac; }
+p() { l=$(LC_ALL=C ls -ldn -- "$1/.." 2>/dev/null) || { echo "the parent of $1 cannot be examined" >&2; return 1; }
+ set -- "$1" $l
+ case $4 in "$u"|0) ;; *) echo "the parent of agent directory $1 is owned by uid $4 (mode $2)" >&2; return 1;; esac
+ case $2 in ?????w*|????????w*) case $2 in ?????????[tT]*) ;; *) echo "the parent of agent directory $1 is writable by others without the sticky bit (mode $2)" >&2; return 1;; esac;; esac; }
+s() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; elif command -v shasum >/dev/null 2>&1; then shasum -a 256; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; fi < "$1" 2>/dev/null | cut -c1-64; }
+"#;
+
+/// The command that checks the agent and runs it; exits [`MISSING`] when it is absent and
+/// [`UNTRUSTED`] (never running it) when a check fails.
 pub fn start_command(agent_dir: &str, hash: &str, idle_timeout_s: Option<u64>) -> String {
-    let (_, file) = remote_path(agent_dir, hash);
+    let (dir, file) = remote_path(agent_dir, hash);
     let args = idle_timeout_s
         .map(|s| format!(" --idle-timeout {s}"))
         .unwrap_or_default();
-    format!("f={file}; if [ -x \"$f\" ]; then exec \"$f\"{args}; else exit {MISSING}; fi")
+    let short = &hash[..16.min(hash.len())];
+    format!(
+        "{CHECKS}d={dir}; f={file}\n\
+         if [ ! -e \"$f\" ] && [ ! -L \"$f\" ]; then exit {MISSING}; fi\n\
+         {{ p \"$d\" && o \"$d\" 'agent directory' d && o \"$f\" agent -; }} || exit {UNTRUSTED}\n\
+         h=$(s \"$f\")\n\
+         if [ -z \"$h\" ]; then echo \"cannot check the SHA-256 of agent $f: no sha256sum, shasum or openssl on the host\" >&2; exit {UNTRUSTED}; fi\n\
+         if [ \"$h\" != {hash} ]; then echo \"agent $f has SHA-256 $(printf %.16s \"$h\")..., expected {short}... (owner uid $u)\" >&2; exit {UNTRUSTED}; fi\n\
+         exec \"$f\"{args}"
+    )
 }
 
-/// The upload command: private directory, temporary name, hash check where `sha256sum`
-/// exists, atomic rename.
+/// The upload command: a private directory (created 0700, refused if it is not the login
+/// user's alone), a temporary name, a SHA-256 check, an atomic rename.
 pub fn upload_command(agent_dir: &str, hash: &str) -> String {
     let (dir, file) = remote_path(agent_dir, hash);
     format!(
-        "umask 077; d={dir}; f={file}; \
-         mkdir -p \"$d\" && chmod 700 \"$d\" || exit 1; \
-         if [ ! -O \"$d\" ]; then echo \"agent directory $d is not owned by $(id -un)\" >&2; exit 1; fi; \
-         t=\"$d/.edgemon-agent.tmp.$$\"; \
-         cat > \"$t\" && chmod 700 \"$t\" || {{ rm -f \"$t\"; exit 1; }}; \
-         if command -v sha256sum >/dev/null 2>&1; then \
-           h=$(sha256sum < \"$t\" | cut -c1-64); \
-           if [ \"$h\" != {hash} ]; then echo \"uploaded agent has SHA-256 $h, expected {hash}\" >&2; rm -f \"$t\"; exit 1; fi; \
-         fi; \
+        "umask 077; {CHECKS}d={dir}; f={file}\n\
+         mkdir -p \"$d\" || {{ echo \"cannot create agent directory $d\" >&2; exit 1; }}\n\
+         {{ p \"$d\" && o \"$d\" 'agent directory' d; }} || exit {UNTRUSTED}\n\
+         t=\"$d/.edgemon-agent.tmp.$$\"\n\
+         cat > \"$t\" && chmod 700 \"$t\" || {{ rm -f \"$t\"; exit 1; }}\n\
+         h=$(s \"$t\")\n\
+         if [ \"$h\" != {hash} ]; then echo \"uploaded agent has SHA-256 ${{h:-unknown}}, expected {hash}\" >&2; rm -f \"$t\"; exit 1; fi\n\
          mv -f \"$t\" \"$f\""
     )
 }
 
-/// Uploads `agent` unless this process already did for `destination`; blocks while
-/// another entry on the same destination uploads.
+/// Uploads `agent` unless another entry on the same destination uploaded since this one saw
+/// `seen` uploads ([`Deployments::settled`]); blocks while such an upload runs.
+#[allow(clippy::too_many_arguments)]
 pub fn ensure_uploaded(
     session: &Session,
     deployments: &Deployments,
     destination: &str,
+    seen: u64,
     agent_dir: &str,
     agent: &[u8],
     hash: &str,
     until: Instant,
 ) -> Result<(), CollectError> {
     let slot = deployments.slot(destination);
-    let mut done = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if *done {
+    let mut count = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if *count != seen {
         return Ok(());
     }
     upload(session, agent_dir, agent, hash, until)?;
-    *done = true;
+    *count += 1;
     Ok(())
 }
 
@@ -154,13 +196,28 @@ fn upload(
         .map_err(|e| failed(format!("closing stdin: {e}")))?;
     let (_, stderr) = drain(&mut channel);
     let status = finish(&mut channel).map_err(failed)?;
-    if status != 0 {
-        return Err(failed(format!(
+    match status {
+        0 => Ok(()),
+        UNTRUSTED => Err(untrusted(&stderr, "not uploaded")),
+        _ => Err(failed(format!(
             "the upload command exited with status {status}{}",
             said(&stderr)
-        )));
+        ))),
     }
-    Ok(())
+}
+
+/// The `agent-untrusted` error for what a check printed; `outcome` says what was not done.
+pub fn untrusted(stderr: &str, outcome: &str) -> CollectError {
+    let found = stderr.trim();
+    let found = if found.is_empty() {
+        "a check failed without saying why"
+    } else {
+        found
+    };
+    fail(
+        ErrorClass::AgentUntrusted,
+        format!("{found}; the agent was {outcome}"),
+    )
 }
 
 /// Reads what is left of stdout and stderr (bounded) until EOF.
@@ -212,6 +269,8 @@ pub fn said(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn sh(command: &str) -> std::process::Output {
@@ -222,33 +281,55 @@ mod tests {
             .unwrap()
     }
 
+    fn upload_locally(agent_dir: &str, hash: &str, body: &[u8]) -> std::process::Output {
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(upload_command(agent_dir, hash))
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    const BODY: &[u8] = b"#!/bin/sh\necho started \"$@\"\n";
+
+    fn hash_of(body: &[u8]) -> String {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body))
+    }
+
+    fn chmod(path: &std::path::Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
     #[test]
     fn upload_then_start_runs_the_uploaded_file_and_a_missing_file_exits_97() {
         let dir = tempfile::tempdir().unwrap();
-        let agent_dir = dir.path().join("sub dir \"q\"").display().to_string();
-        let body = b"#!/bin/sh\necho started \"$@\"\n";
-        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+        let agent_dir = dir
+            .path()
+            .join("sub dir \"q\"/deeper")
+            .display()
+            .to_string();
+        let hash = hash_of(BODY);
 
         let missing = sh(&start_command(&agent_dir, &hash, None));
         assert_eq!(missing.status.code(), Some(MISSING));
 
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(upload_command(&agent_dir, &hash))
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(body).unwrap();
-        assert!(child.wait().unwrap().success());
+        assert!(upload_locally(&agent_dir, &hash, BODY).status.success());
 
         let run = sh(&start_command(&agent_dir, &hash, Some(30)));
         assert_eq!(
             String::from_utf8_lossy(&run.stdout),
-            "started --idle-timeout 30\n"
+            "started --idle-timeout 30\n",
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
         );
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&agent_dir).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
+        // The directory and the parents mkdir made are private.
+        for path in [dir.path().join("sub dir \"q\""), agent_dir.clone().into()] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", path.display());
+        }
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&agent_dir).unwrap().count(), 1);
     }
@@ -257,18 +338,122 @@ mod tests {
     fn a_corrupted_upload_is_refused_and_not_renamed_into_place() {
         let dir = tempfile::tempdir().unwrap();
         let agent_dir = dir.path().join("a").display().to_string();
-        let hash = "0".repeat(64);
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(upload_command(&agent_dir, &hash))
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"not it").unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = upload_locally(&agent_dir, &"0".repeat(64), b"not it");
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("expected"));
         assert_eq!(std::fs::read_dir(&agent_dir).unwrap().count(), 0);
+    }
+
+    /// Plants `body` as the agent in `agent_dir` (created with `dir_mode`) and runs the start
+    /// command; returns its output and whether the planted file ran (it touches a marker).
+    fn start_planted(
+        dir_mode: u32,
+        file_mode: u32,
+        body_hash: Option<&str>,
+    ) -> (i32, String, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let body = format!("#!/bin/sh\ntouch '{}'\n", marker.display());
+        let agent_dir = dir.path().join("agent");
+        std::fs::create_dir(&agent_dir).unwrap();
+        let expected = body_hash.map_or_else(|| hash_of(body.as_bytes()), str::to_string);
+        let file = agent_dir.join(format!("edgemon-agent-{}", &expected[..16]));
+        std::fs::write(&file, &body).unwrap();
+        chmod(&file, file_mode);
+        chmod(&agent_dir, dir_mode);
+        let out = sh(&start_command(
+            &agent_dir.display().to_string(),
+            &expected,
+            None,
+        ));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            marker.exists(),
+        )
+    }
+
+    #[test]
+    fn a_trusted_agent_runs() {
+        let (code, stderr, ran) = start_planted(0o700, 0o700, None);
+        assert_eq!((code, ran), (0, true), "{stderr}");
+    }
+
+    #[test]
+    fn an_agent_in_a_directory_others_may_write_is_not_run() {
+        let (code, stderr, ran) = start_planted(0o777, 0o755, None);
+        assert_eq!((code, ran), (UNTRUSTED, false), "{stderr}");
+        assert!(
+            stderr.contains("agent directory") && stderr.contains("writable by others"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("drwxrwxrwx"), "the mode is named: {stderr}");
+    }
+
+    #[test]
+    fn a_group_writable_agent_is_not_run() {
+        let (code, stderr, ran) = start_planted(0o700, 0o775, None);
+        assert_eq!((code, ran), (UNTRUSTED, false), "{stderr}");
+        assert!(stderr.contains("-rwxrwxr-x"), "{stderr}");
+    }
+
+    #[test]
+    fn an_agent_with_another_hash_is_not_run() {
+        let other = "ab".repeat(32);
+        let (code, stderr, ran) = start_planted(0o700, 0o700, Some(&other));
+        assert_eq!((code, ran), (UNTRUSTED, false), "{stderr}");
+        assert!(
+            stderr.contains("has SHA-256") && stderr.contains("expected abababababababab"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn a_symlinked_agent_is_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let body = format!("#!/bin/sh\ntouch '{}'\n", marker.display());
+        let hash = hash_of(body.as_bytes());
+        let real = dir.path().join("real");
+        std::fs::write(&real, &body).unwrap();
+        chmod(&real, 0o700);
+        let agent_dir = dir.path().join("agent");
+        std::fs::create_dir(&agent_dir).unwrap();
+        chmod(&agent_dir, 0o700);
+        let file = agent_dir.join(format!("edgemon-agent-{}", &hash[..16]));
+        std::os::unix::fs::symlink(&real, file).unwrap();
+        let out = sh(&start_command(
+            &agent_dir.display().to_string(),
+            &hash,
+            None,
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(UNTRUSTED), "{stderr}");
+        assert!(stderr.contains("symbolic link"), "{stderr}");
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn upload_refuses_a_shared_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        chmod(&shared, 0o1777);
+        let hash = hash_of(BODY);
+        let out = upload_locally(&shared.display().to_string(), &hash, BODY);
+        assert_eq!(out.status.code(), Some(UNTRUSTED));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("writable by others"), "{stderr}");
+        assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_home_relative_dir_expands_on_the_host() {
+        let (dir, file) = remote_path("~/.cache/edgemon", &"f".repeat(64));
+        assert_eq!(dir, "\"$HOME/.cache/edgemon\"");
+        assert_eq!(
+            file,
+            "\"$HOME/.cache/edgemon\"/edgemon-agent-ffffffffffffffff"
+        );
     }
 }

@@ -1,14 +1,23 @@
 //! The SSH transport: the only module that knows ssh2. One call of
 //! [`collect`] visits one host once: it reuses the host's open [`Link`] when
 //! there is one (persistent sessions) or opens a new one (connect, handshake,
-//! pinned host key, authentication), makes sure the agent is deployed, sends
-//! it one envelope request and opens its reply.
+//! pinned host key, authentication), makes sure the agent is deployed and
+//! trusted, sends it one envelope request and opens its reply.
 //!
 //! With `resident_agent`, the agent stays running on its exec channel and the
 //! link keeps that channel, so a steady-state round is one request frame and
-//! one reply frame on an open channel: no exec, no handshake. A link that
-//! broke between rounds (agent idle-timed out, server restarted) is rebuilt
-//! once, transparently, within the same deadline.
+//! one reply frame on an open channel: no exec, no handshake. The agent's
+//! ownership and hash are checked on the host each time it starts
+//! ([`deploy`]), so not in steady rounds.
+//!
+//! Sessions heal themselves. Every session sends SSH keepalives while it waits
+//! and its socket has a TCP user timeout, so a link whose peer went silent
+//! (partition, host powered off) fails within `connect_timeout` instead of
+//! costing the whole `command_timeout`. A failed exchange on a pooled link
+//! (dead session, reset, the agent's channel gone) is retried once on a fresh
+//! connection in the same round, within the same deadline; a resident agent
+//! that idle-timed out is started again on the same session. An agent that
+//! vanished from the host is uploaded again.
 //!
 //! Everything here blocks; the scheduler runs it on the blocking pool and
 //! enforces the per-host deadline through [`Watch`]. This module does not
@@ -97,8 +106,11 @@ fn destination(target: &SshTarget) -> String {
 
 /// How one attempt on a link ended badly.
 enum Failure {
-    /// The link was dead before the agent said anything: rebuild it and try once more.
-    Stale(String),
+    /// The connection failed (reset, closed, silent past the TCP user timeout): on a pooled
+    /// link, rebuild it and try once more; on a fresh one the host is unreachable.
+    Lost(String),
+    /// The agent's channel ended before a reply, the session being fine: the agent exited.
+    Ended(String),
     /// A real outcome for this round.
     Failed(CollectError),
 }
@@ -130,8 +142,12 @@ pub fn collect(
         },
     };
     let result = match attempt(&mut link, shared, watch, reused) {
-        Err(Failure::Stale(why)) if reused => {
-            tracing::debug!(host = name, why, "persistent session broke; reconnecting");
+        Err(Failure::Lost(why) | Failure::Ended(why)) if reused && !watch.expired() => {
+            tracing::debug!(
+                host = name,
+                why,
+                "pooled session failed; retrying on a fresh one"
+            );
             drop(link);
             match connect(name, target, shared, watch) {
                 Ok(fresh) => {
@@ -147,7 +163,14 @@ pub fn collect(
         Ok(report) if shared.settings.persistent_sessions => (Ok(report), Some(link)),
         Ok(report) => (Ok(report), None),
         Err(Failure::Failed(e)) => (Err(e), None),
-        Err(Failure::Stale(why)) => (Err(fail(ErrorClass::AgentFailed, why)), None),
+        Err(Failure::Lost(why)) => (
+            Err(fail(
+                ErrorClass::Unreachable,
+                format!("lost the connection to {}: {why}", link.destination),
+            )),
+            None,
+        ),
+        Err(Failure::Ended(why)) => (Err(fail(ErrorClass::AgentFailed, why)), None),
     }
 }
 
@@ -178,13 +201,13 @@ fn attempt(
     session::limit(&link.session, until);
     if let Some(mut channel) = link.resident.take() {
         watch.enter(Phase::Reply);
-        match exchange(&mut channel, shared, true) {
+        match exchange(&mut channel, &link.session, shared, true, until) {
             Ok(report) => {
                 link.resident = Some(channel);
                 return Ok(report);
             }
             // The agent idle-timed out or was killed: start it again on this session.
-            Err(Failure::Stale(why)) => {
+            Err(Failure::Ended(why)) => {
                 tracing::debug!(why, "resident agent gone; starting it again");
             }
             Err(e) => return Err(e),
@@ -193,46 +216,56 @@ fn attempt(
     let resident = shared.settings.resident_agent;
     let idle = resident.then(|| shared.settings.agent_idle_timeout.as_secs().max(1));
     let command = deploy::start_command(&shared.settings.agent_dir, shared.agent_hash, idle);
-    shared.deployments.wait_for_upload(&link.destination);
+    let seen = shared.deployments.settled(&link.destination);
     let mut uploaded = false;
     loop {
         watch.enter(Phase::Reply);
-        let mut channel = link.session.channel_session().map_err(|e| {
-            let why = format!("cannot open a channel: {e}");
-            if reused {
-                Failure::Stale(why)
+        // The reply's reader leaves libssh2's timeout at a keepalive slice; undo that.
+        session::limit(&link.session, until);
+        let broken = |what: &str, e: ssh2::Error| {
+            let why = format!("{what}: {e}");
+            if reused || session::connection_lost(&link.session) {
+                Failure::Lost(why)
             } else {
                 Failure::Failed(fail(ErrorClass::AgentFailed, why))
             }
-        })?;
-        channel.exec(&command).map_err(|e| {
-            let why = format!("cannot exec the agent: {e}");
-            if reused {
-                Failure::Stale(why)
-            } else {
-                Failure::Failed(fail(ErrorClass::AgentFailed, why))
-            }
-        })?;
-        match exchange(&mut channel, shared, resident) {
+        };
+        let mut channel = link
+            .session
+            .channel_session()
+            .map_err(|e| broken("cannot open a channel", e))?;
+        channel
+            .exec(&command)
+            .map_err(|e| broken("cannot exec the agent", e))?;
+        match exchange(&mut channel, &link.session, shared, resident, until) {
             Ok(report) => {
                 if resident {
                     link.resident = Some(channel);
                 }
                 return Ok(report);
             }
-            Err(Failure::Stale(_)) => {}
+            Err(Failure::Ended(_)) => {}
             Err(e) => return Err(e),
         }
-        // The command ended without a reply: missing agent, or a real failure.
+        // The command ended without a reply: missing or untrusted agent, or a real failure.
         let (stdout, stderr) = deploy::drain(&mut channel);
-        let status = deploy::finish(&mut channel)
-            .map_err(|e| fail(ErrorClass::AgentFailed, format!("agent: {e}")))?;
+        let status = deploy::finish(&mut channel).map_err(|e| {
+            if session::connection_lost(&link.session) {
+                Failure::Lost(format!("agent: {e}"))
+            } else {
+                Failure::Failed(fail(ErrorClass::AgentFailed, format!("agent: {e}")))
+            }
+        })?;
+        if status == deploy::UNTRUSTED {
+            return Err(deploy::untrusted(&stderr, "not run").into());
+        }
         if status == deploy::MISSING && !uploaded {
             watch.enter(Phase::Deploy);
             deploy::ensure_uploaded(
                 &link.session,
                 &shared.deployments,
                 &link.destination,
+                seen,
                 &shared.settings.agent_dir,
                 shared.agent,
                 shared.agent_hash,
@@ -260,8 +293,15 @@ fn attempt(
 }
 
 /// Sends one request on `channel` and reads and opens one reply. A channel that ends before
-/// the first reply byte is [`Failure::Stale`]; a non-resident agent gets EOF after the request.
-fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Report, Failure> {
+/// the first reply byte is [`Failure::Ended`]; a failing connection is [`Failure::Lost`]; a
+/// non-resident agent gets EOF after the request.
+fn exchange(
+    channel: &mut Channel,
+    session: &Session,
+    shared: &Shared,
+    resident: bool,
+    until: Instant,
+) -> Result<Report, Failure> {
     let initiator = Initiator::new();
     // No `flush()`: on an ssh2 channel it discards received, unread data (libssh2_channel_flush).
     let sent = envelope::write_frame(channel, &initiator.request());
@@ -269,14 +309,25 @@ fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Re
         let _ = channel.send_eof();
     }
     let max = shared.max_reply();
-    let reply = match envelope::read_frame(channel, max) {
+    let mut patient = Patient {
+        channel,
+        session,
+        until,
+        slice: session::liveness(shared.settings.connect_timeout) / 2,
+    };
+    let read = envelope::read_frame(&mut patient, max);
+    session::limit(session, until);
+    let reply = match read {
         Ok(Some(reply)) => reply,
         Ok(None) => {
             let why = match sent {
                 Ok(()) => "the agent's channel closed without a reply".to_string(),
                 Err(e) => format!("the request could not be sent ({e})"),
             };
-            return Err(Failure::Stale(why));
+            if session::connection_lost(session) {
+                return Err(Failure::Lost(why));
+            }
+            return Err(Failure::Ended(why));
         }
         Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
             return Err(fail(
@@ -284,6 +335,9 @@ fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Re
                 "no reply from the agent within collect.command_timeout",
             )
             .into());
+        }
+        Err(FrameError::Io(e)) if session::connection_lost(session) => {
+            return Err(Failure::Lost(format!("reading the agent's reply: {e}")));
         }
         Err(FrameError::Io(e)) => {
             return Err(fail(
@@ -311,6 +365,34 @@ fn exchange(channel: &mut Channel, shared: &Shared, resident: bool) -> Result<Re
         let _ = channel.close();
     }
     Ok(report)
+}
+
+/// Reads the agent's reply until `until`, sending a keepalive every `slice` of silence so that
+/// a dead link has unacknowledged data in flight and its TCP user timeout fires. A libssh2
+/// timeout before `until` is a slice ending, not an error; reads resume where they stopped.
+struct Patient<'a> {
+    channel: &'a mut Channel,
+    session: &'a Session,
+    until: Instant,
+    slice: std::time::Duration,
+}
+
+impl std::io::Read for Patient<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let left = self.until.saturating_duration_since(Instant::now());
+            session::limit(self.session, Instant::now() + left.min(self.slice));
+            match self.channel.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !left.is_zero() => {
+                    if left <= self.slice {
+                        return Err(e);
+                    }
+                    session::keepalive(self.session).map_err(std::io::Error::other)?;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// Connects to `target` and returns its host key blob, without checking it (for

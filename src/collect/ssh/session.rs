@@ -7,6 +7,15 @@
 //! times as long), so the scheduler also holds a [`Watch`] that shuts the
 //! socket down when the host's whole budget is spent, which makes any
 //! blocked libssh2 call return at once.
+//!
+//! A dead peer is noticed within about 1.5 × [`liveness`] (`connect_timeout`,
+//! at least 2 s): the socket's TCP user timeout closes a connection whose
+//! sent data stays unacknowledged that long; the request is the first such
+//! data, and [`keepalive`] puts an SSH keepalive in flight after every half
+//! `liveness` of silence while waiting for the reply. libssh2's own periodic keepalive is
+//! left off: with it, a blocking wait longer than the interval fails with
+//! "Timed out waiting on socket" (libssh2 1.11). A TCP connect that gets no
+//! answer is `unreachable`, like one refused: the host is down or cut off.
 
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
@@ -21,8 +30,13 @@ use crate::collect::outcome::{CollectError, ErrorClass};
 use crate::config::{Auth, SshTarget};
 
 /// libssh2 error codes we branch on (libssh2.h).
+const LIBSSH2_ERROR_SOCKET_NONE: i32 = -1;
 const LIBSSH2_ERROR_KEX_FAILURE: i32 = -5;
+const LIBSSH2_ERROR_SOCKET_SEND: i32 = -7;
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
+const LIBSSH2_ERROR_SOCKET_DISCONNECT: i32 = -13;
+const LIBSSH2_ERROR_SOCKET_TIMEOUT: i32 = -30;
+const LIBSSH2_ERROR_SOCKET_RECV: i32 = -43;
 
 /// Where a host's collection is, for timeout messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +133,37 @@ pub fn limit(session: &Session, until: Instant) {
     session.set_timeout(ms);
 }
 
+/// How long a connection may leave data unacknowledged before it counts as dead, and the SSH
+/// keepalive interval: `connect_timeout`, at least 2 s (libssh2's shortest keepalive interval).
+pub fn liveness(connect_timeout: Duration) -> Duration {
+    connect_timeout.max(Duration::from_secs(2))
+}
+
+/// Sends one SSH keepalive (`keepalive@libssh2.org`, no reply wanted: libssh2 would keep
+/// every reply queued) unless one went out in the last two seconds. The keepalive interval is
+/// set only around the call, so that blocking waits do not time out at it.
+pub fn keepalive(session: &Session) -> Result<(), ssh2::Error> {
+    session.set_keepalive(false, 2);
+    let sent = session.keepalive_send();
+    session.set_keepalive(false, 0);
+    sent.map(|_| ())
+}
+
+/// Whether the session's last error was its connection failing (a socket error or a
+/// disconnect), as opposed to a channel or protocol error.
+pub fn connection_lost(session: &Session) -> bool {
+    matches!(
+        ssh2::Error::last_session_error(session).map(|e| e.code()),
+        Some(ssh2::ErrorCode::Session(
+            LIBSSH2_ERROR_SOCKET_NONE
+                | LIBSSH2_ERROR_SOCKET_SEND
+                | LIBSSH2_ERROR_SOCKET_DISCONNECT
+                | LIBSSH2_ERROR_SOCKET_TIMEOUT
+                | LIBSSH2_ERROR_SOCKET_RECV
+        ))
+    )
+}
+
 /// Connects, handshakes, checks the host key and authenticates.
 pub fn open(
     name: &str,
@@ -132,6 +177,9 @@ pub fn open(
     let socket = connect(&display, target, settings.connect_timeout)?;
     watch.arm(&socket);
     let _ = socket.set_nodelay(true);
+    let alive = liveness(settings.connect_timeout);
+    // Best effort: without it a silent peer costs the command timeout, as before.
+    let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(alive));
 
     watch.enter(Phase::Handshake);
     let auth_until = Instant::now() + settings.auth_timeout;
@@ -219,9 +267,9 @@ fn connect(
     }
     Err(match last {
         Some(e) if e.kind() == std::io::ErrorKind::TimedOut => fail(
-            ErrorClass::Timeout,
+            ErrorClass::Unreachable,
             format!(
-                "TCP connect to {display} timed out after {}",
+                "no answer to a TCP connect to {display} within {} (host down or cut off)",
                 humantime::format_duration(timeout)
             ),
         ),

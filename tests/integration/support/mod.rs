@@ -7,14 +7,16 @@
 //! and [`Edgemon`], which runs the real `edgemon` binary and prints the
 //! command, cwd, stdout and stderr when an assertion about it fails (after
 //! ripgrep's `tests/util.rs`). The servers live in [`sshd`], [`mariadb`] and
-//! [`smtp`]. Nothing here talks to anything but 127.0.0.1, and nothing here
-//! ever touches the system MariaDB on port 3306.
+//! [`smtp`]; [`netns`] builds whole hosts in network namespaces. Nothing here
+//! talks to anything but 127.0.0.1 and the namespace hosts' 198.18.0.0/15
+//! addresses, and nothing here ever touches the system MariaDB on port 3306.
 
 // Each test uses a different part of the harness; the parts a given build of
 // the test binary does not reach yet are still part of the harness's API.
 #![allow(dead_code)]
 
 pub mod mariadb;
+pub mod netns;
 pub mod smtp;
 pub mod sshd;
 
@@ -188,7 +190,12 @@ pub fn log_tail(path: &Path, max: usize) -> String {
 /// Reads from 127.0.0.1:`port` until `greeting` appears in what the server
 /// sends first; true if it did. Used as a readiness probe.
 pub fn greets_with(port: u16, greeting: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+    greets_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), greeting)
+}
+
+/// [`greets_with`] for any address (a namespace host's 198.18.x.y).
+pub fn greets_at(address: std::net::SocketAddr, greeting: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(5)) else {
         return false;
     };
     if stream

@@ -64,7 +64,7 @@ impl SshdBuilder {
         require_file(SSHD, "OpenSSH server")?;
         require_file(SSH_KEYGEN, "ssh-keygen")?;
         let password_user = if self.password_user {
-            Some(TestUser::create()?)
+            Some(LocalUser::with_password()?)
         } else {
             None
         };
@@ -94,7 +94,14 @@ impl SshdBuilder {
         };
         sshd.new_host_key()?;
         with_free_port(|port| {
-            std::fs::write(&config, self.config_text(sshd.dir.path(), port))
+            let dir = sshd.dir.path();
+            let text = self.config_text(
+                &[format!("127.0.0.1:{port}")],
+                &dir.join("host_ed25519"),
+                &dir.join("authorized_keys"),
+                &dir.join("sshd.pid"),
+            );
+            std::fs::write(&config, text)
                 .with_context(|| format!("writing {}", config.display()))?;
             sshd.port = port;
             sshd.spawn()
@@ -102,14 +109,25 @@ impl SshdBuilder {
         Ok(sshd)
     }
 
-    fn config_text(&self, dir: &Path, port: u16) -> String {
+    /// The `sshd_config` text: listening on each `address:port` of `listen`, with the given
+    /// host key, authorized keys (for every user) and pid file.
+    pub fn config_text(
+        &self,
+        listen: &[String],
+        host_key: &Path,
+        authorized_keys: &Path,
+        pid_file: &Path,
+    ) -> String {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
-        let mut text = format!(
-            "ListenAddress 127.0.0.1\n\
-             Port {port}\n\
-             HostKey {dir}/host_ed25519\n\
-             PidFile {dir}/sshd.pid\n\
-             AuthorizedKeysFile {dir}/authorized_keys\n\
+        let mut text = String::new();
+        for address in listen {
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "ListenAddress {address}");
+        }
+        text += &format!(
+            "HostKey {host_key}\n\
+             PidFile {pid_file}\n\
+             AuthorizedKeysFile {authorized_keys}\n\
              PermitRootLogin yes\n\
              StrictModes no\n\
              PubkeyAuthentication yes\n\
@@ -124,7 +142,9 @@ impl SshdBuilder {
              PrintMotd no\n\
              LogLevel VERBOSE\n\
              Subsystem sftp internal-sftp\n",
-            dir = dir.display(),
+            host_key = host_key.display(),
+            pid_file = pid_file.display(),
+            authorized_keys = authorized_keys.display(),
             pw = yes_no(self.password_auth),
         );
         if let Some(command) = &self.force_command {
@@ -144,7 +164,7 @@ pub struct Sshd {
     rsa_key: PathBuf,
     host_key_fingerprint: String,
     host_public_key: String,
-    password_user: Option<TestUser>,
+    password_user: Option<LocalUser>,
     child: Option<ChildGuard>,
     // Last, so the server is killed before its files go.
     dir: TempDir,
@@ -230,30 +250,9 @@ impl Sshd {
     }
 
     fn new_host_key(&mut self) -> Result<()> {
-        let key = self.dir.path().join("host_ed25519");
-        for old in [key.clone(), key.with_extension("pub")] {
-            if old.exists() {
-                std::fs::remove_file(&old)
-                    .with_context(|| format!("removing {}", old.display()))?;
-            }
-        }
-        keygen(&key, &["-t", "ed25519"])?;
-        let public = read_public(&key)?;
-        self.host_public_key = public
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let listing = run_tool(
-            Command::new(SSH_KEYGEN)
-                .arg("-lf")
-                .arg(key.with_extension("pub")),
-        )?;
-        self.host_key_fingerprint = String::from_utf8_lossy(&listing.stdout)
-            .split_whitespace()
-            .nth(1)
-            .context("ssh-keygen -lf printed no fingerprint")?
-            .to_string();
+        let key = HostKey::generate(&self.dir.path().join("host_ed25519"))?;
+        self.host_public_key = key.public;
+        self.host_key_fingerprint = key.fingerprint;
         Ok(())
     }
 
@@ -278,9 +277,50 @@ impl Sshd {
     }
 }
 
+/// A freshly generated ed25519 host key.
+#[derive(Debug, Clone)]
+pub struct HostKey {
+    /// `ssh-ed25519 AAAA...` (no comment).
+    pub public: String,
+    /// `SHA256:...` as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+}
+
+impl HostKey {
+    /// Replaces `path` (and `path.pub`) with a new ed25519 key.
+    pub fn generate(path: &Path) -> Result<HostKey> {
+        for old in [path.to_path_buf(), path.with_extension("pub")] {
+            if old.exists() {
+                std::fs::remove_file(&old)
+                    .with_context(|| format!("removing {}", old.display()))?;
+            }
+        }
+        keygen(path, &["-t", "ed25519"])?;
+        let public = read_public(path)?
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let listing = run_tool(
+            Command::new(SSH_KEYGEN)
+                .arg("-lf")
+                .arg(path.with_extension("pub")),
+        )?;
+        let fingerprint = String::from_utf8_lossy(&listing.stdout)
+            .split_whitespace()
+            .nth(1)
+            .context("ssh-keygen -lf printed no fingerprint")?
+            .to_string();
+        Ok(HostKey {
+            public,
+            fingerprint,
+        })
+    }
+}
+
 /// Runs `ssh-keygen` quietly with an empty passphrase, writing `path` and
 /// `path.pub`.
-fn keygen(path: &Path, kind: &[&str]) -> Result<()> {
+pub fn keygen(path: &Path, kind: &[&str]) -> Result<()> {
     run_tool(
         Command::new(SSH_KEYGEN)
             .args(["-q", "-N", "", "-C", "edgemon-test"])
@@ -292,65 +332,116 @@ fn keygen(path: &Path, kind: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn read_public(private: &Path) -> Result<String> {
+/// The `.pub` file next to `private`.
+pub fn read_public(private: &Path) -> Result<String> {
     let path = private.with_extension("pub");
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// A Linux user `edgemon-test-<pid>-<n>` with a known password, deleted on
-/// drop. Created with useradd + chpasswd, so it needs root.
+/// A throwaway Linux user `edgemon-test-<pid>-<n>` (or `<prefix>-<pid>-<n>`), deleted on
+/// drop. Created with useradd (and chpasswd for a password), so it needs root.
 #[derive(Debug)]
-struct TestUser {
+pub struct LocalUser {
     name: String,
     password: String,
+    uid: u32,
+    gid: u32,
 }
 
 /// useradd and userdel lock /etc/passwd; concurrent tests take turns.
 static USER_DB: Mutex<()> = Mutex::new(());
 static NEXT_USER: AtomicUsize = AtomicUsize::new(0);
 
-impl TestUser {
-    fn create() -> Result<TestUser> {
+impl LocalUser {
+    /// A user with a known password and `/tmp` as its home (for password logins).
+    fn with_password() -> Result<LocalUser> {
+        let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
+        let password = format!("pw-{}-{n}-Secret", std::process::id());
+        Self::create("edgemon-test", Path::new("/tmp"), Some(&password))
+    }
+
+    /// A user `<prefix>-<pid>-<n>` whose home is `home` (which the caller creates, owns and
+    /// removes); no password, but not locked, so key logins work with `UsePAM no`.
+    pub fn create(prefix: &str, home: &Path, password: Option<&str>) -> Result<LocalUser> {
         if !super::is_root() {
-            return Err(Unavailable("a password user needs root (useradd)".into()).into());
+            return Err(Unavailable("a local user needs root (useradd)".into()).into());
         }
         require_file("/usr/sbin/useradd", "useradd")?;
         require_file("/usr/sbin/chpasswd", "chpasswd")?;
         let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("edgemon-test-{}-{n}", std::process::id());
-        let password = format!("pw-{}-{n}-Secret", std::process::id());
-        let _lock = USER_DB
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        run_tool(
-            Command::new("/usr/sbin/useradd").args(["-M", "-d", "/tmp", "-s", "/bin/sh", &name]),
-        )
-        .with_context(|| format!("creating user {name}"))?;
-        let user = TestUser { name, password };
-        let mut chpasswd = Command::new("/usr/sbin/chpasswd")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning chpasswd")?;
-        if let Some(mut stdin) = chpasswd.stdin.take() {
-            use std::io::Write;
-            writeln!(stdin, "{}:{}", user.name, user.password).context("writing to chpasswd")?;
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        {
+            let _lock = USER_DB
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // "*" rather than useradd's locked "!": sshd without PAM refuses locked accounts.
+            run_tool(
+                Command::new("/usr/sbin/useradd")
+                    .args(["-M", "-p", "*", "-s", "/bin/sh", "-d"])
+                    .arg(home)
+                    .arg(&name),
+            )
+            .with_context(|| format!("creating user {name}"))?;
         }
-        let out = chpasswd
-            .wait_with_output()
-            .context("waiting for chpasswd")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "chpasswd for {} failed: {}",
-            user.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // From here on, dropping `user` deletes it (and takes the lock itself).
+        let mut user = LocalUser {
+            name,
+            password: password.unwrap_or_default().to_string(),
+            uid: 0,
+            gid: 0,
+        };
+        user.uid = numeric_id("-u", &user.name)?;
+        user.gid = numeric_id("-g", &user.name)?;
+        if let Some(password) = password {
+            let mut chpasswd = Command::new("/usr/sbin/chpasswd")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("spawning chpasswd")?;
+            if let Some(mut stdin) = chpasswd.stdin.take() {
+                use std::io::Write;
+                writeln!(stdin, "{}:{password}", user.name).context("writing to chpasswd")?;
+            }
+            let out = chpasswd
+                .wait_with_output()
+                .context("waiting for chpasswd")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "chpasswd for {} failed: {}",
+                user.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         Ok(user)
+    }
+
+    /// The login name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The numeric user id.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// The numeric primary group id.
+    pub fn gid(&self) -> u32 {
+        self.gid
     }
 }
 
-impl Drop for TestUser {
+/// `id FLAG NAME` as a number.
+fn numeric_id(flag: &str, name: &str) -> Result<u32> {
+    let out = run_tool(Command::new("id").arg(flag).arg(name))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("id {flag} {name}"))
+}
+
+impl Drop for LocalUser {
     fn drop(&mut self) {
         let _lock = USER_DB
             .lock()
