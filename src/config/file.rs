@@ -172,6 +172,8 @@ pub struct BufferSection {
     pub max_unsynced_age: String,
     /// How long synced samples stay.
     pub keep_synced: String,
+    /// Free space kept on the buffer's filesystem: bytes, a percentage, or `"auto"`.
+    pub min_free: String,
 }
 
 /// `[sync]`.
@@ -286,6 +288,7 @@ const DEFAULTS: &[(&str, Default)] = &[
     ("buffer.max_size", Default::Text("1GiB")),
     ("buffer.max_unsynced_age", Default::Text("30d")),
     ("buffer.keep_synced", Default::Text("7d")),
+    ("buffer.min_free", Default::Text("auto")),
     ("sync.interval", Default::Text("30s")),
     ("sync.batch_size", Default::Int(500)),
     ("sync.max_backoff", Default::Text("30m")),

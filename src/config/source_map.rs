@@ -93,6 +93,7 @@ const BUFFER: &[Field] = &[
     key("max_size", Str),
     key("max_unsynced_age", Str),
     key("keep_synced", Str),
+    key("min_free", Str),
 ];
 const SYNC: &[Field] = &[
     key("url", Str),
