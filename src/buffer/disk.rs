@@ -36,7 +36,7 @@ use super::{Buffer, Error, Result};
 use crate::config::BufferConfig;
 
 /// Size of the state file, allocated once; its JSON is padded with spaces to this length.
-const STATE_CAPACITY: usize = 64 * 1024;
+const STATE_CAPACITY: usize = 16 * 1024;
 /// Smallest and largest reserve.
 const RESERVE_MIN: u64 = 256 * 1024;
 const RESERVE_MAX: u64 = 8 * 1024 * 1024;
@@ -132,6 +132,13 @@ impl Disk {
     /// True when the reserve file is in place at its full size.
     pub(crate) fn reserve_present(&self) -> bool {
         std::fs::metadata(&self.reserve).is_ok_and(|m| m.len() >= self.reserve_size)
+    }
+
+    /// True when the filesystem is so full that the reserve should make room for retention:
+    /// below an eighth of the reserve (the WAL reuses its own space after a checkpoint, so
+    /// deletes need little more). Well below the headroom the reserve is re-created with.
+    pub(crate) fn tight(&self, space: FsSpace) -> bool {
+        space.avail < self.reserve_size / 8
     }
 
     /// Free space as it would be with the reserve in place (negative when it could not be).
@@ -290,9 +297,10 @@ impl Buffer {
         let Some(space) = self.disk.space() else {
             return Ok(Room::Ok);
         };
-        let min_free = config.min_free.bytes(space.total);
+        let min_free = self.min_free_bytes(config, space.total);
         let below = self.disk.free_with_reserve(space) < min_free as i64;
-        if below || !self.disk.reserve_present() {
+        let tight = self.disk.tight(space);
+        if below || tight || self.disk.state.full || !self.disk.reserve_present() {
             let report = self.enforce_retention(config, now_ms)?;
             tracing::debug!(?report, "retention before a round, for buffer.min_free");
         }
@@ -305,10 +313,17 @@ impl Buffer {
         })
     }
 
-    /// Space to leave beside the reserve before re-creating it.
+    /// `buffer.min_free` in bytes, at least a quarter of the reserve: with `min_free = "0"`
+    /// retention must still make room for the reserve and a round beside it.
+    pub(crate) fn min_free_bytes(&self, config: &BufferConfig, total: u64) -> u64 {
+        config.min_free.bytes(total).max(self.disk.reserve_size / 4)
+    }
+
+    /// Space to leave beside the reserve before re-creating it: half of what retention keeps
+    /// free, so that the room retention makes always lets the reserve back in.
     pub(crate) fn headroom(&self, config: &BufferConfig) -> u64 {
         let total = self.disk.space().map_or(0, |s| s.total);
-        config.min_free.bytes(total).max(self.disk.reserve_size / 4)
+        self.min_free_bytes(config, total) / 2
     }
 
     /// Counts the samples of a round that could not be stored (per host, in the state file

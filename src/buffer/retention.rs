@@ -76,10 +76,7 @@ impl Buffer {
         let mut report = RetentionReport::default();
         // A (nearly) full filesystem: give the reserve back first, so that deletes and drop
         // records have room; chunks stay small and each is checkpointed.
-        let tight = self
-            .disk
-            .space()
-            .is_some_and(|s| s.avail < self.disk.reserve_size / 2);
+        let tight = self.disk.space().is_some_and(|s| self.disk.tight(s));
         if tight {
             report.reserve_released = self.disk.release_reserve();
             self.checkpoint();
@@ -181,7 +178,7 @@ impl Buffer {
         let Some(space) = self.disk.space() else {
             return Ok(by_size);
         };
-        let min_free = config.min_free.bytes(space.total);
+        let min_free = self.min_free_bytes(config, space.total);
         let free = self.disk.free_with_reserve(space);
         // After the freed pages go back, the files hold about `used` bytes: the buffer may
         // grow to what its files take now plus the free space beyond min_free.
@@ -193,8 +190,7 @@ impl Buffer {
         Ok(SizeBound {
             bytes: room,
             reason: format!(
-                "filesystem below buffer.min_free ({min_free} bytes free of {} wanted, disk full or nearly)",
-                space.avail
+                "free space on the buffer's filesystem below buffer.min_free ({min_free} bytes)"
             ),
             name: format!(
                 "the room buffer.min_free leaves on the filesystem ({room} bytes: {} free, min_free {min_free})",
@@ -279,12 +275,16 @@ impl Buffer {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&e)?;
         let mut n = 0;
+        // The newest row of each table stays: the central key is the local id, and SQLite
+        // (without AUTOINCREMENT) would hand the highest id out again once it is deleted.
         for table in ["collection_errors", "drops", "alert_events"] {
             n += tx
                 .execute(
                     &format!(
                         "DELETE FROM {table} WHERE id IN (SELECT id FROM {table}
-                         WHERE sync_state IN (1, 2) AND at < ?1 ORDER BY id LIMIT ?2)"
+                         WHERE sync_state IN (1, 2) AND at < ?1
+                           AND id < (SELECT MAX(id) FROM {table})
+                         ORDER BY id LIMIT ?2)"
                     ),
                     params![before, limit],
                 )

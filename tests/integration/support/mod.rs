@@ -17,6 +17,7 @@
 pub mod mariadb;
 pub mod smtp;
 pub mod sshd;
+pub mod tmpfs;
 
 use std::ffi::OsStr;
 use std::fmt;
