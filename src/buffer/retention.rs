@@ -61,6 +61,10 @@ pub struct RetentionReport {
 #[derive(Debug, Clone)]
 struct SizeBound {
     bytes: u64,
+    /// Once over `bytes`, shed down to this: below the free-space bound, half of `min_free`
+    /// more, so that shedding (and its drop records) happens in a few larger steps rather
+    /// than a little every round.
+    target: u64,
     reason: String,
     /// What the warning says about the bound.
     name: String,
@@ -105,15 +109,20 @@ impl Buffer {
         let mut passes = 0;
         loop {
             let used = self.used_bytes()?;
-            if used <= bound.bytes || passes >= 100_000 {
+            let limit = if passes == 0 {
+                bound.bytes
+            } else {
+                bound.target
+            };
+            if used <= limit || passes >= 100_000 {
                 break;
             }
             passes += 1;
             // Aim at the excess (rows times their average size), so little more than
             // necessary is shed; freed pages come back unevenly, hence the loop.
             let samples = self.sample_count()?.max(1) as u64;
-            let aim =
-                ((used - bound.bytes) / (used / samples).max(1) + 1).clamp(10, chunk as u64) as i64;
+            let aim = ((used - bound.target) / (used / samples).max(1) + 1).clamp(10, chunk as u64)
+                as i64;
             let n = self.with_reserve(|b| b.delete_synced_journal(None, aim, false))?;
             report.journal_deleted += n;
             if n == 0 {
@@ -172,6 +181,7 @@ impl Buffer {
     fn size_bound(&self, config: &BufferConfig) -> Result<SizeBound> {
         let by_size = SizeBound {
             bytes: config.max_size,
+            target: config.max_size,
             reason: format!("buffer over buffer.max_size ({} bytes)", config.max_size),
             name: format!("buffer.max_size ({} bytes)", config.max_size),
         };
@@ -180,15 +190,17 @@ impl Buffer {
         };
         let min_free = self.min_free_bytes(config, space.total);
         let free = self.disk.free_with_reserve(space);
-        // After the freed pages go back, the files hold about `used` bytes: the buffer may
-        // grow to what its files take now plus the free space beyond min_free.
-        let files = super::status::file_size(self.path()) as i64;
-        let room = (files + free - min_free as i64).max(0) as u64;
+        // After the freed pages go back, the main file holds about `used` bytes: the buffer
+        // may grow to what that file takes now plus the free space beyond min_free. The WAL
+        // is left out: it stays at about its size limit whatever retention does.
+        let file = std::fs::metadata(self.path()).map_or(0, |m| m.len()) as i64;
+        let room = (file + free - min_free as i64).max(0) as u64;
         if room >= config.max_size {
             return Ok(by_size);
         }
         Ok(SizeBound {
             bytes: room,
+            target: room.saturating_sub(min_free / 2),
             reason: format!(
                 "free space on the buffer's filesystem below buffer.min_free ({min_free} bytes)"
             ),
@@ -713,12 +725,13 @@ mod tests {
         // The unsynced samples alone are over the bound once the journal and mail are gone.
         let report = buffer.enforce_retention(&config(bound), now_ms()).unwrap();
         assert_eq!(count(&buffer, "SELECT COUNT(*) FROM outbox"), 0);
+        // All but the newest, whose id SQLite would otherwise hand out again.
         assert_eq!(
             count(
                 &buffer,
                 "SELECT COUNT(*) FROM collection_errors WHERE sync_state = 1"
             ),
-            0
+            1
         );
         assert!(buffer.used_bytes().unwrap() <= bound, "{report:?}");
         assert!(report.unsynced_dropped > 0, "{report:?}");
