@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use edgemon::buffer::Buffer;
 use edgemon::config::secret::Secret;
-use edgemon::config::{BufferConfig, SyncConfig};
+use edgemon::config::{BufferConfig, MinFree, SyncConfig};
 use edgemon::sync::SyncTask;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
@@ -60,6 +60,7 @@ fn main() -> Result<()> {
         max_size: u64::MAX,
         max_unsynced_age: Duration::from_secs(u32::MAX.into()),
         keep_synced: Duration::from_secs(u32::MAX.into()),
+        min_free: MinFree::Bytes(0),
     };
     let task = SyncTask::new(&config, &buffer_config, "bench");
     let report = task.drain(&AtomicBool::new(false), &mut |_| {})?;

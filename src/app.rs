@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::alert::{Alerting, Mailer};
-use crate::buffer::{Buffer, RoundTotals};
+use crate::buffer::{Buffer, Room, RoundTotals};
 use crate::collect::Collector;
 use crate::collect::outcome::HostOutcome;
 use crate::config::Config;
@@ -76,17 +76,84 @@ pub fn collect_and_record(
 }
 
 /// Records a round's outcomes, and the alert transitions they cause, in one transaction.
+///
+/// Before writing, retention sheds for `buffer.min_free` if the filesystem is below it, and
+/// the disk reserve must be in place; a round that cannot be stored (no room, or the
+/// transaction failed) is an error that says why and which samples were lost, and those
+/// samples are counted per host, to be recorded as drops by the next round that commits.
+/// Alert transitions are logged only after the round committed.
 pub fn record(
     config: &Config,
     buffer: &mut Buffer,
     outcomes: &[HostOutcome],
 ) -> anyhow::Result<RoundTotals> {
+    let now = crate::buffer::now_ms();
+    match buffer.prepare_round(&config.buffer, now) {
+        Ok(Room::Ok) => {}
+        Ok(Room::Full { avail, reserve }) => {
+            let why = format!(
+                "disk full: the filesystem of {} has {avail} bytes free; rounds are stored again \
+                 once its {reserve}-byte reserve fits beside buffer.min_free",
+                buffer.path().display()
+            );
+            return Err(lost_round(buffer, outcomes, &why, true, now));
+        }
+        // Shedding failed; the round may still fit, so try it.
+        Err(error) => tracing::warn!(%error, "retention before the round failed"),
+    }
     let alerting = Alerting::new(config);
-    let (totals, _alerts) =
-        buffer.record_round(outcomes, config.collect.max_clock_skew, |tx, recorded| {
-            alerting.record(tx, outcomes, recorded, crate::buffer::now_ms())
-        })?;
-    Ok(totals)
+    let result = buffer.record_round(outcomes, config.collect.max_clock_skew, |tx, recorded| {
+        alerting.record(tx, outcomes, recorded, now)
+    });
+    match result {
+        Ok((totals, alerts)) => {
+            alerts.log();
+            Ok(totals)
+        }
+        Err(error) => {
+            let disk_full = matches!(error, crate::buffer::Error::DiskFull { .. });
+            Err(lost_round(
+                buffer,
+                outcomes,
+                &error.to_string(),
+                disk_full,
+                now,
+            ))
+        }
+    }
+}
+
+/// Counts the samples of a round that was not stored and says what was lost.
+fn lost_round(
+    buffer: &mut Buffer,
+    outcomes: &[HostOutcome],
+    why: &str,
+    disk_full: bool,
+    now: i64,
+) -> anyhow::Error {
+    let hosts: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.host.as_str())
+        .collect();
+    let lost = buffer.count_unstored(&hosts, why, disk_full, now);
+    const SHOWN: usize = 10;
+    let mut names = lost
+        .hosts
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if lost.hosts.len() > SHOWN {
+        names.push_str(&format!(" and {} more", lost.hosts.len() - SHOWN));
+    }
+    anyhow::anyhow!(
+        "round not stored ({why}); lost {} samples ({names}), {} unstored in all, \
+         to be recorded as drops once a round is stored",
+        lost.samples,
+        lost.pending
+    )
 }
 
 /// A loop the daemon runs on its own thread (sync, mail), and its single pass for `--once`.

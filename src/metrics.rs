@@ -225,6 +225,38 @@ impl Metrics {
                     "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
                 );
             }
+            let disk: [(&str, &str, f64); 3] = [
+                (
+                    "edgemon_disk_full",
+                    "1 while rounds are lost because the buffer's filesystem is full.",
+                    f64::from(u8::from(status.disk.full)),
+                ),
+                (
+                    "edgemon_disk_free_bytes",
+                    "Free space on the buffer's filesystem.",
+                    status.disk.free_bytes.unwrap_or(0) as f64,
+                ),
+                (
+                    "edgemon_samples_unstored",
+                    "Samples collected but not stored (disk full), not yet recorded as drops.",
+                    status.disk.unstored_samples as f64,
+                ),
+            ];
+            for (name, help, value) in disk {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+            out.push_str("# HELP edgemon_host_samples_unstored Samples of the host not stored (disk full), not yet recorded as drops.\n# TYPE edgemon_host_samples_unstored gauge\n");
+            for h in &status.hosts {
+                let _ = writeln!(
+                    out,
+                    "edgemon_host_samples_unstored{{host=\"{}\"}} {}",
+                    escape(&h.name),
+                    h.unstored_samples
+                );
+            }
             if let Some(at) = status.last_sync_at {
                 let _ = writeln!(
                     out,

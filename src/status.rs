@@ -70,6 +70,7 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
     if let Some(warning) = &status.buffer_warning {
         writeln!(out, "WARNING: {warning}")?;
     }
+    print_disk(out, now, status)?;
     writeln!(
         out,
         "sync: last success {}{}",
@@ -94,6 +95,53 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
             .map(|e| format!(", last error: {e}"))
             .unwrap_or_default()
     )
+}
+
+/// The filesystem line, and in plain words what a full disk costs.
+fn print_disk(out: &mut impl Write, now: i64, status: &BufferStatus) -> std::io::Result<()> {
+    let disk = &status.disk;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    match (disk.free_bytes, disk.total_bytes) {
+        (Some(free), Some(total)) => writeln!(
+            out,
+            "disk: {:.1} MiB free of {:.1} MiB, reserve of {:.1} MiB {}",
+            mib(free),
+            mib(total),
+            mib(disk.reserve_bytes),
+            if disk.reserve_in_place {
+                "in place"
+            } else {
+                "released"
+            }
+        )?,
+        _ => writeln!(out, "disk: free space unknown")?,
+    }
+    if disk.full || disk.unstored_samples > 0 {
+        let lost: Vec<String> = status
+            .hosts
+            .iter()
+            .filter(|h| h.unstored_samples > 0)
+            .map(|h| format!("{} {}", h.name, h.unstored_samples))
+            .collect();
+        let cause = if disk.full {
+            format!("DISK FULL since {}", ago(now, disk.full_since))
+        } else {
+            "ROUNDS NOT STORED".to_string()
+        };
+        writeln!(
+            out,
+            "{cause}: {} samples could not be stored ({}); they are recorded as drops once there is room. \
+             Sync and mail go on. Last error: {}",
+            disk.unstored_samples,
+            if lost.is_empty() {
+                "-".to_string()
+            } else {
+                lost.join(", ")
+            },
+            disk.last_error.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
 }
 
 /// "12s ago", "3m ago", or "never".

@@ -161,7 +161,7 @@ impl Mailer {
 
     /// One pass at `now`; stops between two mails when `stop` is set (the rest stays due).
     fn pass(&self, now: i64, stop: &AtomicBool) -> Result<SendReport> {
-        let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = SendReport::default();
         let due = buffer.due_outbox(now, BATCH)?;
         let mut unreachable: Option<String> = None;
@@ -178,12 +178,14 @@ impl Mailer {
             };
             match outcome {
                 Outcome::Sent => {
-                    buffer.mark_outbox_sent(row.id, buffer::now_ms().max(now))?;
+                    // Through the reserve: a sent mail left unmarked would go out again.
+                    let at = buffer::now_ms().max(now);
+                    buffer.with_reserve(|b| b.mark_outbox_sent(row.id, at))?;
                     tracing::info!(to = %row.recipient, message_id = %row.message_id, subject = %row.subject, "mail sent");
                     report.sent += 1;
                 }
                 Outcome::Permanent(reason) => {
-                    buffer.mark_outbox_failed(row.id, &reason)?;
+                    buffer.with_reserve(|b| b.mark_outbox_failed(row.id, &reason))?;
                     tracing::error!(to = %row.recipient, message_id = %row.message_id, %reason, "mail refused permanently; not retried");
                     report.failed += 1;
                 }

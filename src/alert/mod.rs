@@ -35,8 +35,10 @@ const RECENT_SAMPLES: usize = 5;
 /// kv key of the alerts held back by the rate limit: JSON `{recipient: [event ids]}`.
 const HELD_KEY: &str = "alert.held";
 
-/// What [`Alerting::record`] did in one round.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What [`Alerting::record`] did in one round. Its log lines are written by
+/// [`RoundAlerts::log`] once the round's transaction committed: a round that fails
+/// to commit announces nothing it did not store.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoundAlerts {
     /// Transitions recorded as alert events.
     pub transitions: usize,
@@ -44,6 +46,65 @@ pub struct RoundAlerts {
     pub mails: usize,
     /// Alerts held back by the rate limit this round.
     pub held: usize,
+    /// What to log once the round committed, in order.
+    pub logs: Vec<AlertLog>,
+}
+
+/// One line the alert step logs after its round committed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertLog {
+    /// A transition (FIRING, RESOLVED, ...).
+    Transition {
+        /// Host name.
+        host: String,
+        /// Rule name.
+        rule: &'static str,
+        /// Event kind.
+        kind: &'static str,
+        /// The headline.
+        line: String,
+    },
+    /// A recipient is over the mail rate limit; alerts are held for a summary.
+    Held {
+        /// The recipient.
+        recipient: String,
+        /// Alerts held for them so far.
+        held: usize,
+    },
+    /// The buffer warning was queued for the operators.
+    BufferWarning {
+        /// The warning.
+        warning: String,
+        /// Recipients mailed.
+        recipients: usize,
+    },
+}
+
+impl RoundAlerts {
+    /// Writes the round's alert lines; call it only after the round committed.
+    pub fn log(&self) {
+        for entry in &self.logs {
+            match entry {
+                AlertLog::Transition {
+                    host,
+                    rule,
+                    kind,
+                    line,
+                } => tracing::info!(host = %host, rule = %rule, kind = %kind, "{line}"),
+                AlertLog::Held { recipient, held } => tracing::warn!(
+                    %recipient,
+                    held,
+                    "mail rate limit reached; alerts held for a summary"
+                ),
+                AlertLog::BufferWarning {
+                    warning,
+                    recipients,
+                } => {
+                    tracing::warn!(%warning, recipients, "buffer warning queued for the operators")
+                }
+            }
+        }
+    }
 }
 
 /// The alert rules of one host.
@@ -131,13 +192,19 @@ impl Alerting {
             }
         }
         self.queue_mail(tx, by_recipient, now, &mut totals)?;
-        self.queue_buffer_warning(tx, now)?;
+        self.queue_buffer_warning(tx, now, &mut totals)?;
         Ok(totals)
     }
 
     /// Mails the global recipients once when retention raises its operator warning (a buffer
     /// bound at 80%, before any unsynced sample must be shed), and re-arms when it clears.
-    fn queue_buffer_warning(&self, tx: &mut RoundTx<'_>, now: i64) -> buffer::Result<()> {
+    /// The figures in the warning change from pass to pass; one mail per episode.
+    fn queue_buffer_warning(
+        &self,
+        tx: &mut RoundTx<'_>,
+        now: i64,
+        totals: &mut RoundAlerts,
+    ) -> buffer::Result<()> {
         const MAILED: &str = "alert.buffer_warning_mailed";
         let warning = tx.kv_get(buffer::WARNING_KEY)?.unwrap_or_default();
         let mailed = tx.kv_get(MAILED)?.unwrap_or_default();
@@ -147,7 +214,7 @@ impl Alerting {
             }
             return Ok(());
         }
-        if warning == mailed {
+        if !mailed.is_empty() {
             return Ok(());
         }
         let subject = format!(
@@ -170,7 +237,10 @@ impl Alerting {
                 created_at: now,
             })?;
         }
-        tracing::warn!(%warning, recipients = self.recipients.len(), "buffer warning queued for the operators");
+        totals.logs.push(AlertLog::BufferWarning {
+            warning: warning.clone(),
+            recipients: self.recipients.len(),
+        });
         tx.kv_set(MAILED, Some(&warning))
     }
 
@@ -231,7 +301,12 @@ impl Alerting {
                 message: &line,
             })?;
             totals.transitions += 1;
-            tracing::info!(host = %rec.host, rule = %t.rule, kind = t.kind.as_str(), "{line}");
+            totals.logs.push(AlertLog::Transition {
+                host: rec.host.clone(),
+                rule: t.rule.as_str(),
+                kind: t.kind.as_str(),
+                line: line.clone(),
+            });
             if !t.notifies() {
                 continue;
             }
@@ -274,7 +349,10 @@ impl Alerting {
                 let ids = held.entry(recipient.clone()).or_default();
                 ids.extend(items.iter().map(|i| i.event_id));
                 if !items.is_empty() {
-                    tracing::warn!(%recipient, held = ids.len(), "mail rate limit reached; alerts held for a summary");
+                    totals.logs.push(AlertLog::Held {
+                        recipient: recipient.clone(),
+                        held: ids.len(),
+                    });
                 }
                 continue;
             }

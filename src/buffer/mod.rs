@@ -16,6 +16,7 @@
 //! through the queries here.
 
 mod alert_queries;
+mod disk;
 mod migrations;
 mod retention;
 mod status;
@@ -23,9 +24,10 @@ mod sync_queries;
 mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief};
+pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use retention::{RetentionReport, WARNING_KEY};
-pub use status::{BufferStatus, HostStatus, OutboxStatus};
+pub use status::{BufferStatus, DiskStatus, HostStatus, OutboxStatus};
 pub use sync_queries::{Journal, JournalFields, JournalRow, SyncSample};
 pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
@@ -99,6 +101,7 @@ pub fn now_ms() -> i64 {
 pub struct Buffer {
     conn: Connection,
     path: PathBuf,
+    disk: disk::Disk,
 }
 
 /// What [`Buffer::record_round`] stored for one host.
@@ -144,7 +147,19 @@ impl Buffer {
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
+        // Before the first table exists, so that a new buffer can give freed pages back to
+        // the filesystem (retention's `buffer.min_free`); older files are converted below.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        let disk = disk::Disk::new(path);
+        // Checkpoint well before the WAL outgrows the reserve: a checkpoint must be able to
+        // grow the main file out of the reserve on a full disk (see `disk.rs`).
+        let wal_pages = (disk.reserve_size / 2 / disk::PAGE).clamp(32, 1000);
+        conn.pragma_update(None, "wal_autocheckpoint", wal_pages as i64)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_size_limit", (disk.reserve_size / 2) as i64)
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
@@ -154,10 +169,51 @@ impl Buffer {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Buffer {
+        let buffer = Buffer {
             conn,
             path: path.to_path_buf(),
-        })
+            disk,
+        };
+        buffer.convert_to_incremental_vacuum();
+        Ok(buffer)
+    }
+
+    /// Buffers created before `auto_vacuum = INCREMENTAL` keep freed pages for reuse but never
+    /// shrink; converting takes a VACUUM (twice the file in free space, and time), so it is
+    /// done at open only for files up to 256 MiB when the filesystem has room for it.
+    fn convert_to_incremental_vacuum(&self) {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap_or(2);
+        if mode == 2 {
+            return;
+        }
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let room = self.disk.space().map_or(0, |s| s.avail);
+        if size > 256 << 20 || room < 2 * size + self.disk.reserve_size {
+            tracing::warn!(
+                buffer = %self.path.display(),
+                size,
+                "buffer file cannot shrink (auto_vacuum off) and is too large to convert now; \
+                 buffer.min_free can only stop its growth"
+            );
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self
+            .conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+        {
+            Ok(()) => tracing::info!(
+                buffer = %self.path.display(),
+                ms = started.elapsed().as_millis() as u64,
+                "buffer converted to incremental vacuum, so retention can give space back"
+            ),
+            Err(error) => {
+                tracing::warn!(buffer = %self.path.display(), %error, "cannot convert the buffer to incremental vacuum")
+            }
+        }
     }
 
     /// Opens an existing buffer read-only (for `edgemon status` while the daemon runs).
@@ -175,6 +231,7 @@ impl Buffer {
         Ok(Buffer {
             conn,
             path: path.to_path_buf(),
+            disk: disk::Disk::new(path),
         })
     }
 
@@ -189,23 +246,29 @@ impl Buffer {
     }
 
     /// Makes sure every configured host has a row; updates addresses that changed.
+    /// Writes nothing when nothing changed, so a daemon starts on a full disk.
     pub fn register_hosts<'a>(
         &mut self,
         hosts: impl IntoIterator<Item = (&'a str, String)>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let e = move |source| classify(&path, "registering hosts", source);
-        let tx = self.conn.transaction().map_err(&e)?;
-        for (name, address) in hosts {
-            upsert_host(&tx, name, &address).map_err(&e)?;
-        }
-        tx.commit().map_err(&e)
+        let hosts: Vec<(&str, String)> = hosts.into_iter().collect();
+        self.with_reserve(|buffer| {
+            let path = buffer.path.clone();
+            let e = move |source| classify(&path, "registering hosts", source);
+            let tx = buffer.conn.transaction().map_err(&e)?;
+            for (name, address) in &hosts {
+                upsert_host(&tx, name, address).map_err(&e)?;
+            }
+            tx.commit().map_err(&e)
+        })
     }
 
     /// Writes one round in a single transaction: a sample (with the next sequence number of
     /// its host) or a collection error per outcome, the hosts' bookkeeping, and whatever
     /// `also` writes through the [`RoundTx`] (alert transitions and their mail).
-    /// Nothing of the round is stored unless all of it is.
+    /// Nothing of the round is stored unless all of it is. Samples earlier rounds could not
+    /// store ([`Buffer::count_unstored`]) are recorded first, as drops that consume their
+    /// hosts' next sequence numbers.
     pub fn record_round<T>(
         &mut self,
         outcomes: &[HostOutcome],
@@ -220,6 +283,13 @@ impl Buffer {
             path: path.clone(),
         };
         let mut totals = RoundTotals::default();
+        let unstored = self.disk.state.unstored.clone();
+        let reason = if self.disk.state.full {
+            "not stored: the buffer's filesystem was full when it was collected"
+        } else {
+            "not stored: the buffer could not write its round"
+        };
+        round.record_unstored(&unstored, reason, outcomes)?;
         let mut recorded = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let r = round.record_outcome(outcome, max_clock_skew, &mut totals)?;
@@ -227,6 +297,15 @@ impl Buffer {
         }
         let extra = also(&mut round, &recorded)?;
         round.tx.commit().map_err(e)?;
+        if self.disk.state != DiskFullState::default() {
+            let state = std::mem::take(&mut self.disk.state);
+            tracing::warn!(
+                recorded_as_drops = state.unstored_total(),
+                hosts = state.unstored.len(),
+                "the buffer has room again: rounds are stored, and the samples that could not be are recorded as drops"
+            );
+            self.disk.save_state();
+        }
         Ok((totals, extra))
     }
 
@@ -276,6 +355,61 @@ impl RoundTx<'_> {
     /// Maps a rusqlite error to [`Error`].
     pub(crate) fn err(&self, doing: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
         move |source| classify(&self.path, doing, source)
+    }
+
+    /// Records samples that could not be stored as drops, consuming their sequence numbers.
+    fn record_unstored(
+        &mut self,
+        unstored: &std::collections::BTreeMap<String, u64>,
+        reason: &str,
+        outcomes: &[HostOutcome],
+    ) -> Result<()> {
+        let e = self.err("recording samples that could not be stored");
+        let now = now_ms();
+        for (host, &count) in unstored.iter().filter(|(_, n)| **n > 0) {
+            let address = outcomes
+                .iter()
+                .find(|o| &o.host == host)
+                .map(|o| o.address.clone());
+            let row: Option<(i64, i64)> = self
+                .tx
+                .query_row(
+                    "SELECT id, next_seq FROM hosts WHERE name = ?1",
+                    [host],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(&e)?;
+            let (host_id, first) = match (row, address) {
+                (Some(row), _) => row,
+                (None, Some(address)) => {
+                    upsert_host(&self.tx, host, &address).map_err(&e)?;
+                    self.tx
+                        .query_row(
+                            "SELECT id, next_seq FROM hosts WHERE name = ?1",
+                            [host],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .map_err(&e)?
+                }
+                (None, None) => continue,
+            };
+            let count = count as i64;
+            self.tx
+                .execute(
+                    "INSERT INTO drops (host_id, first_seq, last_seq, count, reason, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![host_id, first, first + count - 1, count, reason, now],
+                )
+                .map_err(&e)?;
+            self.tx
+                .execute(
+                    "UPDATE hosts SET next_seq = next_seq + ?2 WHERE id = ?1",
+                    params![host_id, count],
+                )
+                .map_err(&e)?;
+        }
+        Ok(())
     }
 
     fn record_outcome(
@@ -357,7 +491,8 @@ impl RoundTx<'_> {
 fn upsert_host(tx: &Transaction<'_>, name: &str, address: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO hosts (name, address) VALUES (?1, ?2)
-         ON CONFLICT (name) DO UPDATE SET address = excluded.address",
+         ON CONFLICT (name) DO UPDATE SET address = excluded.address
+         WHERE address IS NOT excluded.address",
     )?
     .execute(params![name, address])
     .map(drop)

@@ -1,15 +1,27 @@
-//! Retention: keeps the buffer within `buffer.keep_synced`, `buffer.max_size`
-//! and `buffer.max_unsynced_age`.
+//! Retention: keeps the buffer within `buffer.keep_synced`, `buffer.max_size`,
+//! `buffer.max_unsynced_age` and `buffer.min_free`.
 //!
-//! Order of shedding: synced data older than `keep_synced` always goes; when a
-//! bound is exceeded, synced data goes first (oldest first), and only then the
-//! oldest unsynced samples. Every unsynced sample shed is recorded in `drops`
-//! (host, sequence range, count, reason), which is synced like any other row,
-//! so the central gap view explains it: edgemon never loses a sample without a
-//! record. At 80% of a bound, before unsynced data is at risk, an operator
-//! warning is queued in kv `buffer.warning` and logged.
+//! Order of shedding: synced data older than `keep_synced` always goes (journal
+//! rows and sent mail too); when a bound is exceeded, synced journal rows and
+//! sent mail go first, then synced samples (oldest first), and only then the
+//! oldest unsynced samples. `max_size` counts every page of the database, the
+//! journal tables and the outbox included. `min_free` turns the free space of
+//! the buffer's filesystem into a size bound: the buffer may use what it holds
+//! now plus the free space beyond `min_free` (the disk reserve counted as if in
+//! place), whatever else fills the disk. Every unsynced sample shed is recorded
+//! in `drops` (host, sequence range, count, reason), which is synced like any
+//! other row, so the central gap view explains it: edgemon never loses a sample
+//! without a record. At 80% of a bound, before unsynced data is at risk, an
+//! operator warning is queued in kv `buffer.warning` and logged.
 //!
-//! It does not decide when to run (the sync task calls it every cycle).
+//! On a (nearly) full filesystem retention first releases the disk reserve
+//! (`disk.rs`), deletes in small chunks with a checkpoint after each, and gives
+//! the freed pages back to the filesystem (`incremental_vacuum`, then a
+//! truncating checkpoint), so that its own writes never need space the rounds
+//! used up. It re-creates the reserve once there is room.
+//!
+//! It does not decide when to run: the sync task calls it every cycle, and the
+//! collector before a round when the filesystem is below `min_free`.
 
 use std::time::Duration;
 
@@ -24,18 +36,38 @@ pub const WARNING_KEY: &str = "buffer.warning";
 /// The share of a bound at which operators are warned.
 const WARN_AT: f64 = 0.8;
 
-/// Rows deleted per statement while shedding for size.
+/// Rows deleted per transaction while shedding.
 const SHED_CHUNK: u64 = 2_000;
+/// Rows deleted per transaction when the filesystem is nearly full: each transaction's
+/// WAL frames must fit in the space the reserve gave back.
+const TIGHT_CHUNK: u64 = 100;
 
 /// What one retention pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     /// Synced (and quarantined) samples deleted, by age or for size.
     pub synced_deleted: u64,
+    /// Synced journal rows and sent mail deleted, by age or for size.
+    pub journal_deleted: u64,
     /// Unsynced samples dropped (each recorded in `drops`).
     pub unsynced_dropped: u64,
+    /// The disk reserve was released because the filesystem was (nearly) full.
+    pub reserve_released: bool,
     /// The operator warning in force after the pass, if any.
     pub warning: Option<String>,
+}
+
+/// The size the buffer may reach now, and which bound sets it.
+#[derive(Debug, Clone)]
+struct SizeBound {
+    bytes: u64,
+    /// Once over `bytes`, shed down to this: below the free-space bound, half of `min_free`
+    /// more, so that shedding (and its drop records) happens in a few larger steps rather
+    /// than a little every round.
+    target: u64,
+    reason: String,
+    /// What the warning says about the bound.
+    name: String,
 }
 
 impl Buffer {
@@ -46,53 +78,140 @@ impl Buffer {
         now_ms: i64,
     ) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
+        // A (nearly) full filesystem: give the reserve back first, so that deletes and drop
+        // records have room; chunks stay small and each is checkpointed.
+        let tight = self.disk.space().is_some_and(|s| self.disk.tight(s));
+        if tight {
+            report.reserve_released = self.disk.release_reserve();
+            self.checkpoint();
+        }
+        let chunk = if tight { TIGHT_CHUNK } else { SHED_CHUNK } as i64;
+
         let keep_before = now_ms - ms(config.keep_synced);
-        report.synced_deleted += self.delete_synced(Some(keep_before), i64::MAX)?;
+        report.journal_deleted += self.shed_loop(tight, |b| {
+            b.delete_synced_journal(Some(keep_before), chunk, true)
+        })?;
+        report.synced_deleted +=
+            self.shed_loop(tight, |b| b.delete_synced(Some(keep_before), chunk))?;
 
         let age_limit = now_ms - ms(config.max_unsynced_age);
         let reason = format!(
             "unsynced for longer than buffer.max_unsynced_age ({})",
             humantime::format_duration(config.max_unsynced_age)
         );
-        report.unsynced_dropped +=
-            self.drop_unsynced(Some(age_limit), i64::MAX, &reason, now_ms)?;
+        report.unsynced_dropped += self.shed_loop(tight, |b| {
+            b.drop_unsynced(Some(age_limit), chunk, &reason, now_ms)
+        })?;
 
-        let max_size = config.max_size;
-        let reason = format!("buffer over buffer.max_size ({max_size} bytes)");
-        // Synced first, oldest first, in chunks; then the oldest unsynced.
-        let mut rounds = 0;
+        let bound = self.size_bound(config)?;
+        // Journal rows and sent mail first, then synced samples, oldest first, in chunks;
+        // then the oldest unsynced.
+        let mut passes = 0;
         loop {
             let used = self.used_bytes()?;
-            if used <= max_size || rounds >= 10_000 {
+            let limit = if passes == 0 {
+                bound.bytes
+            } else {
+                bound.target
+            };
+            if used <= limit || passes >= 100_000 {
                 break;
             }
-            rounds += 1;
+            passes += 1;
             // Aim at the excess (rows times their average size), so little more than
             // necessary is shed; freed pages come back unevenly, hence the loop.
             let samples = self.sample_count()?.max(1) as u64;
-            let chunk = ((used - max_size) / (used / samples).max(1) + 1).min(SHED_CHUNK) as i64;
-            let deleted = self.delete_synced(None, chunk)?;
-            report.synced_deleted += deleted;
-            if deleted == 0 {
-                let dropped = self.drop_unsynced(None, chunk, &reason, now_ms)?;
-                report.unsynced_dropped += dropped;
-                if dropped == 0 {
-                    break;
+            let aim = ((used - bound.target) / (used / samples).max(1) + 1).clamp(10, chunk as u64)
+                as i64;
+            let n = self.with_reserve(|b| b.delete_synced_journal(None, aim, false))?;
+            report.journal_deleted += n;
+            if n == 0 {
+                let n = self.with_reserve(|b| b.delete_synced(None, aim))?;
+                report.synced_deleted += n;
+                if n == 0 {
+                    let n =
+                        self.with_reserve(|b| b.drop_unsynced(None, aim, &bound.reason, now_ms))?;
+                    report.unsynced_dropped += n;
+                    if n == 0 {
+                        break;
+                    }
                 }
             }
+            if tight {
+                self.checkpoint();
+            }
         }
-        report.warning = self.update_warning(config, now_ms)?;
+        let shed = report.synced_deleted + report.journal_deleted + report.unsynced_dropped;
+        if shed > 0 || tight {
+            self.release_free_pages(if tight { 16 } else { 0 });
+        }
+        self.disk.ensure_reserve(self.headroom(config));
+        report.warning = self.update_warning(config, &bound, now_ms)?;
         if report.unsynced_dropped > 0 {
             tracing::error!(
                 dropped = report.unsynced_dropped,
                 buffer = %self.path().display(),
+                reason = %bound.reason,
                 "retention dropped unsynced samples (recorded in drops)"
             );
         }
         Ok(report)
     }
 
-    /// Bytes the database pages in use hold (the file does not shrink without VACUUM).
+    /// Runs `step` until it sheds nothing, through the reserve, checkpointing when `tight`.
+    fn shed_loop(
+        &mut self,
+        tight: bool,
+        mut step: impl FnMut(&mut Buffer) -> Result<u64>,
+    ) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.with_reserve(&mut step)?;
+            total += n;
+            if tight {
+                self.checkpoint();
+            }
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The smaller of `max_size` and the room `min_free` leaves on the filesystem.
+    fn size_bound(&self, config: &BufferConfig) -> Result<SizeBound> {
+        let by_size = SizeBound {
+            bytes: config.max_size,
+            target: config.max_size,
+            reason: format!("buffer over buffer.max_size ({} bytes)", config.max_size),
+            name: format!("buffer.max_size ({} bytes)", config.max_size),
+        };
+        let Some(space) = self.disk.space() else {
+            return Ok(by_size);
+        };
+        let min_free = self.min_free_bytes(config, space.total);
+        let free = self.disk.free_with_reserve(space);
+        // After the freed pages go back, the main file holds about `used` bytes: the buffer
+        // may grow to what that file takes now plus the free space beyond min_free. The WAL
+        // is left out: it stays at about its size limit whatever retention does.
+        let file = std::fs::metadata(self.path()).map_or(0, |m| m.len()) as i64;
+        let room = (file + free - min_free as i64).max(0) as u64;
+        if room >= config.max_size {
+            return Ok(by_size);
+        }
+        Ok(SizeBound {
+            bytes: room,
+            target: room.saturating_sub(min_free / 2),
+            reason: format!(
+                "free space on the buffer's filesystem below buffer.min_free ({min_free} bytes)"
+            ),
+            name: format!(
+                "the room buffer.min_free leaves on the filesystem ({room} bytes: {} free, min_free {min_free})",
+                space.avail
+            ),
+        })
+    }
+
+    /// Bytes the database pages in use hold (freed pages go back at the end of retention).
     pub fn used_bytes(&self) -> Result<u64> {
         let e = self.err("measuring the buffer");
         let conn = self.conn();
@@ -115,7 +234,7 @@ impl Buffer {
     }
 
     /// Deletes synced and quarantined samples received before `before` (all when `None`),
-    /// oldest first, at most `limit`, and synced journal rows of the same age.
+    /// oldest first, at most `limit`.
     fn delete_synced(&mut self, before: Option<i64>, limit: i64) -> Result<u64> {
         let path = self.path().to_path_buf();
         let e = move |source| super::classify(&path, "deleting synced data", source);
@@ -147,13 +266,56 @@ impl Buffer {
             [],
         )
         .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(n as u64)
+    }
+
+    /// Deletes synced journal rows (collection errors, drops, alert events) and sent mail
+    /// from before `before` (all when `None`), oldest first, at most `limit` of each table;
+    /// `with_failed` also deletes mail refused for good (by age only: it is the record).
+    fn delete_synced_journal(
+        &mut self,
+        before: Option<i64>,
+        limit: i64,
+        with_failed: bool,
+    ) -> Result<u64> {
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, "deleting synced journal rows", source);
+        let before = before.unwrap_or(i64::MAX);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let mut n = 0;
+        // The newest row of each table stays: the central key is the local id, and SQLite
+        // (without AUTOINCREMENT) would hand the highest id out again once it is deleted.
         for table in ["collection_errors", "drops", "alert_events"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE sync_state IN (1, 2) AND at < ?1"),
-                params![before],
+            n += tx
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table}
+                         WHERE sync_state IN (1, 2) AND at < ?1
+                           AND id < (SELECT MAX(id) FROM {table})
+                         ORDER BY id LIMIT ?2)"
+                    ),
+                    params![before, limit],
+                )
+                .map_err(&e)?;
+        }
+        let states = if with_failed {
+            "('sent', 'failed')"
+        } else {
+            "('sent')"
+        };
+        n += tx
+            .execute(
+                &format!(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
+                     WHERE state IN {states} AND created_at < ?1 ORDER BY id LIMIT ?2)"
+                ),
+                params![before, limit],
             )
             .map_err(&e)?;
-        }
         tx.commit().map_err(&e)?;
         Ok(n as u64)
     }
@@ -210,7 +372,12 @@ impl Buffer {
     }
 
     /// Sets or clears the operator warning; logs it when it first appears.
-    fn update_warning(&mut self, config: &BufferConfig, now_ms: i64) -> Result<Option<String>> {
+    fn update_warning(
+        &mut self,
+        config: &BufferConfig,
+        bound: &SizeBound,
+        now_ms: i64,
+    ) -> Result<Option<String>> {
         let (unsynced, oldest) = self.unsynced_depth()?;
         let total = self.sample_count()?;
         let used = self.used_bytes()?;
@@ -221,11 +388,11 @@ impl Buffer {
             0.0
         };
         let mut reasons = Vec::new();
-        if unsynced_bytes >= WARN_AT * config.max_size as f64 {
+        if unsynced_bytes >= WARN_AT * bound.bytes as f64 && unsynced > 0 {
             reasons.push(format!(
-                "unsynced samples fill {:.0}% of buffer.max_size ({} bytes)",
-                unsynced_bytes * 100.0 / config.max_size.max(1) as f64,
-                config.max_size
+                "unsynced samples fill {:.0}% of {}",
+                unsynced_bytes * 100.0 / bound.bytes.max(1) as f64,
+                bound.name
             ));
         }
         if let Some(oldest) = oldest {
@@ -248,15 +415,26 @@ impl Buffer {
             )
         });
         let previous = self.get_kv(WARNING_KEY)?.unwrap_or_default();
-        match &warning {
+        // The warning is informative: a full disk must not fail the pass over it.
+        let noted = match &warning {
             Some(text) => {
                 if previous.is_empty() {
                     tracing::error!(unsynced, "{text}");
                 }
-                self.set_kv(WARNING_KEY, text)?;
+                if previous != *text {
+                    self.set_kv(WARNING_KEY, text)
+                } else {
+                    Ok(())
+                }
             }
-            None if !previous.is_empty() => self.set_kv(WARNING_KEY, "")?,
-            None => {}
+            None if !previous.is_empty() => self.set_kv(WARNING_KEY, ""),
+            None => Ok(()),
+        };
+        match noted {
+            Err(super::Error::DiskFull { .. }) => {
+                tracing::debug!("disk full: the buffer warning is not stored this time")
+            }
+            other => other?,
         }
         Ok(warning)
     }
@@ -295,7 +473,68 @@ mod tests {
             max_size,
             max_unsynced_age: Duration::from_secs(10 * 3600),
             keep_synced: Duration::from_secs(3600),
+            min_free: crate::config::MinFree::Bytes(0),
         }
+    }
+
+    /// Queues `n` mails of `size` bytes each in one round, marked sent when `sent`.
+    fn seed_mail(buffer: &mut Buffer, n: usize, size: usize, sent: bool) {
+        let body = "m".repeat(size);
+        let at = now_ms();
+        let ids: Vec<String> = (0..n).map(|i| format!("<{at}.{i}.{sent}@test>")).collect();
+        buffer
+            .record_round(&[], Duration::from_secs(300), |tx, _| {
+                for id in &ids {
+                    tx.insert_outbox(&crate::buffer::NewMail {
+                        message_id: id,
+                        recipient: "ops@example.com",
+                        subject: "s",
+                        body: &body,
+                        created_at: at,
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        if sent {
+            for row in buffer.due_outbox(at, usize::MAX >> 1).unwrap() {
+                buffer.mark_outbox_sent(row.id, at).unwrap();
+            }
+        }
+    }
+
+    /// Records one failed attempt per host, `rounds` times, all marked synced.
+    fn seed_synced_errors(buffer: &mut Buffer, hosts: &[&str], rounds: usize) {
+        for _ in 0..rounds {
+            let outcomes: Vec<HostOutcome> = hosts
+                .iter()
+                .map(|h| HostOutcome {
+                    host: h.to_string(),
+                    address: format!("{h}:22"),
+                    started_at_ms: now_ms(),
+                    duration: Duration::ZERO,
+                    result: Err(crate::collect::outcome::CollectError {
+                        class: crate::collect::outcome::ErrorClass::Timeout,
+                        message: "x".repeat(2000),
+                    }),
+                })
+                .collect();
+            buffer
+                .record_round(&outcomes, Duration::from_secs(300), |_, _| Ok(()))
+                .unwrap();
+        }
+        let journal = super::super::Journal::CollectionErrors;
+        let ids: Vec<i64> = buffer
+            .unsynced_journal(journal, usize::MAX >> 1)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        buffer.mark_journal_synced(journal, &ids).unwrap();
+    }
+
+    fn count(buffer: &Buffer, sql: &str) -> i64 {
+        buffer.conn().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     /// Records one sample per host in `hosts` per round, the rounds `ages_h` hours ago.
@@ -443,6 +682,127 @@ mod tests {
             .unwrap();
         assert_eq!(report.warning, None);
         assert_eq!(buffer.get_kv(WARNING_KEY).unwrap().as_deref(), Some(""));
+    }
+
+    #[test]
+    fn over_max_size_synced_journal_rows_and_sent_mail_go_before_any_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        seed(&mut buffer, &["a", "b"], &[0; 20]);
+        sync_all(&mut buffer);
+        let with_samples = buffer.used_bytes().unwrap();
+        seed_synced_errors(&mut buffer, &["a", "b"], 100);
+        seed_mail(&mut buffer, 100, 4000, true);
+        seed_mail(&mut buffer, 3, 100, false);
+        assert!(buffer.used_bytes().unwrap() > 3 * with_samples);
+        // Room for the samples and a little more: the journal and the sent mail must go.
+        let report = buffer
+            .enforce_retention(&config(with_samples + 64 * 1024), now_ms())
+            .unwrap();
+        assert!(report.journal_deleted > 0, "{report:?}");
+        assert_eq!((report.synced_deleted, report.unsynced_dropped), (0, 0));
+        assert!(buffer.used_bytes().unwrap() <= with_samples + 64 * 1024);
+        assert_eq!(buffer.status().unwrap().samples, 40);
+        // Pending mail is never shed.
+        assert_eq!(
+            count(
+                &buffer,
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+            ),
+            3
+        );
+    }
+
+    #[test]
+    fn journal_rows_and_the_outbox_count_against_max_size_then_samples_go_with_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        let empty = buffer.used_bytes().unwrap();
+        seed(&mut buffer, &["a"], &[0; 200]);
+        let bound = empty + (buffer.used_bytes().unwrap() - empty) / 2;
+        seed_mail(&mut buffer, 200, 4000, true);
+        seed_synced_errors(&mut buffer, &["a"], 200);
+        // The unsynced samples alone are over the bound once the journal and mail are gone.
+        let report = buffer.enforce_retention(&config(bound), now_ms()).unwrap();
+        assert_eq!(count(&buffer, "SELECT COUNT(*) FROM outbox"), 0);
+        // All but the newest, whose id SQLite would otherwise hand out again.
+        assert_eq!(
+            count(
+                &buffer,
+                "SELECT COUNT(*) FROM collection_errors WHERE sync_state = 1"
+            ),
+            1
+        );
+        assert!(buffer.used_bytes().unwrap() <= bound, "{report:?}");
+        assert!(report.unsynced_dropped > 0, "{report:?}");
+        // Whatever samples had to go are recorded.
+        let recorded: i64 = drops(&buffer).iter().map(|d| d.3).sum();
+        assert_eq!(recorded as u64, report.unsynced_dropped);
+        assert_eq!(
+            buffer.status().unwrap().samples as u64 + report.unsynced_dropped,
+            200
+        );
+    }
+
+    #[test]
+    fn below_min_free_synced_goes_first_then_unsynced_with_a_min_free_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        seed(&mut buffer, &["a", "b"], &[0; 30]);
+        sync_all(&mut buffer);
+        seed(&mut buffer, &["a", "b"], &[0; 30]);
+        let file_before = super::super::status::file_size(buffer.path());
+        // A bound no filesystem can meet: everything sheddable goes, each unsynced one recorded.
+        let mut cfg = config(u64::MAX);
+        cfg.min_free = crate::config::MinFree::Percent(49.0);
+        let space = buffer.disk.space().unwrap();
+        if cfg.min_free.bytes(space.total) <= space.avail {
+            cfg.min_free = crate::config::MinFree::Bytes(space.avail + (1 << 40));
+        }
+        let report = buffer.enforce_retention(&cfg, now_ms()).unwrap();
+        assert_eq!(report.synced_deleted, 60, "{report:?}");
+        assert_eq!(report.unsynced_dropped, 60, "{report:?}");
+        let drops = drops(&buffer);
+        assert!(
+            drops.iter().all(|d| d.4.contains("buffer.min_free")),
+            "{drops:?}"
+        );
+        assert_eq!(drops.iter().map(|d| d.3).sum::<i64>(), 60);
+        // Freed pages went back to the filesystem.
+        let file_after = super::super::status::file_size(buffer.path());
+        assert!(file_after < file_before, "{file_after} >= {file_before}");
+    }
+
+    #[test]
+    fn samples_a_round_could_not_store_become_drops_that_consume_their_sequence_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        seed(&mut buffer, &["a", "b"], &[0]);
+        let lost = buffer.count_unstored(&["a", "b"], "disk full", true, now_ms());
+        assert_eq!((lost.samples, lost.pending), (2, 2));
+        buffer.count_unstored(&["a"], "disk full", true, now_ms());
+        let status = buffer.status().unwrap();
+        assert!(status.disk.full);
+        assert_eq!(status.disk.unstored_samples, 3);
+        assert_eq!(status.hosts[0].unstored_samples, 2);
+        // Another connection (`edgemon status`) sees it through the state file.
+        let reader = Buffer::open_read_only(buffer.path()).unwrap();
+        assert_eq!(reader.status().unwrap().disk.unstored_samples, 3);
+        drop(reader);
+        seed(&mut buffer, &["a", "b"], &[0]);
+        let drops = drops(&buffer);
+        assert_eq!(drops.len(), 2, "{drops:?}");
+        assert_eq!((drops[0].0.as_str(), drops[0].1, drops[0].2), ("a", 2, 3));
+        assert_eq!((drops[1].0.as_str(), drops[1].1, drops[1].2), ("b", 2, 2));
+        assert!(drops[0].4.contains("full"), "{}", drops[0].4);
+        let status = buffer.status().unwrap();
+        assert!(!status.disk.full);
+        assert_eq!(status.disk.unstored_samples, 0);
+        // The round's own samples come after the recorded ranges.
+        let seqs: Vec<Option<i64>> = status.hosts.iter().map(|h| h.last_seq).collect();
+        assert_eq!(seqs, vec![Some(4), Some(3)]);
+        let reader = Buffer::open_read_only(buffer.path()).unwrap();
+        assert!(!reader.status().unwrap().disk.full);
     }
 
     #[test]

@@ -40,6 +40,29 @@ pub struct HostStatus {
     pub consecutive_failures: i64,
     /// Rules currently firing on this host.
     pub firing_alerts: Vec<String>,
+    /// Samples collected but not stored (disk full), not yet recorded as drops.
+    pub unstored_samples: u64,
+}
+
+/// The buffer's filesystem, as `edgemon status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiskStatus {
+    /// Rounds are being lost because the filesystem is full.
+    pub full: bool,
+    /// Since when (Unix ms).
+    pub full_since: Option<i64>,
+    /// Samples not stored, all hosts, not yet recorded as drops.
+    pub unstored_samples: u64,
+    /// Why the last round was not stored.
+    pub last_error: Option<String>,
+    /// Size of the filesystem, bytes.
+    pub total_bytes: Option<u64>,
+    /// Free space on it, bytes.
+    pub free_bytes: Option<u64>,
+    /// Size of the disk reserve, bytes.
+    pub reserve_bytes: u64,
+    /// Whether the reserve is in place (released while the disk is full).
+    pub reserve_in_place: bool,
 }
 
 /// The outbox of alert mail.
@@ -82,6 +105,8 @@ pub struct BufferStatus {
     pub buffer_warning: Option<String>,
     /// Mail outbox.
     pub outbox: OutboxStatus,
+    /// The buffer's filesystem: free space, the reserve, and samples lost to a full disk.
+    pub disk: DiskStatus,
     /// Per-host state, by name.
     pub hosts: Vec<HostStatus>,
 }
@@ -153,8 +178,24 @@ impl Buffer {
             last_sync_error,
             buffer_warning: self.get_kv(super::WARNING_KEY)?.filter(|v| !v.is_empty()),
             outbox,
+            disk: self.disk_status(),
             hosts: self.host_statuses()?,
         })
+    }
+
+    fn disk_status(&self) -> DiskStatus {
+        let state = &self.disk.state;
+        let space = self.disk.space();
+        DiskStatus {
+            full: state.full,
+            full_since: state.since,
+            unstored_samples: state.unstored_total(),
+            last_error: state.last_error.clone(),
+            total_bytes: space.map(|s| s.total),
+            free_bytes: space.map(|s| s.avail),
+            reserve_bytes: self.disk.reserve_size,
+            reserve_in_place: self.disk.reserve_present(),
+        }
     }
 
     pub(crate) fn host_statuses(&self) -> Result<Vec<HostStatus>> {
@@ -195,6 +236,7 @@ impl Buffer {
                         swap_percent: percent(r.get(14)?, r.get(15)?),
                         uptime_s: r.get(16)?,
                         firing_alerts: Vec::new(),
+                        unstored_samples: 0,
                     },
                 ))
             })
@@ -210,13 +252,20 @@ impl Buffer {
                 .map_err(&e)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(&e)?;
+            host.unstored_samples = self
+                .disk
+                .state
+                .unstored
+                .get(&host.name)
+                .copied()
+                .unwrap_or(0);
             hosts.push(host);
         }
         Ok(hosts)
     }
 }
 
-fn file_size(path: &std::path::Path) -> u64 {
+pub(crate) fn file_size(path: &std::path::Path) -> u64 {
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");

@@ -159,3 +159,23 @@ fn status_works_read_only_while_a_writer_holds_the_file() {
         .unwrap();
     assert_eq!(reader.status().unwrap().samples, 2);
 }
+
+#[test]
+fn new_buffers_give_space_back_and_older_ones_are_converted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |b: &Buffer| -> i64 {
+        b.conn()
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap()
+    };
+    let fresh = Buffer::open(&dir.path().join("new.sqlite")).unwrap();
+    assert_eq!(mode(&fresh), 2);
+    // A file made before incremental vacuum: a table exists, so the mode is fixed at none.
+    let old = dir.path().join("old.sqlite");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch("CREATE TABLE legacy (x INTEGER)")
+        .unwrap();
+    let converted = Buffer::open(&old).unwrap();
+    assert_eq!(mode(&converted), 2);
+}

@@ -181,6 +181,8 @@ pub struct BufferSection {
     pub max_unsynced_age: String,
     /// How long synced samples stay.
     pub keep_synced: String,
+    /// Free space kept on the buffer's filesystem: bytes, a percentage, or `"auto"`.
+    pub min_free: String,
 }
 
 /// `[sync]`.

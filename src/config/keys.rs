@@ -305,6 +305,7 @@ pub(crate) const KEYS: &[Key] = &[
     size("buffer.max_size", Some("1GiB"), MIB, 4 * TIB, "Size of the buffer beyond which data is shed (and recorded)."),
     duration("buffer.max_unsynced_age", Some("30d"), MIN, times(DAY, 3650), "Unsynced samples older than this are shed (and recorded)."),
     duration("buffer.keep_synced", Some("7d"), Duration::ZERO, times(DAY, 3650), "How long synced samples stay in the buffer."),
+    text("buffer.min_free", Some("auto"), "Free space kept on the buffer's filesystem: a size, a percentage below 50%, or auto (the smaller of 5% and 64MiB)."),
     text("sync.url", None, "mysql://user:password@host:port/db (or url_env, url_file)."),
     text("sync.url_env", None, "Environment variable holding the URL."),
     text("sync.url_file", None, "File holding the URL."),

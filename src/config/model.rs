@@ -175,6 +175,33 @@ pub struct BufferConfig {
     pub max_unsynced_age: Duration,
     /// Synced samples are kept locally this long.
     pub keep_synced: Duration,
+    /// Free space retention keeps on the buffer's filesystem.
+    pub min_free: MinFree,
+}
+
+/// `buffer.min_free`: the free space retention keeps on the buffer's filesystem, shedding
+/// synced data first and then the oldest unsynced samples (recorded as drops).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    /// The smaller of 5% of the filesystem and 64 MiB: 5% is the usual root reserve of small
+    /// disks; on large ones 64 MiB is minutes of growth for thousands of hosts, and more
+    /// would shed data the disk could hold.
+    Auto,
+    /// A fixed number of bytes.
+    Bytes(u64),
+    /// A percentage of the filesystem's size.
+    Percent(f64),
+}
+
+impl MinFree {
+    /// The bound in bytes on a filesystem of `total` bytes.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            MinFree::Auto => (total / 20).min(64 << 20),
+            MinFree::Bytes(b) => b,
+            MinFree::Percent(p) => (total as f64 * p / 100.0) as u64,
+        }
+    }
 }
 
 /// `[sync]`: the central MySQL database.

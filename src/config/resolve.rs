@@ -80,6 +80,7 @@ pub(crate) fn resolve(
         max_size: r.size("buffer.max_size", &raw.buffer.max_size),
         max_unsynced_age: r.duration("buffer.max_unsynced_age", &raw.buffer.max_unsynced_age),
         keep_synced: r.duration("buffer.keep_synced", &raw.buffer.keep_synced),
+        min_free: r.min_free("buffer.min_free", &raw.buffer.min_free),
     };
     let sync = r.sync(&raw);
     let mail = r.mail(&raw, &appliance.data_dir);
@@ -190,6 +191,36 @@ impl Resolver<'_> {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// `buffer.min_free`: `"auto"`, a percentage of the filesystem below 50%, or a size.
+    fn min_free(&mut self, key_path: &str, text: &str) -> MinFree {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("auto") {
+            return MinFree::Auto;
+        }
+        if let Some(number) = trimmed.strip_suffix('%') {
+            return match number.trim().parse::<f64>() {
+                Ok(p) if (0.0..50.0).contains(&p) => MinFree::Percent(p),
+                _ => {
+                    self.error(
+                        key_path,
+                        format!("{text:?} must be a percentage from 0% to below 50%, a size like \"64MiB\", or \"auto\""),
+                    );
+                    MinFree::Auto
+                }
+            };
+        }
+        match units::parse_size(trimmed) {
+            Ok(bytes) => MinFree::Bytes(bytes),
+            Err(message) => {
+                self.error(
+                    key_path,
+                    format!("{message}, a percentage like \"5%\", or \"auto\""),
+                );
+                MinFree::Auto
             }
         }
     }

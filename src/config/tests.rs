@@ -817,3 +817,24 @@ fn the_web_page_off_loopback_needs_a_password_file() {
     .to_string();
     assert!(missing.contains("cannot read"), "{missing}");
 }
+
+#[test]
+fn buffer_min_free_takes_auto_a_percentage_or_a_size_and_names_a_bad_value() {
+    let config = ok(BASE);
+    assert_eq!(config.buffer.min_free, MinFree::Auto);
+    assert_eq!(MinFree::Auto.bytes(3 << 20), (3 << 20) / 20);
+    assert_eq!(MinFree::Auto.bytes(1 << 40), 64 << 20);
+    let with = |value: &str| format!("{BASE}[buffer]\nmin_free = \"{value}\"\n");
+    assert_eq!(ok(&with("10%")).buffer.min_free, MinFree::Percent(10.0));
+    assert_eq!(ok(&with("0")).buffer.min_free, MinFree::Bytes(0));
+    assert_eq!(ok(&with("64MiB")).buffer.min_free, MinFree::Bytes(64 << 20));
+    for bad in ["80%", "lots"] {
+        let errors = errors(&with(bad));
+        let e = &errors.errors()[0];
+        assert_eq!(
+            (e.key_path.as_str(), e.line),
+            ("buffer.min_free", Some(7)),
+            "{bad}"
+        );
+    }
+}

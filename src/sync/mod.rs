@@ -303,16 +303,17 @@ fn samples_batch(
         &mut |slice| {
             central.write_samples(slice).map_err(attempt)?;
             let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
+            // Through the disk reserve: rows committed centrally must be marked, full disk or not.
             buffer
                 .borrow_mut()
-                .mark_samples_synced(&ids, now_ms())
+                .with_reserve(|b| b.mark_samples_synced(&ids, now_ms()))
                 .map_err(|e| Attempt::Fatal(e.into()))
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
             Ok(buffer
                 .borrow_mut()
-                .quarantine_samples(&[(row.id, message)], now_ms())?)
+                .with_reserve(|b| b.quarantine_samples(&[(row.id, message.clone())], now_ms()))?)
         },
     )
 }
@@ -332,7 +333,7 @@ fn journal_batch(
             let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
             buffer
                 .borrow_mut()
-                .mark_journal_synced(journal, &ids)
+                .with_reserve(|b| b.mark_journal_synced(journal, &ids))
                 .map_err(|e| Attempt::Fatal(e.into()))
         },
         &mut |row, message| {

@@ -1,6 +1,7 @@
 mod alert;
 mod config_cli;
 mod daemon;
+mod full_disk;
 mod harness;
 mod local;
 mod sites;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use edgemon::buffer::Buffer;
 use edgemon::collect::outcome::{CollectError, ErrorClass, HostOutcome};
 use edgemon::config::secret::Secret;
-use edgemon::config::{BufferConfig, SyncConfig};
+use edgemon::config::{BufferConfig, MinFree, SyncConfig};
 use edgemon::report::Report;
 use edgemon::sync::SyncTask;
 use mysql::prelude::Queryable;
@@ -46,6 +46,7 @@ fn buffer_config(path: &Path) -> BufferConfig {
         max_size: 1 << 40,
         max_unsynced_age: Duration::from_secs(100 * 365 * 86_400),
         keep_synced: Duration::from_secs(100 * 365 * 86_400),
+        min_free: MinFree::Bytes(0),
     }
 }
 

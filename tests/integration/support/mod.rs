@@ -19,6 +19,7 @@ pub mod mariadb;
 pub mod netns;
 pub mod smtp;
 pub mod sshd;
+pub mod tmpfs;
 
 use std::ffi::OsStr;
 use std::fmt;
