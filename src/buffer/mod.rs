@@ -25,7 +25,9 @@ pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use retention::{RetentionReport, WARNING_KEY};
 pub use status::{BufferStatus, HostStatus, OutboxStatus};
-pub use sync_queries::{Journal, JournalFields, JournalRow, SyncSample};
+pub use sync_queries::{
+    COLLIDED, Collision, HostMark, Journal, JournalFields, JournalRow, MarkedHost, SyncSample,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

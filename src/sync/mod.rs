@@ -10,6 +10,13 @@
 //! - A batch refused for its content is bisected; the rows refused on their
 //!   own are quarantined locally with MySQL's message (and recorded as drops,
 //!   so the central gap view explains them). They never block the rest.
+//! - Identity is (appliance, buffer epoch, host, seq) for samples and
+//!   (appliance, epoch, local id) for journal rows. A re-sent row found
+//!   centrally with the same checksum is a no-op; with another checksum it is a
+//!   collision: never written over, kept in the buffer (state 3, `collisions`),
+//!   logged with host and seq, counted in status and metrics.
+//! - Each batch updates its hosts' central watermarks in its own transaction,
+//!   so the completeness view needs no scan of the samples.
 //! - Connection and server errors end the pass; the loop backs off
 //!   exponentially with jitter up to `sync.max_backoff`.
 //!
@@ -26,6 +33,7 @@ pub use backoff::Backoff;
 pub use bisect::{Attempt, Isolated, commit_isolating};
 pub use command::command;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -53,8 +61,14 @@ pub enum Error {
 /// What one pass did.
 #[derive(Debug, Clone, Default)]
 pub struct PassReport {
-    /// Samples committed centrally and marked synced.
+    /// Samples committed centrally and marked synced (inserted, or found there identical).
     pub samples: u64,
+    /// Of `samples`, those already in MySQL with the same values (re-sent after a crash
+    /// between COMMIT and marking): a no-op.
+    pub already_present: u64,
+    /// Rows (samples and journal rows) whose central identity holds different values:
+    /// not written, kept in the buffer's `collisions` table, logged and counted.
+    pub collisions: u64,
     /// Samples quarantined (refused by MySQL for their content).
     pub quarantined: u64,
     /// Journal rows (collection errors, drops, alert events) committed.
@@ -172,13 +186,7 @@ impl SyncTask {
         let result = self.drain_locked(&mut state, stop, progress, &mut report);
         report.elapsed = started.elapsed();
         let outcome = match &result {
-            Ok(()) => {
-                // Informative only; the next pass tries again.
-                if let Err(err) = state.central.as_mut().map_or(Ok(()), Central::touch) {
-                    tracing::debug!(error = %err, "could not record last_sync_at centrally");
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => {
                 if matches!(err, Error::Central(_)) {
                     // Whatever happened, the connection is in an unknown state: start afresh.
@@ -208,12 +216,13 @@ impl SyncTask {
         progress: &mut dyn FnMut(Progress),
         report: &mut PassReport,
     ) -> Result<(), Error> {
-        self.buffer_of(state)?;
+        let epoch = self.buffer_of(state)?.epoch()?;
         if state.central.is_none() {
             state.central = Some(Central::connect(
                 &self.sync.url,
                 self.sync.timeout,
                 &self.appliance,
+                epoch,
             )?);
         }
         let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
@@ -243,8 +252,11 @@ impl SyncTask {
                 buffer.quarantine_samples(&unreadable, now_ms())?;
                 report.quarantined += unreadable.len() as u64;
             }
-            let done = samples_batch(central, buffer, &good)?;
-            report.samples += done.committed as u64;
+            let marks = marks(buffer)?;
+            let (done, counts) = samples_batch(central, buffer, &good, &marks, epoch)?;
+            report.samples += (done.committed - counts.collisions) as u64;
+            report.already_present += counts.identical as u64;
+            report.collisions += counts.collisions as u64;
             report.quarantined += done.rejected as u64;
             remaining = if fetched < batch_size {
                 buffer.unsynced_depth()?.0
@@ -267,12 +279,25 @@ impl SyncTask {
                 if rows.is_empty() {
                     break;
                 }
-                let done = journal_batch(central, buffer, journal, &rows)?;
-                report.journal_rows += done.committed as u64;
+                let marks = marks(buffer)?;
+                let (done, counts) = journal_batch(central, buffer, journal, &rows, &marks, epoch)?;
+                report.journal_rows += (done.committed - counts.collisions) as u64;
+                report.collisions += counts.collisions as u64;
                 report.journal_rejected += done.rejected as u64;
             }
         }
         report.remaining = buffer.unsynced_depth()?.0;
+        // Every host's watermark, even one with nothing to send: a host whose samples never
+        // arrive then shows in the completeness view. Informative: the next pass tries again.
+        let hosts = buffer.marked_hosts()?;
+        let names: Vec<(String, String)> = hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.address.clone()))
+            .collect();
+        let marks = hosts.into_iter().map(|h| (h.name, h.mark)).collect();
+        if let Err(err) = central.touch(&names, &marks) {
+            tracing::warn!(error = %err, "could not record the pass and the watermarks centrally");
+        }
         Ok(())
     }
 
@@ -293,22 +318,39 @@ impl SyncTask {
     }
 }
 
-/// Commits one batch of samples, isolating refused rows; marks each committed slice synced.
+/// Rows of committed slices that were already there or collided.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    identical: usize,
+    collisions: usize,
+}
+
+/// The buffer's hosts' sequence bounds, by name.
+fn marks(buffer: &Buffer) -> Result<HashMap<String, buffer::HostMark>, Error> {
+    Ok(buffer
+        .marked_hosts()?
+        .into_iter()
+        .map(|h| (h.name, h.mark))
+        .collect())
+}
+
+/// Commits one batch of samples, isolating refused rows; marks each committed slice synced
+/// and records its collisions.
 fn samples_batch(
     central: &mut Central,
     buffer: &mut Buffer,
     rows: &[buffer::SyncSample],
-) -> Result<Isolated, Error> {
+    marks: &HashMap<String, buffer::HostMark>,
+    epoch: i64,
+) -> Result<(Isolated, Counts), Error> {
     let buffer = std::cell::RefCell::new(buffer);
-    commit_isolating(
+    let mut counts = Counts::default();
+    let done = commit_isolating(
         rows,
         &mut |slice| {
-            central.write_samples(slice).map_err(attempt)?;
-            let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
-            buffer
-                .borrow_mut()
-                .mark_samples_synced(&ids, now_ms())
-                .map_err(|e| Attempt::Fatal(e.into()))
+            let written = central.write_samples(slice, marks).map_err(attempt)?;
+            settle(&mut buffer.borrow_mut(), "samples", &written, epoch, &mut counts)
+                .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
@@ -316,7 +358,47 @@ fn samples_batch(
                 .borrow_mut()
                 .quarantine_samples(&[(row.id, message)], now_ms())?)
         },
-    )
+    )?;
+    Ok((done, counts))
+}
+
+/// After a COMMIT: marks what is now central synced, records and logs the collisions.
+fn settle(
+    buffer: &mut Buffer,
+    table: &'static str,
+    written: &central::Written,
+    epoch: i64,
+    counts: &mut Counts,
+) -> Result<(), Error> {
+    let stored: Vec<i64> = written.stored().collect();
+    if table == "samples" {
+        buffer.mark_samples_synced(&stored, now_ms())?;
+    } else {
+        let journal = Journal::ALL
+            .into_iter()
+            .find(|j| j.table() == table)
+            .unwrap_or(Journal::Drops);
+        buffer.mark_journal_synced(journal, &stored)?;
+    }
+    for c in &written.collisions {
+        tracing::warn!(
+            table,
+            host = %c.host,
+            seq = ?c.seq,
+            local_id = c.local_id,
+            epoch,
+            local_checksum = format!("{:016x}", c.local_checksum),
+            central_checksum = ?c.central_checksum.map(|v| format!("{v:016x}")),
+            "collision: MySQL already holds this identity with other values; the row is kept in the buffer's \
+             collisions table and not written"
+        );
+    }
+    if !written.collisions.is_empty() {
+        buffer.record_collisions(table, &written.collisions, epoch, now_ms())?;
+    }
+    counts.identical += written.identical.len();
+    counts.collisions += written.collisions.len();
+    Ok(())
 }
 
 /// Commits one batch of journal rows, isolating refused rows.
@@ -325,24 +407,31 @@ fn journal_batch(
     buffer: &mut Buffer,
     journal: Journal,
     rows: &[buffer::JournalRow],
-) -> Result<Isolated, Error> {
+    marks: &HashMap<String, buffer::HostMark>,
+    epoch: i64,
+) -> Result<(Isolated, Counts), Error> {
     let buffer = std::cell::RefCell::new(buffer);
-    commit_isolating(
+    let mut counts = Counts::default();
+    let done = commit_isolating(
         rows,
         &mut |slice| {
-            central.write_journal(slice).map_err(attempt)?;
-            let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
-            buffer
-                .borrow_mut()
-                .mark_journal_synced(journal, &ids)
-                .map_err(|e| Attempt::Fatal(e.into()))
+            let written = central.write_journal(slice, marks).map_err(attempt)?;
+            settle(
+                &mut buffer.borrow_mut(),
+                journal.table(),
+                &written,
+                epoch,
+                &mut counts,
+            )
+            .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(table = journal.table(), id = row.id, host = %row.host, reason = %message,
                 "MySQL refused a row; it stays only in the local buffer");
             Ok(buffer.borrow_mut().reject_journal(journal, &[row.id])?)
         },
-    )
+    )?;
+    Ok((done, counts))
 }
 
 fn attempt(err: central::Error) -> Attempt<Error> {
