@@ -109,7 +109,11 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(conn.last_insert_rowid(), 8, "an emptied table does not reuse ids");
+        assert_eq!(
+            conn.last_insert_rowid(),
+            8,
+            "an emptied table does not reuse ids"
+        );
     }
 
     #[test]
@@ -117,8 +121,10 @@ mod tests {
         let epoch = || {
             let mut conn = Connection::open_in_memory().unwrap();
             migrate(&mut conn).unwrap();
-            conn.query_row("SELECT epoch FROM buffer_identity", [], |r| r.get::<_, i64>(0))
-                .unwrap()
+            conn.query_row("SELECT epoch FROM buffer_identity", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
         };
         assert_ne!(epoch(), epoch());
     }

@@ -200,7 +200,9 @@ impl Buffer {
         let e = self.err("reading host sequence bounds");
         let mut stmt = self
             .conn()
-            .prepare_cached("SELECT name, address, epoch_first_seq, next_seq - 1 FROM hosts ORDER BY name")
+            .prepare_cached(
+                "SELECT name, address, epoch_first_seq, next_seq - 1 FROM hosts ORDER BY name",
+            )
             .map_err(&e)?;
         let rows = stmt
             .query_map([], |r| {

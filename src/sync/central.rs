@@ -219,9 +219,7 @@ impl Central {
             if locked != Some(1) {
                 return Err(Error::Schema {
                     server,
-                    message: format!(
-                        "could not take the schema lock '{SCHEMA_LOCK}' within 600 s"
-                    ),
+                    message: format!("could not take the schema lock '{SCHEMA_LOCK}' within 600 s"),
                 });
             }
             let applied = self.apply_schema_locked(appliance);
@@ -313,9 +311,7 @@ impl Central {
         let server = self.server.clone();
         let mut set = String::from("SET @edgemon_appliance = ");
         sql::push_str(&mut set, appliance);
-        self.conn
-            .query_drop(set)
-            .map_err(|e| classify(&server, e))
+        self.conn.query_drop(set).map_err(|e| classify(&server, e))
     }
 
     fn run_schema_statement(&mut self, statement: &str, file: &str) -> Result<(), Error> {

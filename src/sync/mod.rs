@@ -77,6 +77,8 @@ pub struct PassReport {
     pub journal_rejected: u64,
     /// Unsynced samples left (more arrived, or the pass was stopped).
     pub remaining: u64,
+    /// The buffer's epoch.
+    pub epoch: i64,
     /// The stop flag ended the pass between two batches.
     pub stopped: bool,
     /// The retention pass run before syncing (`run_once` only).
@@ -217,6 +219,7 @@ impl SyncTask {
         report: &mut PassReport,
     ) -> Result<(), Error> {
         let epoch = self.buffer_of(state)?.epoch()?;
+        report.epoch = epoch;
         if state.central.is_none() {
             state.central = Some(Central::connect(
                 &self.sync.url,
@@ -349,8 +352,14 @@ fn samples_batch(
         rows,
         &mut |slice| {
             let written = central.write_samples(slice, marks).map_err(attempt)?;
-            settle(&mut buffer.borrow_mut(), "samples", &written, epoch, &mut counts)
-                .map_err(Attempt::Fatal)
+            settle(
+                &mut buffer.borrow_mut(),
+                "samples",
+                &written,
+                epoch,
+                &mut counts,
+            )
+            .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");

@@ -514,7 +514,9 @@ mod tests {
     }
 
     fn prepared(rows: &[SyncSample], host_id: u32) -> Vec<PreparedSample<'_>> {
-        rows.iter().map(|r| PreparedSample::new(r, host_id)).collect()
+        rows.iter()
+            .map(|r| PreparedSample::new(r, host_id))
+            .collect()
     }
 
     #[test]
@@ -584,6 +586,11 @@ mod tests {
             .collect();
         let query = existing_samples(4, 77, &prepared);
         assert!(query.contains("appliance_id = 4 AND epoch = 77"), "{query}");
-        assert!(query.contains("(host_id = 1 AND seq BETWEEN 3 AND 9) OR (host_id = 2 AND seq BETWEEN 4 AND 4)"), "{query}");
+        assert!(
+            query.contains(
+                "(host_id = 1 AND seq BETWEEN 3 AND 9) OR (host_id = 2 AND seq BETWEEN 4 AND 4)"
+            ),
+            "{query}"
+        );
     }
 }

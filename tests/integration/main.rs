@@ -2,6 +2,7 @@ mod alert;
 mod config_cli;
 mod daemon;
 mod harness;
+mod identity;
 mod local;
 mod ssh;
 mod support;
