@@ -6,14 +6,22 @@
 -- gives rows of schema version 1), made when the file is created or migrated. A sample's central
 -- identity is (appliance, epoch, host, seq): a buffer deleted and recreated under the same
 -- appliance id restarts its sequences under a new epoch, so its rows never equal the old ones.
+-- The *_floor columns: in a migrated file, the newest journal row already synced under the legacy
+-- epoch (0 in a new file); rows at or below it are never sent again under this epoch.
 CREATE TABLE buffer_identity (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    epoch       INTEGER NOT NULL CHECK (epoch <> 0),
-    created_at  INTEGER NOT NULL
+    id                       INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch                    INTEGER NOT NULL CHECK (epoch <> 0),
+    created_at               INTEGER NOT NULL,
+    collection_errors_floor  INTEGER NOT NULL DEFAULT 0,
+    drops_floor              INTEGER NOT NULL DEFAULT 0,
+    alert_events_floor       INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO buffer_identity (id, epoch, created_at)
+INSERT INTO buffer_identity (id, epoch, created_at, collection_errors_floor, drops_floor, alert_events_floor)
 SELECT 1, CASE WHEN r = 0 THEN 1 ELSE r END,
-       CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+       CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+       (SELECT COALESCE(MAX(id), 0) FROM collection_errors WHERE sync_state <> 0),
+       (SELECT COALESCE(MAX(id), 0) FROM drops WHERE sync_state <> 0),
+       (SELECT COALESCE(MAX(id), 0) FROM alert_events WHERE sync_state <> 0)
 FROM (SELECT random() AS r);
 
 -- The first sequence number of each host under this epoch: 1 in a new file; in a migrated file,

@@ -195,6 +195,65 @@ impl Buffer {
             .map_err(self.err("reading the buffer epoch"))
     }
 
+    /// Puts synced samples back in the queue that the central database no longer holds: those
+    /// of this epoch above the newest sequence number `present` there for their host (a host
+    /// missing from `present` has none). Run on every new connection, so a central database
+    /// restored from an older backup gets back what the buffer still keeps. Returns the count
+    /// per host re-queued.
+    pub fn requeue_missing_samples(
+        &mut self,
+        present: &std::collections::HashMap<String, i64>,
+    ) -> Result<Vec<(String, u64)>> {
+        let hosts = self.marked_hosts()?;
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, "re-queueing samples", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let mut requeued = Vec::new();
+        for host in hosts {
+            let above = present
+                .get(&host.name)
+                .copied()
+                .unwrap_or(0)
+                .max(host.mark.first_seq - 1);
+            let n = tx
+                .execute(
+                    "UPDATE samples SET sync_state = 0, synced_at = NULL
+                     WHERE host_id = (SELECT id FROM hosts WHERE name = ?1) AND sync_state = 1 AND seq > ?2",
+                    params![host.name, above],
+                )
+                .map_err(&e)?;
+            if n > 0 {
+                requeued.push((host.name, n as u64));
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(requeued)
+    }
+
+    /// Like [`Buffer::requeue_missing_samples`] for a journal: synced rows of this epoch above
+    /// `present`, the newest local id the central table holds for this epoch.
+    pub fn requeue_missing_journal(&mut self, journal: Journal, present: i64) -> Result<u64> {
+        let table = journal.table();
+        let floor: i64 = self
+            .conn()
+            .query_row(
+                &format!("SELECT {table}_floor FROM buffer_identity WHERE id = 1"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading the journal floor"))?;
+        self.conn()
+            .execute(
+                &format!("UPDATE {table} SET sync_state = 0 WHERE sync_state = 1 AND id > ?1"),
+                [present.max(floor)],
+            )
+            .map(|n| n as u64)
+            .map_err(self.err("re-queueing journal rows"))
+    }
+
     /// Every host of the buffer with its sequence bounds under this epoch.
     pub fn marked_hosts(&self) -> Result<Vec<MarkedHost>> {
         let e = self.err("reading host sequence bounds");

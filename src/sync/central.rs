@@ -412,6 +412,41 @@ impl Central {
         Ok(())
     }
 
+    /// The newest sequence number present per host name, for this appliance and epoch (hosts
+    /// without rows are absent). One index dive per host.
+    pub fn present_samples(&mut self) -> Result<HashMap<String, i64>, Error> {
+        let server = self.server.clone();
+        let rows: Vec<(String, Option<i64>)> = self
+            .conn
+            .query(format!(
+                "SELECT CAST(h.name AS CHAR),
+                        (SELECT s.seq FROM samples s
+                          WHERE s.appliance_id = {a} AND s.epoch = {e} AND s.host_id = h.id
+                          ORDER BY s.seq DESC LIMIT 1)
+                 FROM hosts h WHERE h.appliance_id = {a}",
+                a = self.appliance,
+                e = self.epoch
+            ))
+            .map_err(|e| classify(&server, e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, seq)| seq.map(|s| (name, s)))
+            .collect())
+    }
+
+    /// The newest local id `table` holds for this appliance and epoch (0: none).
+    pub fn present_journal(&mut self, table: &str) -> Result<i64, Error> {
+        let server = self.server.clone();
+        let max: Option<Option<i64>> = self
+            .conn
+            .query_first(format!(
+                "SELECT MAX(local_id) FROM {table} WHERE appliance_id = {} AND epoch = {}",
+                self.appliance, self.epoch
+            ))
+            .map_err(|e| classify(&server, e))?;
+        Ok(max.flatten().unwrap_or(0))
+    }
+
     /// Writes samples (with per-core values and the hosts' watermarks) in one transaction and
     /// commits. Rows already there with the same values are skipped (a re-send); rows whose
     /// identity holds different values are returned as collisions, not written.

@@ -220,7 +220,8 @@ impl SyncTask {
     ) -> Result<(), Error> {
         let epoch = self.buffer_of(state)?.epoch()?;
         report.epoch = epoch;
-        if state.central.is_none() {
+        let fresh = state.central.is_none();
+        if fresh {
             state.central = Some(Central::connect(
                 &self.sync.url,
                 self.sync.timeout,
@@ -231,6 +232,9 @@ impl SyncTask {
         let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
             unreachable!("both opened above");
         };
+        if fresh {
+            requeue_missing(central, buffer, &self.appliance)?;
+        }
         let batch_size = self.sync.batch_size.max(1);
         // Counted once and then decremented: counting per batch would rescan the backlog
         // every time (quadratic over a large drain).
@@ -319,6 +323,40 @@ impl SyncTask {
             .as_mut()
             .unwrap_or_else(|| unreachable!("opened above")))
     }
+}
+
+/// On a new connection: whatever the buffer marked synced but MySQL no longer holds (the newest
+/// rows of a host, or all of them: a restore from an older backup, a deleted host) goes back
+/// to the queue while the buffer still keeps it, so it is sent again rather than lost.
+fn requeue_missing(
+    central: &mut Central,
+    buffer: &mut Buffer,
+    appliance: &str,
+) -> Result<(), Error> {
+    let present = central.present_samples()?;
+    for (host, count) in buffer.requeue_missing_samples(&present)? {
+        tracing::warn!(
+            appliance,
+            host = %host,
+            samples = count,
+            server = central.server(),
+            "MySQL lacks samples this buffer had synced (restored from an older backup, or deleted); sending them again"
+        );
+    }
+    for journal in Journal::ALL {
+        let present = central.present_journal(journal.table())?;
+        let count = buffer.requeue_missing_journal(journal, present)?;
+        if count > 0 {
+            tracing::warn!(
+                appliance,
+                table = journal.table(),
+                rows = count,
+                server = central.server(),
+                "MySQL lacks journal rows this buffer had synced; sending them again"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Rows of committed slices that were already there or collided.

@@ -460,3 +460,55 @@ fn a_version_1_central_database_is_upgraded_in_place_without_losing_a_row() {
     drain(&again);
     assert_eq!(fingerprint(&mut conn), before);
 }
+
+#[test]
+fn a_central_database_restored_from_an_older_backup_gets_back_what_the_buffer_keeps() {
+    let db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let path = dir.path().join("buffer.sqlite");
+    seed(&path, 3, 0, 5);
+    let task = SyncTask::new(&sync_config(&db.url(), 6), &buffer_config(&path), "site-b");
+    drain(&task);
+    const TABLES: [&str; 9] = [
+        "appliances",
+        "buffers",
+        "hosts",
+        "samples",
+        "sample_cores",
+        "collection_errors",
+        "drops",
+        "alert_events",
+        "watermarks",
+    ];
+    let mut conn = db.conn().expect("connect");
+    for table in TABLES {
+        conn.query_drop(format!(
+            "CREATE TABLE backup_{table} AS SELECT * FROM {table}"
+        ))
+        .expect("backup");
+    }
+    seed(&path, 3, 5, 5);
+    drain(&task);
+    let before_restore = count(&db, "SELECT COUNT(*) FROM samples");
+    // The database server is restored from the backup; the appliance reconnects.
+    conn.query_drop("SET FOREIGN_KEY_CHECKS = 0")
+        .expect("fk off");
+    for table in TABLES {
+        conn.query_drop(format!("DELETE FROM {table}"))
+            .expect("empty");
+        conn.query_drop(format!("INSERT INTO {table} SELECT * FROM backup_{table}"))
+            .expect("restore");
+    }
+    conn.query_drop("SET FOREIGN_KEY_CHECKS = 1")
+        .expect("fk on");
+    let lost = before_restore - count(&db, "SELECT COUNT(*) FROM samples");
+    assert!(lost > 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM collection_errors"), 1);
+
+    let reconnected = SyncTask::new(&sync_config(&db.url(), 6), &buffer_config(&path), "site-b");
+    let report = drain(&reconnected);
+    assert_eq!(report.samples as i64, lost, "{report:?}");
+    assert_eq!(report.already_present, 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM collection_errors"), 2);
+    assert_complete(&db, &path, "site-b");
+}
