@@ -1,7 +1,7 @@
 -- edgemon central schema: upgrade of a version 1 database to version 2, in place.
 --
--- Run by edgemon under the lock 'edgemon.schema' when it finds version 1 (printed by
--- `edgemon schema mysql-upgrade`). Each ALTER rebuilds one table in one statement and is
+-- Run by edgemon under the lock 'edgemon.schema' when it finds version 1 (shipped as
+-- /usr/share/edgemon/schema/mysql-v2.sql). Each ALTER rebuilds one table in one statement and is
 -- skipped when the table already has its epoch column, so an upgrade cut short resumes where
 -- it stopped. Every v1 row is kept and gets the legacy epoch 0 (no buffer draws 0). Then
 -- schema/mysql.sql runs (new tables and views), then the statements after the marker below
