@@ -392,7 +392,7 @@ fn samples_batch(
             let written = central.write_samples(slice, marks).map_err(attempt)?;
             settle(
                 &mut buffer.borrow_mut(),
-                "samples",
+                None,
                 &written,
                 epoch,
                 &mut counts,
@@ -410,23 +410,25 @@ fn samples_batch(
 }
 
 /// After a COMMIT: marks what is now central synced, records and logs the collisions.
+/// `journal` is `None` for samples.
 fn settle(
     buffer: &mut Buffer,
-    table: &'static str,
+    journal: Option<Journal>,
     written: &central::Written,
     epoch: i64,
     counts: &mut Counts,
 ) -> Result<(), Error> {
     let stored: Vec<i64> = written.stored().collect();
-    if table == "samples" {
-        buffer.mark_samples_synced(&stored, now_ms())?;
-    } else {
-        let journal = Journal::ALL
-            .into_iter()
-            .find(|j| j.table() == table)
-            .unwrap_or(Journal::Drops);
-        buffer.mark_journal_synced(journal, &stored)?;
-    }
+    let table = match journal {
+        None => {
+            buffer.mark_samples_synced(&stored, now_ms())?;
+            "samples"
+        }
+        Some(journal) => {
+            buffer.mark_journal_synced(journal, &stored)?;
+            journal.table()
+        }
+    };
     for c in &written.collisions {
         tracing::warn!(
             table,
@@ -465,7 +467,7 @@ fn journal_batch(
             let written = central.write_journal(slice, marks).map_err(attempt)?;
             settle(
                 &mut buffer.borrow_mut(),
-                journal.table(),
+                Some(journal),
                 &written,
                 epoch,
                 &mut counts,
