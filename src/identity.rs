@@ -116,6 +116,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_shipped_configuration_carries_a_shared_id() {
+        for (file, text) in [
+            ("config/edgemon.toml", include_str!("../config/edgemon.toml")),
+            (
+                "packaging/etc/edgemon.toml",
+                include_str!("../packaging/etc/edgemon.toml"),
+            ),
+        ] {
+            let table: toml::Table = toml::from_str(text).unwrap();
+            assert!(
+                table["appliance"].get("id").is_none(),
+                "{file} ships an appliance id every box would share"
+            );
+        }
+    }
+
+    #[test]
     fn a_configured_id_wins() {
         let dir = tempfile::tempdir().unwrap();
         let id = resolve(Some("site-a"), Path::new("/nonexistent"), dir.path()).unwrap();
