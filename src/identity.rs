@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn no_shipped_configuration_carries_a_shared_id() {
         for (file, text) in [
-            ("config/edgemon.toml", include_str!("../config/edgemon.toml")),
+            (
+                "config/edgemon.toml",
+                include_str!("../config/edgemon.toml"),
+            ),
             (
                 "packaging/etc/edgemon.toml",
                 include_str!("../packaging/etc/edgemon.toml"),

@@ -117,6 +117,46 @@ mod tests {
     }
 
     #[test]
+    fn a_migrated_buffer_never_resends_what_it_synced_under_the_legacy_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffer.sqlite");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.commit().unwrap();
+            conn.execute_batch(
+                "INSERT INTO hosts (id, name, address, next_seq) VALUES (1, 'a', 'a', 6);
+                 INSERT INTO samples (host_id, seq, collected_at, received_at, cpu, cores, mem_used, mem_total,
+                                      swap_used, swap_total, uptime_s, sync_state)
+                 SELECT 1, value, 0, 0, 1, '', 1, 1, 0, 0, 1, value < 5
+                 FROM (SELECT 1 AS value UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5);
+                 INSERT INTO collection_errors (host_id, at, class, message, sync_state)
+                 VALUES (1, 0, 'timeout', 'x', 1), (1, 0, 'timeout', 'y', 0);",
+            )
+            .unwrap();
+        }
+        let mut buffer = crate::buffer::Buffer::open(&path).unwrap();
+        // Nothing of this epoch is central yet: only rows of this epoch may go back to the queue.
+        let requeued = buffer
+            .requeue_missing_samples(&std::collections::HashMap::new())
+            .unwrap();
+        assert!(requeued.is_empty(), "{requeued:?}");
+        let journal = buffer
+            .requeue_missing_journal(crate::buffer::Journal::CollectionErrors, 0)
+            .unwrap();
+        assert_eq!(journal, 0);
+        assert_eq!(buffer.unsynced_depth().unwrap().0, 1);
+        // Seq 5 synced under the new epoch, then lost centrally: it goes back.
+        buffer.mark_samples_synced(&[5], 0).unwrap();
+        let requeued = buffer
+            .requeue_missing_samples(&std::collections::HashMap::new())
+            .unwrap();
+        assert_eq!(requeued, vec![("a".to_string(), 1)]);
+    }
+
+    #[test]
     fn every_new_buffer_gets_its_own_epoch() {
         let epoch = || {
             let mut conn = Connection::open_in_memory().unwrap();

@@ -390,14 +390,8 @@ fn samples_batch(
         rows,
         &mut |slice| {
             let written = central.write_samples(slice, marks).map_err(attempt)?;
-            settle(
-                &mut buffer.borrow_mut(),
-                None,
-                &written,
-                epoch,
-                &mut counts,
-            )
-            .map_err(Attempt::Fatal)
+            settle(&mut buffer.borrow_mut(), None, &written, epoch, &mut counts)
+                .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
