@@ -17,6 +17,9 @@
 //!   logged with host and seq, counted in status and metrics.
 //! - Each batch updates its hosts' central watermarks in its own transaction,
 //!   so the completeness view needs no scan of the samples.
+//! - On each new connection, rows of this epoch the buffer marked synced but
+//!   MySQL no longer holds (a restore from an older backup, a deleted host)
+//!   go back to the queue while the buffer keeps them.
 //! - Connection and server errors end the pass; the loop backs off
 //!   exponentially with jitter up to `sync.max_backoff`.
 //!
