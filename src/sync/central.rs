@@ -48,6 +48,10 @@ const TABLES: [&str; 10] = [
 /// The lock that serialises schema changes between appliances.
 const SCHEMA_LOCK: &str = "edgemon.schema";
 
+/// Read and write timeout of the connection that creates or upgrades the schema (an upgrade
+/// rebuilds every table); half of it bounds the wait for [`SCHEMA_LOCK`].
+const SCHEMA_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
 /// Errors towards the central database; the caller branches on [`Error::Content`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -170,7 +174,7 @@ impl Central {
                 "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             ]);
-        let conn = Conn::new(builder).map_err(|e| match &e {
+        let conn = Conn::new(builder.clone()).map_err(|e| match &e {
             mysql::Error::MySqlError(m) if CREDENTIAL_CODES.contains(&m.code) => {
                 Error::Credentials {
                     server: server.clone(),
@@ -192,7 +196,7 @@ impl Central {
             appliance: 0,
             epoch,
         };
-        central.ensure_schema(appliance)?;
+        central.ensure_schema(appliance, &builder)?;
         central.appliance = central.register(appliance)?;
         central.register_buffer(appliance)?;
         Ok(central)
@@ -205,27 +209,22 @@ impl Central {
 
     /// Applies the schema when missing, upgrades version 1 in place; refuses a newer or
     /// incomplete one.
-    fn ensure_schema(&mut self, appliance: &str) -> Result<(), Error> {
+    fn ensure_schema(&mut self, appliance: &str, builder: &OptsBuilder) -> Result<(), Error> {
         let server = self.server.clone();
         let e = |err| classify(&server, err);
         let found = self.schema_version()?;
         self.refuse_newer(found)?;
         if found != Some(SCHEMA_VERSION) {
-            // Serialise appliances that find the database empty or old at the same moment.
-            let locked: Option<i64> = self
-                .conn
-                .query_first(format!("SELECT GET_LOCK('{SCHEMA_LOCK}', 600)"))
-                .map_err(e)?;
-            if locked != Some(1) {
-                return Err(Error::Schema {
-                    server,
-                    message: format!("could not take the schema lock '{SCHEMA_LOCK}' within 600 s"),
-                });
-            }
-            let applied = self.apply_schema_locked(appliance);
-            let _ = self
-                .conn
-                .query_drop(format!("DO RELEASE_LOCK('{SCHEMA_LOCK}')"));
+            // Waiting for the lock and rebuilding large tables take far longer than
+            // sync.timeout, and a client that gives up kills its ALTER: a connection of its own.
+            let long = builder
+                .clone()
+                .read_timeout(Some(SCHEMA_TIMEOUT))
+                .write_timeout(Some(SCHEMA_TIMEOUT));
+            let schema_conn = Conn::new(long).map_err(e)?;
+            let normal = std::mem::replace(&mut self.conn, schema_conn);
+            let applied = self.apply_schema_under_lock(appliance);
+            self.conn = normal;
             applied?;
         }
         let present: Vec<String> = self
@@ -251,6 +250,33 @@ impl Central {
             });
         }
         Ok(())
+    }
+
+    /// Serialises appliances that find the database empty or old at the same moment.
+    fn apply_schema_under_lock(&mut self, appliance: &str) -> Result<(), Error> {
+        let server = self.server.clone();
+        let locked: Option<i64> = self
+            .conn
+            .query_first(format!(
+                "SELECT GET_LOCK('{SCHEMA_LOCK}', {})",
+                SCHEMA_TIMEOUT.as_secs() / 2
+            ))
+            .map_err(|err| classify(&server, err))?;
+        if locked != Some(1) {
+            return Err(Error::Schema {
+                server,
+                message: format!(
+                    "could not take the schema lock '{SCHEMA_LOCK}' within {} s (another appliance is \
+                     creating or upgrading the schema)",
+                    SCHEMA_TIMEOUT.as_secs() / 2
+                ),
+            });
+        }
+        let applied = self.apply_schema_locked(appliance);
+        let _ = self
+            .conn
+            .query_drop(format!("DO RELEASE_LOCK('{SCHEMA_LOCK}')"));
+        applied
     }
 
     fn refuse_newer(&self, found: Option<u32>) -> Result<(), Error> {
