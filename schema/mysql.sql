@@ -222,8 +222,9 @@ JOIN appliances a ON a.id = m.appliance_id
 JOIN hosts h ON h.id = m.host_id;
 
 -- Drill-down: per appliance, epoch and host, every run of missing sequence numbers below the
--- newest sample present that recorded drops do not account for. Filter it by appliance_id
--- and host_id (or appliance and host): the window then reads only that host's rows.
+-- newest sample present that recorded drops do not account for. Filter it by appliance_id,
+-- epoch and host_id (from a completeness row): the server pushes that filter into the window,
+-- which then reads only that host's rows. A filter on the names cannot be pushed down.
 -- (Samples still buffered on an appliance show up here until synced.)
 CREATE OR REPLACE VIEW sequence_gaps AS
 SELECT a.name AS appliance,
