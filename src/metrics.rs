@@ -182,7 +182,7 @@ impl Metrics {
             }
         }
         if let Some(status) = buffer.and_then(|b| b.status().ok()) {
-            let gauges: [(&str, &str, f64); 7] = [
+            let gauges: [(&str, &str, f64); 8] = [
                 (
                     "edgemon_buffer_samples",
                     "Samples held in the local buffer.",
@@ -202,6 +202,11 @@ impl Metrics {
                     "edgemon_buffer_dropped",
                     "Unsynced samples dropped by retention (recorded).",
                     status.dropped as f64,
+                ),
+                (
+                    "edgemon_buffer_collisions",
+                    "Rows whose central identity held other values: kept locally, not written.",
+                    status.collisions as f64,
                 ),
                 (
                     "edgemon_buffer_quarantined",

@@ -130,12 +130,12 @@ pub struct Alerting {
 impl Alerting {
     /// The alert step for `config`'s hosts, policy and mail settings.
     pub fn new(config: &Config) -> Alerting {
-        Alerting::from_parts(
-            &config.appliance.id,
-            &config.alert,
-            &config.mail,
-            &config.hosts,
-        )
+        // Only mail text and Message-IDs carry it here, never a central row.
+        let appliance = crate::identity::appliance_id(&config.appliance).unwrap_or_else(|error| {
+            tracing::warn!(error = %format!("{error:#}"), "no appliance id for alert mail");
+            "unnamed-appliance".to_string()
+        });
+        Alerting::from_parts(&appliance, &config.alert, &config.mail, &config.hosts)
     }
 
     /// The alert step from its parts (tests, or a daemon that reloads a section).

@@ -28,7 +28,9 @@ pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use retention::{RetentionReport, WARNING_KEY};
 pub use status::{BufferStatus, DiskStatus, HostStatus, OutboxStatus};
-pub use sync_queries::{Journal, JournalFields, JournalRow, SyncSample};
+pub use sync_queries::{
+    COLLIDED, Collision, HostMark, Journal, JournalFields, JournalRow, MarkedHost, SyncSample,
+};
 pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
 use std::path::{Path, PathBuf};

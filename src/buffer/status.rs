@@ -97,6 +97,15 @@ pub struct BufferStatus {
     pub quarantined: i64,
     /// Unsynced samples dropped by retention, all time (each drop is recorded).
     pub dropped: i64,
+    /// Rows whose central identity held other values: not written, kept in the buffer's
+    /// `collisions` table (all time).
+    pub collisions: i64,
+    /// The most recent collision, as "table host seq".
+    pub last_collision: Option<String>,
+    /// This buffer file's epoch (`None` before the file is migrated to schema 2).
+    pub epoch: Option<i64>,
+    /// The appliance id the central rows carry (filled by `edgemon status` from the config).
+    pub appliance: Option<String>,
     /// Last successful sync (Unix ms).
     pub last_sync_at: Option<i64>,
     /// Last sync error, cleared by the next success.
@@ -162,6 +171,27 @@ impl Buffer {
             last_error,
             ..outbox
         };
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(&e)?;
+        let (epoch, collisions, last_collision) = if version >= 2 {
+            let epoch = self.epoch()?;
+            let collisions: i64 = conn
+                .query_row("SELECT COUNT(*) FROM collisions", [], |r| r.get(0))
+                .map_err(&e)?;
+            let last: Option<String> = conn
+                .query_row(
+                    "SELECT kind || ' ' || host || COALESCE(' seq ' || seq, ' id ' || local_id)
+                     FROM collisions ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&e)?;
+            (Some(epoch), collisions, last)
+        } else {
+            (None, 0, None)
+        };
         let last_sync_at = self
             .get_kv("sync.last_success_at")?
             .and_then(|v| v.parse().ok());
@@ -174,6 +204,10 @@ impl Buffer {
             oldest_unsynced_at,
             quarantined,
             dropped,
+            collisions,
+            last_collision,
+            epoch,
+            appliance: None,
             last_sync_at,
             last_sync_error,
             buffer_warning: self.get_kv(super::WARNING_KEY)?.filter(|v| !v.is_empty()),

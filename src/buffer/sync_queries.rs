@@ -3,7 +3,7 @@
 //! central database refused for their content.
 //!
 //! Sync state lives on every row (`sync_state` 0 unsynced, 1 synced,
-//! 2 quarantined or rejected), never in a "last id sent" cursor: a cursor
+//! 2 quarantined or rejected, 3 collided), never in a "last id sent" cursor: a cursor
 //! loses a row whose lower id commits after a higher one. Nothing here talks
 //! to MySQL; `sync` decides what to send and when to mark.
 
@@ -13,7 +13,7 @@ use super::{Buffer, Result};
 
 /// One unsynced sample with everything the central database stores about it.
 ///
-/// Its stable identity is (appliance id, `host`, `seq`).
+/// Its stable identity is (appliance id, buffer epoch, `host`, `seq`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncSample {
     /// Local row id (for marking).
@@ -58,7 +58,8 @@ pub struct SyncSample {
     pub extras: Option<String>,
 }
 
-/// The small tables synced beside samples, each row identified by (appliance id, local id).
+/// The small tables synced beside samples, each row identified by (appliance id, buffer epoch,
+/// local id); local ids come from AUTOINCREMENT and are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Journal {
     /// `collection_errors`.
@@ -90,7 +91,7 @@ impl Journal {
 /// One unsynced row of a [`Journal`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalRow {
-    /// Local row id: the central identity together with the appliance id.
+    /// Local row id: the central identity together with the appliance id and the epoch.
     pub id: i64,
     /// The host's configured name.
     pub host: String,
@@ -144,8 +145,195 @@ pub enum JournalFields {
 
 /// Sync state of a row that MySQL refused for its content.
 const REJECTED: i64 = 2;
+/// Sync state of a row whose central identity holds different values (see `collisions`).
+pub const COLLIDED: i64 = 3;
+
+/// What the buffer knows of one host's sequence, sent with every batch for the central
+/// watermarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostMark {
+    /// The host's first sequence number under this buffer's epoch.
+    pub first_seq: i64,
+    /// The newest sequence number the buffer gave the host (0: none yet).
+    pub last_seq: i64,
+}
+
+/// One host of the buffer with its [`HostMark`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedHost {
+    /// Configured name.
+    pub name: String,
+    /// Address as shown to operators.
+    pub address: String,
+    /// Its sequence bounds.
+    pub mark: HostMark,
+}
+
+/// A row whose identity the central database already holds with different values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    /// The buffer's row id.
+    pub local_id: i64,
+    /// The host's name.
+    pub host: String,
+    /// The sample's sequence number (samples only).
+    pub seq: Option<i64>,
+    /// Checksum of the row as the buffer holds it.
+    pub local_checksum: u64,
+    /// Checksum of the central row (`None`: a row without one).
+    pub central_checksum: Option<u64>,
+}
 
 impl Buffer {
+    /// This buffer file's epoch: drawn at random when the file was created (or migrated to
+    /// schema 2), part of every central identity.
+    pub fn epoch(&self) -> Result<i64> {
+        self.conn()
+            .query_row("SELECT epoch FROM buffer_identity WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err("reading the buffer epoch"))
+    }
+
+    /// Puts synced samples back in the queue that the central database no longer holds: those
+    /// of this epoch above the newest sequence number `present` there for their host (a host
+    /// missing from `present` has none). Run on every new connection, so a central database
+    /// restored from an older backup gets back what the buffer still keeps. Returns the count
+    /// per host re-queued.
+    pub fn requeue_missing_samples(
+        &mut self,
+        present: &std::collections::HashMap<String, i64>,
+    ) -> Result<Vec<(String, u64)>> {
+        let hosts = self.marked_hosts()?;
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, "re-queueing samples", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let mut requeued = Vec::new();
+        for host in hosts {
+            let above = present
+                .get(&host.name)
+                .copied()
+                .unwrap_or(0)
+                .max(host.mark.first_seq - 1);
+            let n = tx
+                .execute(
+                    "UPDATE samples SET sync_state = 0, synced_at = NULL
+                     WHERE host_id = (SELECT id FROM hosts WHERE name = ?1) AND sync_state = 1 AND seq > ?2",
+                    params![host.name, above],
+                )
+                .map_err(&e)?;
+            if n > 0 {
+                requeued.push((host.name, n as u64));
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(requeued)
+    }
+
+    /// Like [`Buffer::requeue_missing_samples`] for a journal: synced rows of this epoch above
+    /// `present`, the newest local id the central table holds for this epoch.
+    pub fn requeue_missing_journal(&mut self, journal: Journal, present: i64) -> Result<u64> {
+        let table = journal.table();
+        let floor: i64 = self
+            .conn()
+            .query_row(
+                &format!("SELECT {table}_floor FROM buffer_identity WHERE id = 1"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading the journal floor"))?;
+        self.conn()
+            .execute(
+                &format!("UPDATE {table} SET sync_state = 0 WHERE sync_state = 1 AND id > ?1"),
+                [present.max(floor)],
+            )
+            .map(|n| n as u64)
+            .map_err(self.err("re-queueing journal rows"))
+    }
+
+    /// Every host of the buffer with its sequence bounds under this epoch.
+    pub fn marked_hosts(&self) -> Result<Vec<MarkedHost>> {
+        let e = self.err("reading host sequence bounds");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT name, address, epoch_first_seq, next_seq - 1 FROM hosts ORDER BY name",
+            )
+            .map_err(&e)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MarkedHost {
+                    name: r.get(0)?,
+                    address: r.get(1)?,
+                    mark: HostMark {
+                        first_seq: r.get(2)?,
+                        last_seq: r.get(3)?,
+                    },
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(&e)
+    }
+
+    /// Records rows of `table` (`samples` or a [`Journal`]'s table) whose central identity holds
+    /// different values: they leave the queue (state 3) and stay in the buffer, a `collisions`
+    /// row keeps both checksums, and a colliding sample also gets a `drops` row (reason
+    /// `collision: ...`) so the central completeness view explains its absence.
+    pub fn record_collisions(
+        &mut self,
+        table: &'static str,
+        collisions: &[Collision],
+        epoch: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, "recording collisions", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        for c in collisions {
+            let central = c
+                .central_checksum
+                .map_or_else(|| "none".to_string(), |v| format!("{v:016x}"));
+            tx.execute(
+                "INSERT INTO collisions (kind, local_id, host, seq, at, local_checksum, central_checksum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (kind, local_id) DO NOTHING",
+                params![
+                    table,
+                    c.local_id,
+                    c.host,
+                    c.seq,
+                    now_ms,
+                    format!("{:016x}", c.local_checksum),
+                    c.central_checksum.map(|v| format!("{v:016x}"))
+                ],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                &format!("UPDATE {table} SET sync_state = ?2 WHERE id = ?1"),
+                params![c.local_id, COLLIDED],
+            )
+            .map_err(&e)?;
+            if table == "samples" {
+                let reason = format!(
+                    "collision: the central row of epoch {epoch} holds other values (checksum {central}, this buffer's {:016x}); kept in the buffer's collisions table",
+                    c.local_checksum
+                );
+                tx.execute(
+                    "INSERT INTO drops (host_id, first_seq, last_seq, count, reason, at)
+                     SELECT host_id, seq, seq, 1, ?2, ?3 FROM samples WHERE id = ?1",
+                    params![c.local_id, reason, now_ms],
+                )
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
     /// The oldest `limit` unsynced samples, in buffer order (row id), with host and per-core values.
     pub fn unsynced_samples(&self, limit: usize) -> Result<Vec<SyncSample>> {
         let e = self.err("reading unsynced samples");
