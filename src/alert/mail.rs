@@ -25,7 +25,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{FileTransport, SmtpTransport, Transport};
 use rand::Rng;
 
-use crate::buffer::{self, Buffer, OutboxRow};
+use crate::buffer::{self, Outbox, OutboxRow};
 use crate::config::{MailConfig, SmtpTls};
 use crate::shutdown::Shutdown;
 
@@ -97,7 +97,7 @@ enum Outcome {
 pub struct Mailer {
     from: Mailbox,
     sender: Sender,
-    buffer: Mutex<Buffer>,
+    buffer: Mutex<Outbox>,
 }
 
 impl Mailer {
@@ -143,7 +143,7 @@ impl Mailer {
         Ok(Mailer {
             from,
             sender,
-            buffer: Mutex::new(Buffer::open(buffer_path)?),
+            buffer: Mutex::new(Outbox::open(buffer_path)?),
         })
     }
 
