@@ -1,7 +1,7 @@
 //! The mailer: the only module that knows SMTP (lettre).
 //!
 //! It sends due outbox rows and records each outcome in the buffer through
-//! its own connection on the same SQLite file (WAL, so it never blocks a
+//! its [`Outbox`], its own connection on the same SQLite file (WAL, so it never blocks a
 //! round for long). A row is marked `sent` only after the server accepted the
 //! message; connection failures, timeouts and 4xx replies are retried with
 //! exponential backoff (30 s doubling to 30 min, plus jitter); a 5xx reply is

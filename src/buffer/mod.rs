@@ -14,6 +14,12 @@
 //! It does not decide anything: which rows to sync, which alerts fire and
 //! what to shed are decided by `sync`, `alert` and `retention` and executed
 //! through the queries here.
+//!
+//! Each loop holds the buffer in its own role, with its own connection on the
+//! same WAL file: [`Buffer`] writes rounds, [`SyncQueue`] is the sync loop's
+//! queue, [`Outbox`] the mailer's, and [`StatusReader`] reads read-only for
+//! `edgemon status`, metrics and the status page. The loops' own state in the
+//! `kv` table is typed (`state.rs`): no loop passes another a text key.
 
 mod alert_queries;
 mod disk;

@@ -12,7 +12,7 @@
 //! in `drops` (host, sequence range, count, reason), which is synced like any
 //! other row, so the central gap view explains it: edgemon never loses a sample
 //! without a record. At 80% of a bound, before unsynced data is at risk, an
-//! operator warning is queued in kv `buffer.warning` and logged.
+//! operator warning is queued (the buffer warning of `state.rs`) and logged.
 //!
 //! On a (nearly) full filesystem retention first releases the disk reserve
 //! (`disk.rs`), deletes in small chunks with a checkpoint after each, and gives

@@ -195,3 +195,53 @@ fn new_buffers_give_space_back_and_older_ones_are_converted_at_open() {
     let converted = Buffer::open(&old).unwrap();
     assert_eq!(mode(&converted), 2);
 }
+
+#[test]
+fn the_sync_status_is_typed_and_kept_under_the_keys_existing_buffers_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite");
+    let queue = SyncQueue::open(&path).unwrap();
+    assert_eq!(queue.sync_status().unwrap(), SyncStatus::default());
+    queue.note_pass(Err("cannot reach MySQL"), 5).unwrap();
+    queue.note_pass(Ok(()), 7).unwrap();
+    queue.note_pass(Err("cannot reach MySQL"), 9).unwrap();
+    let expected = SyncStatus {
+        last_success_at: Some(7),
+        last_error: Some("cannot reach MySQL".into()),
+    };
+    let reader = StatusReader::open(&path).unwrap();
+    assert_eq!(reader.sync_status().unwrap(), expected);
+    let status = reader.status().unwrap();
+    assert_eq!(
+        (status.last_sync_at, status.last_sync_error),
+        (expected.last_success_at, expected.last_error)
+    );
+    // The text a buffer written by an older edgemon holds reads back the same.
+    let raw: Vec<(String, String)> = {
+        let mut stmt = reader
+            .conn()
+            .prepare("SELECT key, value FROM kv ORDER BY key")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    assert_eq!(
+        raw,
+        [
+            ("sync.last_error".into(), "cannot reach MySQL".into()),
+            ("sync.last_success_at".into(), "7".into())
+        ]
+    );
+    queue.note_pass(Ok(()), 11).unwrap();
+    assert_eq!(reader.sync_status().unwrap().last_error, None);
+}
+
+#[test]
+fn the_status_reader_never_creates_a_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.sqlite");
+    assert!(StatusReader::open(&path).is_err());
+    assert!(!path.exists());
+}
