@@ -2,8 +2,9 @@
 //!
 //! Round-side queries are methods of [`RoundTx`], so that alert state, events
 //! and the mail they cause commit in the same transaction as the samples.
-//! Mailer-side queries are in `outbox.rs` ([`super::Outbox`]). Rows cross this boundary as plain
-//! structs; what a state or a kind *means* is decided by `alert`, not here.
+//! Mailer-side queries are in `outbox.rs` ([`super::Outbox`]). Rows cross
+//! this boundary as plain structs; what a state or a kind *means* is decided
+//! by `alert`, not here.
 
 use rusqlite::{OptionalExtension, params};
 
