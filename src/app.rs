@@ -303,7 +303,7 @@ pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let buffer = Buffer::open_read_only(path)?;
+    let buffer = crate::buffer::StatusReader::open(path)?;
     let mut status = buffer.status()?;
     status.appliance = crate::identity::appliance_id(&config.appliance).ok();
     let mut out = std::io::stdout().lock();

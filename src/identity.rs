@@ -8,7 +8,7 @@
 //! `<data_dir>/appliance-id`, written atomically. No shipped or imported
 //! configuration carries a shared placeholder, so two sites that keep the
 //! defaults never write under one name. Together with the buffer's epoch
-//! (`buffer::Buffer::epoch`) this is the identity of a buffer centrally.
+//! (`buffer::SyncQueue::epoch`) this is the identity of a buffer centrally.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -137,7 +137,7 @@ mod tests {
             )
             .unwrap();
         }
-        let mut buffer = crate::buffer::Buffer::open(&path).unwrap();
+        let mut buffer = crate::buffer::SyncQueue::open(&path).unwrap();
         // Nothing of this epoch is central yet: only rows of this epoch may go back to the queue.
         let requeued = buffer
             .requeue_missing_samples(&std::collections::HashMap::new())

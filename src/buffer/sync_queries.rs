@@ -5,11 +5,15 @@
 //! Sync state lives on every row (`sync_state` 0 unsynced, 1 synced,
 //! 2 quarantined or rejected, 3 collided), never in a "last id sent" cursor: a cursor
 //! loses a row whose lower id commits after a higher one. Nothing here talks
-//! to MySQL; `sync` decides what to send and when to mark.
+//! to MySQL; `sync` decides what to send and when to mark. All of it is [`SyncQueue`], the
+//! sync loop's role of the buffer (its own connection on the same WAL file).
 
 use rusqlite::{TransactionBehavior, params};
 
-use super::{Buffer, Result};
+use std::path::Path;
+
+use super::{Buffer, Result, RetentionReport, SyncStatus};
+use crate::config::BufferConfig;
 
 /// One unsynced sample with everything the central database stores about it.
 ///
@@ -184,15 +188,67 @@ pub struct Collision {
     pub central_checksum: Option<u64>,
 }
 
-impl Buffer {
+/// The sync loop's handle on the buffer: reads the queue in order, marks rows synced (only
+/// after the central COMMIT), quarantines, records collisions, re-queues what MySQL lost,
+/// runs retention and records the outcome of each pass ([`SyncStatus`]).
+pub struct SyncQueue {
+    core: Buffer,
+}
+
+impl SyncQueue {
+    /// Opens (creating and migrating if needed) the buffer at `path` for the sync loop.
+    pub fn open(path: &Path) -> Result<SyncQueue> {
+        Ok(SyncQueue {
+            core: Buffer::open(path)?,
+        })
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        self.core.path()
+    }
+
     /// This buffer file's epoch: drawn at random when the file was created (or migrated to
     /// schema 2), part of every central identity.
     pub fn epoch(&self) -> Result<i64> {
-        self.conn()
-            .query_row("SELECT epoch FROM buffer_identity WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .map_err(self.err("reading the buffer epoch"))
+        self.core.read_epoch()
+    }
+
+    /// Runs `write`; on a full disk releases the reserve, checkpoints and tries once more
+    /// (see [`Buffer::with_reserve`]). Marking synced goes through it: rows committed
+    /// centrally must be marked, full disk or not.
+    pub fn with_reserve<T>(&mut self, write: impl FnMut(&mut SyncQueue) -> Result<T>) -> Result<T> {
+        super::disk::through_reserve(self, |q| &q.core, write)
+    }
+
+    /// One retention pass (see `retention.rs`), run by the sync loop every cycle.
+    pub fn enforce_retention(
+        &mut self,
+        config: &BufferConfig,
+        now_ms: i64,
+    ) -> Result<RetentionReport> {
+        self.core.enforce_retention(config, now_ms)
+    }
+
+    /// Records the outcome of a pass: `Ok` at `now_ms`, or the failure's message.
+    pub fn note_pass(&self, outcome: Result<(), &str>, now_ms: i64) -> Result<()> {
+        match outcome {
+            Ok(()) => self.core.note_sync_success(now_ms),
+            Err(message) => self.core.note_sync_failure(message),
+        }
+    }
+
+    /// The outcome of the passes so far, as [`SyncQueue::note_pass`] recorded it.
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        self.core.sync_status()
+    }
+
+    fn conn(&self) -> &rusqlite::Connection {
+        self.core.conn()
+    }
+
+    fn conn_mut(&mut self) -> &mut rusqlite::Connection {
+        self.core.conn_mut()
     }
 
     /// Puts synced samples back in the queue that the central database no longer holds: those
@@ -205,7 +261,7 @@ impl Buffer {
         present: &std::collections::HashMap<String, i64>,
     ) -> Result<Vec<(String, u64)>> {
         let hosts = self.marked_hosts()?;
-        let path = self.path().to_path_buf();
+        let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, "re-queueing samples", source);
         let tx = self
             .conn_mut()
@@ -233,7 +289,7 @@ impl Buffer {
         Ok(requeued)
     }
 
-    /// Like [`Buffer::requeue_missing_samples`] for a journal: synced rows of this epoch above
+    /// Like [`SyncQueue::requeue_missing_samples`] for a journal: synced rows of this epoch above
     /// `present`, the newest local id the central table holds for this epoch.
     pub fn requeue_missing_journal(&mut self, journal: Journal, present: i64) -> Result<u64> {
         let table = journal.table();
@@ -244,19 +300,20 @@ impl Buffer {
                 [],
                 |r| r.get(0),
             )
-            .map_err(self.err("reading the journal floor"))?;
-        self.conn()
+            .map_err(self.core.err("reading the journal floor"))?;
+        self.core
+            .conn()
             .execute(
                 &format!("UPDATE {table} SET sync_state = 0 WHERE sync_state = 1 AND id > ?1"),
                 [present.max(floor)],
             )
             .map(|n| n as u64)
-            .map_err(self.err("re-queueing journal rows"))
+            .map_err(self.core.err("re-queueing journal rows"))
     }
 
     /// Every host of the buffer with its sequence bounds under this epoch.
     pub fn marked_hosts(&self) -> Result<Vec<MarkedHost>> {
-        let e = self.err("reading host sequence bounds");
+        let e = self.core.err("reading host sequence bounds");
         let mut stmt = self
             .conn()
             .prepare_cached(
@@ -289,7 +346,7 @@ impl Buffer {
         epoch: i64,
         now_ms: i64,
     ) -> Result<()> {
-        let path = self.path().to_path_buf();
+        let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, "recording collisions", source);
         let tx = self
             .conn_mut()
@@ -336,7 +393,7 @@ impl Buffer {
 
     /// The oldest `limit` unsynced samples, in buffer order (row id), with host and per-core values.
     pub fn unsynced_samples(&self, limit: usize) -> Result<Vec<SyncSample>> {
-        let e = self.err("reading unsynced samples");
+        let e = self.core.err("reading unsynced samples");
         let mut stmt = self
             .conn()
             .prepare_cached(
@@ -378,13 +435,7 @@ impl Buffer {
 
     /// Unsynced samples and the receive time of the oldest (Unix ms).
     pub fn unsynced_depth(&self) -> Result<(u64, Option<i64>)> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*), MIN(received_at) FROM samples WHERE sync_state = 0",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
-            .map_err(self.err("counting unsynced samples"))
+        self.core.unsynced_depth()
     }
 
     /// Marks samples synced. Call only after the central COMMIT that holds them.
@@ -396,7 +447,7 @@ impl Buffer {
     /// MySQL's message, and a `drops` row (reason `quarantined: ...`) tells the central
     /// database why their sequence numbers are missing.
     pub fn quarantine_samples(&mut self, rejected: &[(i64, String)], now_ms: i64) -> Result<()> {
-        let path = self.path().to_path_buf();
+        let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, "quarantining samples", source);
         let tx = self
             .conn_mut()
@@ -427,7 +478,7 @@ impl Buffer {
 
     /// The oldest `limit` unsynced rows of `journal`, in row-id order.
     pub fn unsynced_journal(&self, journal: Journal, limit: usize) -> Result<Vec<JournalRow>> {
-        let e = self.err("reading unsynced journal rows");
+        let e = self.core.err("reading unsynced journal rows");
         let sql = match journal {
             Journal::CollectionErrors => {
                 "SELECT j.id, h.name, h.address, j.at, j.class, j.message
@@ -445,7 +496,7 @@ impl Buffer {
                  WHERE j.sync_state = 0 ORDER BY j.id LIMIT ?1"
             }
         };
-        let mut stmt = self.conn().prepare_cached(sql).map_err(&e)?;
+        let mut stmt = self.core.conn().prepare_cached(sql).map_err(&e)?;
         let rows = stmt
             .query_map([limit as i64], |r| {
                 let fields = match journal {
@@ -506,7 +557,7 @@ impl Buffer {
         synced_at: Option<i64>,
         doing: &'static str,
     ) -> Result<()> {
-        let path = self.path().to_path_buf();
+        let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, doing, source);
         // IMMEDIATE: the collector writes through another connection; taking the write lock
         // up front lets the busy timeout wait for it instead of failing on upgrade.
@@ -545,6 +596,19 @@ fn parse_cores(text: &str) -> std::result::Result<Vec<f64>, String> {
                 .map_err(|_| format!("per-core value {v:?} in the buffer is not a number"))
         })
         .collect()
+}
+
+impl Buffer {
+    /// Unsynced samples and the receive time of the oldest (Unix ms); retention reads it too.
+    pub(crate) fn unsynced_depth(&self) -> Result<(u64, Option<i64>)> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*), MIN(received_at) FROM samples WHERE sync_state = 0",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .map_err(self.err("counting unsynced samples"))
+    }
 }
 
 #[cfg(test)]

@@ -41,15 +41,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::buffer::{self, Buffer, Journal, RetentionReport, now_ms};
+use crate::buffer::{self, Journal, RetentionReport, SyncQueue, now_ms};
 use crate::config::{BufferConfig, SyncConfig};
 use crate::shutdown::Shutdown;
 use central::Central;
-
-/// kv key: time of the last successful pass (Unix ms).
-pub const LAST_SUCCESS_KEY: &str = "sync.last_success_at";
-/// kv key: message of the last failed pass, empty after a success.
-pub const LAST_ERROR_KEY: &str = "sync.last_error";
 
 /// Why a pass stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +105,7 @@ pub struct SyncTask {
 
 #[derive(Default)]
 struct State {
-    buffer: Option<Buffer>,
+    buffer: Option<SyncQueue>,
     central: Option<Central>,
 }
 
@@ -177,7 +172,7 @@ impl SyncTask {
     }
 
     /// Drains every unsynced row now (or until `stop`), reporting progress after each batch.
-    /// The outcome is recorded in the buffer's kv (`sync.last_success_at`, `sync.last_error`).
+    /// The outcome is recorded in the buffer ([`buffer::SyncStatus`]).
     pub fn drain(
         &self,
         stop: &AtomicBool,
@@ -199,12 +194,8 @@ impl SyncTask {
             }
         };
         if let Some(buffer) = state.buffer.as_ref() {
-            let noted = match &outcome {
-                Ok(()) => buffer
-                    .set_kv(LAST_SUCCESS_KEY, &now_ms().to_string())
-                    .and_then(|()| buffer.set_kv(LAST_ERROR_KEY, "")),
-                Err(message) => buffer.set_kv(LAST_ERROR_KEY, message),
-            };
+            let noted =
+                buffer.note_pass(outcome.as_ref().map(drop).map_err(String::as_str), now_ms());
             if let Err(err) = noted {
                 tracing::warn!(error = %err, "could not record the sync outcome in the buffer");
             }
@@ -315,9 +306,9 @@ impl SyncTask {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn buffer_of<'s>(&self, state: &'s mut State) -> Result<&'s mut Buffer, Error> {
+    fn buffer_of<'s>(&self, state: &'s mut State) -> Result<&'s mut SyncQueue, Error> {
         if state.buffer.is_none() {
-            state.buffer = Some(Buffer::open(&self.buffer.path)?);
+            state.buffer = Some(SyncQueue::open(&self.buffer.path)?);
         }
         Ok(state
             .buffer
@@ -331,7 +322,7 @@ impl SyncTask {
 /// to the queue while the buffer still keeps it, so it is sent again rather than lost.
 fn requeue_missing(
     central: &mut Central,
-    buffer: &mut Buffer,
+    buffer: &mut SyncQueue,
     appliance: &str,
 ) -> Result<(), Error> {
     let present = central.present_samples()?;
@@ -368,7 +359,7 @@ struct Counts {
 }
 
 /// The buffer's hosts' sequence bounds, by name.
-fn marks(buffer: &Buffer) -> Result<HashMap<String, buffer::HostMark>, Error> {
+fn marks(buffer: &SyncQueue) -> Result<HashMap<String, buffer::HostMark>, Error> {
     Ok(buffer
         .marked_hosts()?
         .into_iter()
@@ -380,7 +371,7 @@ fn marks(buffer: &Buffer) -> Result<HashMap<String, buffer::HostMark>, Error> {
 /// and records its collisions.
 fn samples_batch(
     central: &mut Central,
-    buffer: &mut Buffer,
+    buffer: &mut SyncQueue,
     rows: &[buffer::SyncSample],
     marks: &HashMap<String, buffer::HostMark>,
     epoch: i64,
@@ -407,7 +398,7 @@ fn samples_batch(
 /// After a COMMIT: marks what is now central synced, records and logs the collisions.
 /// `journal` is `None` for samples.
 fn settle(
-    buffer: &mut Buffer,
+    buffer: &mut SyncQueue,
     journal: Option<Journal>,
     written: &central::Written,
     epoch: i64,
@@ -450,7 +441,7 @@ fn settle(
 /// Commits one batch of journal rows, isolating refused rows.
 fn journal_batch(
     central: &mut Central,
-    buffer: &mut Buffer,
+    buffer: &mut SyncQueue,
     journal: Journal,
     rows: &[buffer::JournalRow],
     marks: &HashMap<String, buffer::HostMark>,

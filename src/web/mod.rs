@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::buffer::Buffer;
+use crate::buffer::StatusReader;
 use crate::config::Config;
 use crate::config::secret::Secret;
 use http::{Request, Response};
@@ -116,7 +116,7 @@ impl Site {
             interval: self.interval,
             now: crate::buffer::now_ms(),
         };
-        let reply = Buffer::open_read_only(&self.buffer_path)
+        let reply = StatusReader::open(&self.buffer_path)
             .map_err(api::ApiError::from)
             .and_then(|buffer| match request.path.as_str() {
                 "/api/status" => api::status(&buffer, &context),

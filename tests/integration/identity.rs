@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use edgemon::buffer::Buffer;
+use edgemon::buffer::{StatusReader, SyncQueue};
 use edgemon::sync::SyncTask;
 use mysql::prelude::Queryable;
 
@@ -23,7 +23,7 @@ use crate::sync::{
 };
 
 fn epoch(path: &Path) -> i64 {
-    Buffer::open(path).expect("open").epoch().expect("epoch")
+    SyncQueue::open(path).expect("open").epoch().expect("epoch")
 }
 
 /// MySQL holds exactly the buffer's samples under the buffer's epoch.
@@ -41,7 +41,7 @@ fn assert_epoch_complete(db: &MariaDb, path: &Path, appliance: &str) {
 }
 
 fn samples_in(path: &Path) -> i64 {
-    Buffer::open(path)
+    StatusReader::open(path)
         .expect("open")
         .status()
         .expect("status")

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use edgemon::buffer::Buffer;
+use edgemon::buffer::{Buffer, StatusReader, SyncQueue};
 use edgemon::collect::outcome::{CollectError, ErrorClass, HostOutcome};
 use edgemon::config::secret::Secret;
 use edgemon::config::{BufferConfig, MinFree, SyncConfig};
@@ -264,7 +264,7 @@ pub(crate) fn unexplained(db: &MariaDb, appliance: &str) -> i64 {
 }
 
 pub(crate) fn unsynced(path: &Path) -> u64 {
-    Buffer::open(path)
+    SyncQueue::open(path)
         .expect("open")
         .unsynced_depth()
         .expect("depth")
@@ -356,7 +356,10 @@ fn a_round_trip_keeps_every_field_and_quarantines_only_the_refused_row() {
         reason.contains("quarantined") && reason.contains("hostname"),
         "{reason}"
     );
-    let status = Buffer::open(&path).expect("open").status().expect("status");
+    let status = StatusReader::open(&path)
+        .expect("open")
+        .status()
+        .expect("status");
     assert_eq!(status.quarantined, 1);
     assert!(status.last_sync_at.is_some() && status.last_sync_error.is_none());
 
@@ -392,9 +395,10 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
         db.kill9().expect("kill -9 MariaDB");
         let runner = scope.spawn(|| task.run(&stop));
         let refused = wait_until(PATIENCE, || {
-            Buffer::open(&path)
+            StatusReader::open(&path)
                 .ok()
-                .and_then(|b| b.get_kv("sync.last_error").ok().flatten())
+                .and_then(|b| b.sync_status().ok())
+                .and_then(|s| s.last_error)
                 .is_some_and(|e| e.contains("cannot reach MySQL"))
         });
         assert!(refused, "the task never noticed the dead server");
@@ -578,7 +582,10 @@ fn refused_credentials_an_unreachable_server_a_dropped_table_and_a_newer_schema_
         "{err}"
     );
     assert_eq!(unsynced(&path), 2, "the samples stay buffered");
-    let status = Buffer::open(&path).expect("open").status().expect("status");
+    let status = StatusReader::open(&path)
+        .expect("open")
+        .status()
+        .expect("status");
     assert!(
         status
             .last_sync_error
@@ -673,7 +680,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     );
 
     db.kill9().expect("kill -9 MariaDB");
-    let stored_at_kill = Buffer::open_read_only(&buffer)
+    let stored_at_kill = StatusReader::open(&buffer)
         .expect("open")
         .status()
         .expect("status")
@@ -681,7 +688,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     // Collection goes on while MySQL is down.
     assert!(
         wait_until(PATIENCE, || {
-            Buffer::open_read_only(&buffer)
+            StatusReader::open(&buffer)
                 .and_then(|b| b.status())
                 .is_ok_and(|s| s.samples >= stored_at_kill + 6)
         }),
