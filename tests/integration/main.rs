@@ -1,6 +1,7 @@
 mod alert;
 mod config_cli;
 mod daemon;
+mod galera;
 mod harness;
 mod local;
 mod ssh;

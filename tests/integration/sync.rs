@@ -30,7 +30,7 @@ use crate::support::{Edgemon, temp_dir, wait_until};
 const PATIENCE: Duration = Duration::from_secs(120);
 const T0: i64 = 1_700_000_000_000;
 
-fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
+pub(crate) fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
     SyncConfig {
         url: Secret::new(url),
         interval: Duration::from_millis(200),
@@ -40,7 +40,7 @@ fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
     }
 }
 
-fn buffer_config(path: &Path) -> BufferConfig {
+pub(crate) fn buffer_config(path: &Path) -> BufferConfig {
     BufferConfig {
         path: path.to_path_buf(),
         max_size: 1 << 40,
@@ -73,7 +73,7 @@ fn report(i: i64, at: i64) -> Report {
 
 /// Records `rounds` rounds over `hosts` (every 5th round, the last host fails), starting at
 /// round `from`.
-fn seed(path: &Path, hosts: usize, from: i64, rounds: i64) {
+pub(crate) fn seed(path: &Path, hosts: usize, from: i64, rounds: i64) {
     let mut buffer = Buffer::open(path).expect("open the buffer");
     for round in from..from + rounds {
         let at = T0 + round * 60_000;
@@ -100,7 +100,7 @@ fn seed(path: &Path, hosts: usize, from: i64, rounds: i64) {
 }
 
 /// Canonical lines of every sample of the buffer that is not quarantined.
-fn buffer_lines(path: &Path) -> Vec<String> {
+pub(crate) fn buffer_lines(path: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(path).expect("open the buffer file");
     let mut stmt = conn
         .prepare(
@@ -134,7 +134,11 @@ fn buffer_lines(path: &Path) -> Vec<String> {
 
 /// Canonical lines of every sample of `appliance` in MySQL.
 fn central_lines(db: &MariaDb, appliance: &str) -> Vec<String> {
-    let mut conn = db.conn().expect("connect");
+    central_lines_on(&mut db.conn().expect("connect"), appliance)
+}
+
+/// [`central_lines`] over a given connection (e.g. one Galera node's).
+pub(crate) fn central_lines_on(conn: &mut mysql::Conn, appliance: &str) -> Vec<String> {
     conn.query_drop("SET time_zone = '+00:00'").expect("utc");
     let ms = |c: &str| format!("CAST(ROUND(UNIX_TIMESTAMP({c}) * 1000) AS SIGNED)");
     let cores: Vec<(String, i64, f64)> = conn
@@ -200,7 +204,7 @@ fn line(
 }
 
 /// (count, SHA-256 of the sorted lines).
-fn digest(mut lines: Vec<String>) -> (usize, String) {
+pub(crate) fn digest(mut lines: Vec<String>) -> (usize, String) {
     lines.sort();
     let mut hash = Sha256::new();
     for l in &lines {
@@ -229,7 +233,7 @@ fn assert_complete(db: &MariaDb, buffer: &Path, appliance: &str) {
     assert!(gaps.is_empty(), "unexplained sequence gaps: {gaps:?}");
 }
 
-fn unsynced(path: &Path) -> u64 {
+pub(crate) fn unsynced(path: &Path) -> u64 {
     Buffer::open(path)
         .expect("open")
         .unsynced_depth()
@@ -237,7 +241,7 @@ fn unsynced(path: &Path) -> u64 {
         .0
 }
 
-fn drain(task: &SyncTask) -> edgemon::sync::PassReport {
+pub(crate) fn drain(task: &SyncTask) -> edgemon::sync::PassReport {
     task.drain(&AtomicBool::new(false), &mut |_| {})
         .expect("drain")
 }
