@@ -21,7 +21,8 @@
 # machine runs `pyenv init`, which would make every exec cost far more than
 # SSH itself. Needs root, /usr/sbin/sshd, parallel-ssh (Debian pssh),
 # /usr/bin/time, useradd. Uses CARGO_TARGET_DIR if set. Loopback only. Raw
-# logs stay in $WORK (printed).
+# logs stay in $WORK (printed). BENCH=path skips the release build; PSSH=0
+# runs edgemon only (for experiments).
 set -euo pipefail
 
 N=${1:-1000}
@@ -42,15 +43,15 @@ done
 
 cleanup() {
   for pid in "$WORK"/sshd*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
-  sleep 0.5
-  pkill -KILL -u "$BUSER" 2>/dev/null || true   # resident agents of the bench user only
-  userdel "$BUSER" 2>/dev/null || true
+  # Resident agents end on EOF when their session closes (or after their idle timeout).
+  sleep 1
+  userdel -f "$BUSER" 2>/dev/null || true
   rm -rf "$HOMEDIR"
 }
 trap cleanup EXIT
 
 useradd --system --no-user-group --gid nogroup --home-dir "$HOMEDIR" --create-home \
-  --shell /bin/sh "$BUSER"
+  --shell /bin/sh --password "*" "$BUSER"   # "*": no password, but not a locked account (sshd refuses those)
 rm -f "$HOMEDIR"/.bashrc "$HOMEDIR"/.profile "$HOMEDIR"/.bash_logout
 echo "work dir: $WORK   user: $BUSER   $N entries over $K sshds, parallelism $PAR, $REPS repetitions"
 
@@ -85,8 +86,11 @@ for port in "${PORTS[@]}"; do
   for _ in $(seq 50); do nc -z 127.0.0.1 "$port" 2>/dev/null && break; sleep 0.1; done
 done
 
-(cd "$REPO" && cargo bench --bench ssh_round --no-run 2>&1 | tail -1)
-BENCH=$(ls -t "${CARGO_TARGET_DIR:-$REPO/target}"/release/deps/ssh_round-* | grep -v '\.d$' | head -1)
+# BENCH=path uses an already built ssh_round binary (e.g. a debug one, to try the script).
+if [[ -z ${BENCH:-} ]]; then
+  (cd "$REPO" && cargo bench --bench ssh_round --no-run 2>&1 | tail -1)
+  BENCH=$(ls -t "${CARGO_TARGET_DIR:-$REPO/target}"/release/deps/ssh_round-* | grep -v '\.d$' | head -1)
+fi
 
 for i in $(seq 0 $((N - 1))); do echo "127.0.0.1:${PORTS[$((i % K))]}"; done > "$WORK/pssh_hosts"
 
@@ -121,8 +125,10 @@ run_pssh() { # rep
 for rep in $(seq 1 "$REPS"); do
   echo "repetition $rep (load average $(cut -d' ' -f1 /proc/loadavg))"
   # Alternate the order, so neither tool always meets a warmer or busier machine.
+  if [[ ${PSSH:-1} == 0 ]]; then run_edgemon "$rep"; continue; fi
   if (( rep % 2 )); then run_edgemon "$rep"; run_pssh "$rep"; else run_pssh "$rep"; run_edgemon "$rep"; fi
 done
+[[ ${PSSH:-1} == 0 ]] && exit 0   # experiments only: no comparison, no table
 
 python3 - "$WORK" "$N" "$REPS" "$ROUNDS" "$K" "$PAR" <<'PY'
 import re, statistics, sys
