@@ -2,7 +2,8 @@
 # Runs every test of the workspace against real servers.
 #
 # Installs the server packages the integration tests start (sshd, MariaDB,
-# aiosmtpd, and Chromium for the browser test) when one is missing and we may (root, or passwordless sudo), then
+# a three-node MariaDB Galera cluster, aiosmtpd, Chromium for the browser test) when one is missing
+# and we may (root, or passwordless sudo), then
 # runs the package test (tests/package_test.sh) and
 # `cargo test --workspace --all-targets --locked "$@"`. Tests start their own
 # throwaway servers on free 127.0.0.1 ports; this script never starts or
@@ -16,8 +17,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # libssl-dev and pkg-config: ssh2 and the TLS of mysql/lettre link the system OpenSSL.
 # chromium: the status page's browser test (tests/integration/web.rs), headless.
 # iproute2 and nftables: the namespace test hosts (tests/integration/support/netns.rs).
-PACKAGES=(openssh-server openssh-client mariadb-server python3-aiosmtpd passwd libssl-dev pkg-config
-          chromium iproute2 nftables)
+# galera-4, rsync and iproute2 (ss): the Galera cluster's provider and its rsync state transfer
+# (wsrep_sst_rsync finds rsync and ss on PATH); util-linux gives setpriv, which drops the
+# nodes to nobody when the tests run as root.
+PACKAGES=(openssh-server openssh-client mariadb-server galera-4 rsync iproute2 util-linux
+          python3-aiosmtpd passwd libssl-dev pkg-config chromium nftables)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -29,6 +33,11 @@ missing_servers() {
     [[ -x /usr/bin/chromium ]] || echo "Chromium for the status page's browser test (/usr/bin/chromium)"
     [[ -x /usr/sbin/ip ]] || echo "iproute2 for namespace test hosts (/usr/sbin/ip)"
     [[ -x /usr/sbin/nft ]] || echo "nftables for namespace test hosts (/usr/sbin/nft)"
+    [[ -f /usr/lib/galera/libgalera_smm.so ]] || echo "Galera provider (galera-4: /usr/lib/galera/libgalera_smm.so)"
+    [[ -x /usr/bin/wsrep_sst_rsync ]] || echo "Galera rsync SST script (mariadb-server: /usr/bin/wsrep_sst_rsync)"
+    [[ -x /usr/bin/rsync ]] || echo "rsync (/usr/bin/rsync, Galera state transfer)"
+    [[ -x /usr/bin/ss || -x /bin/ss ]] || echo "iproute2 (ss, Galera state transfer)"
+    [[ -x /usr/bin/setpriv ]] || echo "util-linux (/usr/bin/setpriv)"
     if ! [[ -x /usr/bin/python3 ]] || ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
         echo "aiosmtpd for /usr/bin/python3 (python3-aiosmtpd)"
     fi

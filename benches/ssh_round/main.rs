@@ -2,7 +2,8 @@
 //! rounds in one process with edgemon's real collector (persistent sessions
 //! and resident agents as the configuration says) and prints, per round, the
 //! wall time, the CPU seconds this process spent and the outcome counts, then
-//! the process's peak RSS. Round 1 pays for connect, handshake, auth and
+//! the process's peak RSS. Each round line also says how busy the whole machine
+//! was (all cores, /proc/stat) and the RSS after the round. Round 1 pays for connect, handshake, auth and
 //! agent upload; later rounds are the steady state. Driven by `run.sh`.
 
 use std::time::Instant;
@@ -23,20 +24,25 @@ fn main() -> anyhow::Result<()> {
     let collector = edgemon::app::collector(&config)?;
     for round in 1..=rounds {
         let cpu = cpu_seconds();
+        let machine = machine_ticks();
         let start = Instant::now();
         let outcomes = smol::block_on(collector.round());
         let wall = start.elapsed().as_secs_f64();
         let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+        let (busy, total) = machine_ticks();
+        let busy_share = (busy - machine.0) / (total - machine.1).max(1.0);
         println!(
-            "round {round}: wall {wall:.3} s  cpu {:.3} s  ok {ok}/{}",
+            "round {round}: wall {wall:.3} s  cpu {:.3} s  ok {ok}/{}  machine busy {:.0}%  rss {} KiB",
             cpu_seconds() - cpu,
-            outcomes.len()
+            outcomes.len(),
+            busy_share * 100.0,
+            status_kib("VmRSS:")
         );
         if let Some(err) = outcomes.iter().find_map(|o| o.result.as_ref().err()) {
             println!("  first error: {err}");
         }
     }
-    println!("peak RSS: {} KiB", peak_rss_kib());
+    println!("peak RSS: {} KiB", status_kib("VmHWM:"));
     Ok(())
 }
 
@@ -55,12 +61,31 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// VmHWM from /proc/self/status.
-fn peak_rss_kib() -> u64 {
+/// A field of /proc/self/status in KiB: `VmHWM:` (peak RSS) or `VmRSS:`.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// (busy, total) CPU ticks of the whole machine, all cores, from /proc/stat:
+/// how much of the machine a round had (the agents, sshd and other work share
+/// it with the collector).
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
 }

@@ -15,6 +15,12 @@
 //! host that fails loses its session and reconnects next round. A reload
 //! ([`Collector::reconfigure`]) keeps the sessions of unchanged hosts.
 //!
+//! A pooled session holds two file descriptors (the socket and the clone its
+//! deadline watch shuts down), so [`Collector::new`] raises the process's
+//! soft open-file limit, up to the hard one, when the SSH hosts would not fit:
+//! systemd starts services with a soft limit of 1024, which about 480
+//! persistent sessions exhaust ("Too many open files").
+//!
 //! One host's failure never spreads: every host yields a [`HostOutcome`], a
 //! sample or an error class, and the round goes on. The round itself writes
 //! nothing; the caller records the outcomes in the buffer in one transaction.
@@ -58,6 +64,11 @@ impl Collector {
         host_keys: PathBuf,
     ) -> Collector {
         let store = HostKeyStore::new(host_keys, settings.known_hosts.clone());
+        let ssh_hosts = hosts
+            .iter()
+            .filter(|h| matches!(h.transport, Transport::Ssh(_)))
+            .count();
+        ensure_fd_limit(ssh_hosts);
         Collector {
             hosts,
             local_agent,
@@ -217,7 +228,79 @@ fn max_reply(settings: &CollectConfig) -> usize {
     usize::try_from(settings.max_reply_bytes).unwrap_or(usize::MAX)
 }
 
+/// File descriptors one SSH host holds while its session is pooled: the socket and the clone
+/// its deadline watch shuts down.
+const FDS_PER_HOST: u64 = 2;
+/// Descriptors kept for everything else: the buffer (database, WAL, shared memory), the lock
+/// file, the key being read during a handshake, MySQL and SMTP connections, the metrics port.
+const FDS_SPARE: u64 = 256;
+
+/// Raises the soft limit on open files, up to the hard limit, when `ssh_hosts` pooled sessions
+/// and [`FDS_SPARE`] would not fit under it; warns when even the hard limit is too low (raise
+/// `LimitNOFILE=` in the unit). Returns the soft limit in force (`None`: unlimited).
+pub fn ensure_fd_limit(ssh_hosts: usize) -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let need = (ssh_hosts as u64) * FDS_PER_HOST + FDS_SPARE;
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current?;
+    if current >= need {
+        return Some(current);
+    }
+    let raised = limit.maximum.map_or(need, |hard| need.min(hard));
+    if raised > current {
+        let new = rustix::process::Rlimit {
+            current: Some(raised),
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, new) {
+            tracing::warn!(
+                current,
+                wanted = raised,
+                "cannot raise the open-file limit: {e}"
+            );
+            return Some(current);
+        }
+        tracing::debug!(from = current, to = raised, "raised the open-file limit");
+    }
+    if raised < need {
+        tracing::warn!(
+            limit = raised,
+            needed = need,
+            ssh_hosts,
+            "the open-file limit is too low for this many SSH hosts; some will fail with \"Too many \
+             open files\" (raise LimitNOFILE= or ulimit -n)"
+        );
+    }
+    Some(raised)
+}
+
 /// Total time budget of one host in a round: every timeout that may apply, added up.
 pub fn host_deadline(settings: &CollectConfig) -> Duration {
     settings.connect_timeout + settings.auth_timeout + settings.command_timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::process::{Resource, getrlimit};
+
+    #[test]
+    fn the_open_file_limit_is_raised_for_a_big_fleet_within_the_hard_limit() {
+        let hosts = 600;
+        let need = hosts as u64 * FDS_PER_HOST + FDS_SPARE;
+        let before = getrlimit(Resource::Nofile);
+        let in_force = ensure_fd_limit(hosts);
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(
+            after.maximum, before.maximum,
+            "the hard limit is never touched"
+        );
+        assert_eq!(in_force, after.current);
+        match (before.current, before.maximum) {
+            (None, _) => assert_eq!(after.current, None),
+            (Some(soft), _) if soft >= need => assert_eq!(after.current, Some(soft)),
+            (Some(_), Some(hard)) if hard < need => assert_eq!(after.current, Some(hard)),
+            (Some(_), _) => assert!(after.current >= Some(need)),
+        }
+    }
 }

@@ -2,6 +2,7 @@ mod alert;
 mod config_cli;
 mod daemon;
 mod full_disk;
+mod galera;
 mod harness;
 mod identity;
 mod local;

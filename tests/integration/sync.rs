@@ -140,7 +140,15 @@ fn central_lines(db: &MariaDb, appliance: &str) -> Vec<String> {
 
 /// Canonical lines of every sample of `appliance` in MySQL, of one buffer `epoch` or all.
 pub(crate) fn central_lines_of(db: &MariaDb, appliance: &str, epoch: Option<i64>) -> Vec<String> {
-    let mut conn = db.conn().expect("connect");
+    central_lines_on(&mut db.conn().expect("connect"), appliance, epoch)
+}
+
+/// [`central_lines_of`] over a given connection (e.g. one Galera node's).
+pub(crate) fn central_lines_on(
+    conn: &mut mysql::Conn,
+    appliance: &str,
+    epoch: Option<i64>,
+) -> Vec<String> {
     conn.query_drop("SET time_zone = '+00:00'").expect("utc");
     let ms = |c: &str| format!("CAST(ROUND(UNIX_TIMESTAMP({c}) * 1000) AS SIGNED)");
     let of_epoch = |t: &str| match epoch {

@@ -43,25 +43,9 @@ impl MariaDb {
     /// user) from the template, starts the server, and returns once it
     /// accepts logins.
     pub fn start() -> Result<MariaDb> {
-        require_file(INSTALL_DB, "MariaDB (mariadb-install-db)")?;
-        let server = SERVER_BINARIES
-            .iter()
-            .map(PathBuf::from)
-            .find(|path| path.exists())
-            .ok_or_else(|| {
-                Unavailable("MariaDB server (/usr/sbin/mariadbd) not installed".into())
-            })?;
-        let template = template(&server)?;
+        let server = server_binary()?;
         let dir = super::temp_dir();
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        run_tool(
-            Command::new("cp")
-                .arg("-a")
-                .arg(&template)
-                .arg(dir.path().join("data")),
-        )
-        .context("copying the MariaDB template data directory")?;
+        copy_template(&server, dir.path())?;
         let mut db = MariaDb {
             port: 0,
             server,
@@ -82,23 +66,17 @@ impl MariaDb {
 
     /// `mysql://edgemon:edgemon@127.0.0.1:PORT/edgemon`.
     pub fn url(&self) -> String {
-        format!("mysql://edgemon:edgemon@127.0.0.1:{}/edgemon", self.port)
+        edgemon_url(self.port)
     }
 
     /// A connection as the passwordless root user, over TCP.
     pub fn root_conn(&self) -> Result<Conn> {
-        Conn::new(self.opts("root", None, None))
-            .with_context(|| format!("connecting to MariaDB on 127.0.0.1:{} as root", self.port))
+        root_conn(self.port)
     }
 
     /// A connection as `edgemon` to database `edgemon`, over TCP.
     pub fn conn(&self) -> Result<Conn> {
-        Conn::new(self.opts("edgemon", Some("edgemon"), Some("edgemon"))).with_context(|| {
-            format!(
-                "connecting to MariaDB on 127.0.0.1:{} as edgemon",
-                self.port
-            )
-        })
+        edgemon_conn(self.port)
     }
 
     /// True while the server process is alive.
@@ -155,31 +133,11 @@ impl MariaDb {
         self.dir.path().join("err.log")
     }
 
-    fn opts(&self, user: &str, password: Option<&str>, db: Option<&str>) -> OptsBuilder {
-        OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(self.port)
-            .user(Some(user))
-            .pass(password)
-            .db_name(db)
-            // Stay on TCP: the crate would otherwise switch to the socket.
-            .prefer_socket(false)
-    }
-
     fn spawn(&mut self) -> Result<()> {
         let dir = self.dir.path();
         let log = self.log_path();
         let mut cmd = Command::new(&self.server);
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", dir.join("data").display()))
-            .arg(format!("--socket={}", dir.join("sock").display()))
-            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
-            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
-            .arg(format!("--log-error={}", log.display()))
-            .arg(format!("--port={}", self.port))
-            .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
-            .args(["--max-connections=500", "--skip-log-bin"])
-            .args(small_server_options())
+        cmd.args(server_args(dir, &log, self.port))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if super::is_root() {
@@ -187,13 +145,107 @@ impl MariaDb {
         }
         let mut child = ChildGuard::spawn("mariadbd", &mut cmd)?;
         let port = self.port;
-        let probe = self.opts("root", None, None);
+        let probe = client_opts(port, "root", None, None);
         child
             .wait_ready(&log, || Conn::new(probe.clone()).is_ok())
             .with_context(|| format!("starting MariaDB on 127.0.0.1:{port}"))?;
         self.child = Some(child);
         Ok(())
     }
+}
+
+/// The MariaDB server binary of this machine (`mariadbd`, or `mysqld` on
+/// older packages); [`Unavailable`] when it or `mariadb-install-db` is
+/// missing.
+pub fn server_binary() -> Result<PathBuf> {
+    require_file(INSTALL_DB, "MariaDB (mariadb-install-db)")?;
+    SERVER_BINARIES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .ok_or_else(|| {
+            Unavailable("MariaDB server (/usr/sbin/mariadbd) not installed".into()).into()
+        })
+}
+
+/// Gives `dir` what [`server_args`] expects: `dir/data`, a copy of the
+/// template data directory (database `edgemon`, user `edgemon`/`edgemon`,
+/// passwordless root), and an empty `dir/tmp`.
+pub fn copy_template(server: &Path, dir: &Path) -> Result<()> {
+    let template = template(server)?;
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    run_tool(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(dir.join("data")),
+    )
+    .context("copying the MariaDB template data directory")?;
+    Ok(())
+}
+
+/// The command line every test server shares (after the binary): no option
+/// files, everything inside `dir` (`data/`, `tmp/`, `sock`, `mariadbd.pid`),
+/// the error log at `log`, TCP on 127.0.0.1:`port` only, small buffers.
+/// `--no-defaults` comes first, as the server requires.
+pub fn server_args(dir: &Path, log: &Path, port: u16) -> Vec<String> {
+    let mut args = vec![
+        "--no-defaults".to_string(),
+        format!("--datadir={}", dir.join("data").display()),
+        format!("--socket={}", dir.join("sock").display()),
+        format!("--tmpdir={}", dir.join("tmp").display()),
+        format!("--pid-file={}", dir.join("mariadbd.pid").display()),
+        format!("--log-error={}", log.display()),
+        format!("--port={port}"),
+    ];
+    args.extend(
+        [
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--max-connections=500",
+            "--skip-log-bin",
+        ]
+        .map(String::from),
+    );
+    args.extend(small_server_options().map(String::from));
+    args
+}
+
+/// Client options for 127.0.0.1:`port` over TCP, with connect and read
+/// timeouts so that a wedged server fails a probe instead of hanging it.
+pub fn client_opts(port: u16, user: &str, password: Option<&str>, db: Option<&str>) -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(password)
+        .db_name(db)
+        // Stay on TCP: the crate would otherwise switch to the socket.
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(Duration::from_secs(10)))
+}
+
+/// A connection to 127.0.0.1:`port` as the passwordless root user.
+pub fn root_conn(port: u16) -> Result<Conn> {
+    Conn::new(client_opts(port, "root", None, None))
+        .with_context(|| format!("connecting to MariaDB on 127.0.0.1:{port} as root"))
+}
+
+/// A connection to 127.0.0.1:`port` as `edgemon` to database `edgemon`.
+pub fn edgemon_conn(port: u16) -> Result<Conn> {
+    Conn::new(client_opts(
+        port,
+        "edgemon",
+        Some("edgemon"),
+        Some("edgemon"),
+    ))
+    .with_context(|| format!("connecting to MariaDB on 127.0.0.1:{port} as edgemon"))
+}
+
+/// `mysql://edgemon:edgemon@127.0.0.1:PORT/edgemon`.
+pub fn edgemon_url(port: u16) -> String {
+    format!("mysql://edgemon:edgemon@127.0.0.1:{port}/edgemon")
 }
 
 /// SQL run once on the template server.

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod galera;
 pub mod mariadb;
 pub mod netns;
 pub mod smtp;
@@ -101,6 +102,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago: all
+/// `n` listeners are held at once, so the OS cannot hand out one twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .expect("local_addr of a bound listener")
+                .port()
+        })
+        .collect()
+}
+
 /// Calls `start` with a free port, and again with a new one (three tries
 /// in all) when the server failed because someone took the port between
 /// [`free_port`] and the server's own bind.
@@ -127,9 +144,33 @@ pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
 }
 
 /// Polls `probe` until it returns `Some`, or `timeout` passes (then `None`).
-pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, probe: impl FnMut() -> Option<T>) -> Option<T> {
+    poll(timeout, Poll::Backoff, probe)
+}
+
+/// How often [`poll`] asks.
+#[derive(Debug, Clone, Copy)]
+pub enum Poll {
+    /// 10 ms at first, doubling up to 200 ms: for servers that are usually
+    /// ready at once.
+    Backoff,
+    /// A fixed pause, e.g. 100 ms for a Galera node whose state transfer
+    /// takes seconds.
+    Every(Duration),
+}
+
+/// Polls `probe` on `schedule` until it returns `Some`, or `timeout`
+/// passes (then `None`).
+pub fn poll<T>(
+    timeout: Duration,
+    schedule: Poll,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(10);
+    let mut pause = match schedule {
+        Poll::Backoff => Duration::from_millis(10),
+        Poll::Every(every) => every,
+    };
     loop {
         if let Some(value) = probe() {
             return Some(value);
@@ -138,7 +179,9 @@ pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
             return None;
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
+        if let Poll::Backoff = schedule {
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 }
 
@@ -268,17 +311,47 @@ impl ChildGuard {
         Ok(())
     }
 
+    /// Sends SIGTERM and waits up to `grace` for the process to exit; then
+    /// SIGKILL. Reaps the process either way.
+    pub fn terminate(&mut self, grace: Duration) -> Result<()> {
+        if self.is_running() {
+            self.signal_term()?;
+            self.wait_exit(grace);
+        }
+        self.kill()
+    }
+
+    /// Sends SIGTERM without waiting (see [`ChildGuard::terminate`]).
+    pub fn signal_term(&mut self) -> Result<()> {
+        if self.is_running() {
+            run_tool(Command::new("kill").args(["-s", "TERM", &self.pid().to_string()]))
+                .with_context(|| format!("sending SIGTERM to {}", self.name))?;
+        }
+        Ok(())
+    }
+
     /// Polls until `ready()` holds. Fails early if the process exits, and
     /// after [`START_TIMEOUT`]; the error includes the tail of `log`.
-    pub fn wait_ready(&mut self, log: &Path, mut ready: impl FnMut() -> bool) -> Result<()> {
+    pub fn wait_ready(&mut self, log: &Path, ready: impl FnMut() -> bool) -> Result<()> {
+        self.wait_ready_polling(Poll::Backoff, log, ready)
+    }
+
+    /// [`ChildGuard::wait_ready`] with a given polling schedule.
+    pub fn wait_ready_polling(
+        &mut self,
+        schedule: Poll,
+        log: &Path,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
         let mut exited = None;
-        let became_ready = wait_until(START_TIMEOUT, || {
+        let became_ready = poll(START_TIMEOUT, schedule, || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 exited = Some(status);
-                return true;
+                return Some(());
             }
-            ready()
-        });
+            ready().then_some(())
+        })
+        .is_some();
         if let Some(status) = exited {
             bail!(
                 "{} exited during start ({status}); log {}:\n{}",
