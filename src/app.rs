@@ -102,9 +102,7 @@ pub fn record(
         Err(error) => tracing::warn!(%error, "retention before the round failed"),
     }
     let alerting = Alerting::new(config);
-    let result = buffer.record_round(outcomes, config.collect.max_clock_skew, |tx, recorded| {
-        alerting.record(tx, outcomes, recorded, now)
-    });
+    let result = alerting.record_round(buffer, outcomes, config.collect.max_clock_skew, now);
     match result {
         Ok((totals, alerts)) => {
             alerts.log();

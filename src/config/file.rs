@@ -255,6 +255,10 @@ pub struct AlertSection {
     pub flap_window: String,
     /// Flips that mark flapping.
     pub flap_threshold: i64,
+    /// Share of unreachable hosts that makes one site alert.
+    pub site_unreachable_share: f64,
+    /// Fewest hosts for site awareness.
+    pub site_min_hosts: i64,
 }
 
 /// `[metrics]`.

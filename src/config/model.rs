@@ -277,6 +277,11 @@ pub struct AlertPolicy {
     pub flap_window: Duration,
     /// Flips within `flap_window` that mark an alert flapping.
     pub flap_threshold: u32,
+    /// When more than this share of a round's hosts is unreachable, one `site-unreachable`
+    /// alert goes to the operators instead of one per host.
+    pub site_unreachable_share: f64,
+    /// Fewest hosts in a round for site awareness to apply.
+    pub site_min_hosts: u32,
 }
 
 /// `[metrics]`: the Prometheus endpoint.

@@ -90,6 +90,11 @@ pub(crate) fn resolve(
         repeat: r.duration("alert.repeat", &raw.alert.repeat),
         flap_window: r.duration("alert.flap_window", &raw.alert.flap_window),
         flap_threshold: r.count("alert.flap_threshold", raw.alert.flap_threshold),
+        site_unreachable_share: r.number(
+            "alert.site_unreachable_share",
+            raw.alert.site_unreachable_share,
+        ),
+        site_min_hosts: r.count("alert.site_min_hosts", raw.alert.site_min_hosts),
     };
     let metrics = MetricsConfig {
         listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),
