@@ -427,3 +427,6 @@ fn to_row(rule: Rule, s: &RuleState) -> AlertRow {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod plan_tests;

@@ -417,26 +417,7 @@ fn plan_host(
         });
     }
     let mut items = Vec::new();
-    for t in transitions {
-        let line = message::headline(&h.host, &t);
-        let event = EventRef::Planned(plan.events.len());
-        plan.events.push(PlannedEvent {
-            host_id: h.host_id,
-            rule: t.rule,
-            kind: t.kind,
-            value: t.value,
-            threshold: t.limit,
-            message: line.clone(),
-        });
-        plan.logs.push(AlertLog::Transition {
-            host: h.host.clone(),
-            rule: t.rule.as_str(),
-            kind: t.kind.as_str(),
-            line,
-        });
-        if !t.notifies() {
-            continue;
-        }
+    for mut t in transitions {
         let silenced = snap.silenced(Some(&h.host), t.rule.as_str(), now);
         let acked = snap
             .acks
@@ -461,8 +442,9 @@ fn plan_host(
             }
             EventKind::Reminder => {
                 let mail = !silenced && !acked && !site_hold;
-                if mail {
-                    unmailed.remove(&t.rule);
+                // Nobody heard of this alert yet (its FIRING was withheld): announce it as such.
+                if mail && unmailed.remove(&t.rule) {
+                    t.kind = EventKind::Firing;
                 }
                 let why = if silenced {
                     "silenced"
@@ -476,6 +458,25 @@ fn plan_host(
             EventKind::Resolved => (!unmailed.remove(&t.rule), "its FIRING was not mailed"),
             EventKind::Stale => (false, ""),
         };
+        let line = message::headline(&h.host, &t);
+        let event = EventRef::Planned(plan.events.len());
+        plan.events.push(PlannedEvent {
+            host_id: h.host_id,
+            rule: t.rule,
+            kind: t.kind,
+            value: t.value,
+            threshold: t.limit,
+            message: line.clone(),
+        });
+        plan.logs.push(AlertLog::Transition {
+            host: h.host.clone(),
+            rule: t.rule.as_str(),
+            kind: t.kind.as_str(),
+            line,
+        });
+        if !t.notifies() {
+            continue;
+        }
         if !mail {
             plan.withheld += 1;
             plan.logs.push(AlertLog::Withheld {
