@@ -17,6 +17,7 @@
 
 pub mod mail;
 pub mod message;
+pub mod operator;
 pub mod plan;
 pub mod rules;
 

@@ -42,6 +42,8 @@ pub struct HostStatus {
     pub firing_alerts: Vec<String>,
     /// Samples collected but not stored (disk full), not yet recorded as drops.
     pub unstored_samples: u64,
+    /// Acknowledged alerts of this host: who, when, why (reminders stop until they resolve).
+    pub acks: Vec<super::AckRow>,
 }
 
 /// The buffer's filesystem, as `edgemon status` shows it.
@@ -107,6 +109,8 @@ pub struct BufferStatus {
     pub outbox: OutboxStatus,
     /// The buffer's filesystem: free space, the reserve, and samples lost to a full disk.
     pub disk: DiskStatus,
+    /// Silences in force or still to come.
+    pub silences: Vec<super::SilenceRow>,
     /// Per-host state, by name.
     pub hosts: Vec<HostStatus>,
 }
@@ -179,6 +183,7 @@ impl Buffer {
             buffer_warning: self.get_kv(super::WARNING_KEY)?.filter(|v| !v.is_empty()),
             outbox,
             disk: self.disk_status(),
+            silences: self.silences(super::now_ms())?,
             hosts: self.host_statuses()?,
         })
     }
@@ -237,11 +242,13 @@ impl Buffer {
                         uptime_s: r.get(16)?,
                         firing_alerts: Vec::new(),
                         unstored_samples: 0,
+                        acks: Vec::new(),
                     },
                 ))
             })
             .map_err(&e)?;
         let mut hosts = Vec::new();
+        let acks = self.acks()?;
         let mut firing = conn
             .prepare("SELECT rule FROM alert_state WHERE host_id = ?1 AND state IN ('firing', 'flapping') ORDER BY rule")
             .map_err(&e)?;
@@ -259,6 +266,7 @@ impl Buffer {
                 .get(&host.name)
                 .copied()
                 .unwrap_or(0);
+            host.acks = acks.iter().filter(|a| a.host_id == id).cloned().collect();
             hosts.push(host);
         }
         Ok(hosts)

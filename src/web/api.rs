@@ -49,6 +49,8 @@ struct ApiHost<'a> {
     status: &'a HostStatus,
     state: &'static str,
     alerts: &'a [ActiveAlert],
+    /// Silences in force for this host (its own and `--all` ones).
+    silences: Vec<&'a crate::buffer::SilenceRow>,
 }
 
 /// Why a request of the API is refused.
@@ -71,12 +73,20 @@ pub enum ApiError {
 /// `/api/hosts`.
 pub fn hosts(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
     let hosts = buffer.web_hosts()?;
+    let silences = buffer.silences(context.now)?;
     let rows: Vec<ApiHost<'_>> = hosts
         .iter()
         .map(|h| ApiHost {
             status: &h.status,
             state: host_state(&h.status, context),
             alerts: &h.alerts,
+            silences: silences
+                .iter()
+                .filter(|s| {
+                    s.starts_at <= context.now
+                        && s.host.as_ref().is_none_or(|name| *name == h.status.name)
+                })
+                .collect(),
         })
         .collect();
     Ok(to_json(&json!({ "now": context.now, "hosts": rows })))
@@ -112,6 +122,7 @@ pub fn status(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
             "last_error": s.last_sync_error,
         },
         "outbox": s.outbox,
+        "silences": s.silences,
         "hosts": {
             "total": s.hosts.len(),
             "up": count("up"),

@@ -122,6 +122,15 @@ function hostRow(host, now) {
     const since = a.since ? ` for ${duration((now - a.since) / 1000)}` : "";
     alerts.append(el("span", { class: `alert ${a.state}`, title: `${a.state}${since}` }, a.rule));
   }
+  for (const k of host.acks || []) {
+    alerts.append(el("span", { class: "ack", title: k.comment || "" },
+      `${k.rule} acked by ${k.by} ${ago(k.at, now)}`));
+  }
+  for (const s of host.silences || []) {
+    const rules = s.rules.length ? s.rules.join(",") : "all";
+    alerts.append(el("span", { class: "silence", title: `${s.comment} (by ${s.created_by})` },
+      `silenced ${rules} until ${new Date(s.ends_at).toLocaleString()}`));
+  }
   const error = el("td", { class: "error" });
   if (host.last_error_class) {
     const old = host.consecutive_failures === 0;
