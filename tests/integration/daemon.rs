@@ -17,10 +17,10 @@ use crate::support::smtp::Smtp;
 use crate::support::sshd::Sshd;
 use crate::support::{Edgemon, free_port, temp_dir, wait_for, wait_until};
 
-struct Daemon(Child);
+pub struct Daemon(Child);
 
 impl Daemon {
-    fn start(dir: &std::path::Path, config: &std::path::Path) -> Daemon {
+    pub fn start(dir: &std::path::Path, config: &std::path::Path) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_edgemon"))
             .args(["run", "--config"])
             .arg(config)
@@ -34,7 +34,7 @@ impl Daemon {
         Daemon(child)
     }
 
-    fn signal(&self, name: &str) {
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args(["-s", name, &self.0.id().to_string()])
             .status()
@@ -44,7 +44,7 @@ impl Daemon {
     }
 
     /// Waits for exit; returns the status and stderr.
-    fn wait(&mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
+    pub fn wait(&mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
         let start = Instant::now();
         let status = loop {
             if let Ok(Some(status)) = self.0.try_wait() {
