@@ -80,6 +80,13 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
         status.quarantined,
         status.dropped
     )?;
+    if let Some(s) = status.time_to_first_loss_s {
+        writeln!(
+            out,
+            "time to first loss: {} (if nothing synced from now on)",
+            humantime::format_duration(Duration::from_secs(s.max(0) as u64))
+        )?;
+    }
     if let Some(warning) = &status.buffer_warning {
         writeln!(out, "WARNING: {warning}")?;
     }

@@ -154,6 +154,8 @@ pub struct Alerting {
     rate_limit: u32,
     rate_window: Duration,
     hosts: HashMap<String, HostRules>,
+    /// The buffer's bounds and the collection interval, for time-to-first-loss.
+    horizon: Option<(crate::config::BufferConfig, Duration)>,
 }
 
 impl Alerting {
@@ -165,6 +167,18 @@ impl Alerting {
             &config.mail,
             &config.hosts,
         )
+        .with_loss_horizon(&config.buffer, config.collect.interval)
+    }
+
+    /// Also computes time-to-first-loss each round (from `buffer`'s bounds and samples
+    /// arriving every `interval`), and alerts the operators on it.
+    pub fn with_loss_horizon(
+        mut self,
+        buffer: &crate::config::BufferConfig,
+        interval: Duration,
+    ) -> Alerting {
+        self.horizon = Some((buffer.clone(), interval));
+        self
     }
 
     /// The alert step from its parts (tests, or a daemon that reloads a section).
@@ -190,6 +204,7 @@ impl Alerting {
                     (h.name.clone(), rules)
                 })
                 .collect(),
+            horizon: None,
         }
     }
 
@@ -205,7 +220,15 @@ impl Alerting {
     ) -> buffer::Result<(buffer::RoundTotals, RoundAlerts)> {
         let mut round = buffer.begin_round()?;
         let recorded = round.record(outcomes, max_clock_skew)?.to_vec();
-        let alerts = self.record(round.tx_mut(), outcomes, &recorded, now)?;
+        let loss_horizon_s = match &self.horizon {
+            Some((config, interval)) => {
+                let stored = recorded.iter().filter(|r| r.seq.is_some()).count();
+                let per_s = stored as f64 / interval.as_secs_f64().max(1.0);
+                Some(round.store_loss_horizon(config, per_s, now)?)
+            }
+            None => None,
+        };
+        let alerts = self.record_with(round.tx_mut(), outcomes, &recorded, loss_horizon_s, now)?;
         let totals = round.commit()?;
         Ok((totals, alerts))
     }
@@ -220,7 +243,19 @@ impl Alerting {
         recorded: &[Recorded],
         now: i64,
     ) -> buffer::Result<RoundAlerts> {
-        let snap = self.snapshot(tx, outcomes, recorded, now)?;
+        self.record_with(tx, outcomes, recorded, None, now)
+    }
+
+    fn record_with(
+        &self,
+        tx: &mut RoundTx<'_>,
+        outcomes: &[HostOutcome],
+        recorded: &[Recorded],
+        loss_horizon_s: Option<i64>,
+        now: i64,
+    ) -> buffer::Result<RoundAlerts> {
+        let mut snap = self.snapshot(tx, outcomes, recorded, now)?;
+        snap.loss_horizon_s = loss_horizon_s;
         let evaluated = plan::evaluate(self, &snap, now);
         let mut recent = HashMap::new();
         for host_id in plan::needs_samples(&snap, &evaluated) {
@@ -307,6 +342,7 @@ impl Alerting {
         snap.site = tx
             .kv_get(plan::SITE_KEY)?
             .and_then(|v| serde_json::from_str(&v).ok());
+        snap.loss_alert = tx.kv_get(plan::LOSS_KEY)?.map(|v| v == "mailed");
         Ok(snap)
     }
 

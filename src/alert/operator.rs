@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use super::plan::SITE_RULE;
+use super::plan::{LOSS_RULE, SITE_RULE};
 use super::rules::Rule;
 use crate::buffer::{Buffer, NewSilence, SilenceRow, now_ms};
 use crate::config::Config;
@@ -59,12 +59,12 @@ pub struct SilenceRequest {
 }
 
 fn valid_rule(rule: &str) -> bool {
-    Rule::parse(rule).is_some() || rule == SITE_RULE
+    Rule::parse(rule).is_some() || rule == SITE_RULE || rule == LOSS_RULE
 }
 
 fn rule_names() -> String {
     let mut names: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
-    names.push(SITE_RULE);
+    names.extend([SITE_RULE, LOSS_RULE]);
     names.join(", ")
 }
 

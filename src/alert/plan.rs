@@ -27,6 +27,8 @@ use crate::buffer::{SampleBrief, SilenceRow};
 
 /// The rule name of the site alert (silences may name it).
 pub const SITE_RULE: &str = "site-unreachable";
+/// The rule name of the operator alert on time-to-first-loss (silences may name it).
+pub const LOSS_RULE: &str = "time-to-first-loss";
 
 /// One host of the round, as the planner sees it.
 #[derive(Debug, Clone)]
@@ -81,6 +83,10 @@ pub struct Snapshot {
     pub buffer_warning_mailed: String,
     /// The site alert, while it fires.
     pub site: Option<SiteState>,
+    /// Time-to-first-loss of this round, seconds, when the round computed it.
+    pub loss_horizon_s: Option<i64>,
+    /// The loss alert while it fires: whether its FIRING was mailed.
+    pub loss_alert: Option<bool>,
 }
 
 impl Snapshot {
@@ -169,6 +175,8 @@ pub enum MailKey {
 pub const TAG_BUFFER_WARNING: i64 = 0;
 /// The site alert's tag.
 pub const TAG_SITE: i64 = -2;
+/// The loss alert's tag.
+pub const TAG_LOSS: i64 = -3;
 
 /// An alert event to insert.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +246,8 @@ pub struct Plan {
 
 /// kv key of the site alert's state.
 pub const SITE_KEY: &str = "alert.site";
+/// kv key of the loss alert while it fires (`mailed` or `withheld`).
+pub const LOSS_KEY: &str = "alert.loss";
 /// kv key of the buffer warning last mailed.
 pub const BUFFER_WARNING_MAILED: &str = "alert.buffer_warning_mailed";
 
@@ -270,7 +280,79 @@ pub fn plan(
     }
     plan_mail(alerting, snap, by_recipient, now, &mut plan);
     plan_buffer_warning(alerting, snap, now, &mut plan);
+    plan_loss(alerting, snap, now, &mut plan);
     plan
+}
+
+/// Mails the operators when time-to-first-loss falls below `alert.loss_horizon`, and once
+/// more when it rises above it again (if the first mail went out).
+fn plan_loss(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan) {
+    let Some(seconds) = snap.loss_horizon_s else {
+        return;
+    };
+    let horizon = alerting.policy.loss_horizon.as_secs() as i64;
+    let below = horizon > 0 && seconds < horizon;
+    let id = &alerting.appliance_id;
+    let human = |s: i64| {
+        humantime::format_duration(std::time::Duration::from_secs(s.max(0) as u64)).to_string()
+    };
+    match (snap.loss_alert, below) {
+        (None, true) => {
+            let mailed = !snap.silenced(None, LOSS_RULE, now);
+            let subject = format!(
+                "[edgemon] FIRING {LOSS_RULE} {} < {} on {id}",
+                human(seconds),
+                human(horizon)
+            );
+            let body = format!(
+                "If nothing reaches MySQL from now on, the local buffer of appliance {id} starts
+                 shedding unsynced samples (recorded as drops) in {}, less than alert.loss_horizon
+                 ({}). It is the first of buffer.max_unsynced_age, buffer.max_size and
+                 buffer.min_free to be reached at the current growth rate.
+
+                 Check the sync (`edgemon status`: last sync error, oldest unsynced) and the disk,
+                 or raise the [buffer] bounds.
+
+Observed:  {}
+Appliance: {id}
+",
+                human(seconds),
+                human(horizon),
+                message::time(now)
+            );
+            if mailed {
+                operator_mail(alerting, &subject, &body, MailKey::Tag(TAG_LOSS), plan);
+            } else {
+                plan.withheld += 1;
+            }
+            let value = if mailed { "mailed" } else { "withheld" };
+            plan.kv.push((LOSS_KEY, Some(value.to_string())));
+            plan.logs.push(AlertLog::Site {
+                line: subject.trim_start_matches("[edgemon] ").to_string(),
+                mailed,
+            });
+        }
+        (Some(mailed), false) => {
+            let subject = format!("[edgemon] RESOLVED {LOSS_RULE} {} on {id}", human(seconds));
+            let body = format!(
+                "Time-to-first-loss of appliance {id} is {} again (alert.loss_horizon {}).
+
+                 Appliance: {id}
+",
+                human(seconds),
+                human(horizon)
+            );
+            if mailed {
+                operator_mail(alerting, &subject, &body, MailKey::Tag(TAG_LOSS), plan);
+            }
+            plan.kv.push((LOSS_KEY, None));
+            plan.logs.push(AlertLog::Site {
+                line: subject.trim_start_matches("[edgemon] ").to_string(),
+                mailed,
+            });
+        }
+        _ => {}
+    }
 }
 
 /// The site alert this round: whether it fires, and whether it resolved now.

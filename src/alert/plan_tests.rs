@@ -98,6 +98,7 @@ fn alerting(names: &[String], rate_limit: u32) -> Alerting {
         flap_threshold: 100,
         site_unreachable_share: 0.5,
         site_min_hosts: 4,
+        loss_horizon: Duration::from_secs(86_400),
     };
     Alerting::from_parts("site-x", &policy, &mail, &hosts)
 }
@@ -451,4 +452,46 @@ fn held_alerts_reference_the_planned_events_and_site_mail_has_its_own_id() {
         "{}",
         plan.mails[0].body
     );
+}
+
+#[test]
+fn time_to_first_loss_below_the_horizon_mails_the_operators_once_then_resolves() {
+    let names = vec!["web".to_string()];
+    let alerting = alerting(&names, 10);
+    let base = Case {
+        hosts: vec![("web".into(), Seen::Cpu(1.0), Prior::Nothing)],
+        ..Case::default()
+    };
+    let mut snap = snapshot(&base);
+    let subjects = |snap: &Snapshot| {
+        let evaluated = plan::evaluate(&alerting, snap, NOW);
+        let plan = plan::plan(&alerting, snap, &evaluated, &HashMap::new(), NOW);
+        let subjects: Vec<String> = plan.mails.iter().map(|m| m.subject.clone()).collect();
+        (subjects, plan.kv)
+    };
+    snap.loss_horizon_s = Some(5 * 3600);
+    let (mails, kv) = subjects(&snap);
+    assert_eq!(
+        mails,
+        ["[edgemon] FIRING time-to-first-loss 5h < 1day on site-x"]
+    );
+    assert_eq!(kv, [(plan::LOSS_KEY, Some("mailed".to_string()))]);
+    snap.loss_alert = Some(true);
+    assert!(subjects(&snap).0.is_empty(), "mailed once");
+    snap.loss_horizon_s = Some(30 * 3600);
+    let (mails, _) = subjects(&snap);
+    assert_eq!(
+        mails,
+        ["[edgemon] RESOLVED time-to-first-loss 1day 6h on site-x"]
+    );
+    snap.loss_alert = None;
+    snap.loss_horizon_s = Some(3600);
+    snap.silences = snapshot(&Case {
+        silences: vec![(None, &[plan::LOSS_RULE])],
+        ..Case::default()
+    })
+    .silences;
+    let (mails, kv) = subjects(&snap);
+    assert!(mails.is_empty(), "silenced");
+    assert_eq!(kv, [(plan::LOSS_KEY, Some("withheld".to_string()))]);
 }

@@ -33,6 +33,7 @@ fn policy(fire_after: u32) -> AlertPolicy {
         flap_threshold: 4,
         site_unreachable_share: 0.5,
         site_min_hosts: 4,
+        loss_horizon: Duration::from_secs(86_400),
     }
 }
 

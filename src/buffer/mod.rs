@@ -17,6 +17,7 @@
 
 mod alert_queries;
 mod disk;
+mod horizon;
 mod migrations;
 mod retention;
 mod round;
@@ -27,6 +28,7 @@ mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use retention::{RetentionReport, WARNING_KEY};
 pub use round::Round;

@@ -77,6 +77,11 @@ impl<'a> Round<'a> {
         &mut self.tx
     }
 
+    /// The buffer filesystem's size and free space, when known.
+    pub(crate) fn disk_space(&self) -> Option<super::FsSpace> {
+        self.disk.space()
+    }
+
     /// Commits the round; afterwards, clears the disk-full state a stored round ends.
     pub fn commit(self) -> Result<RoundTotals> {
         let Round {

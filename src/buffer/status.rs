@@ -105,6 +105,9 @@ pub struct BufferStatus {
     pub last_sync_error: Option<String>,
     /// Retention's operator warning (a bound at 80% or more), if any.
     pub buffer_warning: Option<String>,
+    /// Seconds until retention would shed an unsynced sample if nothing synced from now on,
+    /// as the daemon's last round computed it.
+    pub time_to_first_loss_s: Option<i64>,
     /// Mail outbox.
     pub outbox: OutboxStatus,
     /// The buffer's filesystem: free space, the reserve, and samples lost to a full disk.
@@ -181,6 +184,7 @@ impl Buffer {
             last_sync_at,
             last_sync_error,
             buffer_warning: self.get_kv(super::WARNING_KEY)?.filter(|v| !v.is_empty()),
+            time_to_first_loss_s: self.get_kv(super::TTFL_KEY)?.and_then(|v| v.parse().ok()),
             outbox,
             disk: self.disk_status(),
             silences: self.silences(super::now_ms())?,

@@ -259,6 +259,8 @@ pub struct AlertSection {
     pub site_unreachable_share: f64,
     /// Fewest hosts for site awareness.
     pub site_min_hosts: i64,
+    /// Time-to-first-loss below which the operators are mailed.
+    pub loss_horizon: String,
 }
 
 /// `[metrics]`.

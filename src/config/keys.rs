@@ -331,6 +331,7 @@ pub(crate) const KEYS: &[Key] = &[
     int("alert.flap_threshold", Some(6), 2, 1000, "Flips within flap_window that mark an alert flapping."),
     number("alert.site_unreachable_share", 0.5, 0.0, 1.0, "More than this share of hosts unreachable at once: one site-unreachable alert instead of one per host."),
     int("alert.site_min_hosts", Some(4), 1, 100_000, "Fewest hosts in a round for site awareness to apply."),
+    duration("alert.loss_horizon", Some("24h"), Duration::ZERO, times(DAY, 3650), "Mail the operators when time-to-first-loss falls below this; 0s = off."),
     text("metrics.listen", None, "Prometheus endpoint address, e.g. 127.0.0.1:9100; off when absent."),
     text("web.listen", None, "Status page and JSON API address, e.g. 127.0.0.1:9180; off when absent."),
     text("web.password_file", None, "File holding the page's HTTP basic-auth password; required off loopback."),

@@ -282,6 +282,8 @@ pub struct AlertPolicy {
     pub site_unreachable_share: f64,
     /// Fewest hosts in a round for site awareness to apply.
     pub site_min_hosts: u32,
+    /// The operators are mailed when time-to-first-loss falls below this (zero: never).
+    pub loss_horizon: Duration,
 }
 
 /// `[metrics]`: the Prometheus endpoint.

@@ -95,6 +95,7 @@ pub(crate) fn resolve(
             raw.alert.site_unreachable_share,
         ),
         site_min_hosts: r.count("alert.site_min_hosts", raw.alert.site_min_hosts),
+        loss_horizon: r.duration("alert.loss_horizon", &raw.alert.loss_horizon),
     };
     let metrics = MetricsConfig {
         listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),

@@ -116,6 +116,7 @@ pub fn status(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
             "quarantined": s.quarantined,
             "dropped": s.dropped,
             "warning": s.buffer_warning,
+            "time_to_first_loss_s": s.time_to_first_loss_s,
         },
         "sync": {
             "last_sync_at": s.last_sync_at,

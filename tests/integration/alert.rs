@@ -88,6 +88,7 @@ impl Site {
                 flap_threshold: 4,
                 site_unreachable_share: 0.5,
                 site_min_hosts: 4,
+                loss_horizon: Duration::from_secs(86_400),
             },
         }
     }

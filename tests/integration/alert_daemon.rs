@@ -113,6 +113,11 @@ fn a_silence_from_the_cli_stops_the_running_daemons_mail_and_removing_it_restore
     );
     let status = status_json(dir.path(), &config);
     assert_eq!(status["silences"][0]["created_by"], "alice", "{status:#}");
+    let horizon = status["time_to_first_loss_s"].as_i64().unwrap_or(-1);
+    assert!(
+        horizon > 0 && horizon <= 30 * 86_400,
+        "time-to-first-loss is computed, at most max_unsynced_age: {status:#}"
+    );
 
     let mailed = smtp.messages().len();
     Edgemon::new(dir.path())
@@ -161,6 +166,7 @@ fn site_config(dir: &Path, smtp_port: u16, down: bool) -> std::path::PathBuf {
     let mut text = format!(
         "[appliance]\nid = \"site-it\"\ndata_dir = \"{}\"\n\n[collect]\ninterval = \"1s\"\n\n\
          [sync]\nurl = \"mysql://edgemon@127.0.0.1:1/edgemon\"\n\n\
+         [alert]\nloss_horizon = \"0s\"\n\n\
          [defaults.alerts]\ncpu = \"off\"\nmemory = \"off\"\nswap = \"off\"\nreboot = false\nunreachable_after = 2\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\n\
          [mail]\nfrom = \"edgemon@localhost\"\nrecipients = [\"ops@localhost\"]\n\n",

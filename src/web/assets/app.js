@@ -110,6 +110,10 @@ function renderStatus(s) {
     fact("outbox", "Outbox", `${out.pending} pending`,
       `${out.sent} sent · ${out.failed} failed` + (out.last_error ? ` · ${out.last_error}` : ""),
       out.failed || out.last_error ? "bad" : ""),
+    fact("loss", "Time to first loss",
+      b.time_to_first_loss_s === null || b.time_to_first_loss_s === undefined
+        ? "–" : duration(b.time_to_first_loss_s),
+      "if nothing synced from now on", b.time_to_first_loss_s !== null && b.time_to_first_loss_s < 86400 ? "warn" : ""),
     fact("retention", "Shed or refused", `${count(b.dropped)} dropped`,
       b.warning || `${count(b.quarantined)} quarantined`, b.warning || b.dropped ? "warn" : ""));
   document.getElementById("updated").textContent =
