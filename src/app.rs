@@ -288,7 +288,11 @@ pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let buffer = Buffer::open_read_only(path)?;
-    let status = buffer.status()?;
+    let mut status = buffer.status()?;
+    status.silences.extend(crate::alert::weekly_in_force(
+        &config.silences,
+        crate::buffer::now_ms(),
+    ));
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &status)?;

@@ -156,6 +156,8 @@ pub struct Alerting {
     hosts: HashMap<String, HostRules>,
     /// The buffer's bounds and the collection interval, for time-to-first-loss.
     horizon: Option<(crate::config::BufferConfig, Duration)>,
+    /// Recurring silences of the configuration (`[[silence]]`).
+    weekly: Vec<crate::config::WeeklySilence>,
 }
 
 impl Alerting {
@@ -168,6 +170,13 @@ impl Alerting {
             &config.hosts,
         )
         .with_loss_horizon(&config.buffer, config.collect.interval)
+        .with_weekly_silences(&config.silences)
+    }
+
+    /// Also honours these recurring silences.
+    pub fn with_weekly_silences(mut self, silences: &[crate::config::WeeklySilence]) -> Alerting {
+        self.weekly = silences.to_vec();
+        self
     }
 
     /// Also computes time-to-first-loss each round (from `buffer`'s bounds and samples
@@ -205,6 +214,7 @@ impl Alerting {
                 })
                 .collect(),
             horizon: None,
+            weekly: Vec::new(),
         }
     }
 
@@ -314,6 +324,7 @@ impl Alerting {
             });
         }
         snap.silences = tx.silences(now)?;
+        snap.silences.extend(weekly_in_force(&self.weekly, now));
         snap.acks = tx
             .acks()?
             .into_iter()
@@ -417,6 +428,37 @@ impl Alerting {
         }
         all
     }
+}
+
+/// The recurring silences in force at `now`, as silence rows (negative ids, by `config`).
+pub fn weekly_in_force(
+    weekly: &[crate::config::WeeklySilence],
+    now: i64,
+) -> Vec<buffer::SilenceRow> {
+    let mut out = Vec::new();
+    for (n, w) in weekly.iter().enumerate() {
+        let Some((starts_at, ends_at)) = w.window_at(now) else {
+            continue;
+        };
+        let hosts: Vec<Option<String>> = if w.hosts.is_empty() {
+            vec![None]
+        } else {
+            w.hosts.iter().cloned().map(Some).collect()
+        };
+        for host in hosts {
+            out.push(buffer::SilenceRow {
+                id: -(n as i64 + 1),
+                host,
+                rules: w.rules.clone(),
+                starts_at,
+                ends_at,
+                comment: format!("weekly {}: {}", w.weekly, w.comment),
+                created_by: "config".into(),
+                created_at: starts_at,
+            });
+        }
+    }
+    out
 }
 
 fn percent(used: u64, total: u64) -> f64 {

@@ -495,3 +495,31 @@ fn time_to_first_loss_below_the_horizon_mails_the_operators_once_then_resolves()
     assert!(mails.is_empty(), "silenced");
     assert_eq!(kv, [(plan::LOSS_KEY, Some("withheld".to_string()))]);
 }
+
+#[test]
+fn a_weekly_window_of_the_config_silences_like_a_cli_silence() {
+    let (start, end) =
+        crate::config::WeeklySilence::parse_window("Mon 00:00-Sun 23:59").expect("parse");
+    let weekly = crate::config::WeeklySilence {
+        hosts: vec!["web".into()],
+        rules: vec!["cpu".into()],
+        start,
+        end,
+        weekly: "Mon 00:00-Sun 23:59".into(),
+        comment: "always".into(),
+    };
+    let rows = super::weekly_in_force(std::slice::from_ref(&weekly), NOW);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].created_by, "config");
+    let case = Case {
+        hosts: vec![("web".into(), Seen::Cpu(97.0), Prior::Nothing)],
+        ..Case::default()
+    };
+    let mut snap = snapshot(&case);
+    snap.silences = rows;
+    let alerting = alerting(&["web".to_string()], 10);
+    let evaluated = plan::evaluate(&alerting, &snap, NOW);
+    let plan = plan::plan(&alerting, &snap, &evaluated, &HashMap::new(), NOW);
+    assert!(plan.mails.is_empty(), "{:?}", plan.mails);
+    assert_eq!((plan.events.len(), plan.withheld), (1, 1));
+}
