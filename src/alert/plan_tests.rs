@@ -31,6 +31,7 @@ enum Prior {
     Firing(Rule, bool),
 }
 
+#[derive(Default)]
 struct Case {
     name: &'static str,
     hosts: Vec<(String, Seen, Prior)>,
@@ -44,22 +45,6 @@ struct Case {
     mails: Vec<&'static str>,
     events: usize,
     withheld: usize,
-}
-
-impl Default for Case {
-    fn default() -> Self {
-        Case {
-            name: "",
-            hosts: Vec::new(),
-            silences: Vec::new(),
-            acks: Vec::new(),
-            site: None,
-            rate_limit_reached: false,
-            mails: Vec::new(),
-            events: 0,
-            withheld: 0,
-        }
-    }
 }
 
 fn hosts(n: usize, seen: Seen, prior: Prior) -> Vec<(String, Seen, Prior)> {
