@@ -39,6 +39,18 @@ CREATE TABLE acks (
 ALTER TABLE alert_state ADD COLUMN unmailed INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Every migration in order, as `edgemon schema sqlite` prints it.
+pub fn full_schema() -> String {
+    let mut out = String::new();
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        if index > 0 {
+            out.push_str(&format!("\n-- Migration {}.\n", index + 1));
+        }
+        out.push_str(sql.trim_start_matches('\n'));
+    }
+    out
+}
+
 /// The schema version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 

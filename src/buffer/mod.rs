@@ -29,7 +29,7 @@ mod web_queries;
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
-pub use migrations::LATEST as SCHEMA_VERSION;
+pub use migrations::{LATEST as SCHEMA_VERSION, full_schema};
 pub use retention::{RetentionReport, WARNING_KEY};
 pub use round::Round;
 pub use silence_queries::{AckRow, NewSilence, SilenceRow};
