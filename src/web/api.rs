@@ -28,6 +28,8 @@ pub struct Context {
     pub interval: Duration,
     /// The current time (Unix ms).
     pub now: i64,
+    /// Recurring silences of the configuration.
+    pub weekly: Vec<crate::config::WeeklySilence>,
 }
 
 /// Reachability of a host, from its bookkeeping.
@@ -73,7 +75,8 @@ pub enum ApiError {
 /// `/api/hosts`.
 pub fn hosts(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
     let hosts = buffer.web_hosts()?;
-    let silences = buffer.silences(context.now)?;
+    let mut silences = buffer.silences(context.now)?;
+    silences.extend(crate::alert::weekly_in_force(&context.weekly, context.now));
     let rows: Vec<ApiHost<'_>> = hosts
         .iter()
         .map(|h| ApiHost {
@@ -94,7 +97,9 @@ pub fn hosts(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
 
 /// `/api/status`.
 pub fn status(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
-    let s = buffer.status()?;
+    let mut s = buffer.status()?;
+    s.silences
+        .extend(crate::alert::weekly_in_force(&context.weekly, context.now));
     let count = |state: &str| {
         s.hosts
             .iter()
