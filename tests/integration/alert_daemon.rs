@@ -246,3 +246,81 @@ fn fifteen_of_twenty_hosts_cut_off_in_one_round_are_one_site_mail_then_one_resol
     let (status, stderr) = daemon.wait(Duration::from_secs(20));
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
 }
+
+#[test]
+fn silence_and_ack_refuse_what_they_cannot_mean() {
+    let dir = temp_dir();
+    let config = local_config(dir.path(), 1, "");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["silence", "add", "nope", "--for", "1h", "--comment", "x"],
+            "no host \"nope\"",
+        ),
+        (
+            &[
+                "silence",
+                "add",
+                "self-0",
+                "disk",
+                "--for",
+                "1h",
+                "--comment",
+                "x",
+            ],
+            "unknown rule \"disk\"",
+        ),
+        (
+            &["silence", "add", "self-0", "--comment", "x"],
+            "either --for DURATION or --until TIME",
+        ),
+        (
+            &[
+                "silence",
+                "add",
+                "--all",
+                "--until",
+                "2001-01-01T00:00:00Z",
+                "--comment",
+                "x",
+            ],
+            "would end before it starts",
+        ),
+        (&["silence", "remove", "42"], "no silence 42"),
+        (&["ack", "self-0", "cpu"], "no active cpu alert"),
+    ];
+    for (args, needle) in cases {
+        let out = Edgemon::new(dir.path())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .assert_err();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {needle:?} not in {stderr}"
+        );
+    }
+    let out = Edgemon::new(dir.path())
+        .args([
+            "silence",
+            "add",
+            "--all",
+            "unreachable",
+            "--until",
+            "2099-01-01 00:00:00",
+        ])
+        .args(["--comment", "switch firmware", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(
+        out.contains("unreachable on every host until 2099-01-01T00:00:00Z"),
+        "{out}"
+    );
+    let list = Edgemon::new(dir.path())
+        .args(["silence", "list", "--json", "--config"])
+        .arg(&config)
+        .stdout();
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list[0]["host"], serde_json::Value::Null, "{list:#}");
+    assert_eq!(list[0]["rules"][0], "unreachable", "{list:#}");
+}
