@@ -9,9 +9,8 @@
 //! the mariadb client; the server runs on a free 127.0.0.1 port and is killed
 //! at the end. Nothing touches the system instance on port 3306.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,10 @@ use edgemon::config::secret::Secret;
 use edgemon::config::{BufferConfig, MinFree, SyncConfig};
 use edgemon::sync::SyncTask;
 use mysql::prelude::Queryable;
-use mysql::{Conn, OptsBuilder};
+
+#[path = "support/mariadb.rs"]
+mod mariadb;
+use mariadb::Server;
 
 const HOSTS: usize = 100;
 const CORES: usize = 8;
@@ -38,7 +40,14 @@ fn main() -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("edgemon-bench-")
         .tempdir()?;
-    let server = Server::start(dir.path())?;
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--innodb-buffer-pool-size=512M",
+            "--innodb-log-file-size=256M",
+            "--performance-schema=OFF",
+        ],
+    )?;
     let buffer = dir.path().join("buffer.sqlite");
 
     let t = Instant::now();
@@ -207,96 +216,4 @@ fn load_data_ceiling(server: &Server, dir: &Path, name: &str, order: &str) -> Re
         "LOAD DATA loaded {loaded:?} of {expected:?} rows"
     );
     Ok(elapsed)
-}
-
-/// A throwaway mariadbd on a free loopback port, killed on drop.
-struct Server {
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Result<Server> {
-        let data = dir.join("data");
-        let tmp = dir.join("tmp");
-        std::fs::create_dir_all(&tmp)?;
-        let root = Command::new("id").arg("-u").output()?.stdout == b"0\n";
-        let mut install = Command::new("mariadb-install-db");
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .args([
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-            ]);
-        if root {
-            install.arg("--user=root");
-        }
-        let out = install
-            .stdout(Stdio::null())
-            .output()
-            .context("running mariadb-install-db")?;
-        if !out.status.success() {
-            bail!(
-                "mariadb-install-db failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut cmd = Command::new("mariadbd");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", dir.join("sock").display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .arg(format!("--log-error={}", dir.join("err.log").display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--secure-file-priv={}", dir.display()))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--skip-log-bin",
-            ])
-            .args([
-                "--innodb-buffer-pool-size=512M",
-                "--innodb-log-file-size=256M",
-                "--performance-schema=OFF",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if root {
-            cmd.arg("--user=root");
-        }
-        let child = cmd.spawn().context("starting mariadbd")?;
-        let server = Server { port, child };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while server.root().is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "mariadbd did not start; see {}",
-                    dir.join("err.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        server.root()?.query_drop("CREATE DATABASE edgemon")?;
-        Ok(server)
-    }
-
-    fn root(&self) -> Result<Conn> {
-        let opts = OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(self.port)
-            .user(Some("root"))
-            .prefer_socket(false);
-        Ok(Conn::new(opts)?)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

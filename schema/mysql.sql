@@ -1,12 +1,19 @@
--- edgemon central schema, version 1 (MySQL 8 / MariaDB 10.6+), InnoDB, utf8mb4.
+-- edgemon central schema, version 2 (MySQL 8 / MariaDB 10.6+), InnoDB, utf8mb4.
 --
 -- Applied by edgemon itself when missing (`edgemon sync` or the daemon), printed by
 -- `edgemon schema mysql`. Every statement is idempotent (IF NOT EXISTS / OR REPLACE), so
 -- applying it twice, or by two appliances at once, is harmless. `schema_version` holds the
 -- versions applied; an edgemon that finds a newer version than it knows refuses to write.
+-- A database of version 1 is upgraded in place (schema/mysql-v2.sql, under the lock
+-- 'edgemon.schema'): its rows are kept and get the legacy epoch 0.
 --
 -- Many appliances share one database: every row carries its appliance, and each row's
 -- primary key starts with appliance_id, so appliances never collide nor wait on each other.
+-- Within an appliance, every row also carries the epoch of the buffer file that made it: a
+-- random 64-bit number drawn when the file was created. A replaced buffer (new disk,
+-- reinstall) restarts its sequence numbers under a new epoch, and two boxes configured with
+-- the same appliance id sync side by side (view appliance_buffers lists them); neither ever
+-- overwrites or is mistaken for the other's rows.
 -- Times are DATETIME(3) in UTC (edgemon sets time_zone = '+00:00' on its sessions), which
 -- Grafana's MySQL data source reads directly ($__timeFilter(collected_at)).
 -- Statements are separated by a semicolon at the end of a line.
@@ -26,6 +33,17 @@ CREATE TABLE IF NOT EXISTS appliances (
     UNIQUE KEY appliance_name (name)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
+-- One row per buffer file (epoch) that synced as an appliance. More than one recent row for
+-- one appliance means a replaced buffer, or two boxes sharing an appliance id.
+CREATE TABLE IF NOT EXISTS buffers (
+    appliance_id  INT UNSIGNED NOT NULL,
+    epoch         BIGINT       NOT NULL,
+    first_seen_at DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    last_sync_at  DATETIME(3)  NULL,
+    PRIMARY KEY (appliance_id, epoch),
+    CONSTRAINT buffers_appliance FOREIGN KEY (appliance_id) REFERENCES appliances (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
 -- One row per monitored host of an appliance (host names are unique per appliance only).
 CREATE TABLE IF NOT EXISTS hosts (
     id            INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -37,12 +55,15 @@ CREATE TABLE IF NOT EXISTS hosts (
     CONSTRAINT hosts_appliance FOREIGN KEY (appliance_id) REFERENCES appliances (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- One row per sample. Identity: (appliance_id, host_id, seq), seq being the per-host
--- sequence number the appliance gave the sample when it buffered it; re-sending a sample
--- is a no-op. collected_at is the agent's clock, received_at the appliance's; clock_skewed
--- flags an agent clock further than collect.max_clock_skew from the appliance's.
+-- One row per sample. Identity: (appliance_id, epoch, host_id, seq), seq being the per-host
+-- sequence number the buffer gave the sample. Re-sending an identical sample is a no-op; a
+-- re-sent sample whose identity holds different values (checksum) is a collision: counted and
+-- kept on the appliance, never written over. collected_at is the agent's clock, received_at
+-- the appliance's; clock_skewed flags an agent clock further than collect.max_clock_skew from
+-- the appliance's.
 CREATE TABLE IF NOT EXISTS samples (
     appliance_id  INT UNSIGNED     NOT NULL,
+    epoch         BIGINT           NOT NULL DEFAULT 0 COMMENT 'the buffer file''s epoch; 0 for rows of schema version 1',
     host_id       INT UNSIGNED     NOT NULL,
     seq           BIGINT           NOT NULL,
     collected_at  DATETIME(3)      NOT NULL,
@@ -63,37 +84,43 @@ CREATE TABLE IF NOT EXISTS samples (
     kernel        VARCHAR(255)     NULL,
     extras        JSON             NULL COMMENT 'report elements edgemon does not model',
     synced_at     DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    PRIMARY KEY (appliance_id, host_id, seq),
+    checksum      BIGINT UNSIGNED  NULL COMMENT 'FNV-1a of the values as sent; NULL for rows of schema version 1',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq),
     KEY samples_host_time (host_id, collected_at),
     KEY samples_time (collected_at),
     CONSTRAINT samples_host FOREIGN KEY (host_id) REFERENCES hosts (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Per-core CPU usage of each sample, core 0 first. Join on (appliance_id, host_id, seq).
+-- Per-core CPU usage of each sample, core 0 first. Join on (appliance_id, epoch, host_id, seq).
 CREATE TABLE IF NOT EXISTS sample_cores (
     appliance_id  INT UNSIGNED      NOT NULL,
+    epoch         BIGINT            NOT NULL DEFAULT 0,
     host_id       INT UNSIGNED      NOT NULL,
     seq           BIGINT            NOT NULL,
     core          SMALLINT UNSIGNED NOT NULL,
     cpu           DOUBLE            NOT NULL COMMENT 'CPU % of this core, 0-100',
-    PRIMARY KEY (appliance_id, host_id, seq, core)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, core)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Failed collection attempts. Identity: (appliance_id, local_id), the buffer's row id.
+-- Failed collection attempts. Identity: (appliance_id, epoch, local_id), local_id being the
+-- buffer's row id (AUTOINCREMENT there: never reused).
 CREATE TABLE IF NOT EXISTS collection_errors (
     appliance_id  INT UNSIGNED    NOT NULL,
+    epoch         BIGINT          NOT NULL DEFAULT 0,
     local_id      BIGINT          NOT NULL,
     host_id       INT UNSIGNED    NOT NULL,
     at            DATETIME(3)     NOT NULL,
     class         VARCHAR(32)     NOT NULL COMMENT 'unreachable, timeout, auth-refused, ...',
     message       TEXT            NOT NULL,
-    PRIMARY KEY (appliance_id, local_id),
+    checksum      BIGINT UNSIGNED NULL,
+    PRIMARY KEY (appliance_id, epoch, local_id),
     KEY collection_errors_host_time (host_id, at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Alert transitions. Identity: (appliance_id, local_id).
+-- Alert transitions. Identity: (appliance_id, epoch, local_id).
 CREATE TABLE IF NOT EXISTS alert_events (
     appliance_id  INT UNSIGNED    NOT NULL,
+    epoch         BIGINT          NOT NULL DEFAULT 0,
     local_id      BIGINT          NOT NULL,
     host_id       INT UNSIGNED    NOT NULL,
     rule          VARCHAR(32)     NOT NULL COMMENT 'cpu, memory, swap, reboot, unreachable',
@@ -102,15 +129,17 @@ CREATE TABLE IF NOT EXISTS alert_events (
     threshold     DOUBLE          NULL,
     at            DATETIME(3)     NOT NULL,
     message       TEXT            NOT NULL,
-    PRIMARY KEY (appliance_id, local_id),
+    checksum      BIGINT UNSIGNED NULL,
+    PRIMARY KEY (appliance_id, epoch, local_id),
     KEY alert_events_host_time (host_id, at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Samples an appliance dropped before they reached this database (buffer bounds), or that
 -- this database refused (reason 'quarantined: <MySQL error>'): never a silent loss.
--- Identity: (appliance_id, local_id).
+-- Identity: (appliance_id, epoch, local_id).
 CREATE TABLE IF NOT EXISTS drops (
     appliance_id  INT UNSIGNED    NOT NULL,
+    epoch         BIGINT          NOT NULL DEFAULT 0,
     local_id      BIGINT          NOT NULL,
     host_id       INT UNSIGNED    NOT NULL,
     first_seq     BIGINT          NOT NULL,
@@ -118,17 +147,90 @@ CREATE TABLE IF NOT EXISTS drops (
     count         BIGINT          NOT NULL,
     reason        TEXT            NOT NULL,
     at            DATETIME(3)     NOT NULL,
-    PRIMARY KEY (appliance_id, local_id),
-    KEY drops_host_seq (appliance_id, host_id, first_seq)
+    checksum      BIGINT UNSIGNED NULL,
+    PRIMARY KEY (appliance_id, epoch, local_id),
+    KEY drops_host_seq (appliance_id, epoch, host_id, first_seq)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- Completeness check: per appliance and host, every run of missing sequence numbers below
--- the newest sample received that recorded drops do not account for. Empty when nothing
--- was lost silently. (Samples still buffered on an appliance show up here until synced.)
+-- Completeness, per (appliance, epoch, host), written by each batch in the batch's own
+-- transaction: first_seq and last_seq bound what the buffer holds or held (last_seq is its
+-- newest sample, sent or not), samples_stored counts the rows the batches really inserted
+-- (never a re-send), samples_dropped the samples of the drops rows inserted, stored_last_seq
+-- the newest inserted seq. One row per host and buffer: the completeness view reads these and
+-- one index dive per row, never the samples themselves.
+CREATE TABLE IF NOT EXISTS watermarks (
+    appliance_id     INT UNSIGNED NOT NULL,
+    epoch            BIGINT       NOT NULL,
+    host_id          INT UNSIGNED NOT NULL,
+    first_seq        BIGINT       NOT NULL,
+    last_seq         BIGINT       NOT NULL COMMENT 'newest seq the buffer held at the last batch',
+    stored_last_seq  BIGINT       NOT NULL DEFAULT 0 COMMENT 'newest seq a batch inserted',
+    samples_stored   BIGINT       NOT NULL DEFAULT 0,
+    samples_dropped  BIGINT       NOT NULL DEFAULT 0,
+    updated_at       DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (appliance_id, epoch, host_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Buffers seen per appliance: more than one live epoch under one appliance means a replaced
+-- buffer file or two boxes with the same appliance id; their rows are kept apart by epoch.
+CREATE OR REPLACE VIEW appliance_buffers AS
+SELECT a.name AS appliance,
+       b.epoch,
+       b.first_seen_at,
+       b.last_sync_at,
+       (SELECT COUNT(*) FROM watermarks w
+         WHERE w.appliance_id = b.appliance_id AND w.epoch = b.epoch) AS hosts,
+       b.appliance_id
+FROM buffers b
+JOIN appliances a ON a.id = b.appliance_id;
+
+-- Completeness, one row per (appliance, epoch, host), answered from the watermarks alone:
+--   expected     samples the buffer numbered: last_seq - first_seq + 1
+--   unsent       expected - stored - dropped: never inserted and never recorded as dropped
+--                (still buffered on an appliance that is behind, or lost with its buffer)
+--   vanished     inserted once but gone from this database: every row of the host when none
+--                is left, else the inserted tail above the newest row present (a restore
+--                from backup, a manual delete)
+--   unexplained  unsent + vanished; zero when nothing was lost silently.
+-- A host whose central row was deleted is registered again under a new id; its new row counts
+-- the deleted samples as unsent. Holes in the middle: see sequence_gaps, filtered by host.
+CREATE OR REPLACE VIEW completeness AS
+SELECT a.name AS appliance,
+       m.epoch,
+       h.name AS host,
+       m.first_seq,
+       m.last_seq,
+       m.last_seq - m.first_seq + 1 AS expected,
+       m.samples_stored AS stored,
+       m.samples_dropped AS dropped,
+       m.central_last_seq,
+       GREATEST(m.last_seq - m.first_seq + 1 - m.samples_stored - m.samples_dropped, 0) AS unsent,
+       CASE WHEN m.central_last_seq IS NULL THEN m.samples_stored
+            ELSE GREATEST(m.stored_last_seq - m.central_last_seq, 0) END AS vanished,
+       GREATEST(m.last_seq - m.first_seq + 1 - m.samples_stored - m.samples_dropped, 0)
+           + CASE WHEN m.central_last_seq IS NULL THEN m.samples_stored
+                  ELSE GREATEST(m.stored_last_seq - m.central_last_seq, 0) END AS unexplained,
+       m.updated_at,
+       m.appliance_id,
+       m.host_id
+FROM (SELECT w.*,
+             (SELECT s.seq FROM samples s
+               WHERE s.appliance_id = w.appliance_id AND s.epoch = w.epoch AND s.host_id = w.host_id
+               ORDER BY s.seq DESC LIMIT 1) AS central_last_seq
+        FROM watermarks w) m
+JOIN appliances a ON a.id = m.appliance_id
+JOIN hosts h ON h.id = m.host_id;
+
+-- Drill-down: per appliance, epoch and host, every run of missing sequence numbers below the
+-- newest sample present that recorded drops do not account for. Filter it by appliance_id,
+-- epoch and host_id (from a completeness row): the server pushes that filter into the window,
+-- which then reads only that host's rows. A filter on the names cannot be pushed down.
+-- (Samples still buffered on an appliance show up here until synced.)
 CREATE OR REPLACE VIEW sequence_gaps AS
 SELECT a.name AS appliance,
        h.name AS host,
        g.appliance_id,
+       g.epoch,
        g.host_id,
        g.first_missing,
        g.last_missing,
@@ -136,11 +238,15 @@ SELECT a.name AS appliance,
        (SELECT COALESCE(SUM(LEAST(d.last_seq, g.last_missing)
                             - GREATEST(d.first_seq, g.first_missing) + 1), 0)
           FROM drops d
-         WHERE d.appliance_id = g.appliance_id AND d.host_id = g.host_id
+         WHERE d.appliance_id = g.appliance_id AND d.epoch = g.epoch AND d.host_id = g.host_id
            AND d.first_seq <= g.last_missing AND d.last_seq >= g.first_missing) AS dropped
 FROM (SELECT s.appliance_id,
+             s.epoch,
              s.host_id,
-             COALESCE(LAG(s.seq) OVER (PARTITION BY s.appliance_id, s.host_id ORDER BY s.seq), 0) + 1
+             COALESCE(LAG(s.seq) OVER (PARTITION BY s.appliance_id, s.epoch, s.host_id ORDER BY s.seq),
+                      (SELECT w.first_seq - 1 FROM watermarks w
+                        WHERE w.appliance_id = s.appliance_id AND w.epoch = s.epoch AND w.host_id = s.host_id),
+                      0) + 1
                  AS first_missing,
              s.seq - 1 AS last_missing
         FROM samples s) g
@@ -151,8 +257,8 @@ WHERE g.last_missing >= g.first_missing
       (SELECT COALESCE(SUM(LEAST(d.last_seq, g.last_missing)
                            - GREATEST(d.first_seq, g.first_missing) + 1), 0)
          FROM drops d
-        WHERE d.appliance_id = g.appliance_id AND d.host_id = g.host_id
+        WHERE d.appliance_id = g.appliance_id AND d.epoch = g.epoch AND d.host_id = g.host_id
           AND d.first_seq <= g.last_missing AND d.last_seq >= g.first_missing);
 
-INSERT INTO schema_version (version, applied_by) VALUES (1, COALESCE(@edgemon_appliance, CURRENT_USER()))
+INSERT INTO schema_version (version, applied_by) VALUES (2, COALESCE(@edgemon_appliance, CURRENT_USER()))
     ON DUPLICATE KEY UPDATE version = version;

@@ -1,7 +1,6 @@
 -- edgemon local buffer (SQLite, WAL mode). Migration 1.
 -- Applied by edgemon itself (src/buffer/migrations.rs); PRAGMA user_version holds the version.
 -- Times are Unix milliseconds (INTEGER) unless the column name says otherwise.
--- Later migrations are appended in src/buffer/migrations.rs (2: silences, acks, alert_state.unmailed).
 
 -- One row per configured host, kept across restarts; a host removed from the config keeps its row
 -- (and its samples) until they are synced and expired.

@@ -174,10 +174,24 @@ pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
 
 /// The sync loop: drains the buffer to MySQL through its own buffer connection.
 pub fn sync_job(config: &Config, metrics: Arc<Metrics>) -> Job {
+    let appliance = match crate::identity::appliance_id(&config.appliance) {
+        Ok(id) => id,
+        Err(error) => {
+            let message = format!("{error:#}");
+            let once = message.clone();
+            return Job {
+                name: "sync",
+                run: Box::new(
+                    move |_| tracing::error!(error = %message, "sync cannot start: no appliance id; samples stay buffered"),
+                ),
+                once: Box::new(move || Err(anyhow::anyhow!("sync cannot start: {once}"))),
+            };
+        }
+    };
     let task = Arc::new(crate::sync::SyncTask::new(
         &config.sync,
         &config.buffer,
-        &config.appliance.id,
+        &appliance,
     ));
     let once = task.clone();
     Job {
@@ -287,8 +301,9 @@ pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let buffer = Buffer::open_read_only(path)?;
+    let buffer = crate::buffer::StatusReader::open(path)?;
     let mut status = buffer.status()?;
+    status.appliance = crate::identity::appliance_id(&config.appliance).ok();
     status.silences.extend(crate::alert::weekly_in_force(
         &config.silences,
         crate::buffer::now_ms(),

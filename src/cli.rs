@@ -180,7 +180,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema { which } => {
             match which {
                 SchemaKind::Mysql => print!("{}", crate::schema::MYSQL),
-                SchemaKind::Sqlite => print!("{}", crate::buffer::full_schema()),
+                SchemaKind::Sqlite => print!("{}", crate::schema::SQLITE),
             }
             Ok(ExitCode::SUCCESS)
         }

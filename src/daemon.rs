@@ -189,8 +189,10 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
         }
         None => None,
     };
-    let web = crate::web::start(&config)?;
-    tracing::info!(hosts = config.hosts.len(), appliance = %config.appliance.id, "edgemon running");
+    // Resolved before anything runs: a box that cannot name itself must not sync.
+    let appliance = crate::identity::appliance_id(&config.appliance)?;
+    tracing::info!(hosts = config.hosts.len(), %appliance, "edgemon running");
+    let web = crate::web::start(&config, &appliance)?;
 
     if once {
         let (outcomes, wall) = timed_round(&config, &collector, &mut buffer).await?;

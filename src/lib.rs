@@ -9,6 +9,7 @@ pub mod agent_bin;
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod logging;
 pub mod schema;
 

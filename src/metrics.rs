@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use smol::Async;
 
-use crate::buffer::Buffer;
+use crate::buffer::StatusReader;
 use crate::collect::outcome::HostOutcome;
 use crate::shutdown::Shutdown;
 use crate::web::http::Response;
@@ -100,7 +100,7 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     /// `buffer` supplies the buffer gauges when it can be read.
-    pub fn render(&self, buffer: Option<&Buffer>) -> String {
+    pub fn render(&self, buffer: Option<&StatusReader>) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -182,7 +182,7 @@ impl Metrics {
             }
         }
         if let Some(status) = buffer.and_then(|b| b.status().ok()) {
-            let gauges: [(&str, &str, f64); 7] = [
+            let gauges: [(&str, &str, f64); 8] = [
                 (
                     "edgemon_buffer_samples",
                     "Samples held in the local buffer.",
@@ -202,6 +202,11 @@ impl Metrics {
                     "edgemon_buffer_dropped",
                     "Unsynced samples dropped by retention (recorded).",
                     status.dropped as f64,
+                ),
+                (
+                    "edgemon_buffer_collisions",
+                    "Rows whose central identity held other values: kept locally, not written.",
+                    status.collisions as f64,
                 ),
                 (
                     "edgemon_buffer_quarantined",
@@ -302,8 +307,7 @@ pub async fn serve(
         async move {
             match request.path.as_str() {
                 "/metrics" => {
-                    let buffer =
-                        smol::unblock(move || Buffer::open_read_only(&buffer_path).ok()).await;
+                    let buffer = smol::unblock(move || StatusReader::open(&buffer_path).ok()).await;
                     Response::new(
                         200,
                         "text/plain; version=0.0.4; charset=utf-8",

@@ -87,6 +87,23 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
             humantime::format_duration(Duration::from_secs(s.max(0) as u64))
         )?;
     }
+    writeln!(
+        out,
+        "identity: appliance {}, buffer epoch {}",
+        status.appliance.as_deref().unwrap_or("(unresolved)"),
+        status
+            .epoch
+            .map_or_else(|| "(not migrated yet)".to_string(), |e| e.to_string())
+    )?;
+    if status.collisions > 0 {
+        writeln!(
+            out,
+            "WARNING: {} collision(s): MySQL held these identities with other values; the rows are kept in the \
+             buffer's collisions table, not written (last: {})",
+            status.collisions,
+            status.last_collision.as_deref().unwrap_or("-")
+        )?;
+    }
     if let Some(warning) = &status.buffer_warning {
         writeln!(out, "WARNING: {warning}")?;
     }

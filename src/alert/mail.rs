@@ -1,7 +1,7 @@
 //! The mailer: the only module that knows SMTP (lettre).
 //!
 //! It sends due outbox rows and records each outcome in the buffer through
-//! its own connection on the same SQLite file (WAL, so it never blocks a
+//! its [`Outbox`], its own connection on the same SQLite file (WAL, so it never blocks a
 //! round for long). A row is marked `sent` only after the server accepted the
 //! message; connection failures, timeouts and 4xx replies are retried with
 //! exponential backoff (30 s doubling to 30 min, plus jitter); a 5xx reply is
@@ -25,7 +25,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{FileTransport, SmtpTransport, Transport};
 use rand::Rng;
 
-use crate::buffer::{self, Buffer, OutboxRow};
+use crate::buffer::{self, Outbox, OutboxRow};
 use crate::config::{MailConfig, SmtpTls};
 use crate::shutdown::Shutdown;
 
@@ -97,7 +97,7 @@ enum Outcome {
 pub struct Mailer {
     from: Mailbox,
     sender: Sender,
-    buffer: Mutex<Buffer>,
+    buffer: Mutex<Outbox>,
 }
 
 impl Mailer {
@@ -143,7 +143,7 @@ impl Mailer {
         Ok(Mailer {
             from,
             sender,
-            buffer: Mutex::new(Buffer::open(buffer_path)?),
+            buffer: Mutex::new(Outbox::open(buffer_path)?),
         })
     }
 

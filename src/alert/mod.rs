@@ -163,14 +163,14 @@ pub struct Alerting {
 impl Alerting {
     /// The alert step for `config`'s hosts, policy and mail settings.
     pub fn new(config: &Config) -> Alerting {
-        Alerting::from_parts(
-            &config.appliance.id,
-            &config.alert,
-            &config.mail,
-            &config.hosts,
-        )
-        .with_loss_horizon(&config.buffer, config.collect.interval)
-        .with_weekly_silences(&config.silences)
+        // Only mail text and Message-IDs carry it here, never a central row.
+        let appliance = crate::identity::appliance_id(&config.appliance).unwrap_or_else(|error| {
+            tracing::warn!(error = %format!("{error:#}"), "no appliance id for alert mail");
+            "unnamed-appliance".to_string()
+        });
+        Alerting::from_parts(&appliance, &config.alert, &config.mail, &config.hosts)
+            .with_loss_horizon(&config.buffer, config.collect.interval)
+            .with_weekly_silences(&config.silences)
     }
 
     /// Also honours these recurring silences.

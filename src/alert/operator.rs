@@ -165,7 +165,7 @@ pub fn silence_list(config: &Config, json: bool, out: &mut impl Write) -> anyhow
     if !path.exists() {
         bail!("no buffer at {} yet", path.display());
     }
-    let silences = Buffer::open_read_only(path)?.silences(now_ms())?;
+    let silences = crate::buffer::StatusReader::open(path)?.silences(now_ms())?;
     if json {
         serde_json::to_writer_pretty(&mut *out, &silences)?;
         writeln!(out)?;

@@ -96,6 +96,7 @@ fn round(
 
 fn subjects(buffer: &Buffer) -> Vec<String> {
     buffer
+        .outbox()
         .due_outbox(i64::MAX, 1000)
         .unwrap()
         .into_iter()
@@ -142,7 +143,7 @@ fn a_storm_over_the_rate_limit_is_held_and_summarised_later() {
     let at: Vec<(&str, Option<f64>)> = at.iter().map(|(h, c)| (h.as_str(), *c)).collect();
     let r = round(&mut buffer, &alerting, &at, T0 + 61 * MIN);
     assert_eq!(r.mails, 1);
-    let all = buffer.due_outbox(i64::MAX, 100).unwrap();
+    let all = buffer.outbox().due_outbox(i64::MAX, 100).unwrap();
     let summary = &all[2];
     assert!(
         summary.subject.starts_with("[edgemon] SUMMARY"),
@@ -196,7 +197,7 @@ fn state_survives_a_reopen_and_a_silent_host_goes_stale_then_unreachable() {
             "[edgemon] FIRING unreachable 2 failed rounds on a"
         ]
     );
-    let status = buffer.status().unwrap();
+    let status = buffer.reader().status().unwrap();
     assert_eq!(status.hosts[0].firing_alerts, ["unreachable"]);
 }
 
@@ -207,10 +208,10 @@ fn a_buffer_warning_is_mailed_once_to_the_operators_and_rearms_after_it_clears()
     let hosts = [host("a")];
     let alerting = Alerting::from_parts("site-1", &policy(), &mail(10), &hosts);
     let warning = "unsynced samples reach 81% of max_unsynced_age (30d)";
-    buffer.set_kv(crate::buffer::WARNING_KEY, warning).unwrap();
+    buffer.set_buffer_warning(Some(warning)).unwrap();
     round(&mut buffer, &alerting, &[("a", Some(1.0))], T0);
     round(&mut buffer, &alerting, &[("a", Some(1.0))], T0 + MIN);
-    let due = buffer.due_outbox(i64::MAX, 1000).unwrap();
+    let due = buffer.outbox().due_outbox(i64::MAX, 1000).unwrap();
     assert_eq!(due.len(), 1, "mailed once, not every round: {due:?}");
     assert_eq!(due[0].recipient, "ops@x.test");
     assert_eq!(
@@ -219,12 +220,12 @@ fn a_buffer_warning_is_mailed_once_to_the_operators_and_rearms_after_it_clears()
     );
     assert!(due[0].body.contains(warning), "{}", due[0].body);
 
-    buffer.set_kv(crate::buffer::WARNING_KEY, "").unwrap();
+    buffer.set_buffer_warning(None).unwrap();
     round(&mut buffer, &alerting, &[("a", Some(1.0))], T0 + 2 * MIN);
-    buffer.set_kv(crate::buffer::WARNING_KEY, warning).unwrap();
+    buffer.set_buffer_warning(Some(warning)).unwrap();
     round(&mut buffer, &alerting, &[("a", Some(1.0))], T0 + 3 * MIN);
     assert_eq!(
-        buffer.due_outbox(i64::MAX, 1000).unwrap().len(),
+        buffer.outbox().due_outbox(i64::MAX, 1000).unwrap().len(),
         2,
         "a new warning after it cleared is mailed again"
     );

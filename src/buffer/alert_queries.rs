@@ -2,13 +2,13 @@
 //!
 //! Round-side queries are methods of [`RoundTx`], so that alert state, events
 //! and the mail they cause commit in the same transaction as the samples.
-//! Mailer-side queries are methods of [`Buffer`] (the mailer opens its own
-//! connection on the same WAL file). Rows cross this boundary as plain
-//! structs; what a state or a kind *means* is decided by `alert`, not here.
+//! Mailer-side queries are in `outbox.rs` ([`super::Outbox`]). Rows cross
+//! this boundary as plain structs; what a state or a kind *means* is decided
+//! by `alert`, not here.
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Buffer, Result, RoundTx};
+use super::{Result, RoundTx};
 
 /// One `alert_state` row, as stored.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -63,25 +63,6 @@ pub struct NewMail<'a> {
     pub body: &'a str,
     /// Creation time, Unix ms (also the first attempt time).
     pub created_at: i64,
-}
-
-/// A pending outbox row, as the mailer sends it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    /// Row id.
-    pub id: i64,
-    /// Stable Message-ID.
-    pub message_id: String,
-    /// Recipient address.
-    pub recipient: String,
-    /// Subject line.
-    pub subject: String,
-    /// Plain text body.
-    pub body: String,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-    /// Attempts made so far.
-    pub attempts: i64,
 }
 
 /// A short view of a stored sample, for the "last samples" part of a mail.
@@ -280,79 +261,5 @@ impl RoundTx<'_> {
             None => self.tx().execute("DELETE FROM kv WHERE key = ?1", [key]),
         };
         result.map(drop).map_err(self.err("writing kv"))
-    }
-}
-
-impl Buffer {
-    /// Pending mail whose next attempt is due at `now`, oldest first, at most `limit`.
-    pub fn due_outbox(&self, now: i64, limit: usize) -> Result<Vec<OutboxRow>> {
-        let e = self.err("reading due mail");
-        let mut stmt = self
-            .conn()
-            .prepare_cached(
-                "SELECT id, message_id, recipient, subject, body, created_at, attempts FROM outbox
-                 WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
-            )
-            .map_err(&e)?;
-        let rows = stmt
-            .query_map(params![now, limit as i64], |r| {
-                Ok(OutboxRow {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    recipient: r.get(2)?,
-                    subject: r.get(3)?,
-                    body: r.get(4)?,
-                    created_at: r.get(5)?,
-                    attempts: r.get(6)?,
-                })
-            })
-            .map_err(&e)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(&e)
-    }
-
-    /// Records that the server accepted mail `id`.
-    pub fn mark_outbox_sent(&self, id: i64, now: i64) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
-                 WHERE id = ?1",
-                params![id, now],
-            )
-            .map(drop)
-            .map_err(self.err("marking mail sent"))
-    }
-
-    /// Records that mail `id` was refused permanently, with the reason; it is not retried.
-    pub fn mark_outbox_failed(&self, id: i64, reason: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                params![id, reason],
-            )
-            .map(drop)
-            .map_err(self.err("marking mail failed"))
-    }
-
-    /// Records a transient failure of mail `id`; it is retried at `next_attempt_at`.
-    pub fn mark_outbox_retry(&self, id: i64, next_attempt_at: i64, reason: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
-                 WHERE id = ?1",
-                params![id, next_attempt_at, reason],
-            )
-            .map(drop)
-            .map_err(self.err("scheduling a mail retry"))
-    }
-
-    /// Pending mail: how many, creation time of the oldest and the earliest next attempt.
-    pub fn outbox_pending(&self) -> Result<(i64, Option<i64>, Option<i64>)> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*), MIN(created_at), MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(self.err("reading pending mail"))
     }
 }

@@ -362,18 +362,8 @@ impl Buffer {
     /// Runs `write`; when it meets a full disk, releases the reserve, checkpoints and tries
     /// once more. For the writes that free space or must not be lost: marking synced,
     /// recording drops, deleting, marking mail sent.
-    pub fn with_reserve<T>(
-        &mut self,
-        mut write: impl FnMut(&mut Buffer) -> Result<T>,
-    ) -> Result<T> {
-        match write(self) {
-            Err(Error::DiskFull { .. }) => {
-                self.disk.release_reserve();
-                self.checkpoint();
-                write(self)
-            }
-            other => other,
-        }
+    pub fn with_reserve<T>(&mut self, write: impl FnMut(&mut Buffer) -> Result<T>) -> Result<T> {
+        through_reserve(self, |b| b, write)
     }
 
     /// Copies the WAL into the main file and truncates it (best effort: readers may hold it).
@@ -420,6 +410,24 @@ impl Buffer {
             }
         }
         self.checkpoint();
+    }
+}
+
+/// [`Buffer::with_reserve`] for any role of the buffer: runs `write` on `role`; when it
+/// meets a full disk, releases the reserve of `core(role)`, checkpoints and tries once more.
+pub(crate) fn through_reserve<R, T>(
+    role: &mut R,
+    core: fn(&R) -> &Buffer,
+    mut write: impl FnMut(&mut R) -> Result<T>,
+) -> Result<T> {
+    match write(role) {
+        Err(Error::DiskFull { .. }) => {
+            let buffer = core(role);
+            buffer.disk.release_reserve();
+            buffer.checkpoint();
+            write(role)
+        }
+        other => other,
     }
 }
 

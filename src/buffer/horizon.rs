@@ -14,7 +14,7 @@ use super::{Result, Round};
 use crate::config::BufferConfig;
 
 /// kv key of the last computed time-to-first-loss, seconds.
-pub const TTFL_KEY: &str = "buffer.time_to_first_loss_s";
+pub const TTFL_KEY: &str = super::state::key::TIME_TO_FIRST_LOSS;
 
 /// Fewest samples before bytes per sample is estimated (an empty file is all overhead).
 const MIN_SAMPLES: i64 = 100;

@@ -6,50 +6,11 @@ use rusqlite::Connection;
 
 /// Migrations in order; index + 1 is the version each one produces.
 /// Never edit a shipped migration: append a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema/sqlite.sql"), SILENCES_AND_ACKS];
-
-/// Migration 2 (issue 13): operator silences, acknowledgements, and whether a firing
-/// alert's mail was withheld (so its RESOLVED is withheld too, and only then).
-/// Self-contained, so it can be renumbered when migrations of other branches land.
-const SILENCES_AND_ACKS: &str = "
--- Silences added with `edgemon silence add`: matching alerts are recorded, not mailed.
-CREATE TABLE silences (
-    id          INTEGER PRIMARY KEY,
-    host        TEXT,                                    -- NULL = every host
-    rules       TEXT    NOT NULL DEFAULT '',             -- comma separated; '' = every rule
-    starts_at   INTEGER NOT NULL,
-    ends_at     INTEGER NOT NULL,
-    comment     TEXT    NOT NULL,
-    created_by  TEXT    NOT NULL,
-    created_at  INTEGER NOT NULL
-);
-CREATE INDEX silences_ends ON silences (ends_at);
-
--- Acknowledged alerts (`edgemon ack`): no reminders until the alert resolves (row deleted then).
-CREATE TABLE acks (
-    host_id     INTEGER NOT NULL REFERENCES hosts(id),
-    rule        TEXT    NOT NULL,
-    acked_by    TEXT    NOT NULL,
-    acked_at    INTEGER NOT NULL,
-    comment     TEXT    NOT NULL DEFAULT '',
-    PRIMARY KEY (host_id, rule)
-);
-
--- 1 while the current episode's FIRING was not mailed (silenced, or held for a site alert).
-ALTER TABLE alert_state ADD COLUMN unmailed INTEGER NOT NULL DEFAULT 0;
-";
-
-/// Every migration in order, as `edgemon schema sqlite` prints it.
-pub fn full_schema() -> String {
-    let mut out = String::new();
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
-        if index > 0 {
-            out.push_str(&format!("\n-- Migration {}.\n", index + 1));
-        }
-        out.push_str(sql.trim_start_matches('\n'));
-    }
-    out
-}
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema/sqlite.sql"),
+    include_str!("../../schema/sqlite-2.sql"),
+    include_str!("../../schema/sqlite-3.sql"),
+];
 
 /// The schema version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -113,6 +74,100 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, LATEST);
+    }
+
+    #[test]
+    fn migration_2_keeps_rows_and_journal_ids_and_never_reuses_an_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.commit().unwrap();
+        conn.execute_batch(
+            "INSERT INTO hosts (id, name, address, next_seq) VALUES (1, 'a', 'a', 6);
+             INSERT INTO samples (host_id, seq, collected_at, received_at, cpu, cores, mem_used, mem_total,
+                                  swap_used, swap_total, uptime_s, sync_state)
+             VALUES (1, 4, 0, 0, 1, '', 1, 1, 0, 0, 1, 1), (1, 5, 0, 0, 1, '', 1, 1, 0, 0, 1, 0);
+             INSERT INTO collection_errors (id, host_id, at, class, message) VALUES (7, 1, 0, 'timeout', 'x');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let epoch: i64 = conn
+            .query_row("SELECT epoch FROM buffer_identity", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(epoch, 0);
+        let first: i64 = conn
+            .query_row("SELECT epoch_first_seq FROM hosts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(first, 5, "the unsynced sample 5 starts the epoch");
+        let kept: i64 = conn
+            .query_row("SELECT id FROM collection_errors", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 7);
+        conn.execute("DELETE FROM collection_errors", []).unwrap();
+        conn.execute(
+            "INSERT INTO collection_errors (host_id, at, class, message) VALUES (1, 0, 'timeout', 'y')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            conn.last_insert_rowid(),
+            8,
+            "an emptied table does not reuse ids"
+        );
+    }
+
+    #[test]
+    fn a_migrated_buffer_never_resends_what_it_synced_under_the_legacy_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffer.sqlite");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.commit().unwrap();
+            conn.execute_batch(
+                "INSERT INTO hosts (id, name, address, next_seq) VALUES (1, 'a', 'a', 6);
+                 INSERT INTO samples (host_id, seq, collected_at, received_at, cpu, cores, mem_used, mem_total,
+                                      swap_used, swap_total, uptime_s, sync_state)
+                 SELECT 1, value, 0, 0, 1, '', 1, 1, 0, 0, 1, value < 5
+                 FROM (SELECT 1 AS value UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5);
+                 INSERT INTO collection_errors (host_id, at, class, message, sync_state)
+                 VALUES (1, 0, 'timeout', 'x', 1), (1, 0, 'timeout', 'y', 0);",
+            )
+            .unwrap();
+        }
+        let mut buffer = crate::buffer::SyncQueue::open(&path).unwrap();
+        // Nothing of this epoch is central yet: only rows of this epoch may go back to the queue.
+        let requeued = buffer
+            .requeue_missing_samples(&std::collections::HashMap::new())
+            .unwrap();
+        assert!(requeued.is_empty(), "{requeued:?}");
+        let journal = buffer
+            .requeue_missing_journal(crate::buffer::Journal::CollectionErrors, 0)
+            .unwrap();
+        assert_eq!(journal, 0);
+        assert_eq!(buffer.unsynced_depth().unwrap().0, 1);
+        // Seq 5 synced under the new epoch, then lost centrally: it goes back.
+        buffer.mark_samples_synced(&[5], 0).unwrap();
+        let requeued = buffer
+            .requeue_missing_samples(&std::collections::HashMap::new())
+            .unwrap();
+        assert_eq!(requeued, vec![("a".to_string(), 1)]);
+    }
+
+    #[test]
+    fn every_new_buffer_gets_its_own_epoch() {
+        let epoch = || {
+            let mut conn = Connection::open_in_memory().unwrap();
+            migrate(&mut conn).unwrap();
+            conn.query_row("SELECT epoch FROM buffer_identity", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        };
+        assert_ne!(epoch(), epoch());
     }
 
     #[test]

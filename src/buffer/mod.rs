@@ -14,27 +14,40 @@
 //! It does not decide anything: which rows to sync, which alerts fire and
 //! what to shed are decided by `sync`, `alert` and `retention` and executed
 //! through the queries here.
+//!
+//! Each loop holds the buffer in its own role, with its own connection on the
+//! same WAL file: [`Buffer`] writes rounds, [`SyncQueue`] is the sync loop's
+//! queue, [`Outbox`] the mailer's, and [`StatusReader`] reads read-only for
+//! `edgemon status`, metrics and the status page. The loops' own state in the
+//! `kv` table is typed (`state.rs`): no loop passes another a text key.
 
 mod alert_queries;
 mod disk;
 mod horizon;
 mod migrations;
+mod outbox;
 mod retention;
 mod round;
 mod silence_queries;
+mod state;
 mod status;
 mod sync_queries;
 mod web_queries;
 
-pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, OutboxRow, SampleBrief};
+pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
-pub use migrations::{LATEST as SCHEMA_VERSION, full_schema};
-pub use retention::{RetentionReport, WARNING_KEY};
+pub use migrations::LATEST as SCHEMA_VERSION;
+pub use outbox::{Outbox, OutboxRow};
+pub use retention::RetentionReport;
 pub use round::Round;
 pub use silence_queries::{AckRow, NewSilence, SilenceRow};
-pub use status::{BufferStatus, DiskStatus, HostStatus, OutboxStatus};
-pub use sync_queries::{Journal, JournalFields, JournalRow, SyncSample};
+pub use state::{SyncStatus, WARNING_KEY};
+pub use status::{BufferStatus, DiskStatus, HostStatus, OutboxStatus, StatusReader};
+pub use sync_queries::{
+    COLLIDED, Collision, HostMark, Journal, JournalFields, JournalRow, MarkedHost, SyncQueue,
+    SyncSample,
+};
 pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
 use std::path::{Path, PathBuf};
@@ -103,7 +116,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// An open buffer.
+/// An open buffer, as the round writer holds it (and the connection each role wraps).
+///
+/// The buffer's roles, each with its own connection on the same WAL file:
+/// - [`Buffer`] — the round writer: [`Buffer::record_round`] (samples, errors, host state,
+///   alert state, outbox inserts: one transaction), hosts, the disk reserve before a round.
+/// - [`SyncQueue`] — the sync loop: unsynced rows in order, marked synced only after the
+///   central COMMIT, quarantine, collisions, re-queue, retention, the sync status.
+/// - [`Outbox`] — the mailer: due mail, marked sent only after the server accepted it.
+/// - [`StatusReader`] — read-only: `edgemon status`, metrics, the status page.
 pub struct Buffer {
     conn: Connection,
     path: PathBuf,
@@ -222,8 +243,8 @@ impl Buffer {
         }
     }
 
-    /// Opens an existing buffer read-only (for `edgemon status` while the daemon runs).
-    pub fn open_read_only(path: &Path) -> Result<Buffer> {
+    /// Opens an existing buffer read-only (for [`StatusReader`]).
+    pub(crate) fn open_read_only(path: &Path) -> Result<Buffer> {
         let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
@@ -284,25 +305,6 @@ impl Buffer {
         let extra = also(round.tx_mut(), &recorded)?;
         let totals = round.commit()?;
         Ok((totals, extra))
-    }
-
-    /// Reads a value from the key/value table.
-    pub fn get_kv(&self, key: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(self.err("reading kv"))
-    }
-
-    /// Writes a value to the key/value table.
-    pub fn set_kv(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(drop)
-            .map_err(self.err("writing kv"))
     }
 
     /// The underlying connection, for the query files of this module.

@@ -12,7 +12,7 @@
 //! in `drops` (host, sequence range, count, reason), which is synced like any
 //! other row, so the central gap view explains it: edgemon never loses a sample
 //! without a record. At 80% of a bound, before unsynced data is at risk, an
-//! operator warning is queued in kv `buffer.warning` and logged.
+//! operator warning is queued (the buffer warning of `state.rs`) and logged.
 //!
 //! On a (nearly) full filesystem retention first releases the disk reserve
 //! (`disk.rs`), deletes in small chunks with a checkpoint after each, and gives
@@ -29,9 +29,6 @@ use rusqlite::{TransactionBehavior, params};
 
 use super::{Buffer, Result};
 use crate::config::BufferConfig;
-
-/// The kv key of the operator warning; empty when no bound is near.
-pub const WARNING_KEY: &str = "buffer.warning";
 
 /// The share of a bound at which operators are warned.
 const WARN_AT: f64 = 0.8;
@@ -414,20 +411,20 @@ impl Buffer {
                 reasons.join("; ")
             )
         });
-        let previous = self.get_kv(WARNING_KEY)?.unwrap_or_default();
+        let previous = self.buffer_warning()?;
         // The warning is informative: a full disk must not fail the pass over it.
         let noted = match &warning {
             Some(text) => {
-                if previous.is_empty() {
+                if previous.is_none() {
                     tracing::error!(unsynced, "{text}");
                 }
-                if previous != *text {
-                    self.set_kv(WARNING_KEY, text)
+                if previous.as_deref() != Some(text.as_str()) {
+                    self.set_buffer_warning(Some(text))
                 } else {
                     Ok(())
                 }
             }
-            None if !previous.is_empty() => self.set_kv(WARNING_KEY, ""),
+            None if previous.is_some() => self.set_buffer_warning(None),
             None => Ok(()),
         };
         match noted {
@@ -461,8 +458,10 @@ fn ms(d: Duration) -> i64 {
 mod tests {
     use std::time::Duration;
 
+    use rusqlite::OptionalExtension;
+
     use super::*;
-    use crate::buffer::now_ms;
+    use crate::buffer::{WARNING_KEY, now_ms};
     use crate::collect::outcome::HostOutcome;
 
     const HOUR: i64 = 3_600_000;
@@ -497,8 +496,9 @@ mod tests {
             })
             .unwrap();
         if sent {
-            for row in buffer.due_outbox(at, usize::MAX >> 1).unwrap() {
-                buffer.mark_outbox_sent(row.id, at).unwrap();
+            let outbox = buffer.outbox();
+            for row in outbox.due_outbox(at, usize::MAX >> 1).unwrap() {
+                outbox.mark_outbox_sent(row.id, at).unwrap();
             }
         }
     }
@@ -524,13 +524,23 @@ mod tests {
                 .unwrap();
         }
         let journal = super::super::Journal::CollectionErrors;
-        let ids: Vec<i64> = buffer
+        let mut queue = buffer.sync_queue();
+        let ids: Vec<i64> = queue
             .unsynced_journal(journal, usize::MAX >> 1)
             .unwrap()
             .iter()
             .map(|r| r.id)
             .collect();
-        buffer.mark_journal_synced(journal, &ids).unwrap();
+        queue.mark_journal_synced(journal, &ids).unwrap();
+    }
+
+    /// The raw text of a kv key, as stored.
+    fn kv(buffer: &Buffer, key: &str) -> Option<String> {
+        buffer
+            .conn()
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .unwrap()
     }
 
     fn count(buffer: &Buffer, sql: &str) -> i64 {
@@ -559,13 +569,14 @@ mod tests {
     }
 
     fn sync_all(buffer: &mut Buffer) {
-        let ids: Vec<i64> = buffer
+        let mut queue = buffer.sync_queue();
+        let ids: Vec<i64> = queue
             .unsynced_samples(usize::MAX >> 1)
             .unwrap()
             .iter()
             .map(|s| s.id)
             .collect();
-        buffer.mark_samples_synced(&ids, now_ms()).unwrap();
+        queue.mark_samples_synced(&ids, now_ms()).unwrap();
     }
 
     fn drops(buffer: &Buffer) -> Vec<(String, i64, i64, i64, String)> {
@@ -596,7 +607,7 @@ mod tests {
             .unwrap();
         assert_eq!(report.synced_deleted, 2);
         assert_eq!(report.unsynced_dropped, 0);
-        let status = buffer.status().unwrap();
+        let status = buffer.reader().status().unwrap();
         assert_eq!((status.samples, status.unsynced), (2, 2));
         assert!(drops(&buffer).is_empty());
     }
@@ -621,10 +632,11 @@ mod tests {
             ("b", 1, 3, 3)
         );
         assert!(drops[0].4.contains("max_unsynced_age"), "{}", drops[0].4);
-        assert_eq!(buffer.status().unwrap().unsynced, 2);
-        assert_eq!(buffer.status().unwrap().dropped, 6);
+        assert_eq!(buffer.reader().status().unwrap().unsynced, 2);
+        assert_eq!(buffer.reader().status().unwrap().dropped, 6);
         // The drop records are themselves queued for the central database.
         let queued = buffer
+            .sync_queue()
             .unsynced_journal(super::super::Journal::Drops, 10)
             .unwrap();
         assert_eq!(queued.len(), 2);
@@ -647,7 +659,7 @@ mod tests {
         assert_eq!(report.synced_deleted, 2000);
         assert!(report.unsynced_dropped > 0, "{report:?}");
         assert!(buffer.used_bytes().unwrap() <= full * 2 / 5);
-        let status = buffer.status().unwrap();
+        let status = buffer.reader().status().unwrap();
         assert_eq!(status.samples, status.unsynced);
         let recorded: i64 = drops(&buffer).iter().map(|d| d.3).sum();
         assert_eq!(recorded as u64, report.unsynced_dropped);
@@ -674,14 +686,14 @@ mod tests {
             .unwrap();
         let warning = report.warning.unwrap();
         assert!(warning.contains("max_unsynced_age"), "{warning}");
-        assert_eq!(buffer.get_kv(WARNING_KEY).unwrap(), Some(warning));
+        assert_eq!(kv(&buffer, WARNING_KEY), Some(warning));
         assert_eq!(report.unsynced_dropped, 0);
         sync_all(&mut buffer);
         let report = buffer
             .enforce_retention(&config(u64::MAX), now_ms())
             .unwrap();
         assert_eq!(report.warning, None);
-        assert_eq!(buffer.get_kv(WARNING_KEY).unwrap().as_deref(), Some(""));
+        assert_eq!(kv(&buffer, WARNING_KEY).as_deref(), Some(""));
     }
 
     #[test]
@@ -702,7 +714,7 @@ mod tests {
         assert!(report.journal_deleted > 0, "{report:?}");
         assert_eq!((report.synced_deleted, report.unsynced_dropped), (0, 0));
         assert!(buffer.used_bytes().unwrap() <= with_samples + 64 * 1024);
-        assert_eq!(buffer.status().unwrap().samples, 40);
+        assert_eq!(buffer.reader().status().unwrap().samples, 40);
         // Pending mail is never shed.
         assert_eq!(
             count(
@@ -739,7 +751,7 @@ mod tests {
         let recorded: i64 = drops(&buffer).iter().map(|d| d.3).sum();
         assert_eq!(recorded as u64, report.unsynced_dropped);
         assert_eq!(
-            buffer.status().unwrap().samples as u64 + report.unsynced_dropped,
+            buffer.reader().status().unwrap().samples as u64 + report.unsynced_dropped,
             200
         );
     }
@@ -781,12 +793,12 @@ mod tests {
         let lost = buffer.count_unstored(&["a", "b"], "disk full", true, now_ms());
         assert_eq!((lost.samples, lost.pending), (2, 2));
         buffer.count_unstored(&["a"], "disk full", true, now_ms());
-        let status = buffer.status().unwrap();
+        let status = buffer.reader().status().unwrap();
         assert!(status.disk.full);
         assert_eq!(status.disk.unstored_samples, 3);
         assert_eq!(status.hosts[0].unstored_samples, 2);
         // Another connection (`edgemon status`) sees it through the state file.
-        let reader = Buffer::open_read_only(buffer.path()).unwrap();
+        let reader = buffer.reader();
         assert_eq!(reader.status().unwrap().disk.unstored_samples, 3);
         drop(reader);
         seed(&mut buffer, &["a", "b"], &[0]);
@@ -795,13 +807,13 @@ mod tests {
         assert_eq!((drops[0].0.as_str(), drops[0].1, drops[0].2), ("a", 2, 3));
         assert_eq!((drops[1].0.as_str(), drops[1].1, drops[1].2), ("b", 2, 2));
         assert!(drops[0].4.contains("full"), "{}", drops[0].4);
-        let status = buffer.status().unwrap();
+        let status = buffer.reader().status().unwrap();
         assert!(!status.disk.full);
         assert_eq!(status.disk.unstored_samples, 0);
         // The round's own samples come after the recorded ranges.
         let seqs: Vec<Option<i64>> = status.hosts.iter().map(|h| h.last_seq).collect();
         assert_eq!(seqs, vec![Some(4), Some(3)]);
-        let reader = Buffer::open_read_only(buffer.path()).unwrap();
+        let reader = buffer.reader();
         assert!(!reader.status().unwrap().disk.full);
     }
 

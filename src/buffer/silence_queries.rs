@@ -1,4 +1,4 @@
-//! The SQL behind silences and acknowledgements (migration 2).
+//! The SQL behind silences and acknowledgements (migration 3).
 //!
 //! The CLI writes them through [`Buffer`] while the daemon runs (WAL, busy
 //! timeout); the round reads them through [`RoundTx`] each round, so a silence
@@ -8,7 +8,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Buffer, Result, RoundTx};
+use super::{Buffer, Result, RoundTx, StatusReader};
 
 /// A stored silence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -192,6 +192,18 @@ impl Buffer {
     /// Every acknowledgement, by host and rule.
     pub fn acks(&self) -> Result<Vec<AckRow>> {
         all_acks(self.conn()).map_err(self.err("reading acknowledgements"))
+    }
+}
+
+impl StatusReader {
+    /// Silences that have not ended at `now` (current and future), oldest start first.
+    pub fn silences(&self, now: i64) -> Result<Vec<SilenceRow>> {
+        self.core.silences(now)
+    }
+
+    /// Every acknowledgement, by host and rule.
+    pub fn acks(&self) -> Result<Vec<AckRow>> {
+        self.core.acks()
     }
 }
 

@@ -1,11 +1,13 @@
-//! Read-only queries behind `edgemon status`: per-host state, buffer depth,
-//! sync progress, outbox and alerts. Field names are part of the `--json`
+//! [`StatusReader`], the read-only role of the buffer, and the queries behind
+//! `edgemon status`: per-host state, buffer depth, sync progress, outbox and alerts. Field names are part of the `--json`
 //! contract documented in the README; add fields, never rename them.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Buffer, Result};
+use std::path::Path;
+
+use super::{Buffer, Result, SyncStatus};
 
 /// One host as `edgemon status` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +101,15 @@ pub struct BufferStatus {
     pub quarantined: i64,
     /// Unsynced samples dropped by retention, all time (each drop is recorded).
     pub dropped: i64,
+    /// Rows whose central identity held other values: not written, kept in the buffer's
+    /// `collisions` table (all time).
+    pub collisions: i64,
+    /// The most recent collision, as "table host seq".
+    pub last_collision: Option<String>,
+    /// This buffer file's epoch (`None` before the file is migrated to schema 2).
+    pub epoch: Option<i64>,
+    /// The appliance id the central rows carry (filled by `edgemon status` from the config).
+    pub appliance: Option<String>,
     /// Last successful sync (Unix ms).
     pub last_sync_at: Option<i64>,
     /// Last sync error, cleared by the next success.
@@ -118,11 +129,45 @@ pub struct BufferStatus {
     pub hosts: Vec<HostStatus>,
 }
 
-impl Buffer {
+/// The read-only role of the buffer: what `edgemon status`, the metrics endpoint and the
+/// status page read. It opens its connection read-only, so it never writes nor blocks the
+/// daemon's writers (WAL readers see the last committed state).
+pub struct StatusReader {
+    pub(super) core: Buffer,
+}
+
+impl StatusReader {
+    /// Opens the existing buffer at `path` read-only.
+    pub fn open(path: &Path) -> Result<StatusReader> {
+        Ok(StatusReader {
+            core: Buffer::open_read_only(path)?,
+        })
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        self.core.path()
+    }
+
+    /// The buffer's epoch (see [`super::SyncQueue::epoch`]).
+    pub fn epoch(&self) -> Result<i64> {
+        self.core.read_epoch()
+    }
+
+    /// The outcome of the sync passes so far.
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        self.core.sync_status()
+    }
+
+    /// The read-only connection, for the query files of this module and tests.
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
+        self.core.conn()
+    }
+
     /// Gathers the status.
     pub fn status(&self) -> Result<BufferStatus> {
-        let e = self.err("reading status");
-        let conn = self.conn();
+        let e = self.core.err("reading status");
+        let conn = self.core.conn();
         let (samples, unsynced, oldest_unsynced_at): (i64, i64, Option<i64>) = conn
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(sync_state = 0), 0), MIN(CASE WHEN sync_state = 0 THEN received_at END)
@@ -169,32 +214,54 @@ impl Buffer {
             last_error,
             ..outbox
         };
-        let last_sync_at = self
-            .get_kv("sync.last_success_at")?
-            .and_then(|v| v.parse().ok());
-        let last_sync_error = self.get_kv("sync.last_error")?.filter(|v| !v.is_empty());
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(&e)?;
+        let (epoch, collisions, last_collision) = if version >= 2 {
+            let epoch = self.core.read_epoch()?;
+            let collisions: i64 = conn
+                .query_row("SELECT COUNT(*) FROM collisions", [], |r| r.get(0))
+                .map_err(&e)?;
+            let last: Option<String> = conn
+                .query_row(
+                    "SELECT kind || ' ' || host || COALESCE(' seq ' || seq, ' id ' || local_id)
+                     FROM collisions ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&e)?;
+            (Some(epoch), collisions, last)
+        } else {
+            (None, 0, None)
+        };
+        let sync = self.core.sync_status()?;
         Ok(BufferStatus {
-            path: self.path().display().to_string(),
-            size_bytes: file_size(self.path()),
+            path: self.core.path().display().to_string(),
+            size_bytes: file_size(self.core.path()),
             samples,
             unsynced,
             oldest_unsynced_at,
             quarantined,
             dropped,
-            last_sync_at,
-            last_sync_error,
-            buffer_warning: self.get_kv(super::WARNING_KEY)?.filter(|v| !v.is_empty()),
-            time_to_first_loss_s: self.get_kv(super::TTFL_KEY)?.and_then(|v| v.parse().ok()),
+            collisions,
+            last_collision,
+            epoch,
+            appliance: None,
+            last_sync_at: sync.last_success_at,
+            last_sync_error: sync.last_error,
+            buffer_warning: self.core.buffer_warning()?,
+            time_to_first_loss_s: self.core.time_to_first_loss()?,
             outbox,
             disk: self.disk_status(),
-            silences: self.silences(super::now_ms())?,
+            silences: self.core.silences(super::now_ms())?,
             hosts: self.host_statuses()?,
         })
     }
 
     fn disk_status(&self) -> DiskStatus {
-        let state = &self.disk.state;
-        let space = self.disk.space();
+        let state = &self.core.disk.state;
+        let space = self.core.disk.space();
         DiskStatus {
             full: state.full,
             full_since: state.since,
@@ -202,14 +269,14 @@ impl Buffer {
             last_error: state.last_error.clone(),
             total_bytes: space.map(|s| s.total),
             free_bytes: space.map(|s| s.avail),
-            reserve_bytes: self.disk.reserve_size,
-            reserve_in_place: self.disk.reserve_present(),
+            reserve_bytes: self.core.disk.reserve_size,
+            reserve_in_place: self.core.disk.reserve_present(),
         }
     }
 
     pub(crate) fn host_statuses(&self) -> Result<Vec<HostStatus>> {
-        let e = self.err("reading host status");
-        let conn = self.conn();
+        let e = self.core.err("reading host status");
+        let conn = self.core.conn();
         let mut stmt = conn
             .prepare(
                 "SELECT h.id, h.name, h.address, h.last_sample_at, h.last_attempt_at, h.last_duration_ms,
@@ -252,7 +319,7 @@ impl Buffer {
             })
             .map_err(&e)?;
         let mut hosts = Vec::new();
-        let acks = self.acks()?;
+        let acks = self.core.acks()?;
         let mut firing = conn
             .prepare("SELECT rule FROM alert_state WHERE host_id = ?1 AND state IN ('firing', 'flapping') ORDER BY rule")
             .map_err(&e)?;
@@ -264,6 +331,7 @@ impl Buffer {
                 .collect::<rusqlite::Result<_>>()
                 .map_err(&e)?;
             host.unstored_samples = self
+                .core
                 .disk
                 .state
                 .unstored

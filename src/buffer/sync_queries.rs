@@ -3,17 +3,21 @@
 //! central database refused for their content.
 //!
 //! Sync state lives on every row (`sync_state` 0 unsynced, 1 synced,
-//! 2 quarantined or rejected), never in a "last id sent" cursor: a cursor
+//! 2 quarantined or rejected, 3 collided), never in a "last id sent" cursor: a cursor
 //! loses a row whose lower id commits after a higher one. Nothing here talks
-//! to MySQL; `sync` decides what to send and when to mark.
+//! to MySQL; `sync` decides what to send and when to mark. All of it is [`SyncQueue`], the
+//! sync loop's role of the buffer (its own connection on the same WAL file).
 
 use rusqlite::{TransactionBehavior, params};
 
-use super::{Buffer, Result};
+use std::path::Path;
+
+use super::{Buffer, Result, RetentionReport, SyncStatus};
+use crate::config::BufferConfig;
 
 /// One unsynced sample with everything the central database stores about it.
 ///
-/// Its stable identity is (appliance id, `host`, `seq`).
+/// Its stable identity is (appliance id, buffer epoch, `host`, `seq`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncSample {
     /// Local row id (for marking).
@@ -58,7 +62,8 @@ pub struct SyncSample {
     pub extras: Option<String>,
 }
 
-/// The small tables synced beside samples, each row identified by (appliance id, local id).
+/// The small tables synced beside samples, each row identified by (appliance id, buffer epoch,
+/// local id); local ids come from AUTOINCREMENT and are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Journal {
     /// `collection_errors`.
@@ -90,7 +95,7 @@ impl Journal {
 /// One unsynced row of a [`Journal`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalRow {
-    /// Local row id: the central identity together with the appliance id.
+    /// Local row id: the central identity together with the appliance id and the epoch.
     pub id: i64,
     /// The host's configured name.
     pub host: String,
@@ -144,11 +149,251 @@ pub enum JournalFields {
 
 /// Sync state of a row that MySQL refused for its content.
 const REJECTED: i64 = 2;
+/// Sync state of a row whose central identity holds different values (see `collisions`).
+pub const COLLIDED: i64 = 3;
 
-impl Buffer {
+/// What the buffer knows of one host's sequence, sent with every batch for the central
+/// watermarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostMark {
+    /// The host's first sequence number under this buffer's epoch.
+    pub first_seq: i64,
+    /// The newest sequence number the buffer gave the host (0: none yet).
+    pub last_seq: i64,
+}
+
+/// One host of the buffer with its [`HostMark`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedHost {
+    /// Configured name.
+    pub name: String,
+    /// Address as shown to operators.
+    pub address: String,
+    /// Its sequence bounds.
+    pub mark: HostMark,
+}
+
+/// A row whose identity the central database already holds with different values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    /// The buffer's row id.
+    pub local_id: i64,
+    /// The host's name.
+    pub host: String,
+    /// The sample's sequence number (samples only).
+    pub seq: Option<i64>,
+    /// Checksum of the row as the buffer holds it.
+    pub local_checksum: u64,
+    /// Checksum of the central row (`None`: a row without one).
+    pub central_checksum: Option<u64>,
+}
+
+/// The sync loop's handle on the buffer: reads the queue in order, marks rows synced (only
+/// after the central COMMIT), quarantines, records collisions, re-queues what MySQL lost,
+/// runs retention and records the outcome of each pass ([`SyncStatus`]).
+pub struct SyncQueue {
+    core: Buffer,
+}
+
+impl SyncQueue {
+    /// Opens (creating and migrating if needed) the buffer at `path` for the sync loop.
+    pub fn open(path: &Path) -> Result<SyncQueue> {
+        Ok(SyncQueue {
+            core: Buffer::open(path)?,
+        })
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        self.core.path()
+    }
+
+    /// This buffer file's epoch: drawn at random when the file was created (or migrated to
+    /// schema 2), part of every central identity.
+    pub fn epoch(&self) -> Result<i64> {
+        self.core.read_epoch()
+    }
+
+    /// Runs `write`; on a full disk releases the reserve, checkpoints and tries once more
+    /// (see [`Buffer::with_reserve`]). Marking synced goes through it: rows committed
+    /// centrally must be marked, full disk or not.
+    pub fn with_reserve<T>(&mut self, write: impl FnMut(&mut SyncQueue) -> Result<T>) -> Result<T> {
+        super::disk::through_reserve(self, |q| &q.core, write)
+    }
+
+    /// One retention pass (see `retention.rs`), run by the sync loop every cycle.
+    pub fn enforce_retention(
+        &mut self,
+        config: &BufferConfig,
+        now_ms: i64,
+    ) -> Result<RetentionReport> {
+        self.core.enforce_retention(config, now_ms)
+    }
+
+    /// Records the outcome of a pass: `Ok` at `now_ms`, or the failure's message.
+    pub fn note_pass(&self, outcome: Result<(), &str>, now_ms: i64) -> Result<()> {
+        match outcome {
+            Ok(()) => self.core.note_sync_success(now_ms),
+            Err(message) => self.core.note_sync_failure(message),
+        }
+    }
+
+    /// The outcome of the passes so far, as [`SyncQueue::note_pass`] recorded it.
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        self.core.sync_status()
+    }
+
+    fn conn(&self) -> &rusqlite::Connection {
+        self.core.conn()
+    }
+
+    fn conn_mut(&mut self) -> &mut rusqlite::Connection {
+        self.core.conn_mut()
+    }
+
+    /// Puts synced samples back in the queue that the central database no longer holds: those
+    /// of this epoch above the newest sequence number `present` there for their host (a host
+    /// missing from `present` has none). Run on every new connection, so a central database
+    /// restored from an older backup gets back what the buffer still keeps. Returns the count
+    /// per host re-queued.
+    pub fn requeue_missing_samples(
+        &mut self,
+        present: &std::collections::HashMap<String, i64>,
+    ) -> Result<Vec<(String, u64)>> {
+        let hosts = self.marked_hosts()?;
+        let path = self.core.path().to_path_buf();
+        let e = move |source| super::classify(&path, "re-queueing samples", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let mut requeued = Vec::new();
+        for host in hosts {
+            let above = present
+                .get(&host.name)
+                .copied()
+                .unwrap_or(0)
+                .max(host.mark.first_seq - 1);
+            let n = tx
+                .execute(
+                    "UPDATE samples SET sync_state = 0, synced_at = NULL
+                     WHERE host_id = (SELECT id FROM hosts WHERE name = ?1) AND sync_state = 1 AND seq > ?2",
+                    params![host.name, above],
+                )
+                .map_err(&e)?;
+            if n > 0 {
+                requeued.push((host.name, n as u64));
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(requeued)
+    }
+
+    /// Like [`SyncQueue::requeue_missing_samples`] for a journal: synced rows of this epoch above
+    /// `present`, the newest local id the central table holds for this epoch.
+    pub fn requeue_missing_journal(&mut self, journal: Journal, present: i64) -> Result<u64> {
+        let table = journal.table();
+        let floor: i64 = self
+            .conn()
+            .query_row(
+                &format!("SELECT {table}_floor FROM buffer_identity WHERE id = 1"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.core.err("reading the journal floor"))?;
+        self.core
+            .conn()
+            .execute(
+                &format!("UPDATE {table} SET sync_state = 0 WHERE sync_state = 1 AND id > ?1"),
+                [present.max(floor)],
+            )
+            .map(|n| n as u64)
+            .map_err(self.core.err("re-queueing journal rows"))
+    }
+
+    /// Every host of the buffer with its sequence bounds under this epoch.
+    pub fn marked_hosts(&self) -> Result<Vec<MarkedHost>> {
+        let e = self.core.err("reading host sequence bounds");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT name, address, epoch_first_seq, next_seq - 1 FROM hosts ORDER BY name",
+            )
+            .map_err(&e)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MarkedHost {
+                    name: r.get(0)?,
+                    address: r.get(1)?,
+                    mark: HostMark {
+                        first_seq: r.get(2)?,
+                        last_seq: r.get(3)?,
+                    },
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(&e)
+    }
+
+    /// Records rows of `table` (`samples` or a [`Journal`]'s table) whose central identity holds
+    /// different values: they leave the queue (state 3) and stay in the buffer, a `collisions`
+    /// row keeps both checksums, and a colliding sample also gets a `drops` row (reason
+    /// `collision: ...`) so the central completeness view explains its absence.
+    pub fn record_collisions(
+        &mut self,
+        table: &'static str,
+        collisions: &[Collision],
+        epoch: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let path = self.core.path().to_path_buf();
+        let e = move |source| super::classify(&path, "recording collisions", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        for c in collisions {
+            let central = c
+                .central_checksum
+                .map_or_else(|| "none".to_string(), |v| format!("{v:016x}"));
+            tx.execute(
+                "INSERT INTO collisions (kind, local_id, host, seq, at, local_checksum, central_checksum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (kind, local_id) DO NOTHING",
+                params![
+                    table,
+                    c.local_id,
+                    c.host,
+                    c.seq,
+                    now_ms,
+                    format!("{:016x}", c.local_checksum),
+                    c.central_checksum.map(|v| format!("{v:016x}"))
+                ],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                &format!("UPDATE {table} SET sync_state = ?2 WHERE id = ?1"),
+                params![c.local_id, COLLIDED],
+            )
+            .map_err(&e)?;
+            if table == "samples" {
+                let reason = format!(
+                    "collision: the central row of epoch {epoch} holds other values (checksum {central}, this buffer's {:016x}); kept in the buffer's collisions table",
+                    c.local_checksum
+                );
+                tx.execute(
+                    "INSERT INTO drops (host_id, first_seq, last_seq, count, reason, at)
+                     SELECT host_id, seq, seq, 1, ?2, ?3 FROM samples WHERE id = ?1",
+                    params![c.local_id, reason, now_ms],
+                )
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
     /// The oldest `limit` unsynced samples, in buffer order (row id), with host and per-core values.
     pub fn unsynced_samples(&self, limit: usize) -> Result<Vec<SyncSample>> {
-        let e = self.err("reading unsynced samples");
+        let e = self.core.err("reading unsynced samples");
         let mut stmt = self
             .conn()
             .prepare_cached(
@@ -190,13 +435,7 @@ impl Buffer {
 
     /// Unsynced samples and the receive time of the oldest (Unix ms).
     pub fn unsynced_depth(&self) -> Result<(u64, Option<i64>)> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*), MIN(received_at) FROM samples WHERE sync_state = 0",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
-            .map_err(self.err("counting unsynced samples"))
+        self.core.unsynced_depth()
     }
 
     /// Marks samples synced. Call only after the central COMMIT that holds them.
@@ -208,7 +447,7 @@ impl Buffer {
     /// MySQL's message, and a `drops` row (reason `quarantined: ...`) tells the central
     /// database why their sequence numbers are missing.
     pub fn quarantine_samples(&mut self, rejected: &[(i64, String)], now_ms: i64) -> Result<()> {
-        let path = self.path().to_path_buf();
+        let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, "quarantining samples", source);
         let tx = self
             .conn_mut()
@@ -239,7 +478,7 @@ impl Buffer {
 
     /// The oldest `limit` unsynced rows of `journal`, in row-id order.
     pub fn unsynced_journal(&self, journal: Journal, limit: usize) -> Result<Vec<JournalRow>> {
-        let e = self.err("reading unsynced journal rows");
+        let e = self.core.err("reading unsynced journal rows");
         let sql = match journal {
             Journal::CollectionErrors => {
                 "SELECT j.id, h.name, h.address, j.at, j.class, j.message
@@ -257,7 +496,7 @@ impl Buffer {
                  WHERE j.sync_state = 0 ORDER BY j.id LIMIT ?1"
             }
         };
-        let mut stmt = self.conn().prepare_cached(sql).map_err(&e)?;
+        let mut stmt = self.core.conn().prepare_cached(sql).map_err(&e)?;
         let rows = stmt
             .query_map([limit as i64], |r| {
                 let fields = match journal {
@@ -318,7 +557,7 @@ impl Buffer {
         synced_at: Option<i64>,
         doing: &'static str,
     ) -> Result<()> {
-        let path = self.path().to_path_buf();
+        let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, doing, source);
         // IMMEDIATE: the collector writes through another connection; taking the write lock
         // up front lets the busy timeout wait for it instead of failing on upgrade.
@@ -357,6 +596,19 @@ fn parse_cores(text: &str) -> std::result::Result<Vec<f64>, String> {
                 .map_err(|_| format!("per-core value {v:?} in the buffer is not a number"))
         })
         .collect()
+}
+
+impl Buffer {
+    /// Unsynced samples and the receive time of the oldest (Unix ms); retention reads it too.
+    pub(crate) fn unsynced_depth(&self) -> Result<(u64, Option<i64>)> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*), MIN(received_at) FROM samples WHERE sync_state = 0",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .map_err(self.err("counting unsynced samples"))
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,22 @@ fn failed(host: &str, class: ErrorClass) -> HostOutcome {
 
 const SKEW: Duration = Duration::from_secs(300);
 
+/// The other roles on the same file, each with its own connection, for tests that hold the
+/// round writer.
+impl Buffer {
+    pub(crate) fn reader(&self) -> StatusReader {
+        StatusReader::open(self.path()).unwrap()
+    }
+
+    pub(crate) fn sync_queue(&self) -> SyncQueue {
+        SyncQueue::open(self.path()).unwrap()
+    }
+
+    pub(crate) fn outbox(&self) -> Outbox {
+        Outbox::open(self.path()).unwrap()
+    }
+}
+
 #[test]
 fn a_round_stores_samples_with_per_host_sequences_and_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,7 +90,7 @@ fn a_round_stores_samples_with_per_host_sequences_and_errors() {
         );
         assert_eq!(recorded.len(), 3);
     }
-    let status = buffer.status().unwrap();
+    let status = buffer.reader().status().unwrap();
     assert_eq!(status.samples, 6);
     assert_eq!(status.unsynced, 6);
     let a = status.hosts.iter().find(|h| h.name == "a").unwrap();
@@ -100,7 +116,7 @@ fn a_failing_alert_step_rolls_back_the_whole_round() {
         })
     });
     assert!(result.is_err());
-    assert_eq!(buffer.status().unwrap().samples, 0);
+    assert_eq!(buffer.reader().status().unwrap().samples, 0);
     // The sequence was not consumed either: the next sample is still number 1.
     let (_, recorded) = buffer
         .record_round(&[ok("a", 1.0)], SKEW, |_, r| Ok(r.to_vec()))
@@ -141,7 +157,7 @@ fn a_full_disk_is_reported_as_such_and_nothing_is_half_written() {
     let err = buffer.record_round(&many, SKEW, |_, _| Ok(())).unwrap_err();
     assert!(matches!(err, Error::DiskFull { .. }), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
-    assert_eq!(buffer.status().unwrap().samples, 1);
+    assert_eq!(buffer.reader().status().unwrap().samples, 1);
 }
 
 #[test]
@@ -152,7 +168,7 @@ fn status_works_read_only_while_a_writer_holds_the_file() {
     writer
         .record_round(&[ok("a", 1.0)], SKEW, |_, _| Ok(()))
         .unwrap();
-    let reader = Buffer::open_read_only(&path).unwrap();
+    let reader = StatusReader::open(&path).unwrap();
     assert_eq!(reader.status().unwrap().samples, 1);
     writer
         .record_round(&[ok("a", 2.0)], SKEW, |_, _| Ok(()))
@@ -183,13 +199,17 @@ fn new_buffers_give_space_back_and_older_ones_are_converted_at_open() {
 #[test]
 fn a_round_not_committed_leaves_nothing_and_the_next_one_reuses_its_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+    let path = dir.path().join("b.sqlite");
+    let mut buffer = Buffer::open(&path).unwrap();
     let first = {
         let mut round = buffer.begin_round().unwrap();
         round.record(&[ok("a", 1.0)], SKEW).unwrap()[0].seq
         // Dropped without commit: rolled back.
     };
-    assert_eq!(buffer.status().unwrap().samples, 0);
+    assert_eq!(
+        StatusReader::open(&path).unwrap().status().unwrap().samples,
+        0
+    );
     let mut round = buffer.begin_round().unwrap();
     let seq = round.record(&[ok("a", 2.0)], SKEW).unwrap()[0].seq;
     let totals = round.commit().unwrap();
@@ -225,4 +245,54 @@ fn silences_and_acks_round_trip() {
         None,
         "nothing firing to acknowledge"
     );
+}
+
+#[test]
+fn the_sync_status_is_typed_and_kept_under_the_keys_existing_buffers_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite");
+    let queue = SyncQueue::open(&path).unwrap();
+    assert_eq!(queue.sync_status().unwrap(), SyncStatus::default());
+    queue.note_pass(Err("cannot reach MySQL"), 5).unwrap();
+    queue.note_pass(Ok(()), 7).unwrap();
+    queue.note_pass(Err("cannot reach MySQL"), 9).unwrap();
+    let expected = SyncStatus {
+        last_success_at: Some(7),
+        last_error: Some("cannot reach MySQL".into()),
+    };
+    let reader = StatusReader::open(&path).unwrap();
+    assert_eq!(reader.sync_status().unwrap(), expected);
+    let status = reader.status().unwrap();
+    assert_eq!(
+        (status.last_sync_at, status.last_sync_error),
+        (expected.last_success_at, expected.last_error)
+    );
+    // The text a buffer written by an older edgemon holds reads back the same.
+    let raw: Vec<(String, String)> = {
+        let mut stmt = reader
+            .conn()
+            .prepare("SELECT key, value FROM kv ORDER BY key")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    assert_eq!(
+        raw,
+        [
+            ("sync.last_error".into(), "cannot reach MySQL".into()),
+            ("sync.last_success_at".into(), "7".into())
+        ]
+    );
+    queue.note_pass(Ok(()), 11).unwrap();
+    assert_eq!(reader.sync_status().unwrap().last_error, None);
+}
+
+#[test]
+fn the_status_reader_never_creates_a_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.sqlite");
+    assert!(StatusReader::open(&path).is_err());
+    assert!(!path.exists());
 }

@@ -3,13 +3,13 @@
 //! downsampled in SQL so that a reply never holds more than a bounded number
 //! of points however long the range.
 //!
-//! Every query here runs on a read-only connection ([`Buffer::open_read_only`]);
+//! Every query here runs on a read-only connection ([`StatusReader::open`]);
 //! in WAL mode it reads a snapshot and never blocks the daemon's writer.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Buffer, HostStatus, Result};
+use super::{HostStatus, Result, StatusReader};
 
 /// An alert that is firing (or flapping) on a host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,10 +57,10 @@ pub struct Series {
     pub points: Vec<SeriesPoint>,
 }
 
-impl Buffer {
+impl StatusReader {
     /// Every host, by name, with its active alerts.
     pub fn web_hosts(&self) -> Result<Vec<WebHost>> {
-        let e = self.err("reading hosts for the status page");
+        let e = self.core.err("reading hosts for the status page");
         let hosts = self.host_statuses()?;
         let mut stmt = self
             .conn()
@@ -101,8 +101,10 @@ impl Buffer {
         until: i64,
         max_points: usize,
     ) -> Result<Option<Series>> {
-        let e = self.err("reading a host's samples for the status page");
-        let conn = self.conn();
+        let e = self
+            .core
+            .err("reading a host's samples for the status page");
+        let conn = self.core.conn();
         let Some(host_id): Option<i64> = conn
             .query_row("SELECT id FROM hosts WHERE name = ?1", [host], |r| r.get(0))
             .optional()

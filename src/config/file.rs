@@ -57,7 +57,7 @@ pub struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplianceSection {
-    /// Appliance identifier (required).
+    /// Appliance identifier; absent: derived from /etc/machine-id or generated once.
     pub id: Option<String>,
     /// Data directory.
     pub data_dir: String,

@@ -41,8 +41,9 @@ pub struct Config {
 /// `[appliance]`: who this box is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApplianceConfig {
-    /// Identifier carried by every central row; unique per appliance.
-    pub id: String,
+    /// `appliance.id` as configured (validated). `None`: derived from the machine or generated
+    /// once; `identity::appliance_id` resolves it, and every central row carries the result.
+    pub id: Option<String>,
     /// Directory for the buffer, mail files, host-key pins and the lock file.
     pub data_dir: PathBuf,
 }

@@ -397,12 +397,13 @@ impl Resolver<'_> {
 
     fn appliance(&mut self, raw: &ConfigFile) -> ApplianceConfig {
         let id = match raw.appliance.id.as_deref() {
-            None | Some("") => {
+            None => None,
+            Some("") => {
                 self.error(
                     "appliance.id",
-                    "missing: every appliance needs an id (it is stored with every central row)",
+                    "empty: remove the key to use an id derived from /etc/machine-id, or set a unique one",
                 );
-                String::new()
+                None
             }
             Some(id)
                 if id.len() > 64
@@ -414,9 +415,9 @@ impl Resolver<'_> {
                     "appliance.id",
                     format!("{id:?} must be 1-64 letters, digits, '.', '_' or '-'"),
                 );
-                id.to_string()
+                None
             }
-            Some(id) => id.to_string(),
+            Some(id) => Some(id.to_string()),
         };
         ApplianceConfig {
             id,

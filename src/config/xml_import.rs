@@ -356,7 +356,8 @@ fn render(clients: &[Client], names: &[String]) -> String {
          # WARNING: the passwords below are inline, as they were in Config.xml. Move\n\
          # each to password_file or password_env, or chmod 600 this file.\n\
          # Only the limits set in Config.xml are on; the others are \"off\".\n\n\
-         [appliance]\nid = \"imported\"\ndata_dir = \"/var/lib/edgemon\"\n\n\
+         [appliance]\n# No id: derived from this box's /etc/machine-id. Set one, unique per box, to choose it.\n\
+         data_dir = \"/var/lib/edgemon\"\n\n\
          [sync]\n# Point this at the central database (or use url_env / url_file).\n\
          url = \"mysql://edgemon@127.0.0.1:3306/edgemon\"\n",
     );

@@ -2,11 +2,18 @@
 //!
 //! It connects with the timeouts of `sync.timeout` (connect, read and write, so
 //! a killed server never hangs the task), pins the session (UTC, strict
-//! `sql_mode`, utf8mb4), applies `schema/mysql.sql` when it is missing and
-//! refuses a database whose schema is newer than this build, and writes one
-//! slice of rows per transaction. It classifies MySQL's errors into what the
-//! caller branches on: [`Error::Content`] (split the batch and quarantine the
-//! bad rows) versus everything else (drop the connection and back off).
+//! `sql_mode`, utf8mb4), applies `schema/mysql.sql` when it is missing,
+//! upgrades a version 1 database in place (`schema/mysql-v2.sql`) under the
+//! lock `edgemon.schema`, refuses a database whose schema is newer than this
+//! build, and writes one slice of rows per transaction under the buffer's
+//! epoch. Each transaction looks up (and re-registers) its hosts, reads which
+//! of its identities are already there, inserts only the absent rows, checks
+//! the affected-row count, and adds what it really inserted to the hosts'
+//! watermarks. A present identity with the same checksum is a re-send (no-op);
+//! with another checksum it is a [`Collision`], returned to the caller and
+//! never written over. It classifies MySQL's errors into what the caller
+//! branches on: [`Error::Content`] (split the batch and quarantine the bad
+//! rows) versus everything else (drop the connection and back off).
 //!
 //! It does not read the buffer, decide batch sizes or retry.
 
@@ -17,23 +24,33 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, TxOpts};
 
 use super::sql;
-use crate::buffer::{JournalRow, SyncSample};
+pub use crate::buffer::{Collision, HostMark};
+use crate::buffer::{JournalFields, JournalRow, SyncSample};
 use crate::config::secret::Secret;
 
 /// The central schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Tables the schema must hold.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 10] = [
     "schema_version",
     "appliances",
+    "buffers",
     "hosts",
     "samples",
     "sample_cores",
     "collection_errors",
     "alert_events",
     "drops",
+    "watermarks",
 ];
+
+/// The lock that serialises schema changes between appliances.
+const SCHEMA_LOCK: &str = "edgemon.schema";
+
+/// Read and write timeout of the connection that creates or upgrades the schema (an upgrade
+/// rebuilds every table); half of it bounds the wait for [`SCHEMA_LOCK`].
+const SCHEMA_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// Errors towards the central database; the caller branches on [`Error::Content`].
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +98,7 @@ pub enum Error {
 }
 
 /// MySQL error codes that mean "these values", so bisecting can isolate the rows.
+/// Not 1452 (foreign key): that means a central host row vanished, which re-registering fixes.
 const CONTENT_CODES: &[u16] = &[
     1048, // column cannot be null
     1264, // out of range value
@@ -90,12 +108,14 @@ const CONTENT_CODES: &[u16] = &[
     1366, // incorrect value for column
     1367, // illegal value during parsing
     1406, // data too long
-    1452, // foreign key fails
     1690, // value out of range in an expression
     3140, // invalid JSON (MySQL)
     3819, // check constraint violated (MySQL)
     4025, // check constraint failed (MariaDB: JSON_VALID on JSON columns)
 ];
+
+/// A child row refers to a parent that is not there: a central host row vanished.
+const FOREIGN_KEY_CODE: u16 = 1452;
 
 /// Codes that mean the schema was altered under us.
 const SCHEMA_CODES: &[u16] = &[1146, 1054, 1356];
@@ -103,18 +123,41 @@ const SCHEMA_CODES: &[u16] = &[1146, 1054, 1356];
 /// Codes of refused credentials or database access.
 const CREDENTIAL_CODES: &[u16] = &[1044, 1045, 1049, 1698];
 
-/// A connection to the central database, registered as one appliance.
+/// What one committed write did with its rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Local ids of the rows inserted.
+    pub inserted: Vec<i64>,
+    /// Local ids of rows already there with the same values (a re-send): a no-op.
+    pub identical: Vec<i64>,
+    /// Rows whose identity holds different values centrally: not written.
+    pub collisions: Vec<Collision>,
+}
+
+impl Written {
+    /// Local ids that are now in the central database as the buffer holds them.
+    pub fn stored(&self) -> impl Iterator<Item = i64> + '_ {
+        self.inserted.iter().chain(&self.identical).copied()
+    }
+}
+
+/// A connection to the central database, registered as one appliance and one buffer epoch.
 pub struct Central {
     conn: Conn,
     server: String,
     appliance: u32,
-    /// Central ids of host names, filled only after the COMMIT that created them.
-    hosts: HashMap<String, u32>,
+    epoch: i64,
 }
 
 impl Central {
-    /// Connects, checks (or applies) the schema and registers appliance `appliance`.
-    pub fn connect(url: &Secret, timeout: Duration, appliance: &str) -> Result<Central, Error> {
+    /// Connects, checks (applies, or upgrades) the schema and registers appliance `appliance`
+    /// with buffer `epoch`. Warns when another buffer synced under the same appliance lately.
+    pub fn connect(
+        url: &Secret,
+        timeout: Duration,
+        appliance: &str,
+        epoch: i64,
+    ) -> Result<Central, Error> {
         let opts = Opts::from_url(url.expose()).map_err(|e| Error::Url(e.to_string()))?;
         let server = format!("{}:{}", opts.get_ip_or_hostname(), opts.get_tcp_port());
         let user = opts.get_user().unwrap_or("").to_string();
@@ -131,7 +174,7 @@ impl Central {
                 "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             ]);
-        let conn = Conn::new(builder).map_err(|e| match &e {
+        let conn = Conn::new(builder.clone()).map_err(|e| match &e {
             mysql::Error::MySqlError(m) if CREDENTIAL_CODES.contains(&m.code) => {
                 Error::Credentials {
                     server: server.clone(),
@@ -151,10 +194,11 @@ impl Central {
             conn,
             server: format!("{server}/{database}"),
             appliance: 0,
-            hosts: HashMap::new(),
+            epoch,
         };
-        central.ensure_schema(appliance)?;
+        central.ensure_schema(appliance, &builder)?;
         central.appliance = central.register(appliance)?;
+        central.register_buffer(appliance)?;
         Ok(central)
     }
 
@@ -163,36 +207,25 @@ impl Central {
         &self.server
     }
 
-    /// Applies the schema when missing; refuses a newer or incomplete one.
-    fn ensure_schema(&mut self, appliance: &str) -> Result<(), Error> {
+    /// Applies the schema when missing, upgrades version 1 in place; refuses a newer or
+    /// incomplete one.
+    fn ensure_schema(&mut self, appliance: &str, builder: &OptsBuilder) -> Result<(), Error> {
         let server = self.server.clone();
         let e = |err| classify(&server, err);
         let found = self.schema_version()?;
-        if found.is_some_and(|v| v > SCHEMA_VERSION) {
-            return Err(Error::Schema {
-                server,
-                message: format!(
-                    "version {} is newer than this edgemon supports ({SCHEMA_VERSION}); upgrade edgemon",
-                    found.unwrap_or_default()
-                ),
-            });
-        }
-        if found.is_none() {
-            // Serialise appliances that find the database empty at the same moment.
-            let locked: Option<i64> = self
-                .conn
-                .query_first("SELECT GET_LOCK('edgemon.schema', 60)")
-                .map_err(e)?;
-            if locked != Some(1) {
-                return Err(Error::Schema {
-                    server,
-                    message: "could not take the schema lock 'edgemon.schema' within 60 s".into(),
-                });
-            }
-            let applied = self.apply_schema(appliance);
-            let _ = self.conn.query_drop("DO RELEASE_LOCK('edgemon.schema')");
+        self.refuse_newer(found)?;
+        if found != Some(SCHEMA_VERSION) {
+            // Waiting for the lock and rebuilding large tables take far longer than
+            // sync.timeout, and a client that gives up kills its ALTER: a connection of its own.
+            let long = builder
+                .clone()
+                .read_timeout(Some(SCHEMA_TIMEOUT))
+                .write_timeout(Some(SCHEMA_TIMEOUT));
+            let schema_conn = Conn::new(long).map_err(e)?;
+            let normal = std::mem::replace(&mut self.conn, schema_conn);
+            let applied = self.apply_schema_under_lock(appliance);
+            self.conn = normal;
             applied?;
-            tracing::info!(server = %self.server, version = SCHEMA_VERSION, "applied the central schema");
         }
         let present: Vec<String> = self
             .conn
@@ -212,11 +245,124 @@ impl Central {
                     "table(s) {} missing although schema version {} is recorded; restore them from a backup, \
                      or, to start empty, drop the edgemon tables and schema_version so that edgemon re-creates them",
                     missing.join(", "),
-                    found.unwrap_or(SCHEMA_VERSION)
+                    SCHEMA_VERSION
                 ),
             });
         }
         Ok(())
+    }
+
+    /// Serialises appliances that find the database empty or old at the same moment.
+    fn apply_schema_under_lock(&mut self, appliance: &str) -> Result<(), Error> {
+        let server = self.server.clone();
+        let locked: Option<i64> = self
+            .conn
+            .query_first(format!(
+                "SELECT GET_LOCK('{SCHEMA_LOCK}', {})",
+                SCHEMA_TIMEOUT.as_secs() / 2
+            ))
+            .map_err(|err| classify(&server, err))?;
+        if locked != Some(1) {
+            return Err(Error::Schema {
+                server,
+                message: format!(
+                    "could not take the schema lock '{SCHEMA_LOCK}' within {} s (another appliance is \
+                     creating or upgrading the schema)",
+                    SCHEMA_TIMEOUT.as_secs() / 2
+                ),
+            });
+        }
+        let applied = self.apply_schema_locked(appliance);
+        let _ = self
+            .conn
+            .query_drop(format!("DO RELEASE_LOCK('{SCHEMA_LOCK}')"));
+        applied
+    }
+
+    fn refuse_newer(&self, found: Option<u32>) -> Result<(), Error> {
+        match found {
+            Some(v) if v > SCHEMA_VERSION => Err(Error::Schema {
+                server: self.server.clone(),
+                message: format!(
+                    "version {v} is newer than this edgemon supports ({SCHEMA_VERSION}); upgrade edgemon"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Under the schema lock: looks again (another appliance may have just done it), then
+    /// creates version 2 or upgrades version 1.
+    fn apply_schema_locked(&mut self, appliance: &str) -> Result<(), Error> {
+        let found = self.schema_version()?;
+        self.refuse_newer(found)?;
+        match found {
+            Some(SCHEMA_VERSION) => return Ok(()),
+            Some(1) => {
+                tracing::warn!(server = %self.server, "upgrading the central schema from version 1 to 2 in place");
+                self.set_applied_by(appliance)?;
+                let upgrade = statements(crate::schema::MYSQL_V1_TO_V2);
+                let (alters, after): (Vec<_>, Vec<_>) = upgrade
+                    .into_iter()
+                    .partition(|s| s.starts_with("ALTER TABLE"));
+                for alter in &alters {
+                    let table = alter
+                        .split_whitespace()
+                        .nth(2)
+                        .unwrap_or_default()
+                        .to_string();
+                    if !self.has_column(&table, "epoch")? {
+                        self.run_schema_statement(alter, "schema/mysql-v2.sql")?;
+                    }
+                }
+                let (version, create): (Vec<_>, Vec<_>) = statements(crate::schema::MYSQL)
+                    .into_iter()
+                    .partition(|s| s.starts_with("INSERT INTO schema_version"));
+                for statement in create.iter().chain(&after).chain(&version) {
+                    self.run_schema_statement(statement, "the schema")?;
+                }
+            }
+            _ => {
+                self.set_applied_by(appliance)?;
+                for statement in statements(crate::schema::MYSQL) {
+                    self.run_schema_statement(&statement, "schema/mysql.sql")?;
+                }
+            }
+        }
+        tracing::info!(server = %self.server, version = SCHEMA_VERSION, "applied the central schema");
+        Ok(())
+    }
+
+    fn set_applied_by(&mut self, appliance: &str) -> Result<(), Error> {
+        let server = self.server.clone();
+        let mut set = String::from("SET @edgemon_appliance = ");
+        sql::push_str(&mut set, appliance);
+        self.conn.query_drop(set).map_err(|e| classify(&server, e))
+    }
+
+    fn run_schema_statement(&mut self, statement: &str, file: &str) -> Result<(), Error> {
+        self.conn.query_drop(statement).map_err(|e| Error::Schema {
+            server: self.server.clone(),
+            message: format!(
+                "applying {file} failed: {e} (statement: {})",
+                first_line(statement)
+            ),
+        })
+    }
+
+    fn has_column(&mut self, table: &str, column: &str) -> Result<bool, Error> {
+        let server = self.server.clone();
+        let mut query = String::from(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ",
+        );
+        sql::push_str(&mut query, table);
+        query.push_str(" AND column_name = ");
+        sql::push_str(&mut query, column);
+        let n: Option<i64> = self
+            .conn
+            .query_first(query)
+            .map_err(|e| classify(&server, e))?;
+        Ok(n.unwrap_or(0) > 0)
     }
 
     fn schema_version(&mut self) -> Result<Option<u32>, Error> {
@@ -236,27 +382,6 @@ impl Central {
             .query_first("SELECT MAX(version) FROM schema_version")
             .map_err(|e| classify(&server, e))?;
         Ok(version.flatten())
-    }
-
-    fn apply_schema(&mut self, appliance: &str) -> Result<(), Error> {
-        let server = self.server.clone();
-        let mut set = String::from("SET @edgemon_appliance = ");
-        sql::push_str(&mut set, appliance);
-        self.conn
-            .query_drop(set)
-            .map_err(|e| classify(&server, e))?;
-        for statement in statements(crate::schema::MYSQL) {
-            self.conn
-                .query_drop(&statement)
-                .map_err(|e| Error::Schema {
-                    server: server.clone(),
-                    message: format!(
-                        "applying schema/mysql.sql failed: {e} (statement: {})",
-                        first_line(&statement)
-                    ),
-                })?;
-        }
-        Ok(())
     }
 
     fn register(&mut self, appliance: &str) -> Result<u32, Error> {
@@ -279,80 +404,397 @@ impl Central {
         })
     }
 
-    /// Writes samples (with hosts and per-core values) in one transaction and commits.
-    pub fn write_samples(&mut self, rows: &[SyncSample]) -> Result<(), Error> {
-        let hosts: Vec<(&str, &str)> = rows
-            .iter()
-            .map(|r| (r.host.as_str(), r.address.as_str()))
-            .collect();
-        self.write(&hosts, |appliance, ids| {
-            sql::sample_inserts(appliance, ids, rows)
-        })
-    }
-
-    /// Writes journal rows of one kind in one transaction and commits.
-    pub fn write_journal(&mut self, rows: &[JournalRow]) -> Result<(), Error> {
-        let hosts: Vec<(&str, &str)> = rows
-            .iter()
-            .map(|r| (r.host.as_str(), r.address.as_str()))
-            .collect();
-        self.write(&hosts, |appliance, ids| {
-            sql::journal_inserts(appliance, ids, rows)
-        })
-    }
-
-    /// Records the time of this appliance's last successful pass.
-    pub fn touch(&mut self) -> Result<(), Error> {
-        let server = self.server.clone();
-        self.conn
-            .query_drop(format!(
-                "UPDATE appliances SET last_sync_at = CURRENT_TIMESTAMP(3) WHERE id = {}",
-                self.appliance
-            ))
-            .map_err(|e| classify(&server, e))
-    }
-
-    fn write(
-        &mut self,
-        hosts: &[(&str, &str)],
-        statements: impl FnOnce(u32, &HashMap<String, u32>) -> Vec<String>,
-    ) -> Result<(), Error> {
+    /// Registers this buffer's epoch; warns about other buffers that synced under the same
+    /// appliance in the last day (a replaced buffer file, or two boxes sharing one id).
+    fn register_buffer(&mut self, appliance: &str) -> Result<(), Error> {
         let server = self.server.clone();
         let e = |err| classify(&server, err);
-        let mut new: Vec<(&str, &str)> = hosts
-            .iter()
-            .copied()
-            .filter(|(h, _)| !self.hosts.contains_key(*h))
-            .collect();
-        new.sort_unstable();
-        new.dedup_by_key(|(h, _)| *h);
-        let mut ids = self.hosts.clone();
-        let mut tx = self.conn.start_transaction(TxOpts::default()).map_err(e)?;
-        if !new.is_empty() {
-            for statement in sql::hosts_upsert(self.appliance, &new) {
-                tx.query_drop(statement).map_err(e)?;
-            }
-            let mut select = format!(
-                "SELECT id, CAST(name AS CHAR) FROM hosts WHERE appliance_id = {} AND name IN (",
-                self.appliance
+        self.conn
+            .query_drop(format!(
+                "INSERT INTO buffers (appliance_id, epoch) VALUES ({}, {}) ON DUPLICATE KEY UPDATE epoch = epoch",
+                self.appliance, self.epoch
+            ))
+            .map_err(e)?;
+        let others: Vec<(i64, String)> = self
+            .conn
+            .query(format!(
+                "SELECT epoch, CAST(last_sync_at AS CHAR) FROM buffers
+                 WHERE appliance_id = {} AND epoch <> {} AND epoch <> 0
+                   AND last_sync_at > CURRENT_TIMESTAMP(3) - INTERVAL 1 DAY",
+                self.appliance, self.epoch
+            ))
+            .map_err(e)?;
+        for (epoch, at) in others {
+            tracing::warn!(
+                appliance,
+                epoch = self.epoch,
+                other_epoch = epoch,
+                other_last_sync = %at,
+                "another buffer synced as this appliance within the last day: a replaced buffer file, \
+                 or two boxes sharing appliance.id; their rows are kept apart by epoch (view appliance_buffers). \
+                 Give each box its own appliance.id (or remove it to use the machine's)"
             );
-            for (i, (name, _)) in new.iter().enumerate() {
-                if i > 0 {
-                    select.push(',');
-                }
-                sql::push_str(&mut select, name);
-            }
-            select.push(')');
-            let found: Vec<(u32, String)> = tx.query(select).map_err(e)?;
-            ids.extend(found.into_iter().map(|(id, name)| (name, id)));
         }
-        for statement in statements(self.appliance, &ids) {
-            tx.query_drop(statement).map_err(e)?;
-        }
-        tx.commit().map_err(e)?;
-        self.hosts = ids;
         Ok(())
     }
+
+    /// The newest sequence number present per host name, for this appliance and epoch (hosts
+    /// without rows are absent). One index dive per host.
+    pub fn present_samples(&mut self) -> Result<HashMap<String, i64>, Error> {
+        let server = self.server.clone();
+        let rows: Vec<(String, Option<i64>)> = self
+            .conn
+            .query(format!(
+                "SELECT CAST(h.name AS CHAR),
+                        (SELECT s.seq FROM samples s
+                          WHERE s.appliance_id = {a} AND s.epoch = {e} AND s.host_id = h.id
+                          ORDER BY s.seq DESC LIMIT 1)
+                 FROM hosts h WHERE h.appliance_id = {a}",
+                a = self.appliance,
+                e = self.epoch
+            ))
+            .map_err(|e| classify(&server, e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, seq)| seq.map(|s| (name, s)))
+            .collect())
+    }
+
+    /// The newest local id `table` holds for this appliance and epoch (0: none).
+    pub fn present_journal(&mut self, table: &str) -> Result<i64, Error> {
+        let server = self.server.clone();
+        let max: Option<Option<i64>> = self
+            .conn
+            .query_first(format!(
+                "SELECT MAX(local_id) FROM {table} WHERE appliance_id = {} AND epoch = {}",
+                self.appliance, self.epoch
+            ))
+            .map_err(|e| classify(&server, e))?;
+        Ok(max.flatten().unwrap_or(0))
+    }
+
+    /// Writes samples (with per-core values and the hosts' watermarks) in one transaction and
+    /// commits. Rows already there with the same values are skipped (a re-send); rows whose
+    /// identity holds different values are returned as collisions, not written.
+    pub fn write_samples(
+        &mut self,
+        rows: &[SyncSample],
+        marks: &HashMap<String, HostMark>,
+    ) -> Result<Written, Error> {
+        let hosts: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.host.as_str(), r.address.as_str()))
+            .collect();
+        let (appliance, epoch) = (self.appliance, self.epoch);
+        self.transaction(&hosts, |tx, ids| {
+            let prepared: Vec<sql::PreparedSample<'_>> = rows
+                .iter()
+                .map(|r| Ok(sql::PreparedSample::new(r, host_id(ids, &r.host)?)))
+                .collect::<Result<_, TxError>>()?;
+            let existing: HashMap<(u32, i64), Option<u64>> = if prepared.is_empty() {
+                HashMap::new()
+            } else {
+                let found: Vec<(u32, i64, Option<u64>)> =
+                    tx.query(sql::existing_samples(appliance, epoch, &prepared))?;
+                found
+                    .into_iter()
+                    .map(|(h, seq, sum)| ((h, seq), sum))
+                    .collect()
+            };
+            let mut written = Written::default();
+            let mut new = Vec::with_capacity(prepared.len());
+            let mut deltas: HashMap<u32, sql::WatermarkDelta> = HashMap::new();
+            for p in &prepared {
+                let delta = deltas.entry(p.host_id).or_insert_with(|| {
+                    let mark = marks.get(&p.row.host).copied().unwrap_or_default();
+                    sql::WatermarkDelta {
+                        first_seq: mark.first_seq.max(1),
+                        last_seq: mark.last_seq,
+                        ..Default::default()
+                    }
+                });
+                delta.last_seq = delta.last_seq.max(p.row.seq);
+                match existing.get(&(p.host_id, p.row.seq)) {
+                    None => {
+                        delta.stored += 1;
+                        delta.stored_last_seq = delta.stored_last_seq.max(p.row.seq);
+                        written.inserted.push(p.row.id);
+                        new.push(p);
+                    }
+                    // A row of schema version 1 has no checksum; it cannot share an epoch with
+                    // a buffer, so this is only reachable by hand: treat it as the same row.
+                    Some(central) if central.is_none_or(|c| c == p.checksum) => {
+                        written.identical.push(p.row.id);
+                    }
+                    Some(central) => written.collisions.push(Collision {
+                        local_id: p.row.id,
+                        host: p.row.host.clone(),
+                        seq: Some(p.row.seq),
+                        local_checksum: p.checksum,
+                        central_checksum: *central,
+                    }),
+                }
+            }
+            let statements = sql::sample_inserts(appliance, epoch, &new);
+            let samples_statements = statements
+                .iter()
+                .filter(|s| s.starts_with("INSERT INTO samples"))
+                .count();
+            let mut inserted = 0;
+            for (i, statement) in statements.iter().enumerate() {
+                tx.query_drop(statement)?;
+                if i < samples_statements {
+                    inserted += tx.affected_rows();
+                }
+            }
+            if inserted != new.len() as u64 {
+                return Err(TxError::Raced(format!(
+                    "inserted {inserted} of {} new samples: another writer holds this appliance's epoch {epoch}; \
+                     the batch was rolled back",
+                    new.len()
+                )));
+            }
+            for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
+                tx.query_drop(statement)?;
+            }
+            Ok(written)
+        })
+    }
+
+    /// Writes journal rows of one kind in one transaction and commits, like
+    /// [`Central::write_samples`]; inserted drops add to their hosts' watermarks.
+    pub fn write_journal(
+        &mut self,
+        rows: &[JournalRow],
+        marks: &HashMap<String, HostMark>,
+    ) -> Result<Written, Error> {
+        let hosts: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.host.as_str(), r.address.as_str()))
+            .collect();
+        let (appliance, epoch) = (self.appliance, self.epoch);
+        self.transaction(&hosts, |tx, ids| {
+            let Some(first) = rows.first() else {
+                return Ok(Written::default());
+            };
+            let table = sql::journal_table(&first.fields);
+            let prepared: Vec<sql::PreparedJournal<'_>> = rows
+                .iter()
+                .map(|r| Ok(sql::PreparedJournal::new(r, host_id(ids, &r.host)?)))
+                .collect::<Result<_, TxError>>()?;
+            let found: Vec<(i64, Option<u64>)> =
+                tx.query(sql::existing_journal(table, appliance, epoch, &prepared))?;
+            let existing: HashMap<i64, Option<u64>> = found.into_iter().collect();
+            let mut written = Written::default();
+            let mut new = Vec::with_capacity(prepared.len());
+            let mut deltas: HashMap<u32, sql::WatermarkDelta> = HashMap::new();
+            for p in &prepared {
+                match existing.get(&p.row.id) {
+                    None => {
+                        if let JournalFields::Drop {
+                            count, last_seq, ..
+                        } = &p.row.fields
+                        {
+                            let delta = deltas.entry(p.host_id).or_insert_with(|| {
+                                let mark = marks.get(&p.row.host).copied().unwrap_or_default();
+                                sql::WatermarkDelta {
+                                    first_seq: mark.first_seq.max(1),
+                                    last_seq: mark.last_seq,
+                                    ..Default::default()
+                                }
+                            });
+                            delta.dropped += count;
+                            delta.last_seq = delta.last_seq.max(*last_seq);
+                        }
+                        written.inserted.push(p.row.id);
+                        new.push(p);
+                    }
+                    Some(central) if central.is_none_or(|c| c == p.checksum) => {
+                        written.identical.push(p.row.id);
+                    }
+                    Some(central) => written.collisions.push(Collision {
+                        local_id: p.row.id,
+                        host: p.row.host.clone(),
+                        seq: None,
+                        local_checksum: p.checksum,
+                        central_checksum: *central,
+                    }),
+                }
+            }
+            let mut inserted = 0;
+            for statement in sql::journal_inserts(appliance, epoch, &new) {
+                tx.query_drop(statement)?;
+                inserted += tx.affected_rows();
+            }
+            if inserted != new.len() as u64 {
+                return Err(TxError::Raced(format!(
+                    "inserted {inserted} of {} new {table} rows: another writer holds this appliance's epoch {epoch}; \
+                     the batch was rolled back",
+                    new.len()
+                )));
+            }
+            for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
+                tx.query_drop(statement)?;
+            }
+            Ok(written)
+        })
+    }
+
+    /// Records the end of a successful pass: the appliance's and the buffer's last sync, and
+    /// the watermark of every host of the buffer (so a host whose samples never arrive shows
+    /// in the completeness view).
+    pub fn touch(
+        &mut self,
+        hosts: &[(String, String)],
+        marks: &HashMap<String, HostMark>,
+    ) -> Result<(), Error> {
+        let refs: Vec<(&str, &str)> = hosts
+            .iter()
+            .map(|(h, a)| (h.as_str(), a.as_str()))
+            .collect();
+        let (appliance, epoch) = (self.appliance, self.epoch);
+        self.transaction(&refs, |tx, ids| {
+            let mut deltas = HashMap::new();
+            for (name, _) in hosts {
+                let mark = marks.get(name).copied().unwrap_or_default();
+                deltas.insert(
+                    host_id(ids, name)?,
+                    sql::WatermarkDelta {
+                        first_seq: mark.first_seq.max(1),
+                        last_seq: mark.last_seq,
+                        ..Default::default()
+                    },
+                );
+            }
+            for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
+                tx.query_drop(statement)?;
+            }
+            tx.query_drop(format!(
+                "UPDATE appliances SET last_sync_at = CURRENT_TIMESTAMP(3) WHERE id = {appliance}"
+            ))?;
+            tx.query_drop(format!(
+                "UPDATE buffers SET last_sync_at = CURRENT_TIMESTAMP(3) WHERE appliance_id = {appliance} AND epoch = {epoch}"
+            ))?;
+            Ok(())
+        })
+    }
+
+    /// Runs `body` in one transaction after making sure every host of `hosts` has a central
+    /// row (looked up in the same transaction, registered when missing: a central host row
+    /// deleted by hand or lost in a restore is registered again, never an id 0). A foreign-key
+    /// failure (error 1452: a host row vanished during the batch) retries the whole
+    /// transaction once; if it fails again it is a server error, retried after backoff, never
+    /// a content error that would quarantine the rows.
+    fn transaction<T>(
+        &mut self,
+        hosts: &[(&str, &str)],
+        mut body: impl FnMut(&mut mysql::Transaction<'_>, &HashMap<String, u32>) -> Result<T, TxError>,
+    ) -> Result<T, Error> {
+        let server = self.server.clone();
+        let mut wanted: Vec<(&str, &str)> = hosts.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup_by_key(|(h, _)| *h);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = (|| -> Result<T, TxError> {
+                let mut tx = self.conn.start_transaction(TxOpts::default())?;
+                let ids = ensure_hosts(&mut tx, self.appliance, &wanted)?;
+                let out = body(&mut tx, &ids)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            match result {
+                Ok(out) => return Ok(out),
+                Err(TxError::Mysql(mysql::Error::MySqlError(m)))
+                    if m.code == FOREIGN_KEY_CODE && attempt == 1 =>
+                {
+                    tracing::warn!(server = %server, error = %m.message,
+                        "a central host row vanished during a batch; registering the hosts again and retrying");
+                }
+                Err(TxError::Mysql(mysql::Error::MySqlError(m))) if m.code == FOREIGN_KEY_CODE => {
+                    return Err(Error::Server {
+                        server,
+                        message: format!(
+                            "ERROR {} ({}): {}; a central host row keeps vanishing under the batch",
+                            m.code, m.state, m.message
+                        ),
+                    });
+                }
+                Err(TxError::Mysql(err)) => return Err(classify(&server, err)),
+                Err(TxError::Raced(message)) => return Err(Error::Server { server, message }),
+                Err(TxError::MissingHost(host)) => {
+                    return Err(Error::Schema {
+                        server,
+                        message: format!(
+                            "host '{host}' has no row in table hosts right after registering it"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Failures inside one write transaction.
+enum TxError {
+    Mysql(mysql::Error),
+    /// Fewer rows inserted than were absent: someone else wrote under this epoch meanwhile.
+    Raced(String),
+    /// A host had no id after registration (never expected).
+    MissingHost(String),
+}
+
+impl From<mysql::Error> for TxError {
+    fn from(err: mysql::Error) -> TxError {
+        TxError::Mysql(err)
+    }
+}
+
+fn host_id(ids: &HashMap<String, u32>, host: &str) -> Result<u32, TxError> {
+    ids.get(host)
+        .copied()
+        .ok_or_else(|| TxError::MissingHost(host.to_string()))
+}
+
+/// The central ids of `hosts` (sorted, unique), registering the ones that have no row.
+fn ensure_hosts(
+    tx: &mut mysql::Transaction<'_>,
+    appliance: u32,
+    hosts: &[(&str, &str)],
+) -> Result<HashMap<String, u32>, TxError> {
+    let select = |names: &[(&str, &str)]| {
+        let mut select = format!(
+            "SELECT id, CAST(name AS CHAR) FROM hosts WHERE appliance_id = {appliance} AND name IN ("
+        );
+        for (i, (name, _)) in names.iter().enumerate() {
+            if i > 0 {
+                select.push(',');
+            }
+            sql::push_str(&mut select, name);
+        }
+        select.push(')');
+        select
+    };
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    if hosts.is_empty() {
+        return Ok(ids);
+    }
+    let found: Vec<(u32, String)> = tx.query(select(hosts))?;
+    ids.extend(found.into_iter().map(|(id, name)| (name, id)));
+    let missing: Vec<(&str, &str)> = hosts
+        .iter()
+        .copied()
+        .filter(|(h, _)| !ids.contains_key(*h))
+        .collect();
+    if !missing.is_empty() {
+        for statement in sql::hosts_upsert(appliance, &missing) {
+            tx.query_drop(statement)?;
+        }
+        let found: Vec<(u32, String)> = tx.query(select(&missing))?;
+        ids.extend(found.into_iter().map(|(id, name)| (name, id)));
+    }
+    Ok(ids)
 }
 
 /// Maps a driver error to [`Error`].

@@ -18,7 +18,8 @@ use crate::config::Config;
 
 /// Runs `edgemon sync` for `config`.
 pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
-    let task = SyncTask::new(&config.sync, &config.buffer, &config.appliance.id);
+    let appliance = crate::identity::appliance_id(&config.appliance)?;
+    let task = SyncTask::new(&config.sync, &config.buffer, &appliance);
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
@@ -47,7 +48,7 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
             return Err(err).context(format!(
                 "sync of {} as appliance '{}' failed (the unsynced samples stay buffered)",
                 config.buffer.path.display(),
-                config.appliance.id
+                appliance
             ));
         }
     };
@@ -63,6 +64,21 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
         report.quarantined,
         report.remaining
     )?;
+    writeln!(
+        out,
+        "sent {} new samples as appliance '{appliance}', buffer epoch {}; {} were already in MySQL unchanged",
+        report.samples - report.already_present,
+        report.epoch,
+        report.already_present
+    )?;
+    if report.collisions > 0 {
+        writeln!(
+            out,
+            "warning: {} row(s) collided: MySQL holds their identity with other values; they were not written \
+             and are kept in the buffer's collisions table (see `edgemon status`)",
+            report.collisions
+        )?;
+    }
     if report.quarantined > 0 || report.journal_rejected > 0 {
         writeln!(
             out,

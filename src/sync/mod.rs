@@ -10,6 +10,16 @@
 //! - A batch refused for its content is bisected; the rows refused on their
 //!   own are quarantined locally with MySQL's message (and recorded as drops,
 //!   so the central gap view explains them). They never block the rest.
+//! - Identity is (appliance, buffer epoch, host, seq) for samples and
+//!   (appliance, epoch, local id) for journal rows. A re-sent row found
+//!   centrally with the same checksum is a no-op; with another checksum it is a
+//!   collision: never written over, kept in the buffer (state 3, `collisions`),
+//!   logged with host and seq, counted in status and metrics.
+//! - Each batch updates its hosts' central watermarks in its own transaction,
+//!   so the completeness view needs no scan of the samples.
+//! - On each new connection, rows of this epoch the buffer marked synced but
+//!   MySQL no longer holds (a restore from an older backup, a deleted host)
+//!   go back to the queue while the buffer keeps them.
 //! - Connection and server errors end the pass; the loop backs off
 //!   exponentially with jitter up to `sync.max_backoff`.
 //!
@@ -26,19 +36,15 @@ pub use backoff::Backoff;
 pub use bisect::{Attempt, Isolated, commit_isolating};
 pub use command::command;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::buffer::{self, Buffer, Journal, RetentionReport, now_ms};
+use crate::buffer::{self, Journal, RetentionReport, SyncQueue, now_ms};
 use crate::config::{BufferConfig, SyncConfig};
 use crate::shutdown::Shutdown;
 use central::Central;
-
-/// kv key: time of the last successful pass (Unix ms).
-pub const LAST_SUCCESS_KEY: &str = "sync.last_success_at";
-/// kv key: message of the last failed pass, empty after a success.
-pub const LAST_ERROR_KEY: &str = "sync.last_error";
 
 /// Why a pass stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +60,14 @@ pub enum Error {
 /// What one pass did.
 #[derive(Debug, Clone, Default)]
 pub struct PassReport {
-    /// Samples committed centrally and marked synced.
+    /// Samples committed centrally and marked synced (inserted, or found there identical).
     pub samples: u64,
+    /// Of `samples`, those already in MySQL with the same values (re-sent after a crash
+    /// between COMMIT and marking): a no-op.
+    pub already_present: u64,
+    /// Rows (samples and journal rows) whose central identity holds different values:
+    /// not written, kept in the buffer's `collisions` table, logged and counted.
+    pub collisions: u64,
     /// Samples quarantined (refused by MySQL for their content).
     pub quarantined: u64,
     /// Journal rows (collection errors, drops, alert events) committed.
@@ -64,6 +76,8 @@ pub struct PassReport {
     pub journal_rejected: u64,
     /// Unsynced samples left (more arrived, or the pass was stopped).
     pub remaining: u64,
+    /// The buffer's epoch.
+    pub epoch: i64,
     /// The stop flag ended the pass between two batches.
     pub stopped: bool,
     /// The retention pass run before syncing (`run_once` only).
@@ -91,7 +105,7 @@ pub struct SyncTask {
 
 #[derive(Default)]
 struct State {
-    buffer: Option<Buffer>,
+    buffer: Option<SyncQueue>,
     central: Option<Central>,
 }
 
@@ -158,7 +172,7 @@ impl SyncTask {
     }
 
     /// Drains every unsynced row now (or until `stop`), reporting progress after each batch.
-    /// The outcome is recorded in the buffer's kv (`sync.last_success_at`, `sync.last_error`).
+    /// The outcome is recorded in the buffer ([`buffer::SyncStatus`]).
     pub fn drain(
         &self,
         stop: &AtomicBool,
@@ -170,13 +184,7 @@ impl SyncTask {
         let result = self.drain_locked(&mut state, stop, progress, &mut report);
         report.elapsed = started.elapsed();
         let outcome = match &result {
-            Ok(()) => {
-                // Informative only; the next pass tries again.
-                if let Err(err) = state.central.as_mut().map_or(Ok(()), Central::touch) {
-                    tracing::debug!(error = %err, "could not record last_sync_at centrally");
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => {
                 if matches!(err, Error::Central(_)) {
                     // Whatever happened, the connection is in an unknown state: start afresh.
@@ -186,12 +194,8 @@ impl SyncTask {
             }
         };
         if let Some(buffer) = state.buffer.as_ref() {
-            let noted = match &outcome {
-                Ok(()) => buffer
-                    .set_kv(LAST_SUCCESS_KEY, &now_ms().to_string())
-                    .and_then(|()| buffer.set_kv(LAST_ERROR_KEY, "")),
-                Err(message) => buffer.set_kv(LAST_ERROR_KEY, message),
-            };
+            let noted =
+                buffer.note_pass(outcome.as_ref().map(drop).map_err(String::as_str), now_ms());
             if let Err(err) = noted {
                 tracing::warn!(error = %err, "could not record the sync outcome in the buffer");
             }
@@ -206,17 +210,23 @@ impl SyncTask {
         progress: &mut dyn FnMut(Progress),
         report: &mut PassReport,
     ) -> Result<(), Error> {
-        self.buffer_of(state)?;
-        if state.central.is_none() {
+        let epoch = self.buffer_of(state)?.epoch()?;
+        report.epoch = epoch;
+        let fresh = state.central.is_none();
+        if fresh {
             state.central = Some(Central::connect(
                 &self.sync.url,
                 self.sync.timeout,
                 &self.appliance,
+                epoch,
             )?);
         }
         let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
             unreachable!("both opened above");
         };
+        if fresh {
+            requeue_missing(central, buffer, &self.appliance)?;
+        }
         let batch_size = self.sync.batch_size.max(1);
         // Counted once and then decremented: counting per batch would rescan the backlog
         // every time (quadratic over a large drain).
@@ -241,8 +251,11 @@ impl SyncTask {
                 buffer.quarantine_samples(&unreadable, now_ms())?;
                 report.quarantined += unreadable.len() as u64;
             }
-            let done = samples_batch(central, buffer, &good)?;
-            report.samples += done.committed as u64;
+            let marks = marks(buffer)?;
+            let (done, counts) = samples_batch(central, buffer, &good, &marks, epoch)?;
+            report.samples += (done.committed - counts.collisions) as u64;
+            report.already_present += counts.identical as u64;
+            report.collisions += counts.collisions as u64;
             report.quarantined += done.rejected as u64;
             remaining = if fetched < batch_size {
                 buffer.unsynced_depth()?.0
@@ -265,12 +278,25 @@ impl SyncTask {
                 if rows.is_empty() {
                     break;
                 }
-                let done = journal_batch(central, buffer, journal, &rows)?;
-                report.journal_rows += done.committed as u64;
+                let marks = marks(buffer)?;
+                let (done, counts) = journal_batch(central, buffer, journal, &rows, &marks, epoch)?;
+                report.journal_rows += (done.committed - counts.collisions) as u64;
+                report.collisions += counts.collisions as u64;
                 report.journal_rejected += done.rejected as u64;
             }
         }
         report.remaining = buffer.unsynced_depth()?.0;
+        // Every host's watermark, even one with nothing to send: a host whose samples never
+        // arrive then shows in the completeness view. Informative: the next pass tries again.
+        let hosts = buffer.marked_hosts()?;
+        let names: Vec<(String, String)> = hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.address.clone()))
+            .collect();
+        let marks = hosts.into_iter().map(|h| (h.name, h.mark)).collect();
+        if let Err(err) = central.touch(&names, &marks) {
+            tracing::warn!(error = %err, "could not record the pass and the watermarks centrally");
+        }
         Ok(())
     }
 
@@ -280,9 +306,9 @@ impl SyncTask {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn buffer_of<'s>(&self, state: &'s mut State) -> Result<&'s mut Buffer, Error> {
+    fn buffer_of<'s>(&self, state: &'s mut State) -> Result<&'s mut SyncQueue, Error> {
         if state.buffer.is_none() {
-            state.buffer = Some(Buffer::open(&self.buffer.path)?);
+            state.buffer = Some(SyncQueue::open(&self.buffer.path)?);
         }
         Ok(state
             .buffer
@@ -291,23 +317,73 @@ impl SyncTask {
     }
 }
 
-/// Commits one batch of samples, isolating refused rows; marks each committed slice synced.
+/// On a new connection: whatever the buffer marked synced but MySQL no longer holds (the newest
+/// rows of a host, or all of them: a restore from an older backup, a deleted host) goes back
+/// to the queue while the buffer still keeps it, so it is sent again rather than lost.
+fn requeue_missing(
+    central: &mut Central,
+    buffer: &mut SyncQueue,
+    appliance: &str,
+) -> Result<(), Error> {
+    let present = central.present_samples()?;
+    for (host, count) in buffer.requeue_missing_samples(&present)? {
+        tracing::warn!(
+            appliance,
+            host = %host,
+            samples = count,
+            server = central.server(),
+            "MySQL lacks samples this buffer had synced (restored from an older backup, or deleted); sending them again"
+        );
+    }
+    for journal in Journal::ALL {
+        let present = central.present_journal(journal.table())?;
+        let count = buffer.requeue_missing_journal(journal, present)?;
+        if count > 0 {
+            tracing::warn!(
+                appliance,
+                table = journal.table(),
+                rows = count,
+                server = central.server(),
+                "MySQL lacks journal rows this buffer had synced; sending them again"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rows of committed slices that were already there or collided.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    identical: usize,
+    collisions: usize,
+}
+
+/// The buffer's hosts' sequence bounds, by name.
+fn marks(buffer: &SyncQueue) -> Result<HashMap<String, buffer::HostMark>, Error> {
+    Ok(buffer
+        .marked_hosts()?
+        .into_iter()
+        .map(|h| (h.name, h.mark))
+        .collect())
+}
+
+/// Commits one batch of samples, isolating refused rows; marks each committed slice synced
+/// and records its collisions.
 fn samples_batch(
     central: &mut Central,
-    buffer: &mut Buffer,
+    buffer: &mut SyncQueue,
     rows: &[buffer::SyncSample],
-) -> Result<Isolated, Error> {
+    marks: &HashMap<String, buffer::HostMark>,
+    epoch: i64,
+) -> Result<(Isolated, Counts), Error> {
     let buffer = std::cell::RefCell::new(buffer);
-    commit_isolating(
+    let mut counts = Counts::default();
+    let done = commit_isolating(
         rows,
         &mut |slice| {
-            central.write_samples(slice).map_err(attempt)?;
-            let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
-            // Through the disk reserve: rows committed centrally must be marked, full disk or not.
-            buffer
-                .borrow_mut()
-                .with_reserve(|b| b.mark_samples_synced(&ids, now_ms()))
-                .map_err(|e| Attempt::Fatal(e.into()))
+            let written = central.write_samples(slice, marks).map_err(attempt)?;
+            settle(&mut buffer.borrow_mut(), None, &written, epoch, &mut counts)
+                .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
@@ -315,33 +391,84 @@ fn samples_batch(
                 .borrow_mut()
                 .with_reserve(|b| b.quarantine_samples(&[(row.id, message.clone())], now_ms()))?)
         },
-    )
+    )?;
+    Ok((done, counts))
+}
+
+/// After a COMMIT: marks what is now central synced, records and logs the collisions.
+/// `journal` is `None` for samples.
+fn settle(
+    buffer: &mut SyncQueue,
+    journal: Option<Journal>,
+    written: &central::Written,
+    epoch: i64,
+    counts: &mut Counts,
+) -> Result<(), Error> {
+    let stored: Vec<i64> = written.stored().collect();
+    let table = match journal {
+        None => {
+            // Through the disk reserve: rows committed centrally must be marked, full disk or not.
+            buffer.with_reserve(|b| b.mark_samples_synced(&stored, now_ms()))?;
+            "samples"
+        }
+        Some(journal) => {
+            buffer.with_reserve(|b| b.mark_journal_synced(journal, &stored))?;
+            journal.table()
+        }
+    };
+    for c in &written.collisions {
+        tracing::warn!(
+            table,
+            host = %c.host,
+            seq = ?c.seq,
+            local_id = c.local_id,
+            epoch,
+            local_checksum = format!("{:016x}", c.local_checksum),
+            central_checksum = ?c.central_checksum.map(|v| format!("{v:016x}")),
+            "collision: MySQL already holds this identity with other values; the row is kept in the buffer's \
+             collisions table and not written"
+        );
+    }
+    if !written.collisions.is_empty() {
+        buffer
+            .with_reserve(|b| b.record_collisions(table, &written.collisions, epoch, now_ms()))?;
+    }
+    counts.identical += written.identical.len();
+    counts.collisions += written.collisions.len();
+    Ok(())
 }
 
 /// Commits one batch of journal rows, isolating refused rows.
 fn journal_batch(
     central: &mut Central,
-    buffer: &mut Buffer,
+    buffer: &mut SyncQueue,
     journal: Journal,
     rows: &[buffer::JournalRow],
-) -> Result<Isolated, Error> {
+    marks: &HashMap<String, buffer::HostMark>,
+    epoch: i64,
+) -> Result<(Isolated, Counts), Error> {
     let buffer = std::cell::RefCell::new(buffer);
-    commit_isolating(
+    let mut counts = Counts::default();
+    let done = commit_isolating(
         rows,
         &mut |slice| {
-            central.write_journal(slice).map_err(attempt)?;
-            let ids: Vec<i64> = slice.iter().map(|r| r.id).collect();
-            buffer
-                .borrow_mut()
-                .with_reserve(|b| b.mark_journal_synced(journal, &ids))
-                .map_err(|e| Attempt::Fatal(e.into()))
+            let written = central.write_journal(slice, marks).map_err(attempt)?;
+            settle(
+                &mut buffer.borrow_mut(),
+                Some(journal),
+                &written,
+                epoch,
+                &mut counts,
+            )
+            .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(table = journal.table(), id = row.id, host = %row.host, reason = %message,
                 "MySQL refused a row; it stays only in the local buffer");
             Ok(buffer.borrow_mut().reject_journal(journal, &[row.id])?)
         },
-    )
+    )?;
+    Ok((done, counts))
 }
 
 fn attempt(err: central::Error) -> Attempt<Error> {

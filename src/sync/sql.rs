@@ -6,9 +6,11 @@
 //! trip per statement instead of prepare + execute, and no limit of 65,535
 //! placeholders per statement. Strings are escaped for the session's
 //! `sql_mode`, which `central` sets explicitly (backslash escapes on).
-//! `ON DUPLICATE KEY UPDATE k = k` makes a re-sent row a no-op while letting
-//! content errors (too long, out of range, invalid JSON) surface, which
-//! `INSERT IGNORE` would swallow as warnings.
+//! Every row carries the buffer's epoch and a checksum of its values
+//! ([`fnv1a`]), so that a re-send is told apart from a collision. `central`
+//! sends only rows whose identity is not there yet; `ON DUPLICATE KEY UPDATE
+//! k = k` is a guard beside that check, and lets content errors (too long, out
+//! of range, invalid JSON) surface, which `INSERT IGNORE` would swallow.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -82,59 +84,104 @@ pub fn hosts_upsert(appliance: u32, hosts: &[(&str, &str)]) -> Vec<String> {
     insert.finish()
 }
 
-/// The statements that store `rows` (samples, then their per-core values).
-/// Every host of `rows` must be in `hosts`; rows whose cores did not parse store none.
-pub fn sample_inserts(
-    appliance: u32,
-    hosts: &HashMap<String, u32>,
-    rows: &[SyncSample],
-) -> Vec<String> {
+/// FNV-1a, 64 bits: the checksum of a row's values as sent. Not cryptographic: it tells an
+/// identical re-send (a crash between COMMIT and marking) from a different row under the same
+/// identity, which only a replaced or copied buffer can produce.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The values of a sample after its identity, as SQL literals, comma separated (in the column
+/// order of [`sample_inserts`]).
+fn sample_values(s: &SyncSample) -> String {
+    let mut out = String::with_capacity(256);
+    push_datetime_ms(&mut out, s.collected_at);
+    out.push(',');
+    push_datetime_ms(&mut out, s.received_at);
+    let _ = write!(out, ",{},", u8::from(s.clock_skewed));
+    push_f64(&mut out, Some(s.cpu));
+    let _ = write!(
+        out,
+        ",{},{},{},{},{},",
+        s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s
+    );
+    match s.boot_time_s {
+        Some(boot) => push_datetime_ms(&mut out, boot.saturating_mul(1000)),
+        None => out.push_str("NULL"),
+    }
+    for load in s.load {
+        out.push(',');
+        push_f64(&mut out, load);
+    }
+    for text in [&s.hostname, &s.os, &s.kernel, &s.extras] {
+        out.push(',');
+        push_opt_str(&mut out, text.as_deref());
+    }
+    out
+}
+
+/// A sample ready to send: its central host id, values and checksum (values and per-core values).
+pub struct PreparedSample<'a> {
+    /// The buffer's row.
+    pub row: &'a SyncSample,
+    /// The central id of its host.
+    pub host_id: u32,
+    values: String,
+    /// Checksum of everything but the identity.
+    pub checksum: u64,
+}
+
+impl<'a> PreparedSample<'a> {
+    /// Renders `row` for central host `host_id`.
+    pub fn new(row: &'a SyncSample, host_id: u32) -> PreparedSample<'a> {
+        let values = sample_values(row);
+        let mut text = values.clone();
+        for cpu in row.cores.as_deref().unwrap_or_default() {
+            text.push('|');
+            push_f64(&mut text, Some(*cpu));
+        }
+        PreparedSample {
+            row,
+            host_id,
+            checksum: fnv1a(text.as_bytes()),
+            values,
+        }
+    }
+}
+
+/// The statements that store `rows` (samples, then their per-core values) under `epoch`.
+/// Rows whose cores did not parse store none.
+pub fn sample_inserts(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> Vec<String> {
     let mut samples = MultiInsert::new(
-        "INSERT INTO samples (appliance_id, host_id, seq, collected_at, received_at, clock_skewed, \
+        "INSERT INTO samples (appliance_id, epoch, host_id, seq, collected_at, received_at, clock_skewed, \
          cpu, mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time, load1, load5, load15, \
-         hostname, os, kernel, extras)",
+         hostname, os, kernel, extras, checksum)",
         "ON DUPLICATE KEY UPDATE seq = seq",
     );
     let mut cores = MultiInsert::new(
-        "INSERT INTO sample_cores (appliance_id, host_id, seq, core, cpu)",
+        "INSERT INTO sample_cores (appliance_id, epoch, host_id, seq, core, cpu)",
         "ON DUPLICATE KEY UPDATE core = core",
     );
     // Primary-key order within the transaction: fewer B-tree pages touched than
     // arrival order, which interleaves every host.
-    let mut order: Vec<(u32, i64, &SyncSample)> = rows
-        .iter()
-        .map(|s| (hosts.get(&s.host).copied().unwrap_or(0), s.seq, s))
-        .collect();
-    order.sort_unstable_by_key(|&(host, seq, _)| (host, seq));
-    for (host, _, s) in order {
+    let mut order: Vec<&PreparedSample<'_>> = rows.to_vec();
+    order.sort_unstable_by_key(|p| (p.host_id, p.row.seq));
+    for p in order {
+        let s = p.row;
         let out = samples.row();
-        let _ = write!(out, "({appliance},{host},{},", s.seq);
-        push_datetime_ms(out, s.collected_at);
-        out.push(',');
-        push_datetime_ms(out, s.received_at);
-        let _ = write!(out, ",{},", u8::from(s.clock_skewed));
-        push_f64(out, Some(s.cpu));
         let _ = write!(
             out,
-            ",{},{},{},{},{},",
-            s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s
+            "({appliance},{epoch},{},{},{},{})",
+            p.host_id, s.seq, p.values, p.checksum
         );
-        match s.boot_time_s {
-            Some(boot) => push_datetime_ms(out, boot.saturating_mul(1000)),
-            None => out.push_str("NULL"),
-        }
-        for load in s.load {
-            out.push(',');
-            push_f64(out, load);
-        }
-        for text in [&s.hostname, &s.os, &s.kernel, &s.extras] {
-            out.push(',');
-            push_opt_str(out, text.as_deref());
-        }
-        out.push(')');
         for (core, cpu) in s.cores.as_deref().unwrap_or_default().iter().enumerate() {
             let out = cores.row();
-            let _ = write!(out, "({appliance},{host},{},{core},", s.seq);
+            let _ = write!(out, "({appliance},{epoch},{},{},{core},", p.host_id, s.seq);
             push_f64(out, Some(*cpu));
             out.push(')');
         }
@@ -144,38 +191,51 @@ pub fn sample_inserts(
     statements
 }
 
-/// The statements that store journal rows of one table (all `rows` of one [`JournalFields`] kind).
-pub fn journal_inserts(
-    appliance: u32,
-    hosts: &HashMap<String, u32>,
-    rows: &[JournalRow],
-) -> Vec<String> {
-    let Some(first) = rows.first() else {
-        return Vec::new();
-    };
-    let head = match first.fields {
-        JournalFields::CollectionError { .. } => {
-            "INSERT INTO collection_errors (appliance_id, local_id, host_id, at, class, message)"
+/// `SELECT host_id, seq, checksum` of the central rows that already hold any identity of `rows`.
+pub fn existing_samples(appliance: u32, epoch: i64, rows: &[PreparedSample<'_>]) -> String {
+    let mut ranges: HashMap<u32, (i64, i64)> = HashMap::new();
+    for p in rows {
+        let range = ranges.entry(p.host_id).or_insert((p.row.seq, p.row.seq));
+        range.0 = range.0.min(p.row.seq);
+        range.1 = range.1.max(p.row.seq);
+    }
+    let mut ranges: Vec<_> = ranges.into_iter().collect();
+    ranges.sort_unstable();
+    let mut out = format!(
+        "SELECT host_id, seq, checksum FROM samples WHERE appliance_id = {appliance} AND epoch = {epoch} AND ("
+    );
+    for (i, (host, (low, high))) in ranges.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" OR ");
         }
-        JournalFields::Drop { .. } => {
-            "INSERT INTO drops (appliance_id, local_id, host_id, first_seq, last_seq, count, reason, at)"
-        }
-        JournalFields::AlertEvent { .. } => {
-            "INSERT INTO alert_events (appliance_id, local_id, host_id, rule, kind, value, threshold, at, message)"
-        }
-    };
-    let mut insert = MultiInsert::new(head, "ON DUPLICATE KEY UPDATE local_id = local_id");
-    for row in rows {
-        let host = hosts.get(&row.host).copied().unwrap_or(0);
-        let out = insert.row();
-        let _ = write!(out, "({appliance},{},{host},", row.id);
+        let _ = write!(out, "(host_id = {host} AND seq BETWEEN {low} AND {high})");
+    }
+    out.push(')');
+    out
+}
+
+/// A journal row ready to send: its central host id, values and checksum.
+pub struct PreparedJournal<'a> {
+    /// The buffer's row.
+    pub row: &'a JournalRow,
+    /// The central id of its host.
+    pub host_id: u32,
+    values: String,
+    /// Checksum of the values (host name included, since host ids are per database).
+    pub checksum: u64,
+}
+
+impl<'a> PreparedJournal<'a> {
+    /// Renders `row` for central host `host_id`.
+    pub fn new(row: &'a JournalRow, host_id: u32) -> PreparedJournal<'a> {
+        let mut out = String::with_capacity(128);
         match &row.fields {
             JournalFields::CollectionError { at, class, message } => {
-                push_datetime_ms(out, *at);
+                push_datetime_ms(&mut out, *at);
                 out.push(',');
-                push_str(out, class);
+                push_str(&mut out, class);
                 out.push(',');
-                push_str(out, message);
+                push_str(&mut out, message);
             }
             JournalFields::Drop {
                 first_seq,
@@ -185,9 +245,9 @@ pub fn journal_inserts(
                 at,
             } => {
                 let _ = write!(out, "{first_seq},{last_seq},{count},");
-                push_str(out, reason);
+                push_str(&mut out, reason);
                 out.push(',');
-                push_datetime_ms(out, *at);
+                push_datetime_ms(&mut out, *at);
             }
             JournalFields::AlertEvent {
                 rule,
@@ -197,20 +257,124 @@ pub fn journal_inserts(
                 at,
                 message,
             } => {
-                push_str(out, rule);
+                push_str(&mut out, rule);
                 out.push(',');
-                push_str(out, kind);
+                push_str(&mut out, kind);
                 out.push(',');
-                push_f64(out, *value);
+                push_f64(&mut out, *value);
                 out.push(',');
-                push_f64(out, *threshold);
+                push_f64(&mut out, *threshold);
                 out.push(',');
-                push_datetime_ms(out, *at);
+                push_datetime_ms(&mut out, *at);
                 out.push(',');
-                push_str(out, message);
+                push_str(&mut out, message);
             }
         }
-        out.push(')');
+        let mut text = row.host.clone();
+        text.push('|');
+        text.push_str(&out);
+        PreparedJournal {
+            row,
+            host_id,
+            checksum: fnv1a(text.as_bytes()),
+            values: out,
+        }
+    }
+}
+
+/// The central table of a journal row.
+pub fn journal_table(fields: &JournalFields) -> &'static str {
+    match fields {
+        JournalFields::CollectionError { .. } => "collection_errors",
+        JournalFields::Drop { .. } => "drops",
+        JournalFields::AlertEvent { .. } => "alert_events",
+    }
+}
+
+/// The statements that store journal rows of one table (all `rows` of one [`JournalFields`] kind).
+pub fn journal_inserts(appliance: u32, epoch: i64, rows: &[&PreparedJournal<'_>]) -> Vec<String> {
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    let head = match first.row.fields {
+        JournalFields::CollectionError { .. } => {
+            "INSERT INTO collection_errors (appliance_id, epoch, local_id, host_id, at, class, message, checksum)"
+        }
+        JournalFields::Drop { .. } => {
+            "INSERT INTO drops (appliance_id, epoch, local_id, host_id, first_seq, last_seq, count, reason, at, checksum)"
+        }
+        JournalFields::AlertEvent { .. } => {
+            "INSERT INTO alert_events (appliance_id, epoch, local_id, host_id, rule, kind, value, threshold, at, message, checksum)"
+        }
+    };
+    let mut insert = MultiInsert::new(head, "ON DUPLICATE KEY UPDATE local_id = local_id");
+    for p in rows {
+        let out = insert.row();
+        let _ = write!(
+            out,
+            "({appliance},{epoch},{},{},{},{})",
+            p.row.id, p.host_id, p.values, p.checksum
+        );
+    }
+    insert.finish()
+}
+
+/// `SELECT local_id, checksum` of the central rows of `table` that already hold any identity of `rows`.
+pub fn existing_journal(
+    table: &str,
+    appliance: u32,
+    epoch: i64,
+    rows: &[PreparedJournal<'_>],
+) -> String {
+    let low = rows.iter().map(|p| p.row.id).min().unwrap_or(0);
+    let high = rows.iter().map(|p| p.row.id).max().unwrap_or(0);
+    format!(
+        "SELECT local_id, checksum FROM {table} WHERE appliance_id = {appliance} AND epoch = {epoch} \
+         AND local_id BETWEEN {low} AND {high}"
+    )
+}
+
+/// What one transaction adds to the watermark of one host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatermarkDelta {
+    /// The host's first sequence number under this epoch.
+    pub first_seq: i64,
+    /// The newest sequence number the buffer holds for the host.
+    pub last_seq: i64,
+    /// The newest sequence number this transaction inserted (0: none).
+    pub stored_last_seq: i64,
+    /// Samples this transaction inserted.
+    pub stored: i64,
+    /// Samples the drops rows this transaction inserted account for.
+    pub dropped: i64,
+}
+
+/// Upserts of the watermarks of `deltas` (central host id, delta), in key order.
+pub fn watermark_upserts(
+    appliance: u32,
+    epoch: i64,
+    deltas: &HashMap<u32, WatermarkDelta>,
+) -> Vec<String> {
+    let mut insert = MultiInsert::new(
+        "INSERT INTO watermarks (appliance_id, epoch, host_id, first_seq, last_seq, stored_last_seq, \
+         samples_stored, samples_dropped)",
+        "ON DUPLICATE KEY UPDATE first_seq = LEAST(first_seq, VALUES(first_seq)), \
+         last_seq = GREATEST(last_seq, VALUES(last_seq)), \
+         stored_last_seq = GREATEST(stored_last_seq, VALUES(stored_last_seq)), \
+         samples_stored = samples_stored + VALUES(samples_stored), \
+         samples_dropped = samples_dropped + VALUES(samples_dropped), \
+         updated_at = CURRENT_TIMESTAMP(3)",
+    );
+    let mut keys: Vec<_> = deltas.keys().copied().collect();
+    keys.sort_unstable();
+    for host in keys {
+        let d = deltas[&host];
+        let out = insert.row();
+        let _ = write!(
+            out,
+            "({appliance},{epoch},{host},{},{},{},{},{})",
+            d.first_seq, d.last_seq, d.stored_last_seq, d.stored, d.dropped
+        );
     }
     insert.finish()
 }
@@ -349,16 +513,23 @@ mod tests {
         }
     }
 
+    fn prepared(rows: &[SyncSample], host_id: u32) -> Vec<PreparedSample<'_>> {
+        rows.iter()
+            .map(|r| PreparedSample::new(r, host_id))
+            .collect()
+    }
+
     #[test]
     fn a_batch_becomes_one_sample_insert_and_one_core_insert() {
-        let hosts = HashMap::from([("a".to_string(), 7)]);
         let rows = [sample("a", 1, 2), sample("a", 2, 2)];
-        let statements = sample_inserts(3, &hosts, &rows);
+        let prepared = prepared(&rows, 7);
+        let refs: Vec<_> = prepared.iter().collect();
+        let statements = sample_inserts(3, -5, &refs);
         assert_eq!(statements.len(), 2);
         assert!(statements[0].starts_with("INSERT INTO samples"));
         assert!(
             statements[0]
-                .contains("(3,7,1,'1970-01-01 00:00:01.000','1970-01-01 00:00:02.000',0,12.5,")
+                .contains("(3,-5,7,1,'1970-01-01 00:00:01.000','1970-01-01 00:00:02.000',0,12.5,")
         );
         assert!(statements[0].contains("'h\\'1'"));
         assert!(statements[0].ends_with("ON DUPLICATE KEY UPDATE seq = seq"));
@@ -367,9 +538,10 @@ mod tests {
 
     #[test]
     fn large_batches_are_cut_into_statements_under_the_packet_limit() {
-        let hosts = HashMap::from([("a".to_string(), 1)]);
         let rows: Vec<_> = (0..20_000).map(|i| sample("a", i, 8)).collect();
-        let statements = sample_inserts(1, &hosts, &rows);
+        let prepared = prepared(&rows, 1);
+        let refs: Vec<_> = prepared.iter().collect();
+        let statements = sample_inserts(1, 9, &refs);
         assert!(statements.len() > 2);
         for s in &statements {
             assert!(s.len() < MAX_STATEMENT_BYTES + 1024);
@@ -380,5 +552,45 @@ mod tests {
             .map(|s| s.matches("),(").count() + 1)
             .sum();
         assert_eq!(tuples, 20_000 * 9);
+    }
+
+    #[test]
+    fn checksums_tell_identical_rows_from_different_ones() {
+        let a = sample("a", 1, 2);
+        let mut b = a.clone();
+        b.id = 99;
+        assert_eq!(
+            PreparedSample::new(&a, 1).checksum,
+            PreparedSample::new(&b, 2).checksum,
+            "identity and local id are not part of the checksum"
+        );
+        b.cores = Ok(vec![1.0, 1.5]);
+        assert_ne!(
+            PreparedSample::new(&a, 1).checksum,
+            PreparedSample::new(&b, 1).checksum
+        );
+        b = a.clone();
+        b.mem_used += 1;
+        assert_ne!(
+            PreparedSample::new(&a, 1).checksum,
+            PreparedSample::new(&b, 1).checksum
+        );
+    }
+
+    #[test]
+    fn the_existing_row_query_covers_each_host_range() {
+        let rows = [sample("a", 3, 0), sample("a", 9, 0), sample("b", 4, 0)];
+        let prepared: Vec<_> = rows
+            .iter()
+            .map(|r| PreparedSample::new(r, if r.host == "a" { 1 } else { 2 }))
+            .collect();
+        let query = existing_samples(4, 77, &prepared);
+        assert!(query.contains("appliance_id = 4 AND epoch = 77"), "{query}");
+        assert!(
+            query.contains(
+                "(host_id = 1 AND seq BETWEEN 3 AND 9) OR (host_id = 2 AND seq BETWEEN 4 AND 4)"
+            ),
+            "{query}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! contract documented in the README: add fields, never rename them.
 //!
 //! Times are Unix milliseconds. Every reply is built from one read-only
-//! [`Buffer`] connection; the text of hosts (names, addresses, error
+//! [`StatusReader`] connection; the text of hosts (names, addresses, error
 //! messages) is JSON-escaped, and `<`, `>` and `&` additionally as `\u003c`,
 //! `\u003e`, `\u0026`, so a reply cannot be mistaken for HTML.
 
@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::buffer::{ActiveAlert, Buffer, HostStatus, SeriesPoint};
+use crate::buffer::{ActiveAlert, HostStatus, SeriesPoint, StatusReader};
 
 /// Most points of one `/samples` reply; longer ranges are downsampled.
 pub const MAX_POINTS: usize = 720;
@@ -73,7 +73,7 @@ pub enum ApiError {
 }
 
 /// `/api/hosts`.
-pub fn hosts(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
+pub fn hosts(buffer: &StatusReader, context: &Context) -> Result<String, ApiError> {
     let hosts = buffer.web_hosts()?;
     let mut silences = buffer.silences(context.now)?;
     silences.extend(crate::alert::weekly_in_force(&context.weekly, context.now));
@@ -96,7 +96,7 @@ pub fn hosts(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
 }
 
 /// `/api/status`.
-pub fn status(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
+pub fn status(buffer: &StatusReader, context: &Context) -> Result<String, ApiError> {
     let mut s = buffer.status()?;
     s.silences
         .extend(crate::alert::weekly_in_force(&context.weekly, context.now));
@@ -143,7 +143,7 @@ pub fn status(buffer: &Buffer, context: &Context) -> Result<String, ApiError> {
 
 /// `/api/hosts/NAME/samples` for `since` and `until` as given in the query.
 pub fn samples(
-    buffer: &Buffer,
+    buffer: &StatusReader,
     context: &Context,
     host: &str,
     since: Option<&str>,

@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::buffer::Buffer;
+use crate::buffer::StatusReader;
 use crate::config::Config;
 use crate::config::secret::Secret;
 use http::{Request, Response};
@@ -45,7 +45,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The site behind the listener: what it reads and who may read it.
 #[derive(Debug, Clone)]
 pub struct Site {
-    /// `appliance.id`, shown in the page's title.
+    /// The resolved appliance id (`crate::identity`), shown in the page's title.
     pub appliance: String,
     /// `collect.interval`: the page refreshes at this pace.
     pub interval: Duration,
@@ -58,10 +58,10 @@ pub struct Site {
 }
 
 impl Site {
-    /// The site of `config`.
-    pub fn new(config: &Config) -> Site {
+    /// The site of `config`, whose appliance id resolved to `appliance`.
+    pub fn new(config: &Config, appliance: &str) -> Site {
         Site {
-            appliance: config.appliance.id.clone(),
+            appliance: appliance.to_string(),
             interval: config.collect.interval,
             buffer_path: config.buffer.path.clone(),
             password: config.web.password.clone(),
@@ -120,7 +120,7 @@ impl Site {
             now: crate::buffer::now_ms(),
             weekly: self.weekly.clone(),
         };
-        let reply = Buffer::open_read_only(&self.buffer_path)
+        let reply = StatusReader::open(&self.buffer_path)
             .map_err(api::ApiError::from)
             .and_then(|buffer| match request.path.as_str() {
                 "/api/status" => api::status(&buffer, &context),
@@ -170,15 +170,15 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
         == 0
 }
 
-/// Binds `[web] listen` (when set) and serves the site on the executor until
+/// Binds `[web] listen` (when set) and serves the site of appliance `appliance` on the executor until
 /// the returned task is dropped.
-pub fn start(config: &Config) -> anyhow::Result<Option<smol::Task<()>>> {
+pub fn start(config: &Config, appliance: &str) -> anyhow::Result<Option<smol::Task<()>>> {
     let Some(listen) = config.web.listen else {
         return Ok(None);
     };
     let listener = http::bind(listen)
         .with_context(|| format!("binding the status page on {listen} ([web] listen)"))?;
-    let site = Arc::new(Site::new(config));
+    let site = Arc::new(Site::new(config, appliance));
     tracing::info!(%listen, auth = site.password.is_some(), "status page listening");
     Ok(Some(smol::spawn(http::serve(listener, move |request| {
         let site = site.clone();

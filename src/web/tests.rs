@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::http::{Request, parse_head, percent_decode};
 use super::*;
-use crate::buffer::now_ms;
+use crate::buffer::{Buffer, now_ms};
 use crate::collect::outcome::{CollectError, ErrorClass, HostOutcome};
 use crate::report::Report;
 
@@ -339,7 +339,7 @@ fn a_reader_of_the_page_never_blocks_the_writer() {
     let dir = tempfile::tempdir().expect("temp dir");
     let site = site(dir.path(), None);
     let mut writer = Buffer::open(&site.buffer_path).expect("open the writer");
-    let reader = Buffer::open_read_only(&site.buffer_path).expect("open a reader");
+    let reader = StatusReader::open(&site.buffer_path).expect("open a reader");
     // A reader in the middle of a read transaction, as a slow API request would be.
     reader.conn().execute_batch("BEGIN").expect("begin");
     let seen: i64 = reader

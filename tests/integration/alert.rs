@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use edgemon::alert::{Alerting, Mailer, SendReport};
-use edgemon::buffer::{Buffer, NewSilence};
+use edgemon::buffer::{Buffer, NewSilence, StatusReader};
 use edgemon::collect::outcome::{CollectError, ErrorClass, HostOutcome};
 use edgemon::config::units::Percent;
 use edgemon::config::{
@@ -98,6 +98,14 @@ impl Site {
     }
 
     /// Records one round at `T0 + minute`: every host at `cpu` (`None`: unreachable).
+    /// The buffer's status, read as `edgemon status` reads it.
+    fn status(&self) -> edgemon::buffer::BufferStatus {
+        StatusReader::open(&self.path)
+            .expect("open a reader")
+            .status()
+            .expect("status")
+    }
+
     fn round(&mut self, minute: i64, cpu: Option<f64>) {
         self.round_each(minute, |_| cpu);
     }
@@ -256,7 +264,7 @@ fn mail_queued_while_smtp_is_down_arrives_exactly_once_when_it_is_back() {
     site.round(0, Some(97.0));
     let report = send(&mailer, 0);
     assert_eq!((report.sent, report.retried, report.pending), (0, 1, 1));
-    let status = site.buffer.status().expect("status");
+    let status = site.status();
     assert_eq!(status.outbox.pending, 1);
     assert!(status.outbox.last_error.is_some(), "{:?}", status.outbox);
 
@@ -335,7 +343,7 @@ fn a_refused_recipient_is_recorded_as_failed_and_not_retried() {
     assert_eq!((refused.1.as_str(), refused.2), ("failed", 1));
     let reason = refused.3.as_deref().unwrap_or_default();
     assert!(reason.contains("550"), "reason: {reason}");
-    assert_eq!(site.buffer.status().expect("status").outbox.failed, 1);
+    assert_eq!(site.status().outbox.failed, 1);
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to(), "ops@site.test");
@@ -498,7 +506,9 @@ fn an_acknowledged_alert_gets_no_reminder_but_its_resolved() {
         site.round(minute, Some(97.0));
         send(&mailer, minute);
     }
-    let status = site.buffer.status().expect("status");
+    let status = StatusReader::open(&site.path)
+        .and_then(|r| r.status())
+        .expect("status");
     let acks = &status.hosts[0].acks;
     assert_eq!(acks.len(), 1, "{acks:?}");
     assert_eq!((acks[0].by.as_str(), acks[0].at), ("alice", T0 + MINUTE));
@@ -512,7 +522,10 @@ fn an_acknowledged_alert_gets_no_reminder_but_its_resolved() {
         ]
     );
     assert!(
-        site.buffer.status().expect("status").hosts[0]
+        StatusReader::open(&site.path)
+            .and_then(|r| r.status())
+            .expect("status")
+            .hosts[0]
             .acks
             .is_empty(),
         "the acknowledgement ends with the alert"

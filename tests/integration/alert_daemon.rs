@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::daemon::Daemon;
 use crate::local::{local_config, status_json};
 use crate::skip_or_fail;
+use crate::support::daemon::Daemon;
 use crate::support::smtp::Smtp;
 use crate::support::{Edgemon, free_port, temp_dir, wait_for, wait_until};
 

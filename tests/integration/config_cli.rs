@@ -64,6 +64,13 @@ fn imported_xml_passes_check() {
         &["config", "import-xml", "tests/fixtures/config/Config.xml"],
         0,
     );
+    let toml = String::from_utf8_lossy(&output.stdout).to_string();
+    // No shared placeholder id: an imported site takes its id from its machine.
+    let appliance: toml::Table = toml::from_str(&toml).expect("imported TOML parses");
+    assert!(
+        appliance["appliance"].get("id").is_none(),
+        "import-xml wrote an appliance id:\n{toml}"
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("imported.toml");
     std::fs::write(&file, &output.stdout).expect("write imported TOML");

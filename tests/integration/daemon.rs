@@ -7,70 +7,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::local::{local_config, status_json};
 use crate::skip_or_fail;
+use crate::support::daemon::Daemon;
 use crate::support::mariadb::MariaDb;
 use crate::support::smtp::Smtp;
 use crate::support::sshd::Sshd;
 use crate::support::{Edgemon, free_port, temp_dir, wait_for, wait_until};
-
-pub struct Daemon(Child);
-
-impl Daemon {
-    pub fn start(dir: &std::path::Path, config: &std::path::Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_edgemon"))
-            .args(["run", "--config"])
-            .arg(config)
-            .current_dir(dir)
-            .env("EDGEMON_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start edgemon run");
-        Daemon(child)
-    }
-
-    pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", name, &self.0.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -s {name} failed");
-    }
-
-    /// Waits for exit; returns the status and stderr.
-    pub fn wait(&mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                break Some(status);
-            }
-            if start.elapsed() > timeout {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        if status.is_some()
-            && let Some(mut pipe) = self.0.stderr.take()
-        {
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        (status, stderr)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -11,13 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
 use crate::local::status_json;
 use crate::skip_or_fail;
+use crate::support::daemon::Daemon;
 use crate::support::mariadb::MariaDb;
 use crate::support::tmpfs::Tmpfs;
 use crate::support::{Edgemon, temp_dir, wait_for, wait_until};
@@ -34,57 +34,6 @@ fn small_disk(dir: &Path) -> anyhow::Result<Tmpfs> {
     let ballast = disk.avail().saturating_sub(ROOM);
     std::fs::write(disk.path().join("ballast"), vec![0x5Au8; ballast as usize])?;
     Ok(disk)
-}
-
-/// `edgemon run` with its log in a file (outside the tmpfs); killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config: &Path) -> Daemon {
-        let log = dir.join("edgemon.log");
-        let file = std::fs::File::create(&log).expect("create the daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_edgemon"))
-            .args(["run", "--config"])
-            .arg(config)
-            .current_dir(dir)
-            .env("EDGEMON_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start edgemon run");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Lines saying a round was recorded.
-    fn rounds(&self) -> usize {
-        self.log().matches("round recorded").count()
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status();
-        let exited = wait_until(Duration::from_secs(60), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        });
-        assert!(exited, "edgemon run did not stop after SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The configuration: `HOSTS` local hosts every second, the buffer on `disk`, alert lines
@@ -290,9 +239,11 @@ fn the_buffer_filling_its_disk_sheds_with_records_and_drains_when_mysql_returns(
     let text = status_text(dir.path(), &config);
     assert!(text.contains("MiB free of"), "{text}");
     // Collection goes on beside the shedding.
-    let rounds = daemon.rounds();
+    let rounds = daemon.log_count("round recorded");
     assert!(
-        wait_until(Duration::from_secs(60), || daemon.rounds() >= rounds + 3),
+        wait_until(Duration::from_secs(60), || daemon
+            .log_count("round recorded")
+            >= rounds + 3),
         "collection stopped at the disk's bound; log:\n{}",
         daemon.log()
     );
@@ -310,9 +261,11 @@ fn the_buffer_filling_its_disk_sheds_with_records_and_drains_when_mysql_returns(
         "no successful sync after MySQL returned; log:\n{}",
         daemon.log()
     );
-    let rounds = daemon.rounds();
+    let rounds = daemon.log_count("round recorded");
     assert!(
-        wait_until(Duration::from_secs(60), || daemon.rounds() > rounds),
+        wait_until(Duration::from_secs(60), || daemon
+            .log_count("round recorded")
+            > rounds),
         "no round recorded after MySQL returned; log:\n{}",
         daemon.log()
     );
@@ -348,9 +301,11 @@ fn a_disk_filled_by_another_file_stops_nothing_for_good() {
     // Another program fills the disk while the buffer holds plenty: nobody deletes anything,
     // and min_free shedding makes the room to go on.
     assert!(disk.fill("other-0.log") > 0);
-    let rounds = daemon.rounds();
+    let rounds = daemon.log_count("round recorded");
     assert!(
-        wait_until(Duration::from_secs(60), || daemon.rounds() >= rounds + 3),
+        wait_until(Duration::from_secs(60), || daemon
+            .log_count("round recorded")
+            >= rounds + 3),
         "collection stopped on a disk filled by another file; log:\n{}",
         daemon.log()
     );
@@ -402,13 +357,15 @@ fn a_disk_filled_by_another_file_stops_nothing_for_good() {
 
     // The operator deletes the files: collection resumes on its own, and what could not be
     // stored is recorded as drops.
-    let rounds = daemon.rounds();
+    let rounds = daemon.log_count("round recorded");
     for k in 0..fills {
         let _ = std::fs::remove_file(disk.path().join(format!("other-{k}.log")));
     }
     let made_room = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(60), || daemon.rounds() > rounds),
+        wait_until(Duration::from_secs(60), || daemon
+            .log_count("round recorded")
+            > rounds),
         "no round recorded after room was made; log:\n{}",
         daemon.log()
     );

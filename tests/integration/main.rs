@@ -4,6 +4,7 @@ mod config_cli;
 mod daemon;
 mod full_disk;
 mod harness;
+mod identity;
 mod local;
 mod sites;
 mod ssh;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgemon::collect::Collector;
@@ -20,6 +20,7 @@ use edgemon::config::{
 
 use crate::local::status_json;
 use crate::skip_or_fail;
+use crate::support::daemon::Daemon;
 use crate::support::netns::{Conditions, NetnsHost, Site};
 use crate::support::smtp::Smtp;
 use crate::support::{Edgemon, temp_dir, wait_until};
@@ -381,44 +382,6 @@ fn a_noexec_tmp_is_no_problem_with_the_default_agent_dir() {
     Round::run(&collector, "first").sampled(&["h"]);
     host.reboot().expect("reboot");
     Round::run(&collector, "after a reboot").sampled(&["h"]);
-}
-
-/// `edgemon run` as a child, killed on drop.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(dir: &Path, config: &Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_edgemon"))
-            .args(["run", "--config"])
-            .arg(config)
-            .current_dir(dir)
-            .env("EDGEMON_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start edgemon run");
-        Daemon(child)
-    }
-
-    fn stop(&mut self) {
-        let term = Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(term.success());
-        let stopped = wait_until(Duration::from_secs(60), || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        });
-        assert!(stopped, "edgemon run did not stop after SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One host's attempts in round order: (time, error class or None for a sample).

@@ -7,13 +7,13 @@
 //! Completeness is checked one to one: the buffer's samples and MySQL's are
 //! rendered as canonical lines (identity and every value, per-core values
 //! included), compared by count and SHA-256, and the `sequence_gaps` view
-//! must be empty.
+//! must be empty, and so must the completeness view's unexplained loss.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use edgemon::buffer::Buffer;
+use edgemon::buffer::{Buffer, StatusReader, SyncQueue};
 use edgemon::collect::outcome::{CollectError, ErrorClass, HostOutcome};
 use edgemon::config::secret::Secret;
 use edgemon::config::{BufferConfig, MinFree, SyncConfig};
@@ -27,10 +27,10 @@ use crate::support::mariadb::MariaDb;
 use crate::support::{Edgemon, temp_dir, wait_until};
 
 /// Generous: the machine has two cores and cargo runs tests in parallel.
-const PATIENCE: Duration = Duration::from_secs(120);
-const T0: i64 = 1_700_000_000_000;
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const T0: i64 = 1_700_000_000_000;
 
-fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
+pub(crate) fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
     SyncConfig {
         url: Secret::new(url),
         interval: Duration::from_millis(200),
@@ -40,7 +40,7 @@ fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
     }
 }
 
-fn buffer_config(path: &Path) -> BufferConfig {
+pub(crate) fn buffer_config(path: &Path) -> BufferConfig {
     BufferConfig {
         path: path.to_path_buf(),
         max_size: 1 << 40,
@@ -50,7 +50,7 @@ fn buffer_config(path: &Path) -> BufferConfig {
     }
 }
 
-fn report(i: i64, at: i64) -> Report {
+pub(crate) fn report(i: i64, at: i64) -> Report {
     Report {
         version: 1,
         collected_at_ms: at - (i % 7),
@@ -74,7 +74,7 @@ fn report(i: i64, at: i64) -> Report {
 
 /// Records `rounds` rounds over `hosts` (every 5th round, the last host fails), starting at
 /// round `from`.
-fn seed(path: &Path, hosts: usize, from: i64, rounds: i64) {
+pub(crate) fn seed(path: &Path, hosts: usize, from: i64, rounds: i64) {
     let mut buffer = Buffer::open(path).expect("open the buffer");
     for round in from..from + rounds {
         let at = T0 + round * 60_000;
@@ -101,14 +101,14 @@ fn seed(path: &Path, hosts: usize, from: i64, rounds: i64) {
 }
 
 /// Canonical lines of every sample of the buffer that is not quarantined.
-fn buffer_lines(path: &Path) -> Vec<String> {
+pub(crate) fn buffer_lines(path: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(path).expect("open the buffer file");
     let mut stmt = conn
         .prepare(
             "SELECT h.name, s.seq, s.collected_at, s.received_at, s.clock_skewed, s.cpu, s.mem_used,
                     s.mem_total, s.swap_used, s.swap_total, s.uptime_s, s.boot_time_s, s.load1, s.load5,
                     s.load15, s.hostname, s.os, s.kernel, s.extras, s.cores
-             FROM samples s JOIN hosts h ON h.id = s.host_id WHERE s.sync_state != 2",
+             FROM samples s JOIN hosts h ON h.id = s.host_id WHERE s.sync_state IN (0, 1)",
         )
         .expect("prepare");
     let rows = stmt
@@ -135,28 +135,42 @@ fn buffer_lines(path: &Path) -> Vec<String> {
 
 /// Canonical lines of every sample of `appliance` in MySQL.
 fn central_lines(db: &MariaDb, appliance: &str) -> Vec<String> {
+    central_lines_of(db, appliance, None)
+}
+
+/// Canonical lines of every sample of `appliance` in MySQL, of one buffer `epoch` or all.
+pub(crate) fn central_lines_of(db: &MariaDb, appliance: &str, epoch: Option<i64>) -> Vec<String> {
     let mut conn = db.conn().expect("connect");
     conn.query_drop("SET time_zone = '+00:00'").expect("utc");
     let ms = |c: &str| format!("CAST(ROUND(UNIX_TIMESTAMP({c}) * 1000) AS SIGNED)");
-    let cores: Vec<(String, i64, f64)> = conn
+    let of_epoch = |t: &str| match epoch {
+        Some(e) => format!(" AND {t}.epoch = {e}"),
+        None => String::new(),
+    };
+    let cores: Vec<(i64, String, i64, f64)> = conn
         .exec(
-            "SELECT h.name, c.seq, c.cpu FROM sample_cores c JOIN hosts h ON h.id = c.host_id
-             JOIN appliances a ON a.id = c.appliance_id WHERE a.name = ? ORDER BY h.name, c.seq, c.core",
+            format!(
+                "SELECT c.epoch, h.name, c.seq, c.cpu FROM sample_cores c JOIN hosts h ON h.id = c.host_id
+                 JOIN appliances a ON a.id = c.appliance_id WHERE a.name = ?{} ORDER BY c.epoch, h.name, c.seq, c.core",
+                of_epoch("c")
+            ),
             (appliance,),
         )
         .expect("cores");
-    let mut by_sample: std::collections::HashMap<(String, i64), Vec<f64>> = Default::default();
-    for (host, seq, cpu) in cores {
-        by_sample.entry((host, seq)).or_default().push(cpu);
+    let mut by_sample: std::collections::HashMap<(i64, String, i64), Vec<f64>> = Default::default();
+    for (epoch, host, seq, cpu) in cores {
+        by_sample.entry((epoch, host, seq)).or_default().push(cpu);
     }
     let query = format!(
         "SELECT h.name, s.seq, {}, {}, s.clock_skewed, s.cpu, s.mem_used, s.mem_total, s.swap_used,
-                s.swap_total, s.uptime_s, {}, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras
+                s.swap_total, s.uptime_s, {}, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras,
+                s.epoch
          FROM samples s JOIN hosts h ON h.id = s.host_id JOIN appliances a ON a.id = s.appliance_id
-         WHERE a.name = ?",
+         WHERE a.name = ?{}",
         ms("s.collected_at"),
         ms("s.received_at"),
-        ms("s.boot_time")
+        ms("s.boot_time"),
+        of_epoch("s")
     );
     let rows: Vec<mysql::Row> = conn.exec(query, (appliance,)).expect("samples");
     rows.into_iter()
@@ -166,7 +180,10 @@ fn central_lines(db: &MariaDb, appliance: &str) -> Vec<String> {
             let s = |i: usize| -> Option<String> { r.get::<Option<String>, _>(i).flatten() };
             let host = s(0).unwrap_or_default();
             let seq = get(1).unwrap_or_default();
-            let cores = by_sample.remove(&(host.clone(), seq)).unwrap_or_default();
+            let epoch = get(19).unwrap_or_default();
+            let cores = by_sample
+                .remove(&(epoch, host.clone(), seq))
+                .unwrap_or_default();
             line(
                 host,
                 [
@@ -201,7 +218,7 @@ fn line(
 }
 
 /// (count, SHA-256 of the sorted lines).
-fn digest(mut lines: Vec<String>) -> (usize, String) {
+pub(crate) fn digest(mut lines: Vec<String>) -> (usize, String) {
     lines.sort();
     let mut hash = Sha256::new();
     for l in &lines {
@@ -211,13 +228,13 @@ fn digest(mut lines: Vec<String>) -> (usize, String) {
     (lines.len(), hex::encode(hash.finalize()))
 }
 
-fn count(db: &MariaDb, sql: &str) -> i64 {
+pub(crate) fn count(db: &MariaDb, sql: &str) -> i64 {
     let mut conn = db.conn().expect("connect");
     conn.query_first::<i64, _>(sql).expect("count").unwrap_or(0)
 }
 
 /// MySQL holds exactly the buffer's samples of `appliance`, and no unexplained gap.
-fn assert_complete(db: &MariaDb, buffer: &Path, appliance: &str) {
+pub(crate) fn assert_complete(db: &MariaDb, buffer: &Path, appliance: &str) {
     let local = digest(buffer_lines(buffer));
     let central = digest(central_lines(db, appliance));
     assert!(local.0 > 0);
@@ -228,17 +245,33 @@ fn assert_complete(db: &MariaDb, buffer: &Path, appliance: &str) {
     let mut conn = db.conn().expect("connect");
     let gaps: Vec<mysql::Row> = conn.query("SELECT * FROM sequence_gaps").expect("gap view");
     assert!(gaps.is_empty(), "unexplained sequence gaps: {gaps:?}");
+    assert_eq!(
+        unexplained(db, appliance),
+        0,
+        "the completeness view shows loss for {appliance}"
+    );
 }
 
-fn unsynced(path: &Path) -> u64 {
-    Buffer::open(path)
+/// Sum of the completeness view's `unexplained` over `appliance`'s rows.
+pub(crate) fn unexplained(db: &MariaDb, appliance: &str) -> i64 {
+    let mut conn = db.conn().expect("connect");
+    conn.exec_first::<i64, _, _>(
+        "SELECT CAST(COALESCE(SUM(unexplained), 0) AS SIGNED) FROM completeness WHERE appliance = ?",
+        (appliance,),
+    )
+    .expect("completeness view")
+    .unwrap_or(0)
+}
+
+pub(crate) fn unsynced(path: &Path) -> u64 {
+    SyncQueue::open(path)
         .expect("open")
         .unsynced_depth()
         .expect("depth")
         .0
 }
 
-fn drain(task: &SyncTask) -> edgemon::sync::PassReport {
+pub(crate) fn drain(task: &SyncTask) -> edgemon::sync::PassReport {
     task.drain(&AtomicBool::new(false), &mut |_| {})
         .expect("drain")
 }
@@ -323,7 +356,10 @@ fn a_round_trip_keeps_every_field_and_quarantines_only_the_refused_row() {
         reason.contains("quarantined") && reason.contains("hostname"),
         "{reason}"
     );
-    let status = Buffer::open(&path).expect("open").status().expect("status");
+    let status = StatusReader::open(&path)
+        .expect("open")
+        .status()
+        .expect("status");
     assert_eq!(status.quarantined, 1);
     assert!(status.last_sync_at.is_some() && status.last_sync_error.is_none());
 
@@ -359,9 +395,10 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
         db.kill9().expect("kill -9 MariaDB");
         let runner = scope.spawn(|| task.run(&stop));
         let refused = wait_until(PATIENCE, || {
-            Buffer::open(&path)
+            StatusReader::open(&path)
                 .ok()
-                .and_then(|b| b.get_kv("sync.last_error").ok().flatten())
+                .and_then(|b| b.sync_status().ok())
+                .and_then(|s| s.last_error)
                 .is_some_and(|e| e.contains("cannot reach MySQL"))
         });
         assert!(refused, "the task never noticed the dead server");
@@ -545,7 +582,10 @@ fn refused_credentials_an_unreachable_server_a_dropped_table_and_a_newer_schema_
         "{err}"
     );
     assert_eq!(unsynced(&path), 2, "the samples stay buffered");
-    let status = Buffer::open(&path).expect("open").status().expect("status");
+    let status = StatusReader::open(&path)
+        .expect("open")
+        .status()
+        .expect("status");
     assert!(
         status
             .last_sync_error
@@ -554,13 +594,13 @@ fn refused_credentials_an_unreachable_server_a_dropped_table_and_a_newer_schema_
 
     db.conn()
         .expect("connect")
-        .query_drop("INSERT INTO schema_version (version, applied_by) VALUES (2, 'future')")
+        .query_drop("INSERT INTO schema_version (version, applied_by) VALUES (3, 'future')")
         .expect("v2");
     let err = fresh
         .drain(&AtomicBool::new(false), &mut |_| {})
         .expect_err("a newer schema")
         .to_string();
-    assert!(err.contains("version 2 is newer"), "{err}");
+    assert!(err.contains("version 3 is newer"), "{err}");
 }
 
 #[test]
@@ -640,7 +680,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     );
 
     db.kill9().expect("kill -9 MariaDB");
-    let stored_at_kill = Buffer::open_read_only(&buffer)
+    let stored_at_kill = StatusReader::open(&buffer)
         .expect("open")
         .status()
         .expect("status")
@@ -648,7 +688,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     // Collection goes on while MySQL is down.
     assert!(
         wait_until(PATIENCE, || {
-            Buffer::open_read_only(&buffer)
+            StatusReader::open(&buffer)
                 .and_then(|b| b.status())
                 .is_ok_and(|s| s.samples >= stored_at_kill + 6)
         }),

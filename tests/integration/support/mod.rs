@@ -15,6 +15,7 @@
 // the test binary does not reach yet are still part of the harness's API.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod mariadb;
 pub mod netns;
 pub mod smtp;
