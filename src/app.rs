@@ -102,9 +102,7 @@ pub fn record(
         Err(error) => tracing::warn!(%error, "retention before the round failed"),
     }
     let alerting = Alerting::new(config);
-    let result = buffer.record_round(outcomes, config.collect.max_clock_skew, |tx, recorded| {
-        alerting.record(tx, outcomes, recorded, now)
-    });
+    let result = alerting.record_round(buffer, outcomes, config.collect.max_clock_skew, now);
     match result {
         Ok((totals, alerts)) => {
             alerts.log();
@@ -306,6 +304,10 @@ pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let buffer = crate::buffer::StatusReader::open(path)?;
     let mut status = buffer.status()?;
     status.appliance = crate::identity::appliance_id(&config.appliance).ok();
+    status.silences.extend(crate::alert::weekly_in_force(
+        &config.silences,
+        crate::buffer::now_ms(),
+    ));
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &status)?;

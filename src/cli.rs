@@ -60,6 +60,21 @@ pub enum Command {
     /// Check or import configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Silence alert mail (alerts are still recorded and synced); effective at the next round.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Acknowledge a firing alert: no reminders until it resolves (its RESOLVED is still mailed).
+    Ack {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The host's name in the configuration.
+        host: String,
+        /// The rule: cpu, memory, swap, reboot, unreachable.
+        rule: String,
+        /// Why, shown with the acknowledgement.
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Manage pinned SSH host keys.
     #[command(subcommand)]
     Hosts(HostsCommand),
@@ -86,6 +101,47 @@ pub enum ConfigCommand {
     },
     /// Print every configuration key: default, allowed values, environment variable, meaning.
     Keys,
+}
+
+/// `edgemon silence ...`
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence HOST (or --all hosts), for every rule or only the RULEs given.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Every host (then every argument is a RULE).
+        #[arg(long)]
+        all: bool,
+        /// HOST [RULE...], or with --all: [RULE...] (rules: cpu, memory, swap, reboot,
+        /// unreachable, site-unreachable).
+        #[arg(value_name = "HOST|RULE")]
+        targets: Vec<String>,
+        /// How long, e.g. 2h, 30m, 1day.
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "until")]
+        duration: Option<String>,
+        /// Until when, UTC, e.g. 2026-11-25T18:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Why (shown in `silence list`, `status` and the status page).
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences in force or still to come.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a silence by its id.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The id `silence list` shows.
+        id: i64,
+    },
 }
 
 /// `edgemon hosts ...`
@@ -144,6 +200,41 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             smol::block_on(crate::daemon::run(config, control, once))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Silence(SilenceCommand::Add {
+            config,
+            all,
+            targets,
+            duration,
+            until,
+            comment,
+        }) => {
+            let request = crate::alert::operator::SilenceRequest {
+                all,
+                targets,
+                duration,
+                until,
+                comment,
+            };
+            crate::alert::operator::silence_add(&load(&config)?, &request, &mut std::io::stdout())
+        }
+        Command::Silence(SilenceCommand::List { config, json }) => {
+            crate::alert::operator::silence_list(&load(&config)?, json, &mut std::io::stdout())
+        }
+        Command::Silence(SilenceCommand::Remove { config, id }) => {
+            crate::alert::operator::silence_remove(&load(&config)?, id, &mut std::io::stdout())
+        }
+        Command::Ack {
+            config,
+            host,
+            rule,
+            comment,
+        } => crate::alert::operator::ack(
+            &load(&config)?,
+            &host,
+            &rule,
+            comment.as_deref(),
+            &mut std::io::stdout(),
+        ),
         Command::Hosts(HostsCommand::Trust {
             config,
             name,

@@ -253,6 +253,13 @@ impl Metrics {
                     "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
                 );
             }
+            if let Some(seconds) = status.time_to_first_loss_s {
+                let name = "edgemon_time_to_first_loss_seconds";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Seconds until retention would shed an unsynced sample if nothing synced from now on.\n# TYPE {name} gauge\n{name} {seconds}"
+                );
+            }
             out.push_str("# HELP edgemon_host_samples_unstored Samples of the host not stored (disk full), not yet recorded as drops.\n# TYPE edgemon_host_samples_unstored gauge\n");
             for h in &status.hosts {
                 let _ = writeln!(

@@ -29,11 +29,24 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
             (Some(class), _) => format!("(earlier) {class}"),
             _ => "-".into(),
         };
-        let alerts = if h.firing_alerts.is_empty() {
+        let mut alerts = if h.firing_alerts.is_empty() {
             String::new()
         } else {
             format!("  FIRING: {}", h.firing_alerts.join(", "))
         };
+        for a in &h.acks {
+            alerts.push_str(&format!(
+                "  ACK {} by {} {}{}",
+                a.rule,
+                a.by,
+                ago(now, Some(a.at)),
+                if a.comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", a.comment)
+                }
+            ));
+        }
         writeln!(
             out,
             "{:width$}  {:>12}  {:>6}  {:>6}  {:>6}  {:>10}  {:>5}  {error}{alerts}",
@@ -67,6 +80,13 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
         status.quarantined,
         status.dropped
     )?;
+    if let Some(s) = status.time_to_first_loss_s {
+        writeln!(
+            out,
+            "time to first loss: {} (if nothing synced from now on)",
+            humantime::format_duration(Duration::from_secs(s.max(0) as u64))
+        )?;
+    }
     writeln!(
         out,
         "identity: appliance {}, buffer epoch {}",
@@ -88,6 +108,10 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
         writeln!(out, "WARNING: {warning}")?;
     }
     print_disk(out, now, status)?;
+    if !status.silences.is_empty() {
+        writeln!(out, "silences:")?;
+        crate::alert::operator::print_silences(out, &status.silences)?;
+    }
     writeln!(
         out,
         "sync: last success {}{}",

@@ -17,13 +17,15 @@
 
 pub mod mail;
 pub mod message;
+pub mod operator;
+pub mod plan;
 pub mod rules;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 pub use mail::{Mailer, SendReport};
-use message::AlertItem;
+use plan::{EventRef, HostInput, MailKey, Plan, Snapshot};
 use rules::{HostState, Measures, Observation, Phase, Rule, RuleState};
 
 use crate::buffer::{self, AlertRow, NewAlertEvent, NewMail, Recorded, RoundTx};
@@ -46,6 +48,8 @@ pub struct RoundAlerts {
     pub mails: usize,
     /// Alerts held back by the rate limit this round.
     pub held: usize,
+    /// Mailable transitions withheld by a silence, an acknowledgement or a site alert.
+    pub withheld: usize,
     /// What to log once the round committed, in order.
     pub logs: Vec<AlertLog>,
 }
@@ -70,6 +74,24 @@ pub enum AlertLog {
         recipient: String,
         /// Alerts held for them so far.
         held: usize,
+    },
+    /// A transition that would be mailed was not (silence, acknowledgement, site alert).
+    Withheld {
+        /// Host name.
+        host: String,
+        /// Rule name.
+        rule: &'static str,
+        /// Event kind.
+        kind: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+    /// The site alert fired or resolved.
+    Site {
+        /// The headline.
+        line: String,
+        /// Whether it was mailed.
+        mailed: bool,
     },
     /// The buffer warning was queued for the operators.
     BufferWarning {
@@ -96,6 +118,13 @@ impl RoundAlerts {
                     held,
                     "mail rate limit reached; alerts held for a summary"
                 ),
+                AlertLog::Withheld {
+                    host,
+                    rule,
+                    kind,
+                    why,
+                } => tracing::info!(host = %host, rule = %rule, kind = %kind, "not mailed: {why}"),
+                AlertLog::Site { line, mailed } => tracing::warn!(mailed, "{line}"),
                 AlertLog::BufferWarning {
                     warning,
                     recipients,
@@ -125,6 +154,10 @@ pub struct Alerting {
     rate_limit: u32,
     rate_window: Duration,
     hosts: HashMap<String, HostRules>,
+    /// The buffer's bounds and the collection interval, for time-to-first-loss.
+    horizon: Option<(crate::config::BufferConfig, Duration)>,
+    /// Recurring silences of the configuration (`[[silence]]`).
+    weekly: Vec<crate::config::WeeklySilence>,
 }
 
 impl Alerting {
@@ -136,6 +169,25 @@ impl Alerting {
             "unnamed-appliance".to_string()
         });
         Alerting::from_parts(&appliance, &config.alert, &config.mail, &config.hosts)
+            .with_loss_horizon(&config.buffer, config.collect.interval)
+            .with_weekly_silences(&config.silences)
+    }
+
+    /// Also honours these recurring silences.
+    pub fn with_weekly_silences(mut self, silences: &[crate::config::WeeklySilence]) -> Alerting {
+        self.weekly = silences.to_vec();
+        self
+    }
+
+    /// Also computes time-to-first-loss each round (from `buffer`'s bounds and samples
+    /// arriving every `interval`), and alerts the operators on it.
+    pub fn with_loss_horizon(
+        mut self,
+        buffer: &crate::config::BufferConfig,
+        interval: Duration,
+    ) -> Alerting {
+        self.horizon = Some((buffer.clone(), interval));
+        self
     }
 
     /// The alert step from its parts (tests, or a daemon that reloads a section).
@@ -161,12 +213,39 @@ impl Alerting {
                     (h.name.clone(), rules)
                 })
                 .collect(),
+            horizon: None,
+            weekly: Vec::new(),
         }
     }
 
-    /// Evaluates the round's outcomes (`recorded` is what `record_round` stored for
-    /// them, in the same order) and writes alert state, events and mail through `tx`.
-    /// Call it as the `also` step of [`buffer::Buffer::record_round`].
+    /// Records a round and its alerts in one explicit transaction: begin, record the
+    /// samples, read the alert snapshot, plan (pure), apply the plan, commit. Log the
+    /// returned [`RoundAlerts`] only after this returns `Ok`.
+    pub fn record_round(
+        &self,
+        buffer: &mut buffer::Buffer,
+        outcomes: &[HostOutcome],
+        max_clock_skew: Duration,
+        now: i64,
+    ) -> buffer::Result<(buffer::RoundTotals, RoundAlerts)> {
+        let mut round = buffer.begin_round()?;
+        let recorded = round.record(outcomes, max_clock_skew)?.to_vec();
+        let loss_horizon_s = match &self.horizon {
+            Some((config, interval)) => {
+                let stored = recorded.iter().filter(|r| r.seq.is_some()).count();
+                let per_s = stored as f64 / interval.as_secs_f64().max(1.0);
+                Some(round.store_loss_horizon(config, per_s, now)?)
+            }
+            None => None,
+        };
+        let alerts = self.record_with(round.tx_mut(), outcomes, &recorded, loss_horizon_s, now)?;
+        let totals = round.commit()?;
+        Ok((totals, alerts))
+    }
+
+    /// The alert step inside an open round (`recorded` is what the round stored for
+    /// `outcomes`, in the same order): snapshot, [`plan::evaluate`], the recent samples
+    /// of hosts that may be mailed, [`plan::plan`], then the plan's writes through `tx`.
     pub fn record(
         &self,
         tx: &mut RoundTx<'_>,
@@ -174,74 +253,170 @@ impl Alerting {
         recorded: &[Recorded],
         now: i64,
     ) -> buffer::Result<RoundAlerts> {
-        let mut totals = RoundAlerts::default();
-        let mut by_recipient: BTreeMap<String, Vec<AlertItem>> = BTreeMap::new();
-        for (outcome, rec) in outcomes.iter().zip(recorded) {
-            let Some(rules) = self.hosts.get(&rec.host) else {
-                continue;
-            };
-            let items = self.evaluate_host(tx, rules, outcome, rec, now, &mut totals)?;
-            if items.is_empty() {
-                continue;
-            }
-            for recipient in self.recipients_of(rules) {
-                by_recipient
-                    .entry(recipient)
-                    .or_default()
-                    .extend(items.iter().cloned());
-            }
-        }
-        self.queue_mail(tx, by_recipient, now, &mut totals)?;
-        self.queue_buffer_warning(tx, now, &mut totals)?;
-        Ok(totals)
+        self.record_with(tx, outcomes, recorded, None, now)
     }
 
-    /// Mails the global recipients once when retention raises its operator warning (a buffer
-    /// bound at 80%, before any unsynced sample must be shed), and re-arms when it clears.
-    /// The figures in the warning change from pass to pass; one mail per episode.
-    fn queue_buffer_warning(
+    fn record_with(
         &self,
         tx: &mut RoundTx<'_>,
+        outcomes: &[HostOutcome],
+        recorded: &[Recorded],
+        loss_horizon_s: Option<i64>,
         now: i64,
-        totals: &mut RoundAlerts,
-    ) -> buffer::Result<()> {
-        const MAILED: &str = "alert.buffer_warning_mailed";
-        let warning = tx.kv_get(buffer::WARNING_KEY)?.unwrap_or_default();
-        let mailed = tx.kv_get(MAILED)?.unwrap_or_default();
-        if warning.is_empty() {
-            if !mailed.is_empty() {
-                tx.kv_set(MAILED, None)?;
+    ) -> buffer::Result<RoundAlerts> {
+        let mut snap = self.snapshot(tx, outcomes, recorded, now)?;
+        snap.loss_horizon_s = loss_horizon_s;
+        let evaluated = plan::evaluate(self, &snap, now);
+        let mut recent = HashMap::new();
+        for host_id in plan::needs_samples(&snap, &evaluated) {
+            recent.insert(host_id, tx.recent_samples(host_id, RECENT_SAMPLES)?);
+        }
+        let plan = plan::plan(self, &snap, &evaluated, &recent, now);
+        self.apply(tx, plan, now)
+    }
+
+    /// Reads what [`plan::plan`] needs, inside the round's transaction.
+    fn snapshot(
+        &self,
+        tx: &RoundTx<'_>,
+        outcomes: &[HostOutcome],
+        recorded: &[Recorded],
+        now: i64,
+    ) -> buffer::Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        for (outcome, rec) in outcomes.iter().zip(recorded) {
+            if !self.hosts.contains_key(&rec.host) {
+                continue;
             }
-            return Ok(());
+            let rows = tx.alert_states(rec.host_id)?;
+            let state: HostState = rows.iter().filter_map(from_row).collect();
+            let unmailed = rows
+                .iter()
+                .filter(|r| r.unmailed)
+                .filter_map(|r| Rule::parse(&r.rule))
+                .collect();
+            let (observation, error) = match &outcome.result {
+                Ok(report) => (
+                    Observation::Sample(Measures {
+                        cpu: report.cpu_percent,
+                        memory: percent(report.mem_used, report.mem_total),
+                        swap: percent(report.swap_used, report.swap_total),
+                        uptime_s: report.uptime_s,
+                    }),
+                    None,
+                ),
+                Err(e) => (
+                    Observation::Failed {
+                        consecutive_failures: u32::try_from(rec.consecutive_failures)
+                            .unwrap_or(u32::MAX),
+                    },
+                    Some(format!("{}: {}", e.class.as_str(), e.message)),
+                ),
+            };
+            snap.hosts.push(HostInput {
+                host_id: rec.host_id,
+                host: rec.host.clone(),
+                address: outcome.address.clone(),
+                observation,
+                error,
+                state,
+                unmailed,
+            });
         }
-        if !mailed.is_empty() {
-            return Ok(());
+        snap.silences = tx.silences(now)?;
+        snap.silences.extend(weekly_in_force(&self.weekly, now));
+        snap.acks = tx
+            .acks()?
+            .into_iter()
+            .map(|a| (a.host_id, a.rule))
+            .collect();
+        snap.held = tx
+            .kv_get(HELD_KEY)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        let held_ids: Vec<i64> = snap.held.values().flatten().copied().collect();
+        snap.held_lines = tx
+            .alert_event_lines(&held_ids)?
+            .into_iter()
+            .map(|(id, at, line)| (id, (at, line)))
+            .collect();
+        let window_start = now - self.rate_window.as_millis() as i64;
+        let mut recipients: BTreeSet<String> = self.recipients.iter().cloned().collect();
+        recipients.extend(self.hosts.values().filter_map(|h| h.mail.clone()));
+        recipients.extend(snap.held.keys().cloned());
+        for recipient in recipients {
+            let n = tx.outbox_count_since(&recipient, window_start)?;
+            snap.sent_in_window.insert(recipient, n);
         }
-        let subject = format!(
-            "[edgemon] WARNING buffer near its bound on {}",
-            self.appliance_id
-        );
-        let body = format!(
-            "The local buffer of appliance {} is close to a configured bound:\n\n  {warning}\n\n\
-             Unsynced samples will be shed (and recorded as drops) if it is reached. Check the\n\
-             sync to MySQL (`edgemon status`, last sync error) or raise the [buffer] bounds.\n",
-            self.appliance_id
-        );
-        for recipient in &self.recipients {
-            let message_id = message::message_id(&self.appliance_id, now, 0, recipient);
-            tx.insert_outbox(&NewMail {
+        snap.buffer_warning = tx.kv_get(buffer::WARNING_KEY)?.unwrap_or_default();
+        snap.buffer_warning_mailed = tx.kv_get(plan::BUFFER_WARNING_MAILED)?.unwrap_or_default();
+        snap.site = tx
+            .kv_get(plan::SITE_KEY)?
+            .and_then(|v| serde_json::from_str(&v).ok());
+        snap.loss_alert = tx.kv_get(plan::LOSS_KEY)?.map(|v| v == "mailed");
+        Ok(snap)
+    }
+
+    /// Writes a plan through the round's transaction.
+    fn apply(&self, tx: &RoundTx<'_>, plan: Plan, now: i64) -> buffer::Result<RoundAlerts> {
+        for s in &plan.states {
+            let mut row = to_row(s.rule, &s.state);
+            row.unmailed = s.unmailed;
+            tx.save_alert_state(s.host_id, &row)?;
+        }
+        let mut ids = Vec::with_capacity(plan.events.len());
+        for e in &plan.events {
+            ids.push(tx.insert_alert_event(&NewAlertEvent {
+                host_id: e.host_id,
+                rule: e.rule.as_str(),
+                kind: e.kind.as_str(),
+                value: e.value,
+                threshold: e.threshold,
+                at: now,
+                message: &e.message,
+            })?);
+        }
+        let resolve = |e: &EventRef| match e {
+            EventRef::Planned(n) => ids.get(*n).copied().unwrap_or_default(),
+            EventRef::Stored(id) => *id,
+        };
+        let mut mails = 0;
+        for m in &plan.mails {
+            let tag = match &m.key {
+                MailKey::Event(e) => resolve(e),
+                MailKey::Tag(t) => *t,
+            };
+            let message_id = message::message_id(&self.appliance_id, now, tag, &m.recipient);
+            mails += usize::from(tx.insert_outbox(&NewMail {
                 message_id: &message_id,
-                recipient,
-                subject: &subject,
-                body: &body,
+                recipient: &m.recipient,
+                subject: &m.subject,
+                body: &m.body,
                 created_at: now,
-            })?;
+            })?);
         }
-        totals.logs.push(AlertLog::BufferWarning {
-            warning: warning.clone(),
-            recipients: self.recipients.len(),
-        });
-        tx.kv_set(MAILED, Some(&warning))
+        if let Some(held) = &plan.held {
+            let held: BTreeMap<&String, Vec<i64>> = held
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, v.iter().map(resolve).collect()))
+                .collect();
+            let value = serde_json::to_string(&held).unwrap_or_default();
+            tx.kv_set(HELD_KEY, (!held.is_empty()).then_some(value.as_str()))?;
+        }
+        for (key, value) in &plan.kv {
+            tx.kv_set(key, value.as_deref())?;
+        }
+        for (host_id, rule) in &plan.clear_acks {
+            tx.delete_ack(*host_id, rule)?;
+        }
+        Ok(RoundAlerts {
+            transitions: plan.events.len(),
+            mails,
+            held: plan.held_count,
+            withheld: plan.withheld,
+            logs: plan.logs,
+        })
     }
 
     fn recipients_of(&self, rules: &HostRules) -> Vec<String> {
@@ -253,139 +428,37 @@ impl Alerting {
         }
         all
     }
+}
 
-    /// Runs the rules of one host and records its transitions; returns the ones to mail.
-    fn evaluate_host(
-        &self,
-        tx: &RoundTx<'_>,
-        rules: &HostRules,
-        outcome: &HostOutcome,
-        rec: &Recorded,
-        now: i64,
-        totals: &mut RoundAlerts,
-    ) -> buffer::Result<Vec<AlertItem>> {
-        let rows = tx.alert_states(rec.host_id)?;
-        let state: HostState = rows.iter().filter_map(from_row).collect();
-        let observation = match &outcome.result {
-            Ok(report) => Observation::Sample(Measures {
-                cpu: report.cpu_percent,
-                memory: percent(report.mem_used, report.mem_total),
-                swap: percent(report.swap_used, report.swap_total),
-                uptime_s: report.uptime_s,
-            }),
-            Err(_) => Observation::Failed {
-                consecutive_failures: u32::try_from(rec.consecutive_failures).unwrap_or(u32::MAX),
-            },
+/// The recurring silences in force at `now`, as silence rows (negative ids, by `config`).
+pub fn weekly_in_force(
+    weekly: &[crate::config::WeeklySilence],
+    now: i64,
+) -> Vec<buffer::SilenceRow> {
+    let mut out = Vec::new();
+    for (n, w) in weekly.iter().enumerate() {
+        let Some((starts_at, ends_at)) = w.window_at(now) else {
+            continue;
         };
-        let (next, transitions) =
-            rules::evaluate(&rules.limits, &self.policy, &state, &observation, now);
-        for rule in Rule::ALL {
-            let old = state.get(&rule);
-            let new = next.get(&rule);
-            if old != new {
-                let default = RuleState::default();
-                tx.save_alert_state(rec.host_id, &to_row(rule, new.unwrap_or(&default)))?;
-            }
-        }
-        let mut items = Vec::new();
-        let mut recent = None;
-        for t in transitions {
-            let line = message::headline(&rec.host, &t);
-            let event_id = tx.insert_alert_event(&NewAlertEvent {
-                host_id: rec.host_id,
-                rule: t.rule.as_str(),
-                kind: t.kind.as_str(),
-                value: t.value,
-                threshold: t.limit,
-                at: now,
-                message: &line,
-            })?;
-            totals.transitions += 1;
-            totals.logs.push(AlertLog::Transition {
-                host: rec.host.clone(),
-                rule: t.rule.as_str(),
-                kind: t.kind.as_str(),
-                line: line.clone(),
-            });
-            if !t.notifies() {
-                continue;
-            }
-            if recent.is_none() {
-                recent = Some(tx.recent_samples(rec.host_id, RECENT_SAMPLES)?);
-            }
-            items.push(AlertItem {
-                host: rec.host.clone(),
-                address: outcome.address.clone(),
-                transition: t,
-                event_id,
-                at: now,
-                recent: recent.clone().unwrap_or_default(),
+        let hosts: Vec<Option<String>> = if w.hosts.is_empty() {
+            vec![None]
+        } else {
+            w.hosts.iter().cloned().map(Some).collect()
+        };
+        for host in hosts {
+            out.push(buffer::SilenceRow {
+                id: -(n as i64 + 1),
+                host,
+                rules: w.rules.clone(),
+                starts_at,
+                ends_at,
+                comment: format!("weekly {}: {}", w.weekly, w.comment),
+                created_by: "config".into(),
+                created_at: starts_at,
             });
         }
-        Ok(items)
     }
-
-    /// One mail per recipient, or nothing while the recipient is over its rate limit.
-    fn queue_mail(
-        &self,
-        tx: &RoundTx<'_>,
-        mut by_recipient: BTreeMap<String, Vec<AlertItem>>,
-        now: i64,
-        totals: &mut RoundAlerts,
-    ) -> buffer::Result<()> {
-        let mut held: BTreeMap<String, Vec<i64>> = tx
-            .kv_get(HELD_KEY)?
-            .and_then(|v| serde_json::from_str(&v).ok())
-            .unwrap_or_default();
-        let held_before = held.clone();
-        for recipient in held.keys() {
-            by_recipient.entry(recipient.clone()).or_default();
-        }
-        let window_start = now - self.rate_window.as_millis() as i64;
-        for (recipient, items) in by_recipient {
-            let recent = tx.outbox_count_since(&recipient, window_start)?;
-            if self.rate_limit > 0 && recent >= i64::from(self.rate_limit) {
-                totals.held += items.len();
-                let ids = held.entry(recipient.clone()).or_default();
-                ids.extend(items.iter().map(|i| i.event_id));
-                if !items.is_empty() {
-                    totals.logs.push(AlertLog::Held {
-                        recipient: recipient.clone(),
-                        held: ids.len(),
-                    });
-                }
-                continue;
-            }
-            let held_ids = held.remove(&recipient).unwrap_or_default();
-            let held_lines = tx.alert_event_lines(&held_ids)?;
-            let composed = if items.len() > message::DETAILED_MAX || !held_lines.is_empty() {
-                message::summary(&self.appliance_id, &items, &held_lines)
-            } else {
-                message::detailed(&self.appliance_id, &items)
-            };
-            let Some(first_event) = items
-                .first()
-                .map(|i| i.event_id)
-                .or(held_ids.first().copied())
-            else {
-                continue;
-            };
-            let message_id = message::message_id(&self.appliance_id, now, first_event, &recipient);
-            let queued = tx.insert_outbox(&NewMail {
-                message_id: &message_id,
-                recipient: &recipient,
-                subject: &composed.subject,
-                body: &composed.body,
-                created_at: now,
-            })?;
-            totals.mails += usize::from(queued);
-        }
-        if held != held_before {
-            let value = serde_json::to_string(&held).unwrap_or_default();
-            tx.kv_set(HELD_KEY, (!held.is_empty()).then_some(value.as_str()))?;
-        }
-        Ok(())
-    }
+    out
 }
 
 fn percent(used: u64, total: u64) -> f64 {
@@ -427,8 +500,12 @@ fn to_row(rule: Rule, s: &RuleState) -> AlertRow {
             .map(|t| t.to_string())
             .collect::<Vec<_>>()
             .join(","),
+        unmailed: false,
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod plan_tests;

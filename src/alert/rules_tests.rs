@@ -31,6 +31,9 @@ fn policy(fire_after: u32) -> AlertPolicy {
         repeat: Duration::from_secs(3600),
         flap_window: Duration::from_secs(3600),
         flap_threshold: 4,
+        site_unreachable_share: 0.5,
+        site_min_hosts: 4,
+        loss_horizon: Duration::from_secs(86_400),
     }
 }
 

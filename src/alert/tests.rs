@@ -46,6 +46,9 @@ fn policy() -> AlertPolicy {
         repeat: Duration::from_secs(3600),
         flap_window: Duration::from_secs(3600),
         flap_threshold: 4,
+        site_unreachable_share: 0.5,
+        site_min_hosts: 4,
+        loss_horizon: Duration::from_secs(86_400),
     }
 }
 
@@ -85,10 +88,8 @@ fn round(
     now: i64,
 ) -> RoundAlerts {
     let outcomes: Vec<_> = at.iter().map(|(h, c)| outcome(h, *c, now)).collect();
-    let (_, alerts) = buffer
-        .record_round(&outcomes, Duration::from_secs(600), |tx, rec| {
-            alerting.record(tx, &outcomes, rec, now)
-        })
+    let (_, alerts) = alerting
+        .record_round(buffer, &outcomes, Duration::from_secs(600), now)
         .unwrap();
     alerts
 }

@@ -27,6 +27,8 @@ pub struct AlertRow {
     pub last_notified_at: Option<i64>,
     /// Recent flip times, comma separated.
     pub flips: String,
+    /// The current episode's FIRING was not mailed (silenced, or held for a site alert).
+    pub unmailed: bool,
 }
 
 /// A new `alert_events` row.
@@ -93,7 +95,7 @@ impl RoundTx<'_> {
         let mut stmt = self
             .tx()
             .prepare_cached(
-                "SELECT rule, state, breaches, since, last_value, last_notified_at, flips
+                "SELECT rule, state, breaches, since, last_value, last_notified_at, flips, unmailed
                  FROM alert_state WHERE host_id = ?1 ORDER BY rule",
             )
             .map_err(&e)?;
@@ -107,6 +109,7 @@ impl RoundTx<'_> {
                     last_value: r.get(4)?,
                     last_notified_at: r.get(5)?,
                     flips: r.get(6)?,
+                    unmailed: r.get(7)?,
                 })
             })
             .map_err(&e)?;
@@ -117,12 +120,12 @@ impl RoundTx<'_> {
     pub fn save_alert_state(&self, host_id: i64, row: &AlertRow) -> Result<()> {
         self.tx()
             .prepare_cached(
-                "INSERT INTO alert_state (host_id, rule, state, breaches, since, last_value, last_notified_at, flips)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO alert_state (host_id, rule, state, breaches, since, last_value, last_notified_at, flips, unmailed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (host_id, rule) DO UPDATE SET
                     state = excluded.state, breaches = excluded.breaches, since = excluded.since,
                     last_value = excluded.last_value, last_notified_at = excluded.last_notified_at,
-                    flips = excluded.flips",
+                    flips = excluded.flips, unmailed = excluded.unmailed",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -133,7 +136,8 @@ impl RoundTx<'_> {
                     row.since,
                     row.last_value,
                     row.last_notified_at,
-                    row.flips
+                    row.flips,
+                    row.unmailed
                 ])
             })
             .map(drop)
@@ -162,8 +166,8 @@ impl RoundTx<'_> {
         Ok(self.tx().last_insert_rowid())
     }
 
-    /// The messages of alert events, by id, in id order, with their host names.
-    pub fn alert_event_lines(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    /// `(id, at, message)` of the alert events `ids` that exist, in the order given.
+    pub fn alert_event_lines(&self, ids: &[i64]) -> Result<Vec<(i64, i64, String)>> {
         let e = self.err("reading held alert events");
         let mut stmt = self
             .tx()
@@ -172,7 +176,7 @@ impl RoundTx<'_> {
         let mut lines = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(line) = stmt
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row([id], |r| Ok((*id, r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(&e)?
             {

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite.sql"),
     include_str!("../../schema/sqlite-2.sql"),
+    include_str!("../../schema/sqlite-3.sql"),
 ];
 
 /// The schema version this build writes.

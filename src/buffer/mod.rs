@@ -23,9 +23,12 @@
 
 mod alert_queries;
 mod disk;
+mod horizon;
 mod migrations;
 mod outbox;
 mod retention;
+mod round;
+mod silence_queries;
 mod state;
 mod status;
 mod sync_queries;
@@ -33,9 +36,12 @@ mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{Outbox, OutboxRow};
 pub use retention::RetentionReport;
+pub use round::Round;
+pub use silence_queries::{AckRow, NewSilence, SilenceRow};
 pub use state::{SyncStatus, WARNING_KEY};
 pub use status::{BufferStatus, DiskStatus, HostStatus, OutboxStatus, StatusReader};
 pub use sync_queries::{
@@ -286,47 +292,18 @@ impl Buffer {
 
     /// Writes one round in a single transaction: a sample (with the next sequence number of
     /// its host) or a collection error per outcome, the hosts' bookkeeping, and whatever
-    /// `also` writes through the [`RoundTx`] (alert transitions and their mail).
-    /// Nothing of the round is stored unless all of it is. Samples earlier rounds could not
-    /// store ([`Buffer::count_unstored`]) are recorded first, as drops that consume their
-    /// hosts' next sequence numbers.
+    /// `also` writes through the [`RoundTx`]. Nothing of the round is stored unless all of
+    /// it is. The explicit form is [`Buffer::begin_round`], which the alert step uses.
     pub fn record_round<T>(
         &mut self,
         outcomes: &[HostOutcome],
         max_clock_skew: Duration,
         also: impl FnOnce(&mut RoundTx<'_>, &[Recorded]) -> Result<T>,
     ) -> Result<(RoundTotals, T)> {
-        let path = self.path.clone();
-        let e = |source| classify(&path, "recording a round", source);
-        let tx = self.conn.transaction().map_err(e)?;
-        let mut round = RoundTx {
-            tx,
-            path: path.clone(),
-        };
-        let mut totals = RoundTotals::default();
-        let unstored = self.disk.state.unstored.clone();
-        let reason = if self.disk.state.full {
-            "not stored: the buffer's filesystem was full when it was collected"
-        } else {
-            "not stored: the buffer could not write its round"
-        };
-        round.record_unstored(&unstored, reason, outcomes)?;
-        let mut recorded = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            let r = round.record_outcome(outcome, max_clock_skew, &mut totals)?;
-            recorded.push(r);
-        }
-        let extra = also(&mut round, &recorded)?;
-        round.tx.commit().map_err(e)?;
-        if self.disk.state != DiskFullState::default() {
-            let state = std::mem::take(&mut self.disk.state);
-            tracing::warn!(
-                recorded_as_drops = state.unstored_total(),
-                hosts = state.unstored.len(),
-                "the buffer has room again: rounds are stored, and the samples that could not be are recorded as drops"
-            );
-            self.disk.save_state();
-        }
+        let mut round = self.begin_round()?;
+        let recorded = round.record(outcomes, max_clock_skew)?.to_vec();
+        let extra = also(round.tx_mut(), &recorded)?;
+        let totals = round.commit()?;
         Ok((totals, extra))
     }
 

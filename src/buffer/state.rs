@@ -22,6 +22,8 @@ pub(crate) mod key {
     pub const SYNC_LAST_ERROR: &str = "sync.last_error";
     /// The operator warning of retention; empty when no bound is near.
     pub const BUFFER_WARNING: &str = "buffer.warning";
+    /// Time-to-first-loss as the round writer last computed it, seconds as decimal text.
+    pub const TIME_TO_FIRST_LOSS: &str = "buffer.time_to_first_loss_s";
 }
 
 /// The kv key of the operator warning (read by the alert step inside the round's
@@ -67,6 +69,14 @@ impl Buffer {
                 r.get(0)
             })
             .map_err(self.err("reading the buffer epoch"))
+    }
+
+    /// Time-to-first-loss as the round writer last computed it, seconds.
+    pub(crate) fn time_to_first_loss(&self) -> Result<Option<i64>> {
+        Ok(
+            get(self, key::TIME_TO_FIRST_LOSS, "reading time-to-first-loss")?
+                .and_then(|v| v.parse().ok()),
+        )
     }
 
     /// The outcome of the sync passes so far.

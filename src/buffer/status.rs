@@ -44,6 +44,8 @@ pub struct HostStatus {
     pub firing_alerts: Vec<String>,
     /// Samples collected but not stored (disk full), not yet recorded as drops.
     pub unstored_samples: u64,
+    /// Acknowledged alerts of this host: who, when, why (reminders stop until they resolve).
+    pub acks: Vec<super::AckRow>,
 }
 
 /// The buffer's filesystem, as `edgemon status` shows it.
@@ -114,10 +116,15 @@ pub struct BufferStatus {
     pub last_sync_error: Option<String>,
     /// Retention's operator warning (a bound at 80% or more), if any.
     pub buffer_warning: Option<String>,
+    /// Seconds until retention would shed an unsynced sample if nothing synced from now on,
+    /// as the daemon's last round computed it.
+    pub time_to_first_loss_s: Option<i64>,
     /// Mail outbox.
     pub outbox: OutboxStatus,
     /// The buffer's filesystem: free space, the reserve, and samples lost to a full disk.
     pub disk: DiskStatus,
+    /// Silences in force or still to come.
+    pub silences: Vec<super::SilenceRow>,
     /// Per-host state, by name.
     pub hosts: Vec<HostStatus>,
 }
@@ -244,8 +251,10 @@ impl StatusReader {
             last_sync_at: sync.last_success_at,
             last_sync_error: sync.last_error,
             buffer_warning: self.core.buffer_warning()?,
+            time_to_first_loss_s: self.core.time_to_first_loss()?,
             outbox,
             disk: self.disk_status(),
+            silences: self.core.silences(super::now_ms())?,
             hosts: self.host_statuses()?,
         })
     }
@@ -304,11 +313,13 @@ impl StatusReader {
                         uptime_s: r.get(16)?,
                         firing_alerts: Vec::new(),
                         unstored_samples: 0,
+                        acks: Vec::new(),
                     },
                 ))
             })
             .map_err(&e)?;
         let mut hosts = Vec::new();
+        let acks = self.core.acks()?;
         let mut firing = conn
             .prepare("SELECT rule FROM alert_state WHERE host_id = ?1 AND state IN ('firing', 'flapping') ORDER BY rule")
             .map_err(&e)?;
@@ -327,6 +338,7 @@ impl StatusReader {
                 .get(&host.name)
                 .copied()
                 .unwrap_or(0);
+            host.acks = acks.iter().filter(|a| a.host_id == id).cloned().collect();
             hosts.push(host);
         }
         Ok(hosts)

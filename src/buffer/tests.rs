@@ -197,6 +197,57 @@ fn new_buffers_give_space_back_and_older_ones_are_converted_at_open() {
 }
 
 #[test]
+fn a_round_not_committed_leaves_nothing_and_the_next_one_reuses_its_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite");
+    let mut buffer = Buffer::open(&path).unwrap();
+    let first = {
+        let mut round = buffer.begin_round().unwrap();
+        round.record(&[ok("a", 1.0)], SKEW).unwrap()[0].seq
+        // Dropped without commit: rolled back.
+    };
+    assert_eq!(
+        StatusReader::open(&path).unwrap().status().unwrap().samples,
+        0
+    );
+    let mut round = buffer.begin_round().unwrap();
+    let seq = round.record(&[ok("a", 2.0)], SKEW).unwrap()[0].seq;
+    let totals = round.commit().unwrap();
+    assert_eq!((seq, totals.samples), (first, 1));
+}
+
+#[test]
+fn silences_and_acks_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+    buffer
+        .record_round(&[ok("a", 1.0)], SKEW, |_, _| Ok(()))
+        .unwrap();
+    let rules = vec!["cpu".to_string()];
+    let id = buffer
+        .add_silence(&NewSilence {
+            host: Some("a"),
+            rules: &rules,
+            starts_at: 10,
+            ends_at: 20,
+            comment: "why",
+            created_by: "alice",
+            created_at: 10,
+        })
+        .unwrap();
+    let listed = buffer.silences(15).unwrap();
+    assert_eq!((listed[0].id, &listed[0].rules), (id, &rules));
+    assert!(buffer.silences(20).unwrap().is_empty(), "ended");
+    assert!(buffer.remove_silence(id).unwrap());
+    assert!(!buffer.remove_silence(id).unwrap());
+    assert_eq!(
+        buffer.ack("a", "cpu", "bob", "", 1).unwrap(),
+        None,
+        "nothing firing to acknowledge"
+    );
+}
+
+#[test]
 fn the_sync_status_is_typed_and_kept_under_the_keys_existing_buffers_use() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.sqlite");

@@ -32,6 +32,9 @@ pub struct ConfigFile {
     /// `[[hosts]]`.
     #[serde(default)]
     pub hosts: Vec<HostSection>,
+    /// `[[silence]]`: recurring maintenance windows.
+    #[serde(default)]
+    pub silence: Vec<SilenceSection>,
     /// `[buffer]`.
     pub buffer: BufferSection,
     /// `[sync]`.
@@ -132,6 +135,20 @@ pub struct DefaultsSection {
     pub mail: Option<String>,
     /// Default limits.
     pub alerts: AlertsSection,
+}
+
+/// One `[[silence]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceSection {
+    /// Hosts covered; all when absent.
+    pub hosts: Option<Vec<String>>,
+    /// Rules covered; all when absent.
+    pub rules: Option<Vec<String>>,
+    /// `"Sat 22:00-Sun 06:00"`, UTC.
+    pub weekly: Option<String>,
+    /// Why.
+    pub comment: Option<String>,
 }
 
 /// One `[[hosts]]` entry.
@@ -255,6 +272,12 @@ pub struct AlertSection {
     pub flap_window: String,
     /// Flips that mark flapping.
     pub flap_threshold: i64,
+    /// Share of unreachable hosts that makes one site alert.
+    pub site_unreachable_share: f64,
+    /// Fewest hosts for site awareness.
+    pub site_min_hosts: i64,
+    /// Time-to-first-loss below which the operators are mailed.
+    pub loss_horizon: String,
 }
 
 /// `[metrics]`.

@@ -30,6 +30,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// Alert lifecycle policy (the limits themselves are per host).
     pub alert: AlertPolicy,
+    /// `[[silence]]`: recurring weekly silences.
+    pub silences: Vec<WeeklySilence>,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// The status page and its JSON API.
@@ -278,6 +280,83 @@ pub struct AlertPolicy {
     pub flap_window: Duration,
     /// Flips within `flap_window` that mark an alert flapping.
     pub flap_threshold: u32,
+    /// When more than this share of a round's hosts is unreachable, one `site-unreachable`
+    /// alert goes to the operators instead of one per host.
+    pub site_unreachable_share: f64,
+    /// Fewest hosts in a round for site awareness to apply.
+    pub site_min_hosts: u32,
+    /// The operators are mailed when time-to-first-loss falls below this (zero: never).
+    pub loss_horizon: Duration,
+}
+
+/// A `[[silence]]` entry: a weekly window (UTC) in which matching alerts are not mailed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeeklySilence {
+    /// Hosts covered; empty for every host.
+    pub hosts: Vec<String>,
+    /// Rules covered; empty for every rule.
+    pub rules: Vec<String>,
+    /// Start, minutes after Monday 00:00 UTC.
+    pub start: u32,
+    /// End, minutes after Monday 00:00 UTC (before `start` when it wraps over Sunday night).
+    pub end: u32,
+    /// The window as written.
+    pub weekly: String,
+    /// Why.
+    pub comment: String,
+}
+
+/// Minutes in a week.
+const WEEK_MIN: i64 = 7 * 24 * 60;
+
+impl WeeklySilence {
+    /// Parses `"Sat 22:00-Sun 06:00"` (days Mon..Sun, 24-hour UTC times) into minutes
+    /// after Monday 00:00.
+    pub fn parse_window(text: &str) -> Result<(u32, u32), String> {
+        let point = |p: &str| -> Result<u32, String> {
+            let (day, time) = p
+                .trim()
+                .split_once(' ')
+                .ok_or_else(|| format!("{p:?}: expected DAY HH:MM"))?;
+            let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+            let d = days
+                .iter()
+                .position(|x| day.trim().to_ascii_lowercase().starts_with(x))
+                .ok_or_else(|| format!("{day:?}: expected a day Mon..Sun"))?;
+            let (h, m) = time
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("{time:?}: expected HH:MM"))?;
+            let h: u32 = h.parse().map_err(|_| format!("{time:?}: expected HH:MM"))?;
+            let m: u32 = m.parse().map_err(|_| format!("{time:?}: expected HH:MM"))?;
+            if h > 23 || m > 59 {
+                return Err(format!("{time:?}: not a time of day"));
+            }
+            Ok(d as u32 * 1440 + h * 60 + m)
+        };
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?}: expected \"Sat 22:00-Sun 06:00\""))?;
+        let (start, end) = (point(a)?, point(b)?);
+        if start == end {
+            return Err(format!("{text:?}: the window is empty"));
+        }
+        Ok((start, end))
+    }
+
+    /// The window in force at `now` (Unix ms), as (start, end) Unix ms, if any.
+    pub fn window_at(&self, now: i64) -> Option<(i64, i64)> {
+        // 1970-01-01 was a Thursday: three days after a Monday.
+        let minute = (now.div_euclid(60_000) + 3 * 1440).rem_euclid(WEEK_MIN);
+        let (start, end) = (i64::from(self.start), i64::from(self.end));
+        let into = (minute - start).rem_euclid(WEEK_MIN);
+        let length = (end - start).rem_euclid(WEEK_MIN);
+        if into >= length {
+            return None;
+        }
+        let begin = (now.div_euclid(60_000) - into) * 60_000;
+        Some((begin, begin + length * 60_000))
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.

@@ -90,11 +90,18 @@ pub(crate) fn resolve(
         repeat: r.duration("alert.repeat", &raw.alert.repeat),
         flap_window: r.duration("alert.flap_window", &raw.alert.flap_window),
         flap_threshold: r.count("alert.flap_threshold", raw.alert.flap_threshold),
+        site_unreachable_share: r.number(
+            "alert.site_unreachable_share",
+            raw.alert.site_unreachable_share,
+        ),
+        site_min_hosts: r.count("alert.site_min_hosts", raw.alert.site_min_hosts),
+        loss_horizon: r.duration("alert.loss_horizon", &raw.alert.loss_horizon),
     };
     let metrics = MetricsConfig {
         listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),
     };
     let web = r.web(&raw.web);
+    let silences = r.silences(&raw, &hosts);
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
@@ -108,6 +115,7 @@ pub(crate) fn resolve(
             sync,
             mail,
             alert,
+            silences,
             metrics,
             web,
         },
@@ -117,6 +125,59 @@ pub(crate) fn resolve(
 }
 
 impl Resolver<'_> {
+    /// `[[silence]]` entries: known hosts and rules, a valid weekly window.
+    fn silences(&mut self, raw: &ConfigFile, hosts: &[HostConfig]) -> Vec<WeeklySilence> {
+        const RULES: [&str; 7] = [
+            "cpu",
+            "memory",
+            "swap",
+            "reboot",
+            "unreachable",
+            "site-unreachable",
+            "time-to-first-loss",
+        ];
+        let mut out = Vec::new();
+        for (n, s) in raw.silence.iter().enumerate() {
+            let names = s.hosts.clone().unwrap_or_default();
+            for (k, name) in names.iter().enumerate() {
+                if !hosts.iter().any(|h| &h.name == name) {
+                    self.error(
+                        &format!("silence[{n}].hosts[{k}]"),
+                        format!("no host {name:?} in [[hosts]]"),
+                    );
+                }
+            }
+            let rules = s.rules.clone().unwrap_or_default();
+            for (k, rule) in rules.iter().enumerate() {
+                if !RULES.contains(&rule.as_str()) {
+                    self.error(
+                        &format!("silence[{n}].rules[{k}]"),
+                        format!("unknown rule {rule:?}; rules are {}", RULES.join(", ")),
+                    );
+                }
+            }
+            let Some(weekly) = &s.weekly else {
+                self.error(
+                    &format!("silence[{n}].weekly"),
+                    "missing: a weekly window such as \"Sat 22:00-Sun 06:00\" (UTC)",
+                );
+                continue;
+            };
+            match WeeklySilence::parse_window(weekly) {
+                Ok((start, end)) => out.push(WeeklySilence {
+                    hosts: names,
+                    rules,
+                    start,
+                    end,
+                    weekly: weekly.clone(),
+                    comment: s.comment.clone().unwrap_or_default(),
+                }),
+                Err(why) => self.error(&format!("silence[{n}].weekly"), why),
+            }
+        }
+        out
+    }
+
     /// Records a problem at `key_path`: in the environment variable that set
     /// it if there is one, else in the file at the key's line.
     pub(crate) fn error(&mut self, key_path: &str, message: impl Into<String>) {

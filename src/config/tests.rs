@@ -838,3 +838,44 @@ fn buffer_min_free_takes_auto_a_percentage_or_a_size_and_names_a_bad_value() {
         );
     }
 }
+
+#[test]
+fn weekly_silences_are_parsed_and_checked() {
+    let config = ok(&format!(
+        "{BASE}\n[[silence]]\nrules = [\"cpu\"]\nweekly = \"Sat 22:00-Sun 06:00\"\ncomment = \"backup\"\n"
+    ));
+    let w = &config.silences[0];
+    assert_eq!((w.start, w.end), (5 * 1440 + 22 * 60, 6 * 1440 + 6 * 60));
+    // 2026-11-28 is a Saturday.
+    let sat_23 = 1_795_906_800_000; // 2026-11-28T23:00:00Z
+    let (from, to) = w.window_at(sat_23).expect("in force on Saturday night");
+    assert_eq!((from, to), (sat_23 - 3_600_000, sat_23 + 7 * 3_600_000));
+    assert_eq!(
+        w.window_at(sat_23 + 8 * 3_600_000),
+        None,
+        "over on Sunday 07:00"
+    );
+    // Wrapping over the end of the week.
+    let (s, e) = WeeklySilence::parse_window("Sun 23:00-Mon 01:00").expect("parse");
+    let wrap = WeeklySilence {
+        start: s,
+        end: e,
+        ..w.clone()
+    };
+    assert!(
+        wrap.window_at(sat_23 + 24 * 3_600_000 + 30 * 60_000)
+            .is_some()
+    );
+
+    let text = errors(&format!(
+        "{BASE}\n[[silence]]\nhosts = [\"nope\"]\nrules = [\"disk\"]\nweekly = \"Caturday 25:00-Sun 06:00\"\n"
+    ))
+    .to_string();
+    for needle in [
+        "silence[0].hosts[0]",
+        "silence[0].rules[0]",
+        "silence[0].weekly",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}

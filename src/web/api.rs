@@ -28,6 +28,8 @@ pub struct Context {
     pub interval: Duration,
     /// The current time (Unix ms).
     pub now: i64,
+    /// Recurring silences of the configuration.
+    pub weekly: Vec<crate::config::WeeklySilence>,
 }
 
 /// Reachability of a host, from its bookkeeping.
@@ -49,6 +51,8 @@ struct ApiHost<'a> {
     status: &'a HostStatus,
     state: &'static str,
     alerts: &'a [ActiveAlert],
+    /// Silences in force for this host (its own and `--all` ones).
+    silences: Vec<&'a crate::buffer::SilenceRow>,
 }
 
 /// Why a request of the API is refused.
@@ -71,12 +75,21 @@ pub enum ApiError {
 /// `/api/hosts`.
 pub fn hosts(buffer: &StatusReader, context: &Context) -> Result<String, ApiError> {
     let hosts = buffer.web_hosts()?;
+    let mut silences = buffer.silences(context.now)?;
+    silences.extend(crate::alert::weekly_in_force(&context.weekly, context.now));
     let rows: Vec<ApiHost<'_>> = hosts
         .iter()
         .map(|h| ApiHost {
             status: &h.status,
             state: host_state(&h.status, context),
             alerts: &h.alerts,
+            silences: silences
+                .iter()
+                .filter(|s| {
+                    s.starts_at <= context.now
+                        && s.host.as_ref().is_none_or(|name| *name == h.status.name)
+                })
+                .collect(),
         })
         .collect();
     Ok(to_json(&json!({ "now": context.now, "hosts": rows })))
@@ -84,7 +97,9 @@ pub fn hosts(buffer: &StatusReader, context: &Context) -> Result<String, ApiErro
 
 /// `/api/status`.
 pub fn status(buffer: &StatusReader, context: &Context) -> Result<String, ApiError> {
-    let s = buffer.status()?;
+    let mut s = buffer.status()?;
+    s.silences
+        .extend(crate::alert::weekly_in_force(&context.weekly, context.now));
     let count = |state: &str| {
         s.hosts
             .iter()
@@ -106,12 +121,14 @@ pub fn status(buffer: &StatusReader, context: &Context) -> Result<String, ApiErr
             "quarantined": s.quarantined,
             "dropped": s.dropped,
             "warning": s.buffer_warning,
+            "time_to_first_loss_s": s.time_to_first_loss_s,
         },
         "sync": {
             "last_sync_at": s.last_sync_at,
             "last_error": s.last_sync_error,
         },
         "outbox": s.outbox,
+        "silences": s.silences,
         "hosts": {
             "total": s.hosts.len(),
             "up": count("up"),

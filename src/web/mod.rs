@@ -53,6 +53,8 @@ pub struct Site {
     pub buffer_path: PathBuf,
     /// The basic-auth password, when one is required.
     pub password: Option<Secret>,
+    /// Recurring silences of the configuration, shown with the CLI's.
+    pub weekly: Vec<crate::config::WeeklySilence>,
 }
 
 impl Site {
@@ -63,6 +65,7 @@ impl Site {
             interval: config.collect.interval,
             buffer_path: config.buffer.path.clone(),
             password: config.web.password.clone(),
+            weekly: config.silences.clone(),
         }
     }
 
@@ -115,6 +118,7 @@ impl Site {
             appliance: self.appliance.clone(),
             interval: self.interval,
             now: crate::buffer::now_ms(),
+            weekly: self.weekly.clone(),
         };
         let reply = StatusReader::open(&self.buffer_path)
             .map_err(api::ApiError::from)

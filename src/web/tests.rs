@@ -66,6 +66,7 @@ fn site(dir: &std::path::Path, password: Option<&str>) -> Site {
         interval: Duration::from_secs(60),
         buffer_path: path,
         password: password.map(Secret::new),
+        weekly: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use edgemon::alert::{Alerting, Mailer, SendReport};
-use edgemon::buffer::{Buffer, StatusReader};
+use edgemon::buffer::{Buffer, NewSilence, StatusReader};
 use edgemon::collect::outcome::{CollectError, ErrorClass, HostOutcome};
 use edgemon::config::units::Percent;
 use edgemon::config::{
@@ -86,6 +86,9 @@ impl Site {
                 repeat: Duration::from_secs(3600),
                 flap_window: Duration::from_secs(3600),
                 flap_threshold: 4,
+                site_unreachable_share: 0.5,
+                site_min_hosts: 4,
+                loss_horizon: Duration::from_secs(86_400),
             },
         }
     }
@@ -104,11 +107,17 @@ impl Site {
     }
 
     fn round(&mut self, minute: i64, cpu: Option<f64>) {
+        self.round_each(minute, |_| cpu);
+    }
+
+    /// Records one round at `T0 + minute`, each host at `cpu(index)`.
+    fn round_each(&mut self, minute: i64, cpu: impl Fn(usize) -> Option<f64>) {
         let now = T0 + minute * MINUTE;
         let outcomes: Vec<HostOutcome> = self
             .hosts
             .iter()
-            .map(|h| outcome(&h.name, cpu, now, minute))
+            .enumerate()
+            .map(|(n, h)| outcome(&h.name, cpu(n), now, minute))
             .collect();
         let alerting = Alerting::from_parts("site-7", &self.policy, &self.mail, &self.hosts);
         self.buffer
@@ -389,4 +398,192 @@ fn eml_files(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .collect()
+}
+
+/// `(host, rule, kind)` of every recorded alert event, in order.
+fn events(path: &Path) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(path).expect("open sqlite");
+    let mut stmt = conn
+        .prepare(
+            "SELECT h.name, e.rule, e.kind FROM alert_events e JOIN hosts h ON h.id = e.host_id
+             ORDER BY e.id",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn silence(site: &Site, host: Option<&str>, from_minute: i64, to_minute: i64) -> i64 {
+    site.buffer
+        .add_silence(&NewSilence {
+            host,
+            rules: &[],
+            starts_at: T0 + from_minute * MINUTE,
+            ends_at: T0 + to_minute * MINUTE,
+            comment: "maintenance",
+            created_by: "alice",
+            created_at: T0 + from_minute * MINUTE,
+        })
+        .expect("add silence")
+}
+
+#[test]
+fn a_silence_records_but_does_not_mail_and_a_sent_firing_still_gets_its_resolved() {
+    let smtp = skip_or_fail!(Smtp::start());
+    let mut site = Site::new(
+        vec![host("web-1", None), host("web-2", None)],
+        &["ops@site.test"],
+        smtp.port(),
+    );
+    let mailer = site.mailer();
+    // web-1 fires and is mailed; then a silence of every host for three hours.
+    site.round_each(0, |n| Some(if n == 0 { 97.0 } else { 1.0 }));
+    send(&mailer, 0);
+    silence(&site, None, 1, 180);
+    // web-2 fires under the silence; web-1 stays over its limit past its reminder time.
+    for minute in 1..=70 {
+        site.round(minute, Some(97.0));
+        send(&mailer, minute);
+    }
+    // Both recover while the silence is still in force.
+    site.round(71, Some(5.0));
+    send(&mailer, 71);
+    assert_eq!(
+        subjects(&smtp.messages()),
+        [
+            "[edgemon] FIRING cpu 97% > 20% on web-1",
+            "[edgemon] RESOLVED cpu 5% < 15% on web-1",
+        ],
+        "nothing silenced is mailed, but a mailed FIRING gets its RESOLVED"
+    );
+    let recorded = events(&site.path);
+    for (host, kind) in [
+        ("web-2", "firing"),
+        ("web-1", "reminder"),
+        ("web-2", "resolved"),
+    ] {
+        assert!(
+            recorded
+                .iter()
+                .any(|e| e.0 == host && e.1 == "cpu" && e.2 == kind),
+            "{host} {kind} is recorded (and synced like every event): {recorded:?}"
+        );
+    }
+}
+
+#[test]
+fn after_a_silence_ends_mail_resumes_and_an_unannounced_alert_is_mailed_as_firing() {
+    let smtp = skip_or_fail!(Smtp::start());
+    let mut site = Site::new(vec![host("web-1", None)], &["ops@site.test"], smtp.port());
+    let mailer = site.mailer();
+    silence(&site, Some("web-1"), 0, 30);
+    for minute in 0..=61 {
+        site.round(minute, Some(97.0));
+        send(&mailer, minute);
+    }
+    assert_eq!(
+        subjects(&smtp.messages()),
+        ["[edgemon] FIRING cpu 97% > 20% on web-1"],
+        "the first reminder after the silence announces the alert nobody heard of"
+    );
+}
+
+#[test]
+fn an_acknowledged_alert_gets_no_reminder_but_its_resolved() {
+    let smtp = skip_or_fail!(Smtp::start());
+    let mut site = Site::new(vec![host("web-1", None)], &["ops@site.test"], smtp.port());
+    let mailer = site.mailer();
+    site.round(0, Some(97.0));
+    send(&mailer, 0);
+    let state = site
+        .buffer
+        .ack("web-1", "cpu", "alice", "replacing the fan", T0 + MINUTE)
+        .expect("ack");
+    assert_eq!(state.as_deref(), Some("firing"));
+    for minute in 1..=150 {
+        site.round(minute, Some(97.0));
+        send(&mailer, minute);
+    }
+    let status = StatusReader::open(&site.path)
+        .and_then(|r| r.status())
+        .expect("status");
+    let acks = &status.hosts[0].acks;
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!((acks[0].by.as_str(), acks[0].at), ("alice", T0 + MINUTE));
+    site.round(151, Some(5.0));
+    send(&mailer, 151);
+    assert_eq!(
+        subjects(&smtp.messages()),
+        [
+            "[edgemon] FIRING cpu 97% > 20% on web-1",
+            "[edgemon] RESOLVED cpu 5% < 15% on web-1",
+        ]
+    );
+    assert!(
+        StatusReader::open(&site.path)
+            .and_then(|r| r.status())
+            .expect("status")
+            .hosts[0]
+            .acks
+            .is_empty(),
+        "the acknowledgement ends with the alert"
+    );
+    assert!(
+        events(&site.path).iter().any(|e| e.2 == "reminder"),
+        "reminders are still recorded"
+    );
+}
+
+#[test]
+fn a_site_outage_is_one_mail_then_one_resolved_per_mailed_alert() {
+    let smtp = skip_or_fail!(Smtp::start());
+    let hosts: Vec<HostConfig> = (0..20).map(|n| host(&format!("h{n:02}"), None)).collect();
+    let mut site = Site::new(hosts, &["ops@site.test"], smtp.port());
+    let mailer = site.mailer();
+    site.round(0, Some(1.0));
+    // Three hosts go down first (below the share): their unreachable alerts are mailed.
+    for minute in 1..=3 {
+        site.round_each(minute, |n| if n < 3 { None } else { Some(1.0) });
+        send(&mailer, minute);
+    }
+    // Then twelve more in the same round: 15 of 20 down is one site alert.
+    for minute in 4..=10 {
+        site.round_each(minute, |n| if n < 15 { None } else { Some(1.0) });
+        send(&mailer, minute);
+    }
+    let mails = smtp.messages();
+    assert_eq!(
+        subjects(&mails),
+        [
+            "[edgemon] FIRING unreachable 3 failed rounds on h00 (+2 more)",
+            "[edgemon] FIRING site-unreachable: 15 of 20 hosts unreachable on site-7",
+        ],
+        "one site mail, not 12 more host mails"
+    );
+    for n in 0..15 {
+        assert!(
+            mails[1].body.contains(&format!("h{n:02}  (")),
+            "{}",
+            mails[1].body
+        );
+    }
+    let held = events(&site.path)
+        .iter()
+        .filter(|e| e.1 == "unreachable" && e.2 == "firing")
+        .count();
+    assert_eq!(held, 15, "every host's alert is still recorded");
+    // The site comes back: one RESOLVED for the site, and for the three hosts mailed before.
+    site.round(11, Some(1.0));
+    send(&mailer, 11);
+    let mails = smtp.messages();
+    assert_eq!(
+        subjects(&mails[2..]),
+        [
+            "[edgemon] RESOLVED site-unreachable: 20 of 20 hosts reporting on site-7",
+            "[edgemon] RESOLVED unreachable reporting again on h00 (+2 more)",
+        ]
+    );
+    assert_eq!(mails[3].body.matches("RESOLVED unreachable").count(), 3);
 }

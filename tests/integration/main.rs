@@ -1,4 +1,5 @@
 mod alert;
+mod alert_daemon;
 mod config_cli;
 mod daemon;
 mod full_disk;

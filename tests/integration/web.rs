@@ -188,6 +188,21 @@ fn the_page_shows_hosts_charts_and_the_buffer_in_a_real_browser() {
     let config = web_config(dir.path(), port, "");
     let (_daemon, log) = start_daemon(dir.path(), &config);
     wait_for_samples(port, "self-0", 3, &log, None);
+    // A silence from the CLI shows in its host's row.
+    Edgemon::new(dir.path())
+        .args([
+            "silence",
+            "add",
+            "self-1",
+            "cpu",
+            "--for",
+            "1h",
+            "--comment",
+            "page test",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .stdout();
 
     let url = format!("http://127.0.0.1:{port}/");
     let dom = skip_or_fail!(chromium(
@@ -234,11 +249,18 @@ fn the_page_shows_hosts_charts_and_the_buffer_in_a_real_browser() {
     assert!(dom.contains("class=\"host down\""), "{dom}");
     assert!(dom.contains("unreachable"), "{dom}");
     // The buffer panel: depth, oldest unsynced, the sync error (MySQL is a closed port), outbox.
+    let silenced = row(&dom, "self-1");
+    assert!(
+        silenced.contains("class=\"silence\"") && silenced.contains("silenced cpu until"),
+        "{silenced}"
+    );
+    assert!(silenced.contains("page test"), "{silenced}");
     for id in [
         "buffer-depth",
         "buffer-oldest",
         "sync-last",
         "outbox",
+        "loss",
         "retention",
     ] {
         assert!(
@@ -247,6 +269,7 @@ fn the_page_shows_hosts_charts_and_the_buffer_in_a_real_browser() {
         );
     }
     assert!(dom.contains("Buffer depth: unsynced</div>"), "{dom}");
+    assert!(dom.contains("Time to first loss</div>"), "{dom}");
     assert!(dom.contains("cannot reach MySQL"), "{dom}");
     assert!(dom.contains("3 hosts") && dom.contains("2 up"), "{dom}");
 

@@ -110,6 +110,10 @@ function renderStatus(s) {
     fact("outbox", "Outbox", `${out.pending} pending`,
       `${out.sent} sent · ${out.failed} failed` + (out.last_error ? ` · ${out.last_error}` : ""),
       out.failed || out.last_error ? "bad" : ""),
+    fact("loss", "Time to first loss",
+      b.time_to_first_loss_s === null || b.time_to_first_loss_s === undefined
+        ? "–" : duration(b.time_to_first_loss_s),
+      "if nothing synced from now on", b.time_to_first_loss_s !== null && b.time_to_first_loss_s < 86400 ? "warn" : ""),
     fact("retention", "Shed or refused", `${count(b.dropped)} dropped`,
       b.warning || `${count(b.quarantined)} quarantined`, b.warning || b.dropped ? "warn" : ""));
   document.getElementById("updated").textContent =
@@ -121,6 +125,15 @@ function hostRow(host, now) {
   for (const a of host.alerts) {
     const since = a.since ? ` for ${duration((now - a.since) / 1000)}` : "";
     alerts.append(el("span", { class: `alert ${a.state}`, title: `${a.state}${since}` }, a.rule));
+  }
+  for (const k of host.acks || []) {
+    alerts.append(el("span", { class: "ack", title: k.comment || "" },
+      `${k.rule} acked by ${k.by} ${ago(k.at, now)}`));
+  }
+  for (const s of host.silences || []) {
+    const rules = s.rules.length ? s.rules.join(",") : "all";
+    alerts.append(el("span", { class: "silence", title: `${s.comment} (by ${s.created_by})` },
+      `silenced ${rules} until ${new Date(s.ends_at).toLocaleString()}`));
   }
   const error = el("td", { class: "error" });
   if (host.last_error_class) {
