@@ -35,7 +35,7 @@ use crate::config::{AlertLimits, AlertPolicy, Config, HostConfig};
 /// Samples listed in a detailed mail.
 const RECENT_SAMPLES: usize = 5;
 /// kv key of the alerts held back by the rate limit: JSON `{recipient: [event ids]}`.
-const HELD_KEY: &str = "alert.held";
+const HELD_KEY: &str = buffer::kv_key::ALERT_HELD;
 
 /// What [`Alerting::record`] did in one round. Its log lines are written by
 /// [`RoundAlerts::log`] once the round's transaction committed: a round that fails

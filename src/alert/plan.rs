@@ -245,11 +245,11 @@ pub struct Plan {
 }
 
 /// kv key of the site alert's state.
-pub const SITE_KEY: &str = "alert.site";
+pub const SITE_KEY: &str = crate::buffer::kv_key::ALERT_SITE;
 /// kv key of the loss alert while it fires (`mailed` or `withheld`).
-pub const LOSS_KEY: &str = "alert.loss";
+pub const LOSS_KEY: &str = crate::buffer::kv_key::ALERT_LOSS;
 /// kv key of the buffer warning last mailed.
-pub const BUFFER_WARNING_MAILED: &str = "alert.buffer_warning_mailed";
+pub const BUFFER_WARNING_MAILED: &str = crate::buffer::kv_key::ALERT_BUFFER_WARNING_MAILED;
 
 /// Plans the round's alert writes and mail.
 pub fn plan(

@@ -42,6 +42,7 @@ pub use outbox::{Outbox, OutboxRow};
 pub use retention::RetentionReport;
 pub use round::Round;
 pub use silence_queries::{AckRow, NewSilence, SilenceRow};
+pub(crate) use state::key as kv_key;
 pub use state::{SyncStatus, WARNING_KEY};
 pub use status::{BufferStatus, DiskStatus, HostStatus, OutboxStatus, StatusReader};
 pub use sync_queries::{

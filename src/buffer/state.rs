@@ -11,10 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Buffer, Result};
 
-/// The keys of the `kv` table written by the buffer's roles, each named once.
-///
-/// The alert step's own keys (held alerts, the warning last mailed) belong to the round
-/// writer and are named in `alert`.
+/// Every key of the `kv` table, each named once. The alert step's keys are written only by
+/// the round writer and parsed into its typed snapshot (`alert::plan::Snapshot`) in one
+/// place, `alert::Alerting::snapshot`.
 pub(crate) mod key {
     /// Time of the last successful sync pass, Unix ms as decimal text.
     pub const SYNC_LAST_SUCCESS: &str = "sync.last_success_at";
@@ -24,6 +23,14 @@ pub(crate) mod key {
     pub const BUFFER_WARNING: &str = "buffer.warning";
     /// Time-to-first-loss as the round writer last computed it, seconds as decimal text.
     pub const TIME_TO_FIRST_LOSS: &str = "buffer.time_to_first_loss_s";
+    /// Alert events held back by the mail rate limit, per recipient: JSON `{recipient: [event id]}`.
+    pub const ALERT_HELD: &str = "alert.held";
+    /// The site-unreachable alert's state while it fires: JSON.
+    pub const ALERT_SITE: &str = "alert.site";
+    /// The time-to-first-loss alert while it fires: `mailed` or `withheld`.
+    pub const ALERT_LOSS: &str = "alert.loss";
+    /// The buffer warning last mailed, so that one episode is mailed once.
+    pub const ALERT_BUFFER_WARNING_MAILED: &str = "alert.buffer_warning_mailed";
 }
 
 /// The kv key of the operator warning (read by the alert step inside the round's
