@@ -341,6 +341,44 @@ fn a_deleted_central_host_is_registered_again_and_its_loss_shows() {
     assert_eq!(gaps, vec![(1, 10)]);
 }
 
+/// Version 1 accepted host names with trailing spaces; the central `utf8mb4_bin` (PAD SPACE)
+/// compares `'host-000 '` equal to `'host-000'`, which is what the trimmed name is now. Sync
+/// must use that central row, not stop every pass on "no row right after registering it".
+#[test]
+fn a_central_host_name_with_trailing_spaces_does_not_wedge_sync() {
+    let db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let path = dir.path().join("buffer.sqlite");
+    seed(&path, 2, 0, 10);
+    let task = SyncTask::new(&sync_config(&db.url(), 8), &buffer_config(&path), "site-p");
+    drain(&task);
+    let mut conn = db.conn().expect("connect");
+    conn.query_drop("UPDATE hosts SET name = 'host-000 ' WHERE name = 'host-000'")
+        .expect("pad the central name as version 1 stored it");
+    let host: i64 = conn
+        .query_first("SELECT id FROM hosts WHERE name = 'host-000'")
+        .expect("host id")
+        .expect("host-000 is registered");
+
+    seed(&path, 2, 10, 5);
+    let report = task
+        .drain(&AtomicBool::new(false), &mut |_| {})
+        .expect("sync goes on with the padded central name");
+    assert_eq!(report.samples, 9, "{report:?}");
+    assert_eq!(unsynced(&path), 0);
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM samples WHERE host_id = {host} AND seq BETWEEN 11 AND 15"
+            )
+        ),
+        5
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM hosts"), 2);
+    assert_eq!(unexplained(&db, "site-p"), 0);
+}
+
 #[test]
 fn a_version_1_central_database_is_upgraded_in_place_without_losing_a_row() {
     let db = skip_or_fail!(MariaDb::start());
