@@ -71,7 +71,8 @@ impl Deployments {
 }
 
 /// The remote agent's path as a shell word: `~/` becomes `$HOME/`, the rest is double-quoted
-/// (so `$USER` and `$HOME` expand, and nothing else is interpreted).
+/// (so `$USER` and `$HOME` expand, and nothing else is interpreted: any other `$`, such as
+/// `$(...)` or `${...}`, is kept literally).
 pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
     let dir = agent_dir.trim_end_matches('/');
     let (prefix, rest) = match dir.strip_prefix("~/") {
@@ -79,13 +80,22 @@ pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
         None if dir == "~" => ("$HOME", ""),
         None => ("", dir),
     };
-    let quoted: String = rest
-        .chars()
-        .flat_map(|c| match c {
-            '"' | '\\' | '`' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
+    let mut quoted = String::with_capacity(rest.len() + 2);
+    for (i, c) in rest.char_indices() {
+        let expands = |name: &str| {
+            rest[i + 1..].strip_prefix(name).is_some_and(|after| {
+                !after.starts_with(|n: char| n.is_ascii_alphanumeric() || n == '_')
+            })
+        };
+        match c {
+            '$' if expands("USER") || expands("HOME") => quoted.push(c),
+            '"' | '\\' | '`' | '$' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c => quoted.push(c),
+        }
+    }
     let dir = format!("\"{prefix}{quoted}\"");
     let file = format!("{dir}/edgemon-agent-{}", &hash[..16.min(hash.len())]);
     (dir, file)
@@ -507,6 +517,28 @@ exec {real}
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("writable by others"), "{stderr}");
         assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_dollar_in_agent_dir_runs_no_command_and_only_user_and_home_expand() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("substituted");
+        let agent_dir = format!(
+            "{}/a$(touch {})b${{IFS}}c/$USER",
+            dir.path().display(),
+            marker.display()
+        );
+        let hash = hash_of(BODY);
+        let out = upload_locally(&agent_dir, &hash, BODY);
+        assert!(out.status.success(), "{out:?}");
+        let run = sh(&start_command(&agent_dir, &hash, None));
+        assert_eq!(String::from_utf8_lossy(&run.stdout), "started\n", "{run:?}");
+        assert!(!marker.exists(), "a command in agent_dir ran");
+        let user = std::env::var("USER").unwrap_or_default();
+        let literal = dir
+            .path()
+            .join(format!("a$(touch {})b${{IFS}}c/{user}", marker.display()));
+        assert!(literal.is_dir(), "{}", literal.display());
     }
 
     #[test]
