@@ -550,3 +550,46 @@ fn a_central_database_restored_from_an_older_backup_gets_back_what_the_buffer_ke
     assert_eq!(count(&db, "SELECT COUNT(*) FROM collection_errors"), 2);
     assert_complete(&db, &path, "site-b");
 }
+
+/// The re-queue of what MySQL lost runs once per connection. When it fails on the buffer's
+/// side (here the buffer is locked by another writer longer than its busy timeout), the next
+/// pass on the same connection must try it again, not leave rows marked synced that MySQL
+/// does not hold.
+#[test]
+fn a_requeue_that_failed_on_the_buffer_runs_again_on_the_next_pass() {
+    let db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let path = dir.path().join("buffer.sqlite");
+    seed(&path, 2, 0, 5);
+    let task = SyncTask::new(&sync_config(&db.url(), 6), &buffer_config(&path), "site-r");
+    drain(&task);
+    // MySQL loses host-001's samples (a restore, a careless DELETE).
+    let mut conn = db.conn().expect("connect");
+    let host: i64 = conn
+        .query_first("SELECT id FROM hosts WHERE name = 'host-001'")
+        .expect("host id")
+        .expect("host-001 is registered");
+    for table in ["sample_cores", "samples"] {
+        conn.query_drop(format!("DELETE FROM {table} WHERE host_id = {host}"))
+            .expect("delete rows");
+    }
+    let lost = 4;
+    // A fresh task; its first pass finds the buffer locked by another writer.
+    let reconnected = SyncTask::new(&sync_config(&db.url(), 6), &buffer_config(&path), "site-r");
+    assert_eq!(reconnected.backlog().expect("open the buffer"), 0);
+    {
+        let locker = rusqlite::Connection::open(&path).expect("open");
+        locker
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        let failed = reconnected.drain(&AtomicBool::new(false), &mut |_| {});
+        assert!(
+            matches!(&failed, Err(edgemon::sync::Error::Buffer(_))),
+            "{failed:?}"
+        );
+        locker.execute_batch("ROLLBACK").expect("release");
+    }
+    let report = drain(&reconnected);
+    assert_eq!(report.samples, lost, "{report:?}");
+    assert_complete(&db, &path, "site-r");
+}
