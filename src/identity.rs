@@ -5,7 +5,9 @@
 //! prefix and `/etc/machine-id` (so the machine id itself never leaves the
 //! box, and a reinstall of the same system keeps its id). Without a machine
 //! id, one is generated once (`g-` and 16 random hex digits) and persisted as
-//! `<data_dir>/appliance-id`, written atomically. No shipped or imported
+//! `<data_dir>/appliance-id`, written atomically and never over another (two
+//! first runs at once agree on one id). A persisted id wins over the machine
+//! id, so a machine id that appears later does not change the appliance. No shipped or imported
 //! configuration carries a shared placeholder, so two sites that keep the
 //! defaults never write under one name. Together with the buffer's epoch
 //! (`buffer::SyncQueue::epoch`) this is the identity of a buffer centrally.
@@ -43,13 +45,17 @@ pub fn resolve(
     if let Some(id) = configured {
         return Ok(id.to_string());
     }
+    let file = data_dir.join(ID_FILE);
+    if file.exists() {
+        return persisted(&file);
+    }
     if let Some(derived) = std::fs::read_to_string(machine_id)
         .ok()
         .and_then(|text| from_machine_id(&text))
     {
         return Ok(derived);
     }
-    persisted(&data_dir.join(ID_FILE))
+    persisted(&file)
 }
 
 /// `m-` and 16 hex digits of SHA-256 over the machine id; `None` when it is not a machine id.
@@ -65,8 +71,57 @@ fn from_machine_id(text: &str) -> Option<String> {
     Some(format!("m-{}", &hex::encode(digest)[..16]))
 }
 
-/// Reads the generated id at `path`, or generates and writes it (temporary file, fsync, rename).
+/// Reads the generated id at `path`, or generates and writes it (a temporary file of this
+/// process, fsync, then a hard link to `path`, which fails rather than replace an id another
+/// process wrote first; then the directory is fsynced).
 fn persisted(path: &Path) -> anyhow::Result<String> {
+    if let Some(id) = read_persisted(path)? {
+        return Ok(id);
+    }
+    let id = format!("g-{:016x}", rand::random::<u64>());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let tmp = PathBuf::from(format!(
+        "{}.tmp.{}.{:x}",
+        path.display(),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let write = || -> std::io::Result<bool> {
+        let mut file = std::fs::File::create(&tmp)?;
+        writeln!(file, "{id}")?;
+        file.sync_all()?;
+        let linked = match std::fs::hard_link(&tmp, path) {
+            Ok(()) => true,
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(err) => return Err(err),
+        };
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(linked)
+    };
+    let written = write();
+    let _ = std::fs::remove_file(&tmp);
+    let linked = written.with_context(|| {
+        format!(
+            "no {MACHINE_ID} and cannot persist a generated appliance id in {}: set appliance.id",
+            path.display()
+        )
+    })?;
+    if !linked {
+        // Another process generated one first: use it.
+        return read_persisted(path)?
+            .with_context(|| format!("{} vanished while it was being read", path.display()));
+    }
+    tracing::info!(id = %id, file = %path.display(), "generated the appliance id (no {MACHINE_ID})");
+    Ok(id)
+}
+
+/// The id persisted at `path`, `None` when there is no such file.
+fn read_persisted(path: &Path) -> anyhow::Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let id = text.trim();
@@ -76,30 +131,11 @@ fn persisted(path: &Path) -> anyhow::Result<String> {
                  remove it to generate a new one, or set appliance.id",
                 path.display()
             );
-            return Ok(id.to_string());
+            Ok(Some(id.to_string()))
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
     }
-    let id = format!("g-{:016x}", rand::random::<u64>());
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        writeln!(file, "{id}")?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().with_context(|| {
-        format!(
-            "no {MACHINE_ID} and cannot persist a generated appliance id in {}: set appliance.id",
-            path.display()
-        )
-    })?;
-    tracing::info!(id = %id, file = %path.display(), "generated the appliance id (no {MACHINE_ID})");
-    Ok(id)
 }
 
 /// What `appliance.id` accepts.
@@ -155,6 +191,43 @@ mod tests {
         std::fs::write(&machine, "fedcba9876543210fedcba9876543210\n").unwrap();
         assert_ne!(resolve(None, &machine, dir.path()).unwrap(), id);
         assert!(!dir.path().join(ID_FILE).exists());
+    }
+
+    #[test]
+    fn a_generated_id_is_kept_when_a_machine_id_appears_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let machine = dir.path().join("machine-id");
+        let first = resolve(None, &machine, &data).unwrap();
+        assert!(first.starts_with("g-"), "{first}");
+        // A container given a machine id later (bind mount, systemd-machine-id-setup).
+        std::fs::write(&machine, "0123456789abcdef0123456789abcdef\n").unwrap();
+        assert_eq!(resolve(None, &machine, &data).unwrap(), first);
+    }
+
+    #[test]
+    fn first_runs_at_once_agree_on_one_generated_id() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let machine = dir.path().join("missing");
+            let barrier = std::sync::Barrier::new(8);
+            let ids: Vec<String> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            resolve(None, &machine, &data).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let kept = std::fs::read_to_string(data.join(ID_FILE)).unwrap();
+            for id in &ids {
+                assert_eq!(id, kept.trim(), "{ids:?}");
+            }
+        }
     }
 
     #[test]

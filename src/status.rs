@@ -25,7 +25,11 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
     for h in &status.hosts {
         let pct = |v: Option<f64>| v.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into());
         let error = match (&h.last_error_class, &h.last_error) {
-            (Some(class), Some(msg)) if h.consecutive_failures > 0 => format!("{class}: {msg}"),
+            // Sanitised again here: a buffer written before host text was sanitised on entry
+            // still holds raw errors.
+            (Some(class), Some(msg)) if h.consecutive_failures > 0 => {
+                format!("{class}: {}", crate::text::sanitize(msg))
+            }
             (Some(class), _) => format!("(earlier) {class}"),
             _ => "-".into(),
         };
@@ -199,5 +203,47 @@ pub fn ago(now_ms: i64, at_ms: Option<i64>) -> String {
             };
             format!("{text} ago")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::buffer::{Buffer, now_ms};
+    use crate::collect::outcome::{CollectError, ErrorClass, HostOutcome};
+
+    /// A buffer written by an edgemon from before host text was sanitised still holds the raw
+    /// text of a host's last error; `edgemon status` must not replay its escapes.
+    #[test]
+    fn a_stored_host_error_from_before_sanitising_is_printed_without_control_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        let outcome = HostOutcome {
+            host: "box".into(),
+            address: "box:22".into(),
+            started_at_ms: now_ms(),
+            duration: Duration::ZERO,
+            result: Err(CollectError::new(ErrorClass::AgentFailed, "x")),
+        };
+        buffer
+            .record_round(&[outcome], Duration::from_secs(300), |_, _| Ok(()))
+            .unwrap();
+        buffer
+            .conn()
+            .execute(
+                "UPDATE hosts SET last_error = ?1",
+                ["agent said \u{1b}]0;owned\u{7}\u{1b}[2J\rforged line"],
+            )
+            .unwrap();
+        let status = buffer.reader().status().unwrap();
+        let mut out = Vec::new();
+        super::print_table(&mut out, &status).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("agent said"), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
     }
 }

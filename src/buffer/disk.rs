@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use super::{Buffer, Error, Result};
 use crate::config::BufferConfig;
 
-/// Size of the state file, allocated once; its JSON is padded with spaces to this length.
+/// Smallest size of the state file, allocated once; its JSON is padded with spaces to the
+/// file's length. Larger fleets get a larger file ([`Disk::state_capacity`]).
 const STATE_CAPACITY: usize = 16 * 1024;
 /// Smallest and largest reserve.
 const RESERVE_MIN: u64 = 256 * 1024;
@@ -96,6 +97,10 @@ pub(crate) struct Disk {
     state_path: PathBuf,
     /// Size of the reserve, bytes.
     pub(crate) reserve_size: u64,
+    /// Size the state file is allocated with while there is room: enough for every host's
+    /// count ([`Buffer::prepare_round`] sizes it from the hosts), so that the per-host detail
+    /// never has to be folded on a full disk.
+    pub(crate) state_capacity: u64,
     /// The persisted state (loaded at open).
     pub(crate) state: DiskFullState,
 }
@@ -115,11 +120,13 @@ impl Disk {
         };
         let state_path = suffixed(".diskstate");
         let state = read_state(&state_path);
+        let state_capacity = file_len(&state_path).max(STATE_CAPACITY as u64);
         Disk {
             dir,
             reserve: suffixed(".reserve"),
             state_path,
             reserve_size: reserve_size(total),
+            state_capacity,
             state,
         }
     }
@@ -169,22 +176,22 @@ impl Disk {
     /// Puts the reserve (and the state file) in place if they are missing and the filesystem
     /// has room for them plus `headroom`; true when the reserve is in place afterwards.
     pub(crate) fn ensure_reserve(&self, headroom: u64) -> bool {
-        if self.reserve_present() && state_allocated(&self.state_path) {
+        let state_missing = self
+            .state_capacity
+            .saturating_sub(file_len(&self.state_path));
+        if self.reserve_present() && state_missing == 0 {
             return true;
         }
         let Some(space) = self.space() else {
             return false;
         };
-        let state_missing = if state_allocated(&self.state_path) {
-            0
-        } else {
-            STATE_CAPACITY as u64
-        };
         let need = self.reserve_size + state_missing + headroom;
         if !self.reserve_present() && space.avail < need {
             return false;
         }
-        if state_missing > 0 && write_state(&self.state_path, &self.state, true).is_err() {
+        if state_missing > 0
+            && write_state(&self.state_path, &self.state, self.state_capacity).is_err()
+        {
             return false;
         }
         if self.reserve_present() {
@@ -204,14 +211,21 @@ impl Disk {
 
     /// Writes the state file in place (best effort: on a full disk only an allocated file works).
     pub(crate) fn save_state(&self) {
-        if let Err(error) = write_state(&self.state_path, &self.state, true) {
+        if let Err(error) = write_state(&self.state_path, &self.state, 0) {
             tracing::debug!(path = %self.state_path.display(), %error, "cannot write the disk state file");
         }
     }
 }
 
-fn state_allocated(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() >= STATE_CAPACITY as u64)
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// State file size for hosts whose names take `name_bytes` in all: each entry is its JSON
+/// string (escapes at most double it) and a count, beside room for the error text.
+pub(crate) fn state_capacity(hosts: u64, name_bytes: u64) -> u64 {
+    let need = 2 * name_bytes + 32 * hosts + 8 * 1024;
+    need.max(STATE_CAPACITY as u64).div_ceil(PAGE) * PAGE
 }
 
 fn read_state(path: &Path) -> DiskFullState {
@@ -221,10 +235,12 @@ fn read_state(path: &Path) -> DiskFullState {
         .unwrap_or_default()
 }
 
-/// Writes `state` as JSON padded to [`STATE_CAPACITY`]; `create` allows creating the file.
-fn write_state(path: &Path, state: &DiskFullState, create: bool) -> std::io::Result<()> {
+/// Writes `state` as JSON padded to the file's length, or to `at_least` (and at least
+/// [`STATE_CAPACITY`]) when that is more: within the file's length it needs no new blocks.
+fn write_state(path: &Path, state: &DiskFullState, at_least: u64) -> std::io::Result<()> {
+    let capacity = file_len(path).max(at_least).max(STATE_CAPACITY as u64) as usize;
     let mut text = serde_json::to_vec(state).unwrap_or_default();
-    if text.len() > STATE_CAPACITY {
+    if text.len() > capacity {
         // Very many hosts: keep the totals, fold the per-host detail.
         let folded = DiskFullState {
             unstored: BTreeMap::from([("(all hosts)".to_string(), state.unstored_total())]),
@@ -232,10 +248,10 @@ fn write_state(path: &Path, state: &DiskFullState, create: bool) -> std::io::Res
         };
         text = serde_json::to_vec(&folded).unwrap_or_default();
     }
-    text.resize(STATE_CAPACITY, b' ');
+    text.resize(capacity, b' ');
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(create)
+        .create(true)
         .truncate(false)
         .open(path)?;
     file.write_all_at(&text, 0)?;
@@ -297,6 +313,18 @@ impl Buffer {
         let Some(space) = self.disk.space() else {
             return Ok(Room::Ok);
         };
+        let (hosts, name_bytes): (i64, i64) = self
+            .conn()
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(name AS BLOB))), 0) FROM hosts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err("sizing the disk state file"))?;
+        self.disk.state_capacity = self
+            .disk
+            .state_capacity
+            .max(state_capacity(hosts as u64, name_bytes as u64));
         let min_free = self.min_free_bytes(config, space.total);
         let below = self.disk.free_with_reserve(space) < min_free as i64;
         let tight = self.disk.tight(space);
@@ -443,6 +471,69 @@ mod tests {
         assert_eq!(reserve_size(0), 256 * 1024);
     }
 
+    /// A fleet too large for the state file's first 16 KiB: after a restart while the disk was
+    /// full, every sample a round could not store must still become a drop of its host (the
+    /// per-host detail used to be folded into one "(all hosts)" entry that no host matched, and
+    /// the next committed round cleared it without a record).
+    #[test]
+    fn unstored_samples_of_a_large_fleet_survive_a_restart_as_drops() {
+        use crate::collect::outcome::HostOutcome;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        let config = BufferConfig {
+            path: path.clone(),
+            max_size: u64::MAX,
+            max_unsynced_age: Duration::from_secs(10 * 3600),
+            keep_synced: Duration::from_secs(3600),
+            min_free: crate::config::MinFree::Bytes(0),
+        };
+        let hosts: Vec<String> = (0..800)
+            .map(|i| format!("host-{i:04}.rack-17.site-stockholm.example.net"))
+            .collect();
+        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let round = |buffer: &mut Buffer| {
+            let now = super::super::now_ms();
+            let outcomes: Vec<HostOutcome> = names
+                .iter()
+                .map(|h| HostOutcome {
+                    host: h.to_string(),
+                    address: format!("{h}:22"),
+                    started_at_ms: now,
+                    duration: Duration::ZERO,
+                    result: Ok(crate::buffer::tests::report(5.0, now)),
+                })
+                .collect();
+            buffer
+                .record_round(&outcomes, Duration::from_secs(300), |_, _| Ok(()))
+                .unwrap();
+        };
+        {
+            let mut buffer = Buffer::open(&path).unwrap();
+            round(&mut buffer);
+            assert_eq!(
+                buffer
+                    .prepare_round(&config, super::super::now_ms())
+                    .unwrap(),
+                Room::Ok
+            );
+            let lost = buffer.count_unstored(&names, "disk full", true, super::super::now_ms());
+            assert_eq!(lost.pending, 800);
+        }
+        let mut buffer = Buffer::open(&path).unwrap();
+        assert_eq!(buffer.disk_state().unstored_total(), 800);
+        round(&mut buffer);
+        let (rows, total, hosts_with_drop): (i64, i64, i64) = buffer
+            .conn()
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(count), 0), COUNT(DISTINCT host_id) FROM drops",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, total, hosts_with_drop), (800, 800, 800));
+    }
+
     #[test]
     fn the_state_file_is_rewritten_in_place_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -453,14 +544,14 @@ mod tests {
             ..Default::default()
         };
         state.unstored.insert("a".into(), 3);
-        write_state(&path, &state, true).unwrap();
+        write_state(&path, &state, 0).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             STATE_CAPACITY as u64
         );
         assert_eq!(read_state(&path), state);
         let cleared = DiskFullState::default();
-        write_state(&path, &cleared, false).unwrap();
+        write_state(&path, &cleared, 0).unwrap();
         assert_eq!(read_state(&path), cleared);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),

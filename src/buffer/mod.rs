@@ -372,7 +372,17 @@ impl RoundTx<'_> {
                         )
                         .map_err(&e)?
                 }
-                (None, None) => continue,
+                (None, None) => {
+                    // Only the folded "(all hosts)" total of a state file too small for its
+                    // fleet: no host to charge the drop to, so say it loudly at least.
+                    tracing::error!(
+                        entry = %host,
+                        samples = count,
+                        "samples a full disk kept from being stored cannot be recorded as drops: \
+                         their hosts are unknown"
+                    );
+                    continue;
+                }
             };
             let count = count as i64;
             self.tx

@@ -3,8 +3,9 @@
 //!
 //! Order of shedding: synced data older than `keep_synced` always goes (journal
 //! rows and sent mail too); when a bound is exceeded, synced journal rows and
-//! sent mail go first, then synced samples (oldest first), and only then the
-//! oldest unsynced samples. `max_size` counts every page of the database, the
+//! sent mail go first, then synced samples (oldest first), then collided
+//! samples (never sendable, their drop already recorded; the `collisions` rows
+//! stay), and only then the oldest unsynced samples. `max_size` counts every page of the database, the
 //! journal tables and the outbox included. `min_free` turns the free space of
 //! the buffer's filesystem into a size bound: the buffer may use what it holds
 //! now plus the free space beyond `min_free` (the disk reserve counted as if in
@@ -42,7 +43,8 @@ const TIGHT_CHUNK: u64 = 100;
 /// What one retention pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
-    /// Synced (and quarantined) samples deleted, by age or for size.
+    /// Synced (and quarantined) samples deleted, by age or for size, and collided samples
+    /// deleted for size.
     pub synced_deleted: u64,
     /// Synced journal rows and sent mail deleted, by age or for size.
     pub journal_deleted: u64,
@@ -123,7 +125,12 @@ impl Buffer {
             let n = self.with_reserve(|b| b.delete_synced_journal(None, aim, false))?;
             report.journal_deleted += n;
             if n == 0 {
-                let n = self.with_reserve(|b| b.delete_synced(None, aim))?;
+                let mut n = self.with_reserve(|b| b.delete_synced(None, aim))?;
+                if n == 0 {
+                    // Collided samples can never be sent and already have their drop record:
+                    // they go before any sample that still can.
+                    n = self.with_reserve(|b| b.delete_collided(aim))?;
+                }
                 report.synced_deleted += n;
                 if n == 0 {
                     let n =
@@ -264,6 +271,22 @@ impl Buffer {
         )
         .map_err(&e)?;
         tx.commit().map_err(&e)?;
+        Ok(n as u64)
+    }
+
+    /// Deletes collided samples (state 3: their drop record was written when the collision
+    /// was), oldest first, at most `limit`; their `collisions` rows stay for inspection.
+    fn delete_collided(&mut self, limit: i64) -> Result<u64> {
+        let path = self.path().to_path_buf();
+        let e = move |source| super::classify(&path, "deleting collided samples", source);
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM samples WHERE id IN (SELECT id FROM samples
+                 WHERE sync_state = 3 ORDER BY id LIMIT ?1)",
+                [limit],
+            )
+            .map_err(&e)?;
         Ok(n as u64)
     }
 
@@ -593,6 +616,46 @@ mod tests {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap()
+    }
+
+    /// A buffer over its bound that holds collided samples (never sendable, each with its drop
+    /// record already) sheds those before any unsynced sample, which used to be dropped while
+    /// the collided rows stayed forever.
+    #[test]
+    fn collided_samples_are_shed_before_unsynced_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        seed(&mut buffer, &["a", "b", "c", "d", "e"], &[0; 100]);
+        {
+            let mut queue = buffer.sync_queue();
+            let epoch = queue.epoch().unwrap();
+            let collided: Vec<super::super::Collision> = queue
+                .unsynced_samples(usize::MAX >> 1)
+                .unwrap()
+                .into_iter()
+                .map(|r| super::super::Collision {
+                    local_id: r.id,
+                    host: r.host,
+                    seq: Some(r.seq),
+                    local_checksum: 1,
+                    central_checksum: Some(2),
+                })
+                .collect();
+            queue
+                .record_collisions("samples", &collided, epoch, now_ms())
+                .unwrap();
+        }
+        seed(&mut buffer, &["a", "b", "c", "d", "e"], &[0; 10]);
+        let drops_before = drops(&buffer).len();
+        let used = buffer.used_bytes().unwrap();
+        let report = buffer
+            .enforce_retention(&config(used - 16 * 1024), now_ms())
+            .unwrap();
+        assert_eq!(report.unsynced_dropped, 0, "{report:?}");
+        assert!(report.synced_deleted > 0, "{report:?}");
+        assert_eq!(drops(&buffer).len(), drops_before);
+        let status = buffer.reader().status().unwrap();
+        assert_eq!(status.unsynced, 50);
     }
 
     #[test]

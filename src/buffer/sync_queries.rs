@@ -270,7 +270,7 @@ impl SyncQueue {
         let mut requeued = Vec::new();
         for host in hosts {
             let above = present
-                .get(&host.name)
+                .get(host.name.trim_end_matches(' '))
                 .copied()
                 .unwrap_or(0)
                 .max(host.mark.first_seq - 1);

@@ -438,8 +438,9 @@ impl Central {
         Ok(())
     }
 
-    /// The newest sequence number present per host name, for this appliance and epoch (hosts
-    /// without rows are absent). One index dive per host.
+    /// The newest sequence number present per host name (trailing spaces removed, as the
+    /// central collation compares), for this appliance and epoch (hosts without rows are
+    /// absent). One index dive per host.
     pub fn present_samples(&mut self) -> Result<HashMap<String, i64>, Error> {
         let server = self.server.clone();
         let rows: Vec<(String, Option<i64>)> = self
@@ -456,7 +457,7 @@ impl Central {
             .map_err(|e| classify(&server, e))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(name, seq)| seq.map(|s| (name, s)))
+            .filter_map(|(name, seq)| seq.map(|s| (pad_key(&name).to_string(), s)))
             .collect())
     }
 
@@ -752,12 +753,19 @@ impl From<mysql::Error> for TxError {
 }
 
 fn host_id(ids: &HashMap<String, u32>, host: &str) -> Result<u32, TxError> {
-    ids.get(host)
+    ids.get(pad_key(host))
         .copied()
         .ok_or_else(|| TxError::MissingHost(host.to_string()))
 }
 
-/// The central ids of `hosts` (sorted, unique), registering the ones that have no row.
+/// A host name as the central `utf8mb4_bin` (PAD SPACE) compares it: trailing spaces do not
+/// count, so `'box '` (a name version 1 stored untrimmed) is the row of `'box'`.
+fn pad_key(name: &str) -> &str {
+    name.trim_end_matches(' ')
+}
+
+/// The central ids of `hosts` (sorted, unique), registering the ones that have no row; keyed
+/// by [`pad_key`].
 fn ensure_hosts(
     tx: &mut mysql::Transaction<'_>,
     appliance: u32,
@@ -781,18 +789,26 @@ fn ensure_hosts(
         return Ok(ids);
     }
     let found: Vec<(u32, String)> = tx.query(select(hosts))?;
-    ids.extend(found.into_iter().map(|(id, name)| (name, id)));
+    ids.extend(
+        found
+            .into_iter()
+            .map(|(id, name)| (pad_key(&name).to_string(), id)),
+    );
     let missing: Vec<(&str, &str)> = hosts
         .iter()
         .copied()
-        .filter(|(h, _)| !ids.contains_key(*h))
+        .filter(|(h, _)| !ids.contains_key(pad_key(h)))
         .collect();
     if !missing.is_empty() {
         for statement in sql::hosts_upsert(appliance, &missing) {
             tx.query_drop(statement)?;
         }
         let found: Vec<(u32, String)> = tx.query(select(&missing))?;
-        ids.extend(found.into_iter().map(|(id, name)| (name, id)));
+        ids.extend(
+            found
+                .into_iter()
+                .map(|(id, name)| (pad_key(&name).to_string(), id)),
+        );
     }
     Ok(ids)
 }

@@ -224,8 +224,11 @@ impl SyncTask {
         let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
             unreachable!("both opened above");
         };
-        if fresh {
-            requeue_missing(central, buffer, &self.appliance)?;
+        if fresh && let Err(err) = requeue_missing(central, buffer, &self.appliance) {
+            // Runs once per connection: whatever failed (MySQL or the buffer), the next pass
+            // must connect afresh and run it again, or rows MySQL lost stay marked synced.
+            state.central = None;
+            return Err(err);
         }
         let batch_size = self.sync.batch_size.max(1);
         // Counted once and then decremented: counting per batch would rescan the backlog
@@ -326,7 +329,8 @@ fn requeue_missing(
     appliance: &str,
 ) -> Result<(), Error> {
     let present = central.present_samples()?;
-    for (host, count) in buffer.requeue_missing_samples(&present)? {
+    // Through the disk reserve: a full disk must not stop every pass here (see `drain_locked`).
+    for (host, count) in buffer.with_reserve(|b| b.requeue_missing_samples(&present))? {
         tracing::warn!(
             appliance,
             host = %host,
@@ -337,7 +341,7 @@ fn requeue_missing(
     }
     for journal in Journal::ALL {
         let present = central.present_journal(journal.table())?;
-        let count = buffer.requeue_missing_journal(journal, present)?;
+        let count = buffer.with_reserve(|b| b.requeue_missing_journal(journal, present))?;
         if count > 0 {
             tracing::warn!(
                 appliance,

@@ -341,6 +341,44 @@ fn a_deleted_central_host_is_registered_again_and_its_loss_shows() {
     assert_eq!(gaps, vec![(1, 10)]);
 }
 
+/// Version 1 accepted host names with trailing spaces; the central `utf8mb4_bin` (PAD SPACE)
+/// compares `'host-000 '` equal to `'host-000'`, which is what the trimmed name is now. Sync
+/// must use that central row, not stop every pass on "no row right after registering it".
+#[test]
+fn a_central_host_name_with_trailing_spaces_does_not_wedge_sync() {
+    let db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let path = dir.path().join("buffer.sqlite");
+    seed(&path, 2, 0, 10);
+    let task = SyncTask::new(&sync_config(&db.url(), 8), &buffer_config(&path), "site-p");
+    drain(&task);
+    let mut conn = db.conn().expect("connect");
+    conn.query_drop("UPDATE hosts SET name = 'host-000 ' WHERE name = 'host-000'")
+        .expect("pad the central name as version 1 stored it");
+    let host: i64 = conn
+        .query_first("SELECT id FROM hosts WHERE name = 'host-000'")
+        .expect("host id")
+        .expect("host-000 is registered");
+
+    seed(&path, 2, 10, 5);
+    let report = task
+        .drain(&AtomicBool::new(false), &mut |_| {})
+        .expect("sync goes on with the padded central name");
+    assert_eq!(report.samples, 9, "{report:?}");
+    assert_eq!(unsynced(&path), 0);
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM samples WHERE host_id = {host} AND seq BETWEEN 11 AND 15"
+            )
+        ),
+        5
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM hosts"), 2);
+    assert_eq!(unexplained(&db, "site-p"), 0);
+}
+
 #[test]
 fn a_version_1_central_database_is_upgraded_in_place_without_losing_a_row() {
     let db = skip_or_fail!(MariaDb::start());
@@ -511,4 +549,47 @@ fn a_central_database_restored_from_an_older_backup_gets_back_what_the_buffer_ke
     assert_eq!(report.already_present, 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM collection_errors"), 2);
     assert_complete(&db, &path, "site-b");
+}
+
+/// The re-queue of what MySQL lost runs once per connection. When it fails on the buffer's
+/// side (here the buffer is locked by another writer longer than its busy timeout), the next
+/// pass on the same connection must try it again, not leave rows marked synced that MySQL
+/// does not hold.
+#[test]
+fn a_requeue_that_failed_on_the_buffer_runs_again_on_the_next_pass() {
+    let db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let path = dir.path().join("buffer.sqlite");
+    seed(&path, 2, 0, 5);
+    let task = SyncTask::new(&sync_config(&db.url(), 6), &buffer_config(&path), "site-r");
+    drain(&task);
+    // MySQL loses host-001's samples (a restore, a careless DELETE).
+    let mut conn = db.conn().expect("connect");
+    let host: i64 = conn
+        .query_first("SELECT id FROM hosts WHERE name = 'host-001'")
+        .expect("host id")
+        .expect("host-001 is registered");
+    for table in ["sample_cores", "samples"] {
+        conn.query_drop(format!("DELETE FROM {table} WHERE host_id = {host}"))
+            .expect("delete rows");
+    }
+    let lost = 4;
+    // A fresh task; its first pass finds the buffer locked by another writer.
+    let reconnected = SyncTask::new(&sync_config(&db.url(), 6), &buffer_config(&path), "site-r");
+    assert_eq!(reconnected.backlog().expect("open the buffer"), 0);
+    {
+        let locker = rusqlite::Connection::open(&path).expect("open");
+        locker
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        let failed = reconnected.drain(&AtomicBool::new(false), &mut |_| {});
+        assert!(
+            matches!(&failed, Err(edgemon::sync::Error::Buffer(_))),
+            "{failed:?}"
+        );
+        locker.execute_batch("ROLLBACK").expect("release");
+    }
+    let report = drain(&reconnected);
+    assert_eq!(report.samples, lost, "{report:?}");
+    assert_complete(&db, &path, "site-r");
 }

@@ -71,7 +71,8 @@ impl Deployments {
 }
 
 /// The remote agent's path as a shell word: `~/` becomes `$HOME/`, the rest is double-quoted
-/// (so `$USER` and `$HOME` expand, and nothing else is interpreted).
+/// (so `$USER` and `$HOME` expand, and nothing else is interpreted: any other `$`, such as
+/// `$(...)` or `${...}`, is kept literally).
 pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
     let dir = agent_dir.trim_end_matches('/');
     let (prefix, rest) = match dir.strip_prefix("~/") {
@@ -79,13 +80,22 @@ pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
         None if dir == "~" => ("$HOME", ""),
         None => ("", dir),
     };
-    let quoted: String = rest
-        .chars()
-        .flat_map(|c| match c {
-            '"' | '\\' | '`' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
+    let mut quoted = String::with_capacity(rest.len() + 2);
+    for (i, c) in rest.char_indices() {
+        let expands = |name: &str| {
+            rest[i + 1..].strip_prefix(name).is_some_and(|after| {
+                !after.starts_with(|n: char| n.is_ascii_alphanumeric() || n == '_')
+            })
+        };
+        match c {
+            '$' if expands("USER") || expands("HOME") => quoted.push(c),
+            '"' | '\\' | '`' | '$' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c => quoted.push(c),
+        }
+    }
     let dir = format!("\"{prefix}{quoted}\"");
     let file = format!("{dir}/edgemon-agent-{}", &hash[..16.min(hash.len())]);
     (dir, file)
@@ -93,25 +103,29 @@ pub fn remote_path(agent_dir: &str, hash: &str) -> (String, String) {
 
 /// Shell functions shared by the start and upload commands (POSIX sh, `ls -ldn` for owner and
 /// mode, so no GNU `stat` is needed):
-/// - `o PATH WHAT TYPE`: PATH is of TYPE (`d` or `-`), not a symlink, owned by `$u`, and has
-///   no group or other write bit;
-/// - `p DIR`: DIR's parent is owned by `$u` or root, and sticky if others may write to it;
+/// - `o PATH WHAT TYPE [NAME]`: PATH is of TYPE (`d` or `-`), not a symlink, owned by `$u`, and
+///   has no group or other write bit (messages call it NAME, PATH by default);
+/// - `p DIR [NAME]`: DIR's parent is owned by `$u` or root, and sticky if others may write to it;
 /// - `s FILE`: FILE's SHA-256 in hex (sha256sum, shasum or openssl), empty if none exists.
 const CHECKS: &str = r#"set -f; u=$(id -u)
-o() { l=$(LC_ALL=C ls -ldn -- "$1" 2>/dev/null) || { echo "$2 $1 cannot be examined" >&2; return 1; }
+o() { n=${4:-$1}; l=$(LC_ALL=C ls -ldn -- "$1" 2>/dev/null) || { echo "$2 $n cannot be examined" >&2; return 1; }
  set -- "$1" "$2" "$3" $l
- case $4 in l*) echo "$2 $1 is a symbolic link (owner uid $6)" >&2; return 1;; "$3"*) ;; *) echo "$2 $1 is not a $( [ "$3" = d ] && echo directory || echo regular file) (mode $4, owner uid $6)" >&2; return 1;; esac
- [ "$6" = "$u" ] || { echo "$2 $1 is owned by uid $6, not by the login user (uid $u); mode $4" >&2; return 1; }
- case $4 in ?????w*|????????w*) echo "$2 $1 is writable by others (mode $4, owner uid $6)" >&2; return 1;; esac; }
-p() { l=$(LC_ALL=C ls -ldn -- "$1/.." 2>/dev/null) || { echo "the parent of $1 cannot be examined" >&2; return 1; }
+ case $4 in l*) echo "$2 $n is a symbolic link (owner uid $6)" >&2; return 1;; "$3"*) ;; *) echo "$2 $n is not a $( [ "$3" = d ] && echo directory || echo regular file) (mode $4, owner uid $6)" >&2; return 1;; esac
+ [ "$6" = "$u" ] || { echo "$2 $n is owned by uid $6, not by the login user (uid $u); mode $4" >&2; return 1; }
+ case $4 in ?????w*|????????w*) echo "$2 $n is writable by others (mode $4, owner uid $6)" >&2; return 1;; esac; }
+p() { n=${2:-$1}; l=$(LC_ALL=C ls -ldn -- "$1/.." 2>/dev/null) || { echo "the parent of $n cannot be examined" >&2; return 1; }
  set -- "$1" $l
- case $4 in "$u"|0) ;; *) echo "the parent of agent directory $1 is owned by uid $4 (mode $2)" >&2; return 1;; esac
- case $2 in ?????w*|????????w*) case $2 in ?????????[tT]*) ;; *) echo "the parent of agent directory $1 is writable by others without the sticky bit (mode $2)" >&2; return 1;; esac;; esac; }
+ case $4 in "$u"|0) ;; *) echo "the parent of agent directory $n is owned by uid $4 (mode $2)" >&2; return 1;; esac
+ case $2 in ?????w*|????????w*) case $2 in ?????????[tT]*) ;; *) echo "the parent of agent directory $n is writable by others without the sticky bit (mode $2)" >&2; return 1;; esac;; esac; }
 s() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; elif command -v shasum >/dev/null 2>&1; then shasum -a 256; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; fi < "$1" 2>/dev/null | cut -c1-64; }
 "#;
 
 /// The command that checks the agent and runs it; exits [`MISSING`] when it is absent and
 /// [`UNTRUSTED`] (never running it) when a check fails.
+///
+/// After the checks by path it enters the directory and checks `.`, its parent and `./file`
+/// again, then hashes and execs `./file`: what runs is the file in the directory that was
+/// checked, even if an ancestor others may write is swapped meanwhile.
 pub fn start_command(agent_dir: &str, hash: &str, idle_timeout_s: Option<u64>) -> String {
     let (dir, file) = remote_path(agent_dir, hash);
     let args = idle_timeout_s
@@ -119,13 +133,15 @@ pub fn start_command(agent_dir: &str, hash: &str, idle_timeout_s: Option<u64>) -
         .unwrap_or_default();
     let short = &hash[..16.min(hash.len())];
     format!(
-        "{CHECKS}d={dir}; f={file}\n\
+        "{CHECKS}d={dir}; f={file}; b=./edgemon-agent-{short}\n\
          if [ ! -e \"$f\" ] && [ ! -L \"$f\" ]; then exit {MISSING}; fi\n\
          {{ p \"$d\" && o \"$d\" 'agent directory' d && o \"$f\" agent -; }} || exit {UNTRUSTED}\n\
-         h=$(s \"$f\")\n\
+         cd -- \"$d\" 2>/dev/null || {{ echo \"agent directory $d cannot be entered\" >&2; exit {UNTRUSTED}; }}\n\
+         {{ p . \"$d\" && o . 'agent directory' d \"$d\" && o \"$b\" agent - \"$f\"; }} || exit {UNTRUSTED}\n\
+         h=$(s \"$b\")\n\
          if [ -z \"$h\" ]; then echo \"cannot check the SHA-256 of agent $f: no sha256sum, shasum or openssl on the host\" >&2; exit {UNTRUSTED}; fi\n\
          if [ \"$h\" != {hash} ]; then echo \"agent $f has SHA-256 $(printf %.16s \"$h\")..., expected {short}... (owner uid $u)\" >&2; exit {UNTRUSTED}; fi\n\
-         exec \"$f\"{args}"
+         exec \"$b\"{args}"
     )
 }
 
@@ -433,6 +449,62 @@ mod tests {
         assert!(!marker.exists());
     }
 
+    /// The checks passed on one directory and then another was put in its place (an ancestor
+    /// others may write, here a stand-in `sha256sum` doing the swap mid-check): the start
+    /// command must run the file it checked, never whatever the path names by exec time.
+    #[test]
+    fn agent_swapped_in_after_the_trust_check_is_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("planted-ran");
+        let hash = hash_of(BODY);
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        chmod(&shared, 0o777);
+        let agent_dir = shared.join("box").join("agent");
+        assert!(
+            upload_locally(&agent_dir.display().to_string(), &hash, BODY)
+                .status
+                .success()
+        );
+        let name = format!("edgemon-agent-{}", &hash[..16]);
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let real = ["/usr/bin/sha256sum", "/bin/sha256sum"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap();
+        let swap = format!(
+            "#!/bin/sh
+mv '{s}/box' '{s}/box.old'
+mkdir -p '{s}/box/agent'
+             printf '#!/bin/sh\ntouch {m}\n' > '{s}/box/agent/{name}'
+             chmod 700 '{s}/box/agent/{name}'
+exec {real}
+",
+            s = shared.display(),
+            m = marker.display(),
+        );
+        std::fs::write(bin.join("sha256sum"), swap).unwrap();
+        chmod(&bin.join("sha256sum"), 0o755);
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(start_command(&agent_dir.display().to_string(), &hash, None))
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        assert!(shared.join("box.old").exists(), "the swap happened");
+        assert!(!marker.exists(), "the planted agent ran");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "started\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn upload_refuses_a_shared_directory() {
         let dir = tempfile::tempdir().unwrap();
@@ -445,6 +517,28 @@ mod tests {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("writable by others"), "{stderr}");
         assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_dollar_in_agent_dir_runs_no_command_and_only_user_and_home_expand() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("substituted");
+        let agent_dir = format!(
+            "{}/a$(touch {})b${{IFS}}c/$USER",
+            dir.path().display(),
+            marker.display()
+        );
+        let hash = hash_of(BODY);
+        let out = upload_locally(&agent_dir, &hash, BODY);
+        assert!(out.status.success(), "{out:?}");
+        let run = sh(&start_command(&agent_dir, &hash, None));
+        assert_eq!(String::from_utf8_lossy(&run.stdout), "started\n", "{run:?}");
+        assert!(!marker.exists(), "a command in agent_dir ran");
+        let user = std::env::var("USER").unwrap_or_default();
+        let literal = dir
+            .path()
+            .join(format!("a$(touch {})b${{IFS}}c/{user}", marker.display()));
+        assert!(literal.is_dir(), "{}", literal.display());
     }
 
     #[test]
