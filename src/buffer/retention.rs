@@ -309,12 +309,17 @@ impl Buffer {
         let mut n = 0;
         // The newest row of each table stays: the central key is the local id, and SQLite
         // (without AUTOINCREMENT) would hand the highest id out again once it is deleted.
-        for table in ["collection_errors", "drops", "alert_events"] {
+        // A drop record MySQL refused (state 2) is the only record of that loss: it stays.
+        for (table, states) in [
+            ("collection_errors", "(1, 2)"),
+            ("drops", "(1)"),
+            ("alert_events", "(1, 2)"),
+        ] {
             n += tx
                 .execute(
                     &format!(
                         "DELETE FROM {table} WHERE id IN (SELECT id FROM {table}
-                         WHERE sync_state IN (1, 2) AND at < ?1
+                         WHERE sync_state IN {states} AND at < ?1
                            AND id < (SELECT MAX(id) FROM {table})
                          ORDER BY id LIMIT ?2)"
                     ),
@@ -785,6 +790,36 @@ mod tests {
                 "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
             ),
             3
+        );
+    }
+
+    #[test]
+    fn r_rejected_drop_record_survives_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        seed(&mut buffer, &["a"], &[0; 3]);
+        let old = now_ms() - 30 * 24 * 3_600_000;
+        for (state, seq) in [(2, 100), (1, 200), (1, 300)] {
+            buffer
+                .conn()
+                .execute(
+                    "INSERT INTO drops (host_id, first_seq, last_seq, count, reason, at, sync_state)
+                     VALUES ((SELECT id FROM hosts WHERE name = 'a'), ?1, ?1, 1, 'test', ?2, ?3)",
+                    rusqlite::params![seq, old, state],
+                )
+                .unwrap();
+        }
+        buffer
+            .enforce_retention(&config(1 << 30), now_ms())
+            .unwrap();
+        // The refused record stays; of the synced ones only the newest row (id reuse) stays.
+        assert_eq!(
+            count(&buffer, "SELECT COUNT(*) FROM drops WHERE sync_state = 2"),
+            1
+        );
+        assert_eq!(
+            count(&buffer, "SELECT COUNT(*) FROM drops WHERE sync_state = 1"),
+            1
         );
     }
 

@@ -251,7 +251,7 @@ impl SyncTask {
                 .map(|r| (r.id, r.cores.err().unwrap_or_default()))
                 .collect();
             if !unreadable.is_empty() {
-                buffer.quarantine_samples(&unreadable, now_ms())?;
+                buffer.with_reserve(|b| b.quarantine_samples(&unreadable, now_ms()))?;
                 report.quarantined += unreadable.len() as u64;
             }
             let marks = marks(buffer)?;
