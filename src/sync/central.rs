@@ -506,14 +506,9 @@ impl Central {
             let mut new = Vec::with_capacity(prepared.len());
             let mut deltas: HashMap<u32, sql::WatermarkDelta> = HashMap::new();
             for p in &prepared {
-                let delta = deltas.entry(p.host_id).or_insert_with(|| {
-                    let mark = marks.get(&p.row.host).copied().unwrap_or_default();
-                    sql::WatermarkDelta {
-                        first_seq: mark.first_seq.max(1),
-                        last_seq: mark.last_seq,
-                        ..Default::default()
-                    }
-                });
+                let delta = deltas
+                    .entry(p.host_id)
+                    .or_insert_with(|| watermark_seed(marks, &p.row.host));
                 delta.last_seq = delta.last_seq.max(p.row.seq);
                 match existing.get(&(p.host_id, p.row.seq)) {
                     None => {
@@ -548,13 +543,7 @@ impl Central {
                     inserted += tx.affected_rows();
                 }
             }
-            if inserted != new.len() as u64 {
-                return Err(TxError::Raced(format!(
-                    "inserted {inserted} of {} new samples: another writer holds this appliance's epoch {epoch}; \
-                     the batch was rolled back",
-                    new.len()
-                )));
-            }
+            check_inserted(inserted, new.len(), "samples", epoch)?;
             for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
                 tx.query_drop(statement)?;
             }
@@ -596,14 +585,9 @@ impl Central {
                             count, last_seq, ..
                         } = &p.row.fields
                         {
-                            let delta = deltas.entry(p.host_id).or_insert_with(|| {
-                                let mark = marks.get(&p.row.host).copied().unwrap_or_default();
-                                sql::WatermarkDelta {
-                                    first_seq: mark.first_seq.max(1),
-                                    last_seq: mark.last_seq,
-                                    ..Default::default()
-                                }
-                            });
+                            let delta = deltas
+                                .entry(p.host_id)
+                                .or_insert_with(|| watermark_seed(marks, &p.row.host));
                             delta.dropped += count;
                             delta.last_seq = delta.last_seq.max(*last_seq);
                         }
@@ -627,13 +611,7 @@ impl Central {
                 tx.query_drop(statement)?;
                 inserted += tx.affected_rows();
             }
-            if inserted != new.len() as u64 {
-                return Err(TxError::Raced(format!(
-                    "inserted {inserted} of {} new {table} rows: another writer holds this appliance's epoch {epoch}; \
-                     the batch was rolled back",
-                    new.len()
-                )));
-            }
+            check_inserted(inserted, new.len(), &format!("{table} rows"), epoch)?;
             for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
                 tx.query_drop(statement)?;
             }
@@ -657,15 +635,7 @@ impl Central {
         self.transaction(&refs, |tx, ids| {
             let mut deltas = HashMap::new();
             for (name, _) in hosts {
-                let mark = marks.get(name).copied().unwrap_or_default();
-                deltas.insert(
-                    host_id(ids, name)?,
-                    sql::WatermarkDelta {
-                        first_seq: mark.first_seq.max(1),
-                        last_seq: mark.last_seq,
-                        ..Default::default()
-                    },
-                );
+                deltas.insert(host_id(ids, name)?, watermark_seed(marks, name));
             }
             for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
                 tx.query_drop(statement)?;
@@ -811,6 +781,27 @@ fn ensure_hosts(
         );
     }
     Ok(ids)
+}
+
+/// A host's watermark change for one transaction, starting from what the buffer holds for it.
+fn watermark_seed(marks: &HashMap<String, HostMark>, host: &str) -> sql::WatermarkDelta {
+    let mark = marks.get(host).copied().unwrap_or_default();
+    sql::WatermarkDelta {
+        first_seq: mark.first_seq.max(1),
+        last_seq: mark.last_seq,
+        ..Default::default()
+    }
+}
+
+/// The batch inserted every row it found absent, or another writer raced it under this epoch.
+fn check_inserted(inserted: u64, new: usize, what: &str, epoch: i64) -> Result<(), TxError> {
+    if inserted == new as u64 {
+        return Ok(());
+    }
+    Err(TxError::Raced(format!(
+        "inserted {inserted} of {new} new {what}: another writer holds this appliance's epoch {epoch}; \
+         the batch was rolled back"
+    )))
 }
 
 /// Maps a driver error to [`Error`].
