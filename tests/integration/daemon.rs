@@ -319,17 +319,7 @@ fn mysql_and_a_mail_directory_missing_at_start_are_used_once_they_appear() {
     db.restart().expect("start MariaDB");
     std::fs::remove_file(data.join("mail")).unwrap();
 
-    let central = || {
-        db.conn()
-            .ok()
-            .and_then(|mut c| {
-                use mysql::prelude::Queryable;
-                c.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
-                    .ok()
-                    .flatten()
-            })
-            .unwrap_or(0)
-    };
+    let central = || db.sample_count().unwrap_or(0);
     assert!(
         wait_until(Duration::from_secs(120), || central() >= 1),
         "the sync loop never reached the MySQL that appeared"

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use edgemon::collect::Collector;
 use edgemon::collect::outcome::{ErrorClass, HostOutcome};
-use edgemon::config::{
-    AlertLimits, Auth, CollectConfig, HostConfig, HostKeyPolicy, SshTarget, Transport,
-};
+use edgemon::config::{CollectConfig, HostConfig, HostKeyPolicy};
 
 use crate::local::status_json;
 use crate::skip_or_fail;
@@ -46,27 +44,13 @@ fn settings(agent_dir: &str, connect_timeout: Duration) -> CollectConfig {
 }
 
 fn entry(name: &str, site: &Site, host: &NetnsHost) -> HostConfig {
-    HostConfig {
-        name: name.to_string(),
-        transport: Transport::Ssh(SshTarget {
-            address: host.address(),
-            port: host.port(),
-            user: site.user().to_string(),
-            auth: Auth::IdentityFile {
-                path: site.key().to_path_buf(),
-                passphrase: None,
-            },
-            host_key_policy: HostKeyPolicy::AcceptNew,
-        }),
-        mail: None,
-        alerts: AlertLimits {
-            cpu: None,
-            memory: None,
-            swap: None,
-            reboot: false,
-            unreachable_after: None,
-        },
-    }
+    crate::ssh::ssh_entry(
+        name,
+        &host.address(),
+        host.port(),
+        site.user(),
+        crate::ssh::key(site.key()),
+    )
 }
 
 /// A collector over `entries` with its own pin store in `scratch`.

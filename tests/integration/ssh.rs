@@ -43,10 +43,21 @@ fn settings(agent_dir: &str) -> CollectConfig {
 }
 
 fn host(name: &str, port: u16, user: &str, auth: Auth) -> HostConfig {
+    ssh_entry(name, "127.0.0.1", port, user, auth)
+}
+
+/// An SSH host entry at `address:port` under `accept-new`, with no alert limits.
+pub(crate) fn ssh_entry(
+    name: &str,
+    address: &str,
+    port: u16,
+    user: &str,
+    auth: Auth,
+) -> HostConfig {
     HostConfig {
         name: name.to_string(),
         transport: Transport::Ssh(SshTarget {
-            address: "127.0.0.1".to_string(),
+            address: address.to_string(),
             port,
             user: user.to_string(),
             auth,
@@ -63,7 +74,8 @@ fn host(name: &str, port: u16, user: &str, auth: Auth) -> HostConfig {
     }
 }
 
-fn key(path: &Path) -> Auth {
+/// Public-key authentication with the unencrypted key at `path`.
+pub(crate) fn key(path: &Path) -> Auth {
     Auth::IdentityFile {
         path: path.to_path_buf(),
         passphrase: None,

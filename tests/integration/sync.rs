@@ -391,13 +391,7 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
     seed(&path, 10, 0, 1000);
     let task = SyncTask::new(&sync_config(&db.url(), 10), &buffer_config(&path), "site-k");
     let stop = edgemon::shutdown::Shutdown::new();
-    let central = |db: &MariaDb| {
-        db.conn().ok().and_then(|mut c| {
-            c.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
-                .ok()
-                .flatten()
-        })
-    };
+    let central = |db: &MariaDb| db.sample_count();
     std::thread::scope(|scope| {
         // Before: the server dies before the first batch; the task backs off meanwhile.
         db.kill9().expect("kill -9 MariaDB");
@@ -487,16 +481,7 @@ fn edgemon_killed_during_a_large_drain_resumes_without_loss_or_duplicates() {
         .spawn()
         .expect("start edgemon sync");
     let total: i64 = 50 * 1000 - 1000 / 5;
-    let mid = wait_until(PATIENCE, || {
-        db.conn()
-            .ok()
-            .and_then(|mut c| {
-                c.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
-                    .ok()
-                    .flatten()
-            })
-            .is_some_and(|n| n > 2000)
-    });
+    let mid = wait_until(PATIENCE, || db.sample_count().is_some_and(|n| n > 2000));
     child.kill().expect("kill -9 edgemon");
     child.wait().expect("reap edgemon");
     assert!(mid, "the drain never got going");
@@ -672,16 +657,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start edgemon run");
-    let central = |db: &MariaDb| {
-        db.conn()
-            .ok()
-            .and_then(|mut c| {
-                c.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
-                    .ok()
-                    .flatten()
-            })
-            .unwrap_or(0)
-    };
+    let central = |db: &MariaDb| db.sample_count().unwrap_or(0);
     assert!(
         wait_until(PATIENCE, || central(&db) >= 4),
         "nothing reached MySQL"

@@ -119,6 +119,15 @@ impl MariaDb {
         self.spawn()
     }
 
+    /// The number of rows in the central `samples` table, `None` while the server cannot be
+    /// reached (tests poll it across restarts and kills).
+    pub fn sample_count(&self) -> Option<i64> {
+        let mut conn = self.conn().ok()?;
+        conn.query_first::<i64, _>("SELECT COUNT(*) FROM samples")
+            .ok()
+            .flatten()
+    }
+
     /// The server's error log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
