@@ -257,12 +257,20 @@ impl Central {
         std::mem::take(&mut self.conflict_retries)
     }
 
-    /// A Galera node must be ready (`wsrep_ready = ON`) and `Synced`; a server without
-    /// `wsrep_%` status variables is a plain MySQL or MariaDB and is fine. On a Galera node the
+    /// A Galera node (`wsrep_on = ON`) must be ready (`wsrep_ready = ON`), `Synced` and in the
+    /// primary component; any other server is a plain MySQL or MariaDB and is fine. On a Galera node the
     /// session's reads wait until the node has applied what the cluster committed before them
     /// (`wsrep_sync_wait = 1`), so after a failover a batch committed through the dead node is
     /// seen as present, not sent as new.
     fn check_ready(&mut self, server: &str) -> Result<(), Error> {
+        // MySQL has no such variable, MariaDB says OFF unless it runs as a Galera node.
+        let wsrep: Vec<(String, String)> = self
+            .conn
+            .query("SHOW GLOBAL VARIABLES WHERE Variable_name = 'wsrep_on'")
+            .map_err(|e| classify(server, e))?;
+        if !wsrep.iter().any(|(_, v)| v.eq_ignore_ascii_case("ON")) {
+            return Ok(());
+        }
         let rows: Vec<(String, String)> = self
             .conn
             .query(
@@ -270,9 +278,6 @@ impl Central {
                  ('wsrep_ready', 'wsrep_local_state_comment', 'wsrep_cluster_status')",
             )
             .map_err(|e| classify(server, e))?;
-        if rows.is_empty() {
-            return Ok(());
-        }
         let value = |name: &str| {
             rows.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -283,10 +288,6 @@ impl Central {
             value("wsrep_local_state_comment"),
             value("wsrep_cluster_status"),
         );
-        // A server built with wsrep but running without a provider reports no state at all.
-        if ready.is_empty() && state.is_empty() {
-            return Ok(());
-        }
         if !ready.eq_ignore_ascii_case("ON")
             || state != "Synced"
             || !(cluster.is_empty() || cluster == "Primary")

@@ -220,6 +220,12 @@ impl SyncTask {
             if let Err(err) = noted {
                 tracing::warn!(error = %err, "could not record the sync outcome in the buffer");
             }
+            if report.servers.len() > 1 {
+                let health: Vec<String> = report.servers.iter().map(|h| h.to_string()).collect();
+                if let Err(err) = buffer.note_servers(&health.join("; ")) {
+                    tracing::warn!(error = %err, "could not record the central servers' health in the buffer");
+                }
+            }
         }
         result.map(|()| report)
     }

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use edgemon::buffer::StatusReader;
 use edgemon::config::SyncConfig;
 use edgemon::config::secret::Secret;
 use edgemon::sync::SyncTask;
@@ -223,6 +224,16 @@ fn sync_into_a_listed_cluster_fails_over_retries_conflicts_and_returns_to_a_rejo
         in_use
     });
     assert_eq!(killed, 1, "the first node listed was not the one in use");
+    // `edgemon status` reads each server's health from the buffer.
+    let status = StatusReader::open(&path)
+        .and_then(|r| r.status())
+        .expect("read the status");
+    let servers = status.sync_servers.unwrap_or_default();
+    assert!(
+        servers.contains(&format!("{}: failed", shown(cluster.node(1))))
+            && servers.contains("(in use): ok"),
+        "{servers}"
+    );
     let survivor = 3;
     assert_eq!(unsynced(&path), 0);
     assert_node_complete(
