@@ -11,7 +11,9 @@
 //!    same pass fails over, and the cluster ends with exactly the buffer's
 //!    samples, no duplicates, nothing unexplained in the completeness view;
 //! 4. the killed node rejoins by IST and the next pass uses it again;
-//! 5. a node cut off from the cluster (`wsrep_ready = OFF`) is skipped.
+//! 5. a node cut off from the cluster (`wsrep_ready = OFF`) is skipped, by
+//!    a connection open when it was cut off (error 1047) and by a new one
+//!    (which asks the node's state first).
 //!
 //! One cluster serves every assertion: a start costs about 10 s on two
 //! cores. Reads on the other nodes use `wsrep_sync_wait = 1`, so they see
@@ -294,6 +296,26 @@ fn sync_into_a_listed_cluster_fails_over_retries_conflicts_and_returns_to_a_rejo
     );
     let skipped = report.servers[0].last_error.clone().unwrap_or_default();
     assert!(skipped.contains("not ready"), "{:?}", report.servers);
+    // A new connection asks the node first (wsrep_ready, Synced) and goes on to node 2.
+    let fresh = SyncTask::new(
+        &listing(&cluster, &[1, 2, 3], 16),
+        &buffer_config(&path),
+        "site-g",
+    );
+    seed(&path, 8, 485, 5);
+    let report = drain(&fresh);
+    assert_eq!(report.samples, 8 * 5 - 1);
+    assert_eq!(
+        report.server.as_deref(),
+        Some(shown(cluster.node(2)).as_str())
+    );
+    let skipped = report.servers[0].last_error.clone().unwrap_or_default();
+    assert!(
+        skipped.contains("wsrep_ready = OFF"),
+        "{:?}",
+        report.servers
+    );
+    drop(fresh);
     cluster.node(1).isolate(false).expect("let node 1 back");
     assert!(
         wait_until(PATIENCE, || cluster.is_synced(1)),
