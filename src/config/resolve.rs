@@ -23,7 +23,7 @@ use super::error::ConfigError;
 use super::file::{self, ConfigFile};
 use super::keys::{self, Checked, Raw};
 use super::model::*;
-use super::secret::{Secret, redact_url, url_has_password};
+use super::secret::{Secret, url_has_password};
 use super::source_map::SourceMap;
 use super::units;
 
@@ -540,41 +540,58 @@ impl Resolver<'_> {
     }
 
     /// Each URL is a mysql:// URL naming a database; a list names one database (the nodes of
-    /// one cluster) and each server once. Messages mask passwords.
+    /// one cluster) and each server once. Messages never echo a password: a URL that does not
+    /// parse is named by its key (and its place in `url_env` or `url_file`), one that parses
+    /// as `mysql://user@host:port/db`.
     fn check_urls(&mut self, urls: &[(Secret, String)]) {
         let mut seen: Vec<(String, String)> = Vec::new();
-        for (url, key) in urls {
+        for (i, (url, key)) in urls.iter().enumerate() {
             let text = url.expose();
-            let shown = redact_url(text);
+            let label = if key.ends_with(']') || urls.len() == 1 {
+                String::new()
+            } else {
+                format!("URL {} of {}: ", i + 1, urls.len())
+            };
             if !text.starts_with("mysql://") {
                 self.error(
                     key,
-                    format!(
-                        "{shown} must start with mysql:// (mysql://user:password@host:port/db)"
-                    ),
+                    format!("{label}must start with mysql:// (mysql://user:password@host:port/db)"),
+                );
+                continue;
+            }
+            if text["mysql://".len()..].contains("mysql://") {
+                self.error(
+                    key,
+                    format!("{label}holds several URLs: separate them with spaces or newlines"),
                 );
                 continue;
             }
             let opts = match mysql::Opts::from_url(text) {
                 Ok(opts) => opts,
                 Err(err) => {
-                    // The parser's message may quote the URL: name it masked instead.
-                    let why = err.to_string().replace(text, &shown);
-                    self.error(key, format!("{shown} is not a valid URL: {why}"));
+                    let why = err.to_string().replace(text, "the URL");
+                    self.error(key, format!("{label}not a valid mysql:// URL: {why}"));
                     continue;
                 }
             };
             let server = format!("{}:{}", opts.get_ip_or_hostname(), opts.get_tcp_port());
             let database = opts.get_db_name().unwrap_or("").to_string();
+            let shown = format!(
+                "mysql://{}@{server}/{database}",
+                opts.get_user().unwrap_or("")
+            );
             if seen.iter().any(|(s, _)| *s == server) {
-                self.error(key, format!("{shown}: server {server} is listed twice"));
+                self.error(
+                    key,
+                    format!("{label}{shown}: server {server} is listed twice"),
+                );
             } else if let Some((_, first)) = seen.first()
                 && *first != database
             {
                 self.error(
                     key,
                     format!(
-                        "{shown} names database '{database}' but the first URL names '{first}': \
+                        "{label}{shown} names database '{database}' but the first URL names '{first}': \
                          the URLs must be nodes of one cluster holding one database"
                     ),
                 );

@@ -963,9 +963,13 @@ fn ambiguous_or_inconsistent_sync_urls_are_refused_at_their_line_with_passwords_
     );
     let scheme = errors(&with_sync("urls = [\"postgres://u:hunter2@db1/em\"]\n"));
     assert!(scheme.mentions("sync.urls[0]", "mysql://"), "{scheme}");
+    let joined = errors(&with_sync(
+        "url = \"mysql://u:hunter2@db1/em,mysql://u:hunter2@db2/em\"\n",
+    ));
+    assert!(joined.mentions("sync.url", "several URLs"), "{joined}");
     let empty = errors(&with_sync("urls = []\n"));
     assert!(empty.mentions("sync.urls", "empty"), "{empty}");
-    for errors in [&twice, &other_db, &scheme] {
+    for errors in [&twice, &other_db, &scheme, &joined] {
         assert!(!errors.to_string().contains("hunter2"), "{errors}");
     }
 }

@@ -15,7 +15,13 @@
 //! branches on: [`Error::Content`] (split the batch and quarantine the bad
 //! rows) versus everything else (drop the connection and back off).
 //!
-//! It does not read the buffer, decide batch sizes or retry.
+//! On a Galera node (`wsrep_on`) it refuses to work unless the node is ready
+//! and Synced ([`Error::NotReady`]; error 1047 later means the same), and
+//! reads with `wsrep_sync_wait = 1`. A transaction that loses a conflict
+//! (1213, 1205) is retried whole with jitter, a bounded number of times.
+//!
+//! It does not read the buffer, decide batch sizes, choose servers or retry
+//! anything else.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -20,8 +20,13 @@
 //! - On each new connection, rows of this epoch the buffer marked synced but
 //!   MySQL no longer holds (a restore from an older backup, a deleted host)
 //!   go back to the queue while the buffer keeps them.
-//! - Connection and server errors end the pass; the loop backs off
-//!   exponentially with jitter up to `sync.max_backoff`.
+//! - Several central servers (`sync.urls`, the nodes of one cluster) are
+//!   tried in order ([`endpoints`]); a server that fails under a batch is
+//!   skipped for a backoff of its own and the pass goes on with the next one,
+//!   sending the rows still unsynced (the unfinished batch was not marked).
+//!   Each pass returns to the first server whose backoff is over.
+//! - Other connection and server errors, and every server failing, end the
+//!   pass; the loop backs off exponentially with jitter up to `sync.max_backoff`.
 //!
 //! The task opens its own connection to the buffer file (SQLite WAL), beside
 //! the collector's. MySQL itself is known only to [`central`].
