@@ -32,7 +32,7 @@ use mysql::prelude::Queryable;
 
 use crate::skip_or_fail;
 use crate::support::galera::{GaleraCluster, GaleraNode};
-use crate::support::{temp_dir, wait_until};
+use crate::support::{Edgemon, temp_dir, wait_until};
 use crate::sync::{
     buffer_config, buffer_lines, central_lines_on, digest, drain, seed, sync_config, unsynced,
 };
@@ -336,4 +336,56 @@ fn sync_into_a_listed_cluster_fails_over_retries_conflicts_and_returns_to_a_rejo
         "site-g",
         "node 1 after its isolation",
     );
+
+    // 6. `edgemon sync` with the nodes one per line in url_file names the server it used and
+    // each node's health, the password masked; `edgemon status` shows the health too.
+    let urls = dir.path().join("sync-urls");
+    let lines: Vec<String> = (1..=3).map(|n| cluster.node(n).url()).collect();
+    std::fs::write(&urls, format!("# the cluster\n{}\n", lines.join("\n"))).expect("write urls");
+    let config = dir.path().join("edgemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[appliance]\nid = \"site-g\"\ndata_dir = \"{data}\"\n\n[[hosts]]\nname = \"localhost\"\n\
+             transport = \"local\"\n\n[buffer]\npath = \"{buffer}\"\n\n[sync]\nurl_file = \"{urls}\"\n\
+             timeout = \"10s\"\n\n[mail]\nfrom = \"edgemon@localhost\"\n",
+            data = dir.path().join("data").display(),
+            buffer = path.display(),
+            urls = urls.display(),
+        ),
+    )
+    .expect("write the config");
+    seed(&path, 8, 490, 5);
+    let out = Edgemon::new(dir.path())
+        .args(["sync", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(
+        out.contains(&format!("central server: {}", shown(cluster.node(1)))),
+        "{out}"
+    );
+    for n in 1..=3 {
+        assert!(
+            out.contains(&format!("  {}", shown(cluster.node(n)))),
+            "{out}"
+        );
+    }
+    assert!(
+        !out.contains("edgemon:edgemon@"),
+        "the password leaked:\n{out}"
+    );
+    assert_eq!(unsynced(&path), 0);
+    let status = Edgemon::new(dir.path())
+        .args(["status", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(
+        status.contains("sync servers: ") && status.contains("(in use): ok"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("edgemon:edgemon@"),
+        "the password leaked:\n{status}"
+    );
+    assert_node_complete(cluster.node(3), &path, "site-g", "after edgemon sync");
 }
