@@ -188,8 +188,6 @@ pub struct Central {
     epoch: i64,
     /// Transactions tried again after a conflict, since the last [`Central::take_conflict_retries`].
     conflict_retries: u64,
-    /// The server is a Galera node.
-    galera: bool,
 }
 
 impl Central {
@@ -239,7 +237,6 @@ impl Central {
             appliance: 0,
             epoch,
             conflict_retries: 0,
-            galera: false,
         };
         central.check_ready(&server)?;
         central.ensure_schema(appliance, &builder)?;
@@ -253,21 +250,16 @@ impl Central {
         &self.server
     }
 
-    /// Whether the server is a Galera node (it has `wsrep_%` status variables).
-    pub fn is_galera(&self) -> bool {
-        self.galera
-    }
-
     /// Transactions tried again after a conflict (1213, 1205) since the last call.
     pub fn take_conflict_retries(&mut self) -> u64 {
         std::mem::take(&mut self.conflict_retries)
     }
 
     /// A Galera node (`wsrep_on = ON`) must be ready (`wsrep_ready = ON`), `Synced` and in the
-    /// primary component; any other server is a plain MySQL or MariaDB and is fine. On a Galera node the
-    /// session's reads wait until the node has applied what the cluster committed before them
-    /// (`wsrep_sync_wait = 1`), so after a failover a batch committed through the dead node is
-    /// seen as present, not sent as new.
+    /// primary component; any other server is a plain MySQL or MariaDB and is fine. On a Galera
+    /// node the session's reads wait until the node has applied what the cluster committed
+    /// before them (`wsrep_sync_wait = 1`), so after a failover a batch committed through the
+    /// dead node is seen as present, not sent as new.
     fn check_ready(&mut self, server: &str) -> Result<(), Error> {
         // MySQL has no such variable, MariaDB says OFF unless it runs as a Galera node.
         let wsrep: Vec<(String, String)> = self
@@ -305,7 +297,6 @@ impl Central {
                 ),
             });
         }
-        self.galera = true;
         self.conn
             .query_drop("SET SESSION wsrep_sync_wait = 1")
             .map_err(|e| classify(server, e))
@@ -790,7 +781,7 @@ impl Central {
                 {
                     conflicts += 1;
                     self.conflict_retries += 1;
-                    let ceiling = CONFLICT_PAUSE * (1 << conflicts.min(10));
+                    let ceiling = CONFLICT_PAUSE * (1 << (conflicts - 1).min(10));
                     let pause = ceiling.mul_f64(rand::random::<f64>());
                     tracing::info!(server = %server, code = m.code, attempt = conflicts, retry_in = ?pause,
                         "a conflicting write elsewhere in the cluster rolled back the batch; retrying it whole");

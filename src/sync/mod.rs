@@ -203,11 +203,6 @@ impl SyncTask {
         let mut report = PassReport::default();
         let result = self.drain_locked(&mut state, stop, progress, &mut report);
         report.elapsed = started.elapsed();
-        report.server = state
-            .endpoints
-            .current()
-            .map(|i| state.endpoints.shown(i).to_string());
-        report.servers = state.endpoints.health(Instant::now());
         let outcome = match &result {
             Ok(()) => Ok(()),
             Err(err) => {
@@ -219,6 +214,11 @@ impl SyncTask {
                 Err(err.to_string())
             }
         };
+        report.server = state
+            .endpoints
+            .current()
+            .map(|i| state.endpoints.shown(i).to_string());
+        report.servers = state.endpoints.health(Instant::now());
         if let Some(buffer) = state.buffer.as_ref() {
             let noted =
                 buffer.note_pass(outcome.as_ref().map(drop).map_err(String::as_str), now_ms());
