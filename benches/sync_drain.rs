@@ -58,7 +58,10 @@ fn main() -> Result<()> {
     );
 
     let config = SyncConfig {
-        url: Secret::new(format!("mysql://root@127.0.0.1:{}/edgemon", server.port)),
+        urls: vec![Secret::new(format!(
+            "mysql://root@127.0.0.1:{}/edgemon",
+            server.port
+        ))],
         interval: Duration::from_secs(30),
         batch_size: batch,
         max_backoff: Duration::from_secs(30),

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub sync_rows: AtomicU64,
     /// Failed sync passes.
     pub sync_errors: AtomicU64,
+    /// Times sync left a central server that failed under it for the next one listed.
+    pub sync_failovers: AtomicU64,
+    /// Batch transactions retried after losing a conflict (Galera certification, 1213).
+    pub sync_conflict_retries: AtomicU64,
     /// Mails the server accepted.
     pub mails_sent: AtomicU64,
     /// Mail attempts that failed (transient or permanent).
@@ -83,6 +87,10 @@ impl Metrics {
             Some(report) => {
                 self.sync_rows
                     .fetch_add(report.samples + report.journal_rows, Ordering::Relaxed);
+                self.sync_failovers
+                    .fetch_add(report.failovers, Ordering::Relaxed);
+                self.sync_conflict_retries
+                    .fetch_add(report.conflict_retries, Ordering::Relaxed);
             }
             None => {
                 self.sync_errors.fetch_add(1, Ordering::Relaxed);
@@ -138,6 +146,18 @@ impl Metrics {
             "edgemon_sync_errors_total",
             "Sync passes that failed.",
             get(&self.sync_errors),
+        );
+        counter(
+            &mut out,
+            "edgemon_sync_failovers_total",
+            "Times sync left a failed central server for the next one listed.",
+            get(&self.sync_failovers),
+        );
+        counter(
+            &mut out,
+            "edgemon_sync_conflict_retries_total",
+            "Batch transactions retried after a cluster write conflict (1213).",
+            get(&self.sync_conflict_retries),
         );
         counter(
             &mut out,

@@ -126,6 +126,9 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
             .map(|e| format!(", last error: {e}"))
             .unwrap_or_default()
     )?;
+    if let Some(servers) = &status.sync_servers {
+        writeln!(out, "sync servers: {servers}")?;
+    }
     writeln!(
         out,
         "outbox: {} pending (oldest {}), {} sent, {} failed{}",

@@ -19,6 +19,8 @@ pub(crate) mod key {
     pub const SYNC_LAST_SUCCESS: &str = "sync.last_success_at";
     /// Message of the last failed sync pass; empty after a success.
     pub const SYNC_LAST_ERROR: &str = "sync.last_error";
+    /// With several central servers listed: each one's health after the last pass, `; `-separated.
+    pub const SYNC_SERVERS: &str = "sync.servers";
     /// The operator warning of retention; empty when no bound is near.
     pub const BUFFER_WARNING: &str = "buffer.warning";
     /// Time-to-first-loss as the round writer last computed it, seconds as decimal text.
@@ -44,6 +46,8 @@ pub struct SyncStatus {
     pub last_success_at: Option<i64>,
     /// Message of the last pass when it failed; `None` after a success.
     pub last_error: Option<String>,
+    /// With several central servers listed: each one's health after the last pass.
+    pub servers: Option<String>,
 }
 
 fn get(buffer: &Buffer, key: &'static str, doing: &'static str) -> Result<Option<String>> {
@@ -92,7 +96,18 @@ impl Buffer {
         Ok(SyncStatus {
             last_success_at: get(self, key::SYNC_LAST_SUCCESS, doing)?.and_then(|v| v.parse().ok()),
             last_error: get(self, key::SYNC_LAST_ERROR, doing)?.filter(|v| !v.is_empty()),
+            servers: get(self, key::SYNC_SERVERS, doing)?.filter(|v| !v.is_empty()),
         })
+    }
+
+    /// Records the central servers' health after a pass (several servers listed).
+    pub(crate) fn note_sync_servers(&self, health: &str) -> Result<()> {
+        set(
+            self,
+            key::SYNC_SERVERS,
+            health,
+            "recording the central servers' health",
+        )
     }
 
     /// Records a successful sync pass at `at` (Unix ms); clears the last error.

@@ -114,6 +114,8 @@ pub struct BufferStatus {
     pub last_sync_at: Option<i64>,
     /// Last sync error, cleared by the next success.
     pub last_sync_error: Option<String>,
+    /// With several central servers listed: each one's health after the last pass.
+    pub sync_servers: Option<String>,
     /// Retention's operator warning (a bound at 80% or more), if any.
     pub buffer_warning: Option<String>,
     /// Seconds until retention would shed an unsynced sample if nothing synced from now on,
@@ -250,6 +252,7 @@ impl StatusReader {
             appliance: None,
             last_sync_at: sync.last_success_at,
             last_sync_error: sync.last_error,
+            sync_servers: sync.servers,
             buffer_warning: self.core.buffer_warning()?,
             time_to_first_loss_s: self.core.time_to_first_loss()?,
             outbox,

@@ -238,6 +238,11 @@ impl SyncQueue {
         }
     }
 
+    /// Records each listed central server's health after a pass, for `edgemon status`.
+    pub fn note_servers(&self, health: &str) -> Result<()> {
+        self.core.note_sync_servers(health)
+    }
+
     /// The outcome of the passes so far, as [`SyncQueue::note_pass`] recorded it.
     pub fn sync_status(&self) -> Result<SyncStatus> {
         self.core.sync_status()

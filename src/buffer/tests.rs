@@ -259,6 +259,7 @@ fn the_sync_status_is_typed_and_kept_under_the_keys_existing_buffers_use() {
     let expected = SyncStatus {
         last_success_at: Some(7),
         last_error: Some("cannot reach MySQL".into()),
+        servers: None,
     };
     let reader = StatusReader::open(&path).unwrap();
     assert_eq!(reader.sync_status().unwrap(), expected);

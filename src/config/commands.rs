@@ -63,7 +63,13 @@ pub fn summary(config: &Config) -> String {
     format!(
         "config OK: {} hosts ({ssh} ssh, {local} local), sync -> {}, mail -> {mail}{web}",
         config.hosts.len(),
-        redact_url(config.sync.url.expose()),
+        config
+            .sync
+            .urls
+            .iter()
+            .map(|url| redact_url(url.expose()))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 

@@ -208,6 +208,8 @@ pub struct BufferSection {
 pub struct SyncSection {
     /// Inline URL.
     pub url: Option<String>,
+    /// Several inline URLs (nodes of one cluster), tried in order.
+    pub urls: Option<Vec<String>>,
     /// Environment variable holding the URL.
     pub url_env: Option<String>,
     /// File holding the URL.

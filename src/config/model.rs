@@ -210,8 +210,9 @@ impl MinFree {
 /// `[sync]`: the central MySQL database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncConfig {
-    /// `mysql://user:password@host:port/db`; a secret because it may hold a password.
-    pub url: Secret,
+    /// `mysql://user:password@host:port/db`, one or more (the nodes of one cluster, tried in
+    /// order; never empty once resolved); secrets because they may hold a password.
+    pub urls: Vec<Secret>,
     /// Time between two sync passes.
     pub interval: Duration,
     /// Samples per MySQL transaction.

@@ -456,39 +456,147 @@ impl Resolver<'_> {
 
     fn sync(&mut self, raw: &ConfigFile) -> SyncConfig {
         let s = &raw.sync;
-        let url = match (&s.url, &s.url_env, &s.url_file) {
-            (Some(url), None, None) => {
+        let set: Vec<&str> = [
+            ("sync.url", s.url.is_some()),
+            ("sync.urls", s.urls.is_some()),
+            ("sync.url_env", s.url_env.is_some()),
+            ("sync.url_file", s.url_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect();
+        // (URL, the key to name when it is wrong.)
+        let urls: Vec<(Secret, String)> = match (&s.url, &s.urls, &s.url_env, &s.url_file) {
+            _ if set.len() > 1 => {
+                let names: Vec<&str> = set.iter().map(|k| &k[5..]).collect();
+                self.error(
+                    set[1],
+                    format!(
+                        "set only one of url, urls, url_env and url_file (found {})",
+                        names.join(" and ")
+                    ),
+                );
+                Vec::new()
+            }
+            (Some(url), None, None, None) => {
                 if url_has_password(url) {
                     self.inline_secrets = true;
                 }
-                Secret::new(url.clone())
+                vec![(Secret::new(url.clone()), "sync.url".to_string())]
             }
-            (None, Some(name), None) => self.env_secret("sync.url_env", name),
-            (None, None, Some(path)) => self.file_secret("sync.url_file", path),
-            (None, None, None) => {
-                self.error(
-                    "sync.url",
-                    "missing: set url, url_env or url_file (mysql://user:password@host:port/db)",
-                );
-                Secret::new("")
+            (None, Some(list), None, None) => {
+                if list.is_empty() {
+                    self.error("sync.urls", "is empty: list at least one mysql:// URL");
+                }
+                if list.iter().any(|url| url_has_password(url)) {
+                    self.inline_secrets = true;
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(i, url)| (Secret::new(url.clone()), format!("sync.urls[{i}]")))
+                    .collect()
+            }
+            (None, None, Some(name), None) => {
+                let errors = self.errors.len();
+                let text = self.env_secret("sync.url_env", name);
+                let urls = split_urls(&text, "sync.url_env");
+                if urls.is_empty() && self.errors.len() == errors {
+                    self.error(
+                        "sync.url_env",
+                        "holds no URL (mysql://user:password@host:port/db)",
+                    );
+                }
+                urls
+            }
+            (None, None, None, Some(path)) => {
+                let errors = self.errors.len();
+                let text = self.file_secret("sync.url_file", path);
+                let urls = split_urls(&text, "sync.url_file");
+                if urls.is_empty() && self.errors.len() == errors {
+                    self.error(
+                        "sync.url_file",
+                        "holds no URL (mysql://user:password@host:port/db)",
+                    );
+                }
+                urls
             }
             _ => {
-                self.error("sync.url", "set only one of url, url_env and url_file");
-                Secret::new("")
+                self.error(
+                    "sync.url",
+                    "missing: set url, urls, url_env or url_file (mysql://user:password@host:port/db)",
+                );
+                Vec::new()
             }
         };
-        if !url.expose().is_empty() && !url.expose().starts_with("mysql://") {
-            self.error(
-                "sync.url",
-                "must start with mysql:// (mysql://user:password@host:port/db)",
-            );
-        }
+        self.check_urls(&urls);
+        let urls = urls.into_iter().map(|(url, _)| url).collect();
         SyncConfig {
-            url,
+            urls,
             interval: self.duration("sync.interval", &s.interval),
             batch_size: self.count("sync.batch_size", s.batch_size) as usize,
             max_backoff: self.duration("sync.max_backoff", &s.max_backoff),
             timeout: self.duration("sync.timeout", &s.timeout),
+        }
+    }
+
+    /// Each URL is a mysql:// URL naming a database; a list names one database (the nodes of
+    /// one cluster) and each server once. Messages never echo a password: a URL that does not
+    /// parse is named by its key (and its place in `url_env` or `url_file`), one that parses
+    /// as `mysql://user@host:port/db`.
+    fn check_urls(&mut self, urls: &[(Secret, String)]) {
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (i, (url, key)) in urls.iter().enumerate() {
+            let text = url.expose();
+            let label = if key.ends_with(']') || urls.len() == 1 {
+                String::new()
+            } else {
+                format!("URL {} of {}: ", i + 1, urls.len())
+            };
+            if !text.starts_with("mysql://") {
+                self.error(
+                    key,
+                    format!("{label}must start with mysql:// (mysql://user:password@host:port/db)"),
+                );
+                continue;
+            }
+            if text["mysql://".len()..].contains("mysql://") {
+                self.error(
+                    key,
+                    format!("{label}holds several URLs: separate them with spaces or newlines"),
+                );
+                continue;
+            }
+            let opts = match mysql::Opts::from_url(text) {
+                Ok(opts) => opts,
+                Err(err) => {
+                    let why = err.to_string().replace(text, "the URL");
+                    self.error(key, format!("{label}not a valid mysql:// URL: {why}"));
+                    continue;
+                }
+            };
+            let server = format!("{}:{}", opts.get_ip_or_hostname(), opts.get_tcp_port());
+            let database = opts.get_db_name().unwrap_or("").to_string();
+            let shown = format!(
+                "mysql://{}@{server}/{database}",
+                opts.get_user().unwrap_or("")
+            );
+            if seen.iter().any(|(s, _)| *s == server) {
+                self.error(
+                    key,
+                    format!("{label}{shown}: server {server} is listed twice"),
+                );
+            } else if let Some((_, first)) = seen.first()
+                && *first != database
+            {
+                self.error(
+                    key,
+                    format!(
+                        "{label}{shown} names database '{database}' but the first URL names '{first}': \
+                         the URLs must be nodes of one cluster holding one database"
+                    ),
+                );
+            }
+            seen.push((server, database));
         }
     }
 
@@ -675,4 +783,15 @@ fn raw(value: &toml::Value) -> Raw<'_> {
         toml::Value::Boolean(_) => Raw::Flag,
         _ => Raw::Other,
     }
+}
+
+/// The URLs of `url_env` or `url_file`: separated by whitespace (one per line in a file);
+/// blank lines and lines starting with `#` are skipped. Each is named by `key`.
+fn split_urls(text: &Secret, key: &str) -> Vec<(Secret, String)> {
+    text.expose()
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .map(|url| (Secret::new(url), key.to_string()))
+        .collect()
 }

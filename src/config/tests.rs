@@ -879,3 +879,97 @@ fn weekly_silences_are_parsed_and_checked() {
         assert!(text.contains(needle), "{needle} in {text}");
     }
 }
+
+/// `[appliance]` and a `[sync]` section with `sync` as its body.
+fn with_sync(sync: &str) -> String {
+    format!("[appliance]\nid = \"t\"\ndata_dir = \"var\"\n[sync]\n{sync}")
+}
+
+#[test]
+fn sync_urls_lists_the_nodes_of_a_cluster_in_order() {
+    let config = ok(&with_sync(
+        "urls = [\"mysql://u@db1:3306/em\", \"mysql://u@db2:3307/em\"]\n",
+    ));
+    let urls: Vec<&str> = config.sync.urls.iter().map(|u| u.expose()).collect();
+    assert_eq!(urls, ["mysql://u@db1:3306/em", "mysql://u@db2:3307/em"]);
+    assert_eq!(ok(BASE).sync.urls.len(), 1);
+}
+
+#[test]
+fn url_env_and_url_file_hold_several_urls_separated_by_whitespace_or_lines() {
+    let (resolved, _dir) = load_env(
+        &with_sync("url_env = \"EM_URLS\"\n"),
+        &[("EM_URLS", "mysql://u:p1@db1/em mysql://u:p1@db2/em")],
+    );
+    let config = resolved.expect("valid").config;
+    assert_eq!(config.sync.urls.len(), 2);
+    assert_eq!(config.sync.urls[1].expose(), "mysql://u:p1@db2/em");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("edgemon.toml"),
+        with_sync("url_file = \"urls\"\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("urls"),
+        "# the cluster\nmysql://u:p@db1/em\n\nmysql://u:p@db2/em\r\nmysql://u:p@db3/em\n",
+    )
+    .expect("write");
+    let config = load_with(Path::new("edgemon.toml"), &HashMap::new(), dir.path())
+        .expect("valid")
+        .config;
+    let urls: Vec<&str> = config.sync.urls.iter().map(|u| u.expose()).collect();
+    assert_eq!(
+        urls,
+        [
+            "mysql://u:p@db1/em",
+            "mysql://u:p@db2/em",
+            "mysql://u:p@db3/em"
+        ]
+    );
+    std::fs::write(dir.path().join("urls"), "# nothing yet\n\n").expect("write");
+    let errors = load_with(Path::new("edgemon.toml"), &HashMap::new(), dir.path())
+        .err()
+        .expect("an empty file is refused");
+    assert!(errors.mentions("sync.url_file", "holds no URL"), "{errors}");
+}
+
+#[test]
+fn ambiguous_or_inconsistent_sync_urls_are_refused_at_their_line_with_passwords_masked() {
+    let both = errors(&with_sync(
+        "url = \"mysql://u@db1/em\"\nurls = [\"mysql://u@db2/em\"]\n",
+    ));
+    assert_eq!(
+        located(&both),
+        [(Some(6), "sync.urls".to_string())],
+        "{both}"
+    );
+    assert!(both.mentions("sync.urls", "found url and urls"), "{both}");
+
+    let twice = errors(&with_sync(
+        "urls = [\"mysql://u:hunter2@db1:3306/em\", \"mysql://u:hunter2@db1/em\"]\n",
+    ));
+    assert!(
+        twice.mentions("sync.urls[1]", "db1:3306 is listed twice"),
+        "{twice}"
+    );
+    let other_db = errors(&with_sync(
+        "urls = [\"mysql://u:hunter2@db1/em\", \"mysql://u:hunter2@db2/other\"]\n",
+    ));
+    assert!(
+        other_db.mentions("sync.urls[1]", "one database"),
+        "{other_db}"
+    );
+    let scheme = errors(&with_sync("urls = [\"postgres://u:hunter2@db1/em\"]\n"));
+    assert!(scheme.mentions("sync.urls[0]", "mysql://"), "{scheme}");
+    let joined = errors(&with_sync(
+        "url = \"mysql://u:hunter2@db1/em,mysql://u:hunter2@db2/em\"\n",
+    ));
+    assert!(joined.mentions("sync.url", "several URLs"), "{joined}");
+    let empty = errors(&with_sync("urls = []\n"));
+    assert!(empty.mentions("sync.urls", "empty"), "{empty}");
+    for errors in [&twice, &other_db, &scheme, &joined] {
+        assert!(!errors.to_string().contains("hunter2"), "{errors}");
+    }
+}

@@ -15,7 +15,13 @@
 //! branches on: [`Error::Content`] (split the batch and quarantine the bad
 //! rows) versus everything else (drop the connection and back off).
 //!
-//! It does not read the buffer, decide batch sizes or retry.
+//! On a Galera node (`wsrep_on`) it refuses to work unless the node is ready
+//! and Synced ([`Error::NotReady`]; error 1047 later means the same), and
+//! reads with `wsrep_sync_wait = 1`. A transaction that loses a conflict
+//! (1213, 1205) is retried whole with jitter, a bounded number of times.
+//!
+//! It does not read the buffer, decide batch sizes, choose servers or retry
+//! anything else.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -84,6 +90,15 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A Galera node that is not ready for clients (`wsrep_ready` OFF, not Synced, or not in
+    /// the primary component): the caller tries another server.
+    #[error("MySQL at {server} is a Galera node not ready for clients: {message}")]
+    NotReady {
+        /// `host:port`.
+        server: String,
+        /// The node's state.
+        message: String,
+    },
     /// MySQL refused the rows themselves (too long, out of range, invalid JSON, ...).
     #[error("MySQL refused the rows: {0}")]
     Content(String),
@@ -95,6 +110,14 @@ pub enum Error {
         /// MySQL's message.
         message: String,
     },
+}
+
+impl Error {
+    /// The server cannot serve now (unreachable, connection lost, a Galera node not ready):
+    /// another server of the list may, and the batch is sent there again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. } | Error::NotReady { .. })
+    }
 }
 
 /// MySQL error codes that mean "these values", so bisecting can isolate the rows.
@@ -123,6 +146,22 @@ const SCHEMA_CODES: &[u16] = &[1146, 1054, 1356];
 /// Codes of refused credentials or database access.
 const CREDENTIAL_CODES: &[u16] = &[1044, 1045, 1049, 1698];
 
+/// Codes of a transaction that lost a conflict and was rolled back: a Galera certification
+/// conflict or brute-force abort (1213, also at COMMIT) or a lock wait timeout (1205). The whole
+/// transaction is tried again; neither the rows nor the server are at fault.
+const CONFLICT_CODES: &[u16] = &[1213, 1205];
+
+/// Attempts of one transaction that keeps losing conflicts before it is a server error.
+const CONFLICT_ATTEMPTS: u32 = 6;
+
+/// The first retry after a conflict waits up to this long (with jitter), doubling each time.
+const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Codes that mean the server cannot serve this connection now, so another node should:
+/// 1047 (a Galera node not in the primary component or not synced), 1053 (server shutdown in
+/// progress), 1927 (connection killed, e.g. by a shutdown), 1040 (too many connections).
+const UNAVAILABLE_CODES: &[u16] = &[1047, 1053, 1927, 1040];
+
 /// What one committed write did with its rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
@@ -147,6 +186,8 @@ pub struct Central {
     server: String,
     appliance: u32,
     epoch: i64,
+    /// Transactions tried again after a conflict, since the last [`Central::take_conflict_retries`].
+    conflict_retries: u64,
 }
 
 impl Central {
@@ -195,7 +236,9 @@ impl Central {
             server: format!("{server}/{database}"),
             appliance: 0,
             epoch,
+            conflict_retries: 0,
         };
+        central.check_ready(&server)?;
         central.ensure_schema(appliance, &builder)?;
         central.appliance = central.register(appliance)?;
         central.register_buffer(appliance)?;
@@ -205,6 +248,58 @@ impl Central {
     /// `host:port/database`, for messages.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// Transactions tried again after a conflict (1213, 1205) since the last call.
+    pub fn take_conflict_retries(&mut self) -> u64 {
+        std::mem::take(&mut self.conflict_retries)
+    }
+
+    /// A Galera node (`wsrep_on = ON`) must be ready (`wsrep_ready = ON`), `Synced` and in the
+    /// primary component; any other server is a plain MySQL or MariaDB and is fine. On a Galera
+    /// node the session's reads wait until the node has applied what the cluster committed
+    /// before them (`wsrep_sync_wait = 1`), so after a failover a batch committed through the
+    /// dead node is seen as present, not sent as new.
+    fn check_ready(&mut self, server: &str) -> Result<(), Error> {
+        // MySQL has no such variable, MariaDB says OFF unless it runs as a Galera node.
+        let wsrep: Vec<(String, String)> = self
+            .conn
+            .query("SHOW GLOBAL VARIABLES WHERE Variable_name = 'wsrep_on'")
+            .map_err(|e| classify(server, e))?;
+        if !wsrep.iter().any(|(_, v)| v.eq_ignore_ascii_case("ON")) {
+            return Ok(());
+        }
+        let rows: Vec<(String, String)> = self
+            .conn
+            .query(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                 ('wsrep_ready', 'wsrep_local_state_comment', 'wsrep_cluster_status')",
+            )
+            .map_err(|e| classify(server, e))?;
+        let value = |name: &str| {
+            rows.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let (ready, state, cluster) = (
+            value("wsrep_ready"),
+            value("wsrep_local_state_comment"),
+            value("wsrep_cluster_status"),
+        );
+        if !ready.eq_ignore_ascii_case("ON")
+            || state != "Synced"
+            || !(cluster.is_empty() || cluster == "Primary")
+        {
+            return Err(Error::NotReady {
+                server: server.to_string(),
+                message: format!(
+                    "wsrep_ready = {ready}, wsrep_local_state_comment = {state}, wsrep_cluster_status = {cluster}"
+                ),
+            });
+        }
+        self.conn
+            .query_drop("SET SESSION wsrep_sync_wait = 1")
+            .map_err(|e| classify(server, e))
     }
 
     /// Applies the schema when missing, upgrades version 1 in place; refuses a newer or
@@ -655,7 +750,11 @@ impl Central {
     /// deleted by hand or lost in a restore is registered again, never an id 0). A foreign-key
     /// failure (error 1452: a host row vanished during the batch) retries the whole
     /// transaction once; if it fails again it is a server error, retried after backoff, never
-    /// a content error that would quarantine the rows.
+    /// a content error that would quarantine the rows. A conflict (1213: a Galera certification
+    /// conflict or brute-force abort, at COMMIT or at any statement; 1205: lock wait timeout)
+    /// rolls back and retries the whole transaction after a short pause with jitter, up to
+    /// [`CONFLICT_ATTEMPTS`] times; then it is a server error. Nothing of a rolled-back attempt
+    /// is returned, so nothing of it is marked synced.
     fn transaction<T>(
         &mut self,
         hosts: &[(&str, &str)],
@@ -665,9 +764,9 @@ impl Central {
         let mut wanted: Vec<(&str, &str)> = hosts.to_vec();
         wanted.sort_unstable();
         wanted.dedup_by_key(|(h, _)| *h);
-        let mut attempt = 0;
+        let mut host_retried = false;
+        let mut conflicts = 0u32;
         loop {
-            attempt += 1;
             let result = (|| -> Result<T, TxError> {
                 let mut tx = self.conn.start_transaction(TxOpts::default())?;
                 let ids = ensure_hosts(&mut tx, self.appliance, &wanted)?;
@@ -678,8 +777,31 @@ impl Central {
             match result {
                 Ok(out) => return Ok(out),
                 Err(TxError::Mysql(mysql::Error::MySqlError(m)))
-                    if m.code == FOREIGN_KEY_CODE && attempt == 1 =>
+                    if CONFLICT_CODES.contains(&m.code) && conflicts + 1 < CONFLICT_ATTEMPTS =>
                 {
+                    conflicts += 1;
+                    self.conflict_retries += 1;
+                    let ceiling = CONFLICT_PAUSE * (1 << (conflicts - 1).min(10));
+                    let pause = ceiling.mul_f64(rand::random::<f64>());
+                    tracing::info!(server = %server, code = m.code, attempt = conflicts, retry_in = ?pause,
+                        "a conflicting write elsewhere in the cluster rolled back the batch; retrying it whole");
+                    std::thread::sleep(pause);
+                }
+                Err(TxError::Mysql(mysql::Error::MySqlError(m)))
+                    if CONFLICT_CODES.contains(&m.code) =>
+                {
+                    return Err(Error::Server {
+                        server,
+                        message: format!(
+                            "ERROR {} ({}): {}; the batch lost {CONFLICT_ATTEMPTS} conflicts in a row and was rolled back",
+                            m.code, m.state, m.message
+                        ),
+                    });
+                }
+                Err(TxError::Mysql(mysql::Error::MySqlError(m)))
+                    if m.code == FOREIGN_KEY_CODE && !host_retried =>
+                {
+                    host_retried = true;
                     tracing::warn!(server = %server, error = %m.message,
                         "a central host row vanished during a batch; registering the hosts again and retrying");
                 }
@@ -817,6 +939,10 @@ fn classify(server: &str, error: mysql::Error) -> Error {
                 m.code, m.message
             ),
         },
+        mysql::Error::MySqlError(m) if UNAVAILABLE_CODES.contains(&m.code) => Error::NotReady {
+            server: server.split('/').next().unwrap_or(server).to_string(),
+            message: format!("ERROR {} ({}): {}", m.code, m.state, m.message),
+        },
         mysql::Error::MySqlError(m) => Error::Server {
             server: server.to_string(),
             message: format!("ERROR {} ({}): {}", m.code, m.state, m.message),
@@ -899,6 +1025,18 @@ mod tests {
             classify("h:1/db", mysql(1205)),
             Error::Server { .. }
         ));
+        // A Galera node out of the primary component: another node should serve.
+        let not_ready = classify("h:1/db", mysql(1047));
+        assert!(not_ready.is_unavailable(), "{not_ready}");
+        assert!(
+            not_ready.to_string().starts_with("MySQL at h:1 "),
+            "{not_ready}"
+        );
+        // A lost certification conflict is neither content nor a reason to fail over (the
+        // transaction retries it before it ever gets here).
+        assert!(CONFLICT_CODES.contains(&1213) && CONFLICT_CODES.contains(&1205));
+        assert!(!CONTENT_CODES.iter().any(|c| CONFLICT_CODES.contains(c)));
+        assert!(!classify("h:1/db", mysql(1213)).is_unavailable());
         let io = mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         let err = classify("h:1/db", io);
         assert!(matches!(err, Error::Unreachable { .. }));

@@ -71,6 +71,7 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
         report.epoch,
         report.already_present
     )?;
+    write_servers(&mut out, &report)?;
     if report.collisions > 0 {
         writeln!(
             out,
@@ -92,4 +93,28 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The central server used, failovers and conflict retries, and with several servers listed
+/// each one's health.
+fn write_servers(out: &mut impl Write, report: &super::PassReport) -> std::io::Result<()> {
+    let server = report.server.as_deref().unwrap_or("none");
+    write!(out, "central server: {server}")?;
+    if report.failovers > 0 {
+        write!(out, " (after {} failover(s))", report.failovers)?;
+    }
+    if report.conflict_retries > 0 {
+        write!(
+            out,
+            "; {} batch(es) retried after a cluster write conflict",
+            report.conflict_retries
+        )?;
+    }
+    writeln!(out)?;
+    if report.servers.len() > 1 {
+        for health in &report.servers {
+            writeln!(out, "  {health}")?;
+        }
+    }
+    Ok(())
 }

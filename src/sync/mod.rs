@@ -20,8 +20,13 @@
 //! - On each new connection, rows of this epoch the buffer marked synced but
 //!   MySQL no longer holds (a restore from an older backup, a deleted host)
 //!   go back to the queue while the buffer keeps them.
-//! - Connection and server errors end the pass; the loop backs off
-//!   exponentially with jitter up to `sync.max_backoff`.
+//! - Several central servers (`sync.urls`, the nodes of one cluster) are
+//!   tried in order ([`endpoints`]); a server that fails under a batch is
+//!   skipped for a backoff of its own and the pass goes on with the next one,
+//!   sending the rows still unsynced (the unfinished batch was not marked).
+//!   Each pass returns to the first server whose backoff is over.
+//! - Other connection and server errors, and every server failing, end the
+//!   pass; the loop backs off exponentially with jitter up to `sync.max_backoff`.
 //!
 //! The task opens its own connection to the buffer file (SQLite WAL), beside
 //! the collector's. MySQL itself is known only to [`central`].
@@ -30,6 +35,7 @@ mod backoff;
 mod bisect;
 pub mod central;
 mod command;
+pub mod endpoints;
 mod sql;
 
 pub use backoff::Backoff;
@@ -45,6 +51,7 @@ use crate::buffer::{self, Journal, RetentionReport, SyncQueue, now_ms};
 use crate::config::{BufferConfig, SyncConfig};
 use crate::shutdown::Shutdown;
 use central::Central;
+use endpoints::{EndpointHealth, Endpoints};
 
 /// Why a pass stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +87,14 @@ pub struct PassReport {
     pub epoch: i64,
     /// The stop flag ended the pass between two batches.
     pub stopped: bool,
+    /// The central server in use at the end of the pass (password masked), if connected.
+    pub server: Option<String>,
+    /// Every listed central server's health at the end of the pass, in the configured order.
+    pub servers: Vec<EndpointHealth>,
+    /// Times the pass left a server that failed under it for the next one.
+    pub failovers: u64,
+    /// Batch transactions tried again after losing a conflict (Galera certification, 1213).
+    pub conflict_retries: u64,
     /// The retention pass run before syncing (`run_once` only).
     pub retention: Option<RetentionReport>,
     /// Wall time of the pass.
@@ -103,10 +118,11 @@ pub struct SyncTask {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     buffer: Option<SyncQueue>,
     central: Option<Central>,
+    /// The central servers and their health; which one `central` is connected to.
+    endpoints: Endpoints,
 }
 
 impl SyncTask {
@@ -116,7 +132,11 @@ impl SyncTask {
             sync: sync.clone(),
             buffer: buffer.clone(),
             appliance: appliance_id.to_string(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                buffer: None,
+                central: None,
+                endpoints: Endpoints::new(&sync.urls, sync.interval, sync.max_backoff),
+            }),
         }
     }
 
@@ -189,15 +209,27 @@ impl SyncTask {
                 if matches!(err, Error::Central(_)) {
                     // Whatever happened, the connection is in an unknown state: start afresh.
                     state.central = None;
+                    state.endpoints.disconnected();
                 }
                 Err(err.to_string())
             }
         };
+        report.server = state
+            .endpoints
+            .current()
+            .map(|i| state.endpoints.shown(i).to_string());
+        report.servers = state.endpoints.health(Instant::now());
         if let Some(buffer) = state.buffer.as_ref() {
             let noted =
                 buffer.note_pass(outcome.as_ref().map(drop).map_err(String::as_str), now_ms());
             if let Err(err) = noted {
                 tracing::warn!(error = %err, "could not record the sync outcome in the buffer");
+            }
+            if report.servers.len() > 1 {
+                let health: Vec<String> = report.servers.iter().map(|h| h.to_string()).collect();
+                if let Err(err) = buffer.note_servers(&health.join("; ")) {
+                    tracing::warn!(error = %err, "could not record the central servers' health in the buffer");
+                }
             }
         }
         result.map(|()| report)
@@ -212,33 +244,29 @@ impl SyncTask {
     ) -> Result<(), Error> {
         let epoch = self.buffer_of(state)?.epoch()?;
         report.epoch = epoch;
-        let fresh = state.central.is_none();
-        if fresh {
-            state.central = Some(Central::connect(
-                &self.sync.url,
-                self.sync.timeout,
-                &self.appliance,
-                epoch,
-            )?);
-        }
-        let (Some(buffer), Some(central)) = (state.buffer.as_mut(), state.central.as_mut()) else {
-            unreachable!("both opened above");
-        };
-        if fresh && let Err(err) = requeue_missing(central, buffer, &self.appliance) {
-            // Runs once per connection: whatever failed (MySQL or the buffer), the next pass
-            // must connect afresh and run it again, or rows MySQL lost stay marked synced.
+        if let Some(first) = state.endpoints.should_return(Instant::now()) {
+            tracing::info!(
+                from = state.endpoints.current().map(|i| state.endpoints.shown(i)),
+                to = state.endpoints.shown(first),
+                "returning to an earlier central server of the list, its backoff over"
+            );
             state.central = None;
-            return Err(err);
+            state.endpoints.disconnected();
         }
+        if state.central.is_none() {
+            self.connect(state, epoch)?;
+        }
+        let mut failovers = 0;
         let batch_size = self.sync.batch_size.max(1);
         // Counted once and then decremented: counting per batch would rescan the backlog
         // every time (quadratic over a large drain).
-        let mut remaining = buffer.unsynced_depth()?.0;
+        let mut remaining = self.buffer_of(state)?.unsynced_depth()?.0;
         loop {
             if stop.load(Ordering::Relaxed) {
                 report.stopped = true;
                 break;
             }
+            let (buffer, central) = parts(state);
             let rows = buffer.unsynced_samples(batch_size)?;
             if rows.is_empty() {
                 break;
@@ -255,7 +283,16 @@ impl SyncTask {
                 report.quarantined += unreadable.len() as u64;
             }
             let marks = marks(buffer)?;
-            let (done, counts) = samples_batch(central, buffer, &good, &marks, epoch)?;
+            let (done, counts) = match samples_batch(central, buffer, &good, &marks, epoch) {
+                Ok(done) => done,
+                Err(err) => {
+                    // Nothing of the batch was marked that the server did not commit: the
+                    // next server gets the rows still unsynced.
+                    self.fail_over(state, epoch, err, &mut failovers, report)?;
+                    continue;
+                }
+            };
+            report.conflict_retries += central.take_conflict_retries();
             report.samples += (done.committed - counts.collisions) as u64;
             report.already_present += counts.identical as u64;
             report.collisions += counts.collisions as u64;
@@ -277,17 +314,27 @@ impl SyncTask {
                     report.stopped = true;
                     return Ok(());
                 }
+                let (buffer, central) = parts(state);
                 let rows = buffer.unsynced_journal(journal, batch_size)?;
                 if rows.is_empty() {
                     break;
                 }
                 let marks = marks(buffer)?;
-                let (done, counts) = journal_batch(central, buffer, journal, &rows, &marks, epoch)?;
+                let (done, counts) =
+                    match journal_batch(central, buffer, journal, &rows, &marks, epoch) {
+                        Ok(done) => done,
+                        Err(err) => {
+                            self.fail_over(state, epoch, err, &mut failovers, report)?;
+                            continue;
+                        }
+                    };
+                report.conflict_retries += central.take_conflict_retries();
                 report.journal_rows += (done.committed - counts.collisions) as u64;
                 report.collisions += counts.collisions as u64;
                 report.journal_rejected += done.rejected as u64;
             }
         }
+        let (buffer, central) = parts(state);
         report.remaining = buffer.unsynced_depth()?.0;
         // Every host's watermark, even one with nothing to send: a host whose samples never
         // arrive then shows in the completeness view. Informative: the next pass tries again.
@@ -301,6 +348,82 @@ impl SyncTask {
             tracing::warn!(error = %err, "could not record the pass and the watermarks centrally");
         }
         Ok(())
+    }
+
+    /// Connects to the first server of [`Endpoints::order`] that accepts (and is ready), and
+    /// requeues what it lacks; a server that fails is skipped for its backoff and the next one
+    /// tried. Fails with the last server's error when none accepts, at once for a URL that
+    /// does not parse.
+    fn connect(&self, state: &mut State, epoch: i64) -> Result<(), Error> {
+        let mut last: Option<Error> = None;
+        for index in state.endpoints.order(Instant::now()) {
+            let url = state.endpoints.url(index).clone();
+            let shown = state.endpoints.shown(index).to_string();
+            let connected = Central::connect(&url, self.sync.timeout, &self.appliance, epoch);
+            let failed = match connected {
+                Ok(mut central) => {
+                    // Runs once per connection: if it fails, the next pass must connect afresh
+                    // and run it again, or rows MySQL lost stay marked synced.
+                    let buffer = self.buffer_of(state)?;
+                    match requeue_missing(&mut central, buffer, &self.appliance) {
+                        Ok(()) => {
+                            state.endpoints.connected(index);
+                            if last.is_some() {
+                                tracing::warn!(server = %shown, "failed over to this central server");
+                            } else {
+                                tracing::info!(server = %shown, "connected to the central server");
+                            }
+                            state.central = Some(central);
+                            return Ok(());
+                        }
+                        Err(Error::Central(err)) if err.is_unavailable() => err,
+                        Err(err) => return Err(err),
+                    }
+                }
+                Err(err @ central::Error::Url(_)) => return Err(err.into()),
+                Err(err) => err,
+            };
+            let wait = state
+                .endpoints
+                .failed(index, Instant::now(), &failed.to_string());
+            tracing::warn!(server = %shown, error = %failed, skipped_for = ?wait,
+                servers = state.endpoints.len(), "central server unavailable; trying the next one listed");
+            last = Some(failed.into());
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Central(central::Error::Url("no sync URL configured".into()))
+        }))
+    }
+
+    /// After a batch failed with `err`: when its server became unavailable (connection lost,
+    /// node killed or no longer ready), marks it failed and connects to the next server
+    /// listed, at most once per server and pass; the caller then sends the rows still
+    /// unsynced there. Any other error ends the pass.
+    fn fail_over(
+        &self,
+        state: &mut State,
+        epoch: i64,
+        err: Error,
+        failovers: &mut usize,
+        report: &mut PassReport,
+    ) -> Result<(), Error> {
+        let unavailable = matches!(&err, Error::Central(e) if e.is_unavailable());
+        if !unavailable || *failovers >= state.endpoints.len() {
+            return Err(err);
+        }
+        *failovers += 1;
+        report.failovers += 1;
+        if let Some(mut central) = state.central.take() {
+            report.conflict_retries += central.take_conflict_retries();
+        }
+        if let Some(index) = state.endpoints.current() {
+            let wait = state
+                .endpoints
+                .failed(index, Instant::now(), &err.to_string());
+            tracing::warn!(server = %state.endpoints.shown(index), error = %err, skipped_for = ?wait,
+                "central server failed during the pass; failing over, the unfinished batch is sent again");
+        }
+        self.connect(state, epoch)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -317,6 +440,14 @@ impl SyncTask {
             .buffer
             .as_mut()
             .unwrap_or_else(|| unreachable!("opened above")))
+    }
+}
+
+/// The buffer and the connection of a pass (both opened by then).
+fn parts(state: &mut State) -> (&mut SyncQueue, &mut Central) {
+    match (state.buffer.as_mut(), state.central.as_mut()) {
+        (Some(buffer), Some(central)) => (buffer, central),
+        _ => unreachable!("the buffer and the connection are opened before any batch"),
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) const T0: i64 = 1_700_000_000_000;
 
 pub(crate) fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
     SyncConfig {
-        url: Secret::new(url),
+        urls: vec![Secret::new(url)],
         interval: Duration::from_millis(200),
         batch_size,
         max_backoff: Duration::from_secs(2),

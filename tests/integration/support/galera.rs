@@ -118,6 +118,36 @@ impl GaleraNode {
         })
     }
 
+    /// 1-based, as in `wsrep_node_name = nN`.
+    pub fn number(&self) -> usize {
+        self.number
+    }
+
+    /// How many sessions of `user` the node has (other than the asking one).
+    pub fn sessions_of(&self, user: &str) -> Result<i64> {
+        let mut conn = self.root_conn()?;
+        let n: Option<i64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.processlist \
+                 WHERE user = ? AND id <> CONNECTION_ID()",
+                (user,),
+            )
+            .with_context(|| format!("reading the processlist of galera node {}", self.number))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Cuts the node off the cluster's group communication (`gmcast.isolate=1`) or lets it
+    /// back (`0`); isolated, it leaves the primary component (`wsrep_ready = OFF`) after the
+    /// suspect timeout, and rejoins by itself when let back.
+    pub fn isolate(&self, isolated: bool) -> Result<()> {
+        let mut conn = self.root_conn()?;
+        conn.query_drop(format!(
+            "SET GLOBAL wsrep_provider_options = 'gmcast.isolate={}'",
+            u8::from(isolated)
+        ))
+        .with_context(|| format!("setting gmcast.isolate on galera node {}", self.number))
+    }
+
     /// True while the node's process is alive.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(ChildGuard::is_running)
@@ -397,6 +427,20 @@ impl GaleraCluster {
                     log_tail(&log, 3000)
                 )
             })
+    }
+}
+
+impl GaleraCluster {
+    /// The running node that has a session of `user` (the node a sync task uses), if one.
+    pub fn node_with_session(&mut self, user: &str) -> Option<usize> {
+        (1..=self.nodes.len()).find(|&n| {
+            self.nodes[n - 1].is_running() && self.nodes[n - 1].sessions_of(user).unwrap_or(0) > 0
+        })
+    }
+
+    /// True when node `number` answers and is ready and Synced.
+    pub fn is_synced(&self, number: usize) -> bool {
+        is_synced(self.nodes[number - 1].ports.sql)
     }
 }
 
