@@ -30,6 +30,8 @@ mod backoff;
 mod bisect;
 pub mod central;
 mod command;
+pub mod pace;
+pub mod schedule;
 mod sql;
 
 pub use backoff::Backoff;
