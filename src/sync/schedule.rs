@@ -201,6 +201,17 @@ impl Schedule {
     }
 }
 
+/// `at_ms` (Unix ms) as operators read it in `zone`, e.g. `Mon 2026-11-30 20:00 CET`.
+pub fn format_at(at_ms: i64, zone: &Zone) -> String {
+    match Timestamp::from_millisecond(at_ms) {
+        Ok(t) => t
+            .to_zoned(zone.tz())
+            .strftime("%a %Y-%m-%d %H:%M %Z")
+            .to_string(),
+        Err(_) => format!("{at_ms} ms"),
+    }
+}
+
 /// `minutes` after the start of `date` (may run into the next days), as Unix ms in `tz`.
 fn at(date: Date, minutes: u16, tz: &TimeZone) -> Option<i64> {
     let date = date
@@ -454,6 +465,14 @@ mod tests {
             State::Closed {
                 opens_at: ms("2026-03-29T01:30:00Z")
             }
+        );
+    }
+
+    #[test]
+    fn times_are_shown_in_the_zone() {
+        assert_eq!(
+            format_at(ms("2026-11-30T20:00:00Z"), &Zone::Utc),
+            "Mon 2026-11-30 20:00 UTC"
         );
     }
 
