@@ -477,6 +477,50 @@ mod tests {
     }
 
     #[test]
+    fn random_text_is_refused_or_accepted_never_a_panic_and_accepted_ones_answer() {
+        // A fuzz pass in miniature (the fuzz crate builds only edgemon-proto): text made of the
+        // grammar's own pieces, seeded, so that many inputs parse.
+        use rand::{Rng, SeedableRng};
+        let pieces = [
+            "Mon",
+            "sun",
+            "Fri-Mon",
+            "*",
+            "-",
+            ":",
+            ",",
+            " ",
+            "00:00",
+            "24:00",
+            "23:59",
+            "12:3",
+            "20:00-06:00",
+            "06:00-20:00",
+            "always",
+            "x",
+            "99:99",
+            "Tue-",
+            "\u{e9}",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let text: String = (0..rng.gen_range(0..8))
+                .map(|_| pieces[rng.gen_range(0..pieces.len())])
+                .collect();
+            if let Ok(schedule) = Schedule::parse(&text) {
+                accepted += 1;
+                let now = rng.gen_range(0..4_000_000_000_000i64);
+                match schedule.state(now, &Zone::Utc) {
+                    State::Open { until } => assert!(until.is_none_or(|u| u > now), "{text:?}"),
+                    State::Closed { opens_at } => assert!(opens_at > now, "{text:?}"),
+                }
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
+    }
+
+    #[test]
     fn bad_schedules_are_refused_with_the_part_named() {
         for (text, part) in [
             ("", "empty"),
