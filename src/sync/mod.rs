@@ -277,10 +277,12 @@ impl SyncTask {
     ) -> Result<(), Error> {
         let epoch = self.buffer_of(state)?.epoch()?;
         report.epoch = epoch;
-        report.remaining = self.buffer_of(state)?.unsynced_depth()?.0;
         if let Some(opens_at) = self.paused_until(now_ms()) {
-            // Outside every window: nothing is sent, not even a connection.
+            // Outside every window: nothing is sent, not even a connection (an idle one would
+            // only time out on the server before the window opens).
+            state.central = None;
             report.paused_until = Some(opens_at);
+            report.remaining = self.buffer_of(state)?.unsynced_depth()?.0;
             return Ok(());
         }
         let fresh = state.central.is_none();
