@@ -66,6 +66,9 @@ fn main() -> Result<()> {
         batch_size: batch,
         max_backoff: Duration::from_secs(30),
         timeout: Duration::from_secs(60),
+        schedule: edgemon::sync::schedule::Schedule::always(),
+        timezone: edgemon::sync::schedule::Zone::Utc,
+        rate_limit: edgemon::sync::pace::RateLimit::Off,
     };
     let buffer_config = BufferConfig {
         path: buffer.clone(),

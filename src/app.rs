@@ -304,6 +304,18 @@ pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let buffer = crate::buffer::StatusReader::open(path)?;
     let mut status = buffer.status()?;
     status.appliance = crate::identity::appliance_id(&config.appliance).ok();
+    // The schedule as configured decides, whether the daemon runs or not.
+    status.sync_paused_until = match config
+        .sync
+        .schedule
+        .state(crate::buffer::now_ms(), &config.sync.timezone)
+    {
+        crate::sync::schedule::State::Closed { opens_at } => Some(opens_at),
+        crate::sync::schedule::State::Open { .. } => None,
+    };
+    status.sync_next_window = status
+        .sync_paused_until
+        .map(|at| crate::sync::schedule::format_at(at, &config.sync.timezone));
     status.silences.extend(crate::alert::weekly_in_force(
         &config.silences,
         crate::buffer::now_ms(),

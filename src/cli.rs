@@ -48,6 +48,9 @@ pub enum Command {
     Sync {
         #[command(flatten)]
         config: ConfigArg,
+        /// Send now even outside the windows of `sync.schedule`.
+        #[arg(long)]
+        ignore_schedule: bool,
     },
     /// Show hosts, buffer depth, sync and outbox state.
     Status {
@@ -192,7 +195,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Keys) => Ok(crate::config::commands::keys()),
         Command::Collect { config } => crate::app::collect_command(&load(&config)?),
-        Command::Sync { config } => crate::sync::command(&load(&config)?),
+        Command::Sync {
+            config,
+            ignore_schedule,
+        } => crate::sync::command(&load(&config)?, ignore_schedule),
         Command::Status { config, json } => crate::app::status_command(&load(&config)?, json),
         Command::Run { config, once } => {
             let config = load(&config)?;

@@ -289,6 +289,27 @@ impl Metrics {
                     h.unstored_samples
                 );
             }
+            let name = "edgemon_sync_paused";
+            let _ = writeln!(
+                out,
+                "# HELP {name} 1 while sync.schedule holds sync (outside every window).\n# TYPE {name} gauge\n{name} {}",
+                u8::from(status.sync_paused_until.is_some())
+            );
+            if let Some(at) = status.sync_paused_until {
+                let name = "edgemon_sync_next_window_timestamp_seconds";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} When the next sync window opens, while sync is paused by schedule.\n# TYPE {name} gauge\n{name} {}",
+                    at as f64 / 1000.0
+                );
+            }
+            if let Some(rate) = status.sync_drain_rate {
+                let name = "edgemon_sync_drain_rows_per_second";
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Samples per second of the last sync pass that sent samples.\n# TYPE {name} gauge\n{name} {rate}"
+                );
+            }
             if let Some(at) = status.last_sync_at {
                 let _ = writeln!(
                     out,

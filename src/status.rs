@@ -129,6 +129,24 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
     if let Some(servers) = &status.sync_servers {
         writeln!(out, "sync servers: {servers}")?;
     }
+    if let Some(rate) = status.sync_drain_rate {
+        let eta = match status.sync_eta_s {
+            Some(s) if status.unsynced > 0 => format!(
+                ", {} unsynced: about {} to go",
+                status.unsynced,
+                humantime::format_duration(Duration::from_secs(s))
+            ),
+            _ => String::new(),
+        };
+        writeln!(out, "sync: drain rate {rate:.0} rows/s{eta}")?;
+    }
+    if let Some(at) = status.sync_paused_until {
+        let when = status
+            .sync_next_window
+            .clone()
+            .unwrap_or_else(|| format!("in {}", ago_until(now, at)));
+        writeln!(out, "sync paused by schedule, next window opens {when}")?;
+    }
     writeln!(
         out,
         "outbox: {} pending (oldest {}), {} sent, {} failed{}",
@@ -207,6 +225,11 @@ pub fn ago(now_ms: i64, at_ms: Option<i64>) -> String {
             format!("{text} ago")
         }
     }
+}
+
+/// The time from `now` to `at`, both Unix ms, to the second.
+fn ago_until(now: i64, at: i64) -> String {
+    humantime::format_duration(Duration::from_secs(((at - now).max(0) / 1000) as u64)).to_string()
 }
 
 #[cfg(test)]

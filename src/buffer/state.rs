@@ -21,6 +21,13 @@ pub(crate) mod key {
     pub const SYNC_LAST_ERROR: &str = "sync.last_error";
     /// With several central servers listed: each one's health after the last pass, `; `-separated.
     pub const SYNC_SERVERS: &str = "sync.servers";
+    /// Rows per second of the last sync pass that sent samples, decimal text.
+    pub const SYNC_DRAIN_RATE: &str = "sync.drain_rate";
+    /// While the schedule holds sync: when the next window opens, Unix ms; empty otherwise.
+    pub const SYNC_PAUSED_UNTIL: &str = "sync.paused_until";
+    /// Where live batches opened a new stream of a host's samples ahead of its backlog:
+    /// JSON `{host: [seq, ...]}` (see `SyncQueue::add_stream_splits`).
+    pub const SYNC_STREAM_SPLITS: &str = "sync.stream_splits";
     /// The operator warning of retention; empty when no bound is near.
     pub const BUFFER_WARNING: &str = "buffer.warning";
     /// Time-to-first-loss as the round writer last computed it, seconds as decimal text.
@@ -40,7 +47,7 @@ pub(crate) mod key {
 pub const WARNING_KEY: &str = key::BUFFER_WARNING;
 
 /// The outcome of the sync passes, as the sync loop records it and `edgemon status` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncStatus {
     /// Time of the last successful pass, Unix ms.
     pub last_success_at: Option<i64>,
@@ -48,6 +55,10 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// With several central servers listed: each one's health after the last pass.
     pub servers: Option<String>,
+    /// Rows per second of the last pass that sent samples.
+    pub drain_rate: Option<f64>,
+    /// While `sync.schedule` holds sync: when the next window opens, Unix ms.
+    pub paused_until: Option<i64>,
 }
 
 fn get(buffer: &Buffer, key: &'static str, doing: &'static str) -> Result<Option<String>> {
@@ -97,6 +108,8 @@ impl Buffer {
             last_success_at: get(self, key::SYNC_LAST_SUCCESS, doing)?.and_then(|v| v.parse().ok()),
             last_error: get(self, key::SYNC_LAST_ERROR, doing)?.filter(|v| !v.is_empty()),
             servers: get(self, key::SYNC_SERVERS, doing)?.filter(|v| !v.is_empty()),
+            drain_rate: get(self, key::SYNC_DRAIN_RATE, doing)?.and_then(|v| v.parse().ok()),
+            paused_until: get(self, key::SYNC_PAUSED_UNTIL, doing)?.and_then(|v| v.parse().ok()),
         })
     }
 
@@ -107,6 +120,56 @@ impl Buffer {
             key::SYNC_SERVERS,
             health,
             "recording the central servers' health",
+        )
+    }
+
+    /// Records the rows per second of a pass that sent samples.
+    pub(crate) fn note_drain_rate(&self, rows_per_s: f64) -> Result<()> {
+        set(
+            self,
+            key::SYNC_DRAIN_RATE,
+            &format!("{rows_per_s:.1}"),
+            "recording the drain rate",
+        )
+    }
+
+    /// Records that the schedule holds sync until `opens_at` (Unix ms), or (`None`) that it
+    /// does not.
+    pub(crate) fn note_paused(&self, opens_at: Option<i64>) -> Result<()> {
+        let value = opens_at.map(|at| at.to_string()).unwrap_or_default();
+        set(
+            self,
+            key::SYNC_PAUSED_UNTIL,
+            &value,
+            "recording the sync pause",
+        )
+    }
+
+    /// The stream splits per host name (see [`key::SYNC_STREAM_SPLITS`]), each list ascending.
+    pub(crate) fn stream_splits(&self) -> Result<std::collections::BTreeMap<String, Vec<i64>>> {
+        let text = get(self, key::SYNC_STREAM_SPLITS, "reading the stream splits")?;
+        match text.filter(|t| !t.is_empty()) {
+            None => Ok(Default::default()),
+            Some(text) => Ok(serde_json::from_str(&text).unwrap_or_else(|err| {
+                // Only the re-queue after a central restore reads them: warn, start afresh.
+                tracing::warn!(buffer = %self.path().display(), key = key::SYNC_STREAM_SPLITS, error = %err,
+                    "unreadable stream splits ignored");
+                Default::default()
+            })),
+        }
+    }
+
+    /// Replaces the stream splits.
+    pub(crate) fn set_stream_splits(
+        &self,
+        splits: &std::collections::BTreeMap<String, Vec<i64>>,
+    ) -> Result<()> {
+        let text = serde_json::to_string(splits).unwrap_or_default();
+        set(
+            self,
+            key::SYNC_STREAM_SPLITS,
+            &text,
+            "writing the stream splits",
         )
     }
 

@@ -116,6 +116,15 @@ pub struct BufferStatus {
     pub last_sync_error: Option<String>,
     /// With several central servers listed: each one's health after the last pass.
     pub sync_servers: Option<String>,
+    /// Samples per second of the last sync pass that sent samples (the drain rate).
+    pub sync_drain_rate: Option<f64>,
+    /// Seconds to sync the unsynced samples at `sync_drain_rate`.
+    pub sync_eta_s: Option<u64>,
+    /// While `sync.schedule` holds sync: when the next window opens, Unix ms.
+    pub sync_paused_until: Option<i64>,
+    /// `sync_paused_until` as operators read it, in `sync.timezone` (filled by `edgemon status`
+    /// from the config).
+    pub sync_next_window: Option<String>,
     /// Retention's operator warning (a bound at 80% or more), if any.
     pub buffer_warning: Option<String>,
     /// Seconds until retention would shed an unsynced sample if nothing synced from now on,
@@ -253,6 +262,13 @@ impl StatusReader {
             last_sync_at: sync.last_success_at,
             last_sync_error: sync.last_error,
             sync_servers: sync.servers,
+            sync_drain_rate: sync.drain_rate,
+            sync_eta_s: sync
+                .drain_rate
+                .and_then(|rate| crate::sync::pace::eta(rate, unsynced.max(0) as u64))
+                .map(|d| d.as_secs()),
+            sync_paused_until: sync.paused_until.filter(|&at| at > super::now_ms()),
+            sync_next_window: None,
             buffer_warning: self.core.buffer_warning()?,
             time_to_first_loss_s: self.core.time_to_first_loss()?,
             outbox,

@@ -8,7 +8,7 @@
 //! to MySQL; `sync` decides what to send and when to mark. All of it is [`SyncQueue`], the
 //! sync loop's role of the buffer (its own connection on the same WAL file).
 
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use std::path::Path;
 
@@ -243,6 +243,56 @@ impl SyncQueue {
         self.core.note_sync_servers(health)
     }
 
+    /// Records the rows per second of a pass that sent samples (shown by `edgemon status`).
+    pub fn note_drain_rate(&self, rows_per_s: f64) -> Result<()> {
+        self.core.note_drain_rate(rows_per_s)
+    }
+
+    /// Records that `sync.schedule` holds sync until `opens_at` (Unix ms), or (`None`) not.
+    pub fn note_paused(&self, opens_at: Option<i64>) -> Result<()> {
+        self.core.note_paused(opens_at)
+    }
+
+    /// Where live batches opened a new stream of a host's samples ahead of its backlog, per
+    /// host name, ascending. Each stream (from one split to the next) reaches MySQL in
+    /// ascending order, so after a central restore the part of it MySQL lacks is its top: the
+    /// re-queue on a new connection checks the newest central seq below each split.
+    pub fn stream_splits(&self) -> Result<std::collections::BTreeMap<String, Vec<i64>>> {
+        self.core.stream_splits()
+    }
+
+    /// Records new stream splits (host, first seq of the live batch): call before sending it.
+    pub fn add_stream_splits(&self, new: &[(String, i64)]) -> Result<()> {
+        let mut splits = self.core.stream_splits()?;
+        for (host, seq) in new {
+            let list = splits.entry(host.clone()).or_default();
+            if let Err(at) = list.binary_search(seq) {
+                list.insert(at, *seq);
+            }
+        }
+        self.core.set_stream_splits(&splits)
+    }
+
+    /// Forgets splits at or below the lowest seq the buffer still holds for their host (nothing
+    /// below them is left to re-queue) and those of hosts the buffer no longer holds.
+    pub fn prune_stream_splits(&self) -> Result<()> {
+        let mut splits = self.core.stream_splits()?;
+        if splits.is_empty() {
+            return Ok(());
+        }
+        let lowest = self.lowest_seqs()?;
+        let before = splits.values().map(Vec::len).sum::<usize>();
+        splits.retain(|host, list| {
+            let low = lowest.get(host).copied().unwrap_or(i64::MAX);
+            list.retain(|&s| s > low);
+            !list.is_empty()
+        });
+        if splits.values().map(Vec::len).sum::<usize>() != before {
+            self.core.set_stream_splits(&splits)?;
+        }
+        Ok(())
+    }
+
     /// The outcome of the passes so far, as [`SyncQueue::note_pass`] recorded it.
     pub fn sync_status(&self) -> Result<SyncStatus> {
         self.core.sync_status()
@@ -398,6 +448,13 @@ impl SyncQueue {
 
     /// The oldest `limit` unsynced samples, in buffer order (row id), with host and per-core values.
     pub fn unsynced_samples(&self, limit: usize) -> Result<Vec<SyncSample>> {
+        self.unsynced_samples_from(0, limit)
+    }
+
+    /// The `limit` unsynced samples of lowest row id at or above `from_id`, in buffer order:
+    /// the live rows a pass sends before the backfill. One range of the partial index
+    /// `samples_unsynced`, however large the backlog below `from_id`.
+    pub fn unsynced_samples_from(&self, from_id: i64, limit: usize) -> Result<Vec<SyncSample>> {
         let e = self.core.err("reading unsynced samples");
         let mut stmt = self
             .conn()
@@ -406,11 +463,11 @@ impl SyncQueue {
                         s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
                         s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras
                  FROM samples s JOIN hosts h ON h.id = s.host_id
-                 WHERE s.sync_state = 0 ORDER BY s.id LIMIT ?1",
+                 WHERE s.sync_state = 0 AND s.id >= ?2 ORDER BY s.id LIMIT ?1",
             )
             .map_err(&e)?;
         let rows = stmt
-            .query_map([limit as i64], |r| {
+            .query_map(params![limit as i64, from_id], |r| {
                 Ok(SyncSample {
                     id: r.get(0)?,
                     host: r.get(1)?,
@@ -436,6 +493,95 @@ impl SyncQueue {
             })
             .map_err(&e)?;
         rows.collect::<rusqlite::Result<_>>().map_err(&e)
+    }
+
+    /// The row id of the newest unsynced sample (`None`: the queue is empty). One step at the
+    /// end of the partial index `samples_unsynced`.
+    pub fn newest_unsynced_id(&self) -> Result<Option<i64>> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM samples WHERE sync_state = 0 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.core.err("reading the newest unsynced sample"))
+    }
+
+    /// The lowest row id of the newest run of unsynced samples received at or after
+    /// `cutoff_ms` (the live rounds), walking the queue from its newest end and stopping at
+    /// the first older row: it reads the live rows only, never the backlog below them.
+    /// `None` when the newest unsynced sample is older than `cutoff_ms`.
+    pub fn live_floor(&self, cutoff_ms: i64) -> Result<Option<i64>> {
+        let e = self.core.err("finding the live samples");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, received_at FROM samples WHERE sync_state = 0 ORDER BY id DESC",
+            )
+            .map_err(&e)?;
+        let mut rows = stmt.query([]).map_err(&e)?;
+        let mut floor = None;
+        while let Some(row) = rows.next().map_err(&e)? {
+            let (id, received_at): (i64, i64) = (row.get(0).map_err(&e)?, row.get(1).map_err(&e)?);
+            if received_at < cutoff_ms {
+                break;
+            }
+            floor = Some(id);
+        }
+        Ok(floor)
+    }
+
+    /// Whether `host`'s sample `seq` is in the queue (unsynced): a live batch starting at
+    /// `seq + 1` then opens a new stream of that host (see [`SyncQueue::add_stream_splits`]).
+    pub fn is_unsynced(&self, host: &str, seq: i64) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM samples WHERE host_id = (SELECT id FROM hosts WHERE name = ?1)
+                                AND seq = ?2 AND sync_state = 0)",
+                params![host, seq],
+                |r| r.get(0),
+            )
+            .map_err(self.core.err("reading a sample's sync state"))
+    }
+
+    /// Puts back in the queue `host`'s synced samples with `above < seq < below`: the part of
+    /// a stream (see [`SyncQueue::add_stream_splits`]) that the central database no longer holds.
+    pub fn requeue_missing_between(&mut self, host: &str, above: i64, below: i64) -> Result<u64> {
+        self.core
+            .conn()
+            .execute(
+                "UPDATE samples SET sync_state = 0, synced_at = NULL
+                 WHERE host_id = (SELECT id FROM hosts WHERE name = ?1) AND sync_state = 1
+                   AND seq > ?2 AND seq < ?3",
+                params![host, above, below],
+            )
+            .map(|n| n as u64)
+            .map_err(self.core.err("re-queueing samples"))
+    }
+
+    /// The lowest sequence number the buffer still holds per host name.
+    pub fn lowest_seqs(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let e = self.core.err("reading the lowest sequence numbers");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT h.name, (SELECT MIN(s.seq) FROM samples s WHERE s.host_id = h.id) FROM hosts h",
+            )
+            .map_err(&e)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .map_err(&e)?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (name, seq) = row.map_err(&e)?;
+            if let Some(seq) = seq {
+                out.insert(name, seq);
+            }
+        }
+        Ok(out)
     }
 
     /// Unsynced samples and the receive time of the oldest (Unix ms).

@@ -259,7 +259,7 @@ fn the_sync_status_is_typed_and_kept_under_the_keys_existing_buffers_use() {
     let expected = SyncStatus {
         last_success_at: Some(7),
         last_error: Some("cannot reach MySQL".into()),
-        servers: None,
+        ..SyncStatus::default()
     };
     let reader = StatusReader::open(&path).unwrap();
     assert_eq!(reader.sync_status().unwrap(), expected);
@@ -296,4 +296,84 @@ fn the_status_reader_never_creates_a_buffer() {
     let path = dir.path().join("absent.sqlite");
     assert!(StatusReader::open(&path).is_err());
     assert!(!path.exists());
+}
+
+#[test]
+fn live_rows_are_found_from_the_newest_end_and_stream_splits_are_kept_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite");
+    let mut buffer = Buffer::open(&path).unwrap();
+    for _ in 0..5 {
+        buffer
+            .record_round(&[ok("a", 1.0), ok("b", 2.0)], SKEW, |_, _| Ok(()))
+            .unwrap();
+    }
+    let mut queue = SyncQueue::open(&path).unwrap();
+    // Age the first three rounds (six rows) by an hour.
+    buffer
+        .conn()
+        .execute(
+            "UPDATE samples SET received_at = received_at - 3600000 WHERE id <= 6",
+            [],
+        )
+        .unwrap();
+    let cutoff = now_ms() - 60_000;
+    assert_eq!(queue.live_floor(cutoff).unwrap(), Some(7));
+    assert_eq!(queue.newest_unsynced_id().unwrap(), Some(10));
+    let live: Vec<i64> = queue
+        .unsynced_samples_from(7, 3)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(live, [7, 8, 9]);
+    assert_eq!(queue.live_floor(now_ms() + 60_000).unwrap(), None);
+    assert!(queue.is_unsynced("a", 3).unwrap());
+    queue.mark_samples_synced(&[7, 8, 9, 10], now_ms()).unwrap();
+    assert!(!queue.is_unsynced("a", 4).unwrap());
+    assert_eq!(queue.newest_unsynced_id().unwrap(), Some(6));
+
+    queue
+        .add_stream_splits(&[("a".into(), 4), ("b".into(), 4)])
+        .unwrap();
+    queue
+        .add_stream_splits(&[("a".into(), 2), ("a".into(), 4)])
+        .unwrap();
+    let splits = queue.stream_splits().unwrap();
+    assert_eq!(splits["a"], [2, 4]);
+    assert_eq!(splits["b"], [4]);
+    // Synced rows above a stream's central top go back to the queue, below the split only.
+    assert_eq!(queue.requeue_missing_between("a", 4, 6).unwrap(), 1);
+    assert!(queue.is_unsynced("a", 5).unwrap());
+    // Host a's rows below seq 3 are gone: the split at 2 is of no use any more.
+    buffer
+        .conn()
+        .execute("DELETE FROM samples WHERE seq < 3 AND host_id = (SELECT id FROM hosts WHERE name = 'a')", [])
+        .unwrap();
+    queue.prune_stream_splits().unwrap();
+    let splits = queue.stream_splits().unwrap();
+    assert_eq!(splits["a"], [4]);
+    assert_eq!(splits["b"], [4]);
+
+    queue.note_drain_rate(1234.5).unwrap();
+    let at = now_ms() + 3_600_000;
+    queue.note_paused(Some(at)).unwrap();
+    let status = StatusReader::open(&path).unwrap().status().unwrap();
+    assert_eq!(status.sync_drain_rate, Some(1234.5));
+    assert_eq!(status.sync_paused_until, Some(at));
+    assert_eq!(
+        status.sync_eta_s,
+        Some(0),
+        "{} unsynced at 1234.5 rows/s",
+        status.unsynced
+    );
+    queue.note_paused(None).unwrap();
+    assert_eq!(
+        StatusReader::open(&path)
+            .unwrap()
+            .status()
+            .unwrap()
+            .sync_paused_until,
+        None
+    );
 }

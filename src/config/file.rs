@@ -222,6 +222,12 @@ pub struct SyncSection {
     pub max_backoff: String,
     /// MySQL timeout.
     pub timeout: String,
+    /// Sync windows.
+    pub schedule: String,
+    /// Zone of the windows.
+    pub timezone: String,
+    /// Rate cap.
+    pub rate_limit: String,
 }
 
 /// `[smtp]`.

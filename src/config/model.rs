@@ -221,6 +221,12 @@ pub struct SyncConfig {
     pub max_backoff: Duration,
     /// Connect and read/write timeout towards MySQL.
     pub timeout: Duration,
+    /// When sync may send (`sync.schedule`).
+    pub schedule: crate::sync::schedule::Schedule,
+    /// The zone of `schedule`'s times (`sync.timezone`).
+    pub timezone: crate::sync::schedule::Zone,
+    /// Cap of the sync rate (`sync.rate_limit`).
+    pub rate_limit: crate::sync::pace::RateLimit,
 }
 
 /// TLS towards the SMTP server.

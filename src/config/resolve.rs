@@ -83,6 +83,7 @@ pub(crate) fn resolve(
         min_free: r.min_free("buffer.min_free", &raw.buffer.min_free),
     };
     let sync = r.sync(&raw);
+    r.schedule_against_retention(&sync, &buffer);
     let mail = r.mail(&raw, &appliance.data_dir);
     let alert = AlertPolicy {
         fire_after: r.count("alert.for", raw.alert.fire_after),
@@ -536,6 +537,53 @@ impl Resolver<'_> {
             batch_size: self.count("sync.batch_size", s.batch_size) as usize,
             max_backoff: self.duration("sync.max_backoff", &s.max_backoff),
             timeout: self.duration("sync.timeout", &s.timeout),
+            schedule: self.schedule("sync.schedule", &s.schedule),
+            timezone: self.zone("sync.timezone", &s.timezone),
+            rate_limit: self.rate_limit("sync.rate_limit", &s.rate_limit),
+        }
+    }
+
+    /// `sync.schedule`: "always" or weekly windows (see `sync::schedule`).
+    fn schedule(&mut self, key_path: &str, text: &str) -> crate::sync::schedule::Schedule {
+        crate::sync::schedule::Schedule::parse(text).unwrap_or_else(|err| {
+            self.error(key_path, err);
+            crate::sync::schedule::Schedule::always()
+        })
+    }
+
+    /// `sync.timezone`: `local` or `UTC` (the choice is checked with every value's bounds).
+    fn zone(&mut self, _key_path: &str, text: &str) -> crate::sync::schedule::Zone {
+        if text == "UTC" {
+            crate::sync::schedule::Zone::Utc
+        } else {
+            crate::sync::schedule::Zone::Local
+        }
+    }
+
+    /// `sync.rate_limit`: `off`, rows/s or bytes/s.
+    fn rate_limit(&mut self, key_path: &str, text: &str) -> crate::sync::pace::RateLimit {
+        crate::sync::pace::RateLimit::parse(text).unwrap_or_else(|err| {
+            self.error(key_path, err);
+            crate::sync::pace::RateLimit::Off
+        })
+    }
+
+    /// Refuses a schedule that stays closed longer than `buffer.max_unsynced_age`: retention
+    /// would shed unsynced samples before the next window opens, every week.
+    fn schedule_against_retention(&mut self, sync: &SyncConfig, buffer: &BufferConfig) {
+        let now = crate::buffer::now_ms();
+        if let Some(gap) = sync.schedule.longest_gap(now, &sync.timezone)
+            && gap >= buffer.max_unsynced_age
+        {
+            self.error(
+                "sync.schedule",
+                format!(
+                    "stays closed for up to {} while buffer.max_unsynced_age is {}: samples would be shed \
+                     (recorded as drops) before the window opens; widen the windows or raise max_unsynced_age",
+                    humantime::format_duration(gap),
+                    humantime::format_duration(buffer.max_unsynced_age)
+                ),
+            );
         }
     }
 

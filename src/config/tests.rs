@@ -973,3 +973,46 @@ fn ambiguous_or_inconsistent_sync_urls_are_refused_at_their_line_with_passwords_
         assert!(!errors.to_string().contains("hunter2"), "{errors}");
     }
 }
+
+#[test]
+fn sync_schedule_timezone_and_rate_limit_are_parsed_and_bad_ones_named_with_their_line() {
+    let config = ok(BASE);
+    assert!(config.sync.schedule.is_always());
+    assert_eq!(config.sync.timezone, crate::sync::schedule::Zone::Local);
+    assert_eq!(config.sync.rate_limit, crate::sync::pace::RateLimit::Off);
+    let config = ok(&format!(
+        "{BASE}schedule = \"Mon-Fri 20:00-06:00, Sat-Sun *\"\ntimezone = \"UTC\"\nrate_limit = \"256KiB/s\"\n"
+    ));
+    assert!(!config.sync.schedule.is_always());
+    assert_eq!(config.sync.timezone, crate::sync::schedule::Zone::Utc);
+    assert_eq!(
+        config.sync.rate_limit,
+        crate::sync::pace::RateLimit::Bytes(262_144.0)
+    );
+
+    let text = errors(&format!(
+        "{BASE}schedule = \"Mon-Fry 20:00-06:00\"\ntimezone = \"Mars\"\nrate_limit = \"fast\"\n"
+    ))
+    .to_string();
+    for needle in [
+        "edgemon.toml:6: sync.schedule",
+        "\"Mon-Fry\" is neither days",
+        "edgemon.toml:7: sync.timezone",
+        "edgemon.toml:8: sync.rate_limit",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+
+    // Closed longer than max_unsynced_age: samples would be shed before the window opens.
+    let text = errors(&format!(
+        "{BASE}schedule = \"Sun 01:00-02:00\"\n[buffer]\nmax_unsynced_age = \"2d\"\n"
+    ))
+    .to_string();
+    assert!(
+        text.contains("sync.schedule") && text.contains("stays closed for up to 6days 23h"),
+        "{text}"
+    );
+    ok(&format!(
+        "{BASE}schedule = \"Sun 01:00-02:00\"\n[buffer]\nmax_unsynced_age = \"8d\"\n"
+    ));
+}

@@ -556,6 +556,35 @@ impl Central {
             .collect())
     }
 
+    /// The newest sequence number of `host` in `from..below` (this appliance and epoch), if
+    /// any: one index dive on the primary key. The re-queue reads it per stream of a host's
+    /// samples (see `SyncQueue::stream_splits`).
+    pub fn present_between(
+        &mut self,
+        host: &str,
+        from: i64,
+        below: i64,
+    ) -> Result<Option<i64>, Error> {
+        let server = self.server.clone();
+        let max: Option<Option<i64>> = self
+            .conn
+            .exec_first(
+                "SELECT MAX(s.seq) FROM samples s JOIN hosts h ON h.id = s.host_id
+                 WHERE h.appliance_id = ? AND h.name = ? AND s.appliance_id = ? AND s.epoch = ?
+                   AND s.seq >= ? AND s.seq < ?",
+                (
+                    self.appliance,
+                    host,
+                    self.appliance,
+                    self.epoch,
+                    from,
+                    below,
+                ),
+            )
+            .map_err(|e| classify(&server, e))?;
+        Ok(max.flatten())
+    }
+
     /// The newest local id `table` holds for this appliance and epoch (0: none).
     pub fn present_journal(&mut self, table: &str) -> Result<i64, Error> {
         let server = self.server.clone();

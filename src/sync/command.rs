@@ -1,5 +1,6 @@
-//! `edgemon sync`: drains the whole backlog now, with a progress bar (rows
-//! and rows/s) on a terminal. Ctrl-C or SIGTERM finishes the batch in flight
+//! `edgemon sync`: drains the whole backlog now, with a progress bar (rows,
+//! rows/s and the ETA at that rate) on a terminal. It honours `sync.schedule` (outside a
+//! window it sends nothing and says when the next opens) unless `--ignore-schedule`. Ctrl-C or SIGTERM finishes the batch in flight
 //! (COMMIT, then marking) and stops. Exits non-zero with a message naming the
 //! server when MySQL is unreachable, refuses the credentials, or the central
 //! schema is wrong.
@@ -16,10 +17,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{Progress, SyncTask};
 use crate::config::Config;
 
-/// Runs `edgemon sync` for `config`.
-pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
+/// Runs `edgemon sync` for `config`; `ignore_schedule` sends outside the windows of
+/// `sync.schedule` too.
+pub fn command(config: &Config, ignore_schedule: bool) -> anyhow::Result<ExitCode> {
     let appliance = crate::identity::appliance_id(&config.appliance)?;
-    let task = SyncTask::new(&config.sync, &config.buffer, &appliance);
+    let task =
+        SyncTask::new(&config.sync, &config.buffer, &appliance).ignoring_schedule(ignore_schedule);
+    let zone = &config.sync.timezone;
+    if ignore_schedule && !config.sync.schedule.is_always() {
+        println!("ignoring sync.schedule (--ignore-schedule): sending now");
+    }
+    if let Some(opens_at) = task.paused_until(crate::buffer::now_ms()) {
+        println!(
+            "sync paused by schedule, next window opens {}; nothing sent, {} unsynced samples stay buffered \
+             (--ignore-schedule sends now)",
+            super::schedule::format_at(opens_at, zone),
+            task.backlog()?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
@@ -28,7 +44,7 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::new(backlog);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows, {per_sec}, eta {eta}",
+            "{spinner} {elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows, {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -37,6 +53,12 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
     let result = task.drain(&stop, &mut |p: Progress| {
         bar.set_length(p.done + p.remaining);
         bar.set_position(p.done);
+        if let Some(rate) = p.rows_per_s {
+            let eta = super::pace::eta(rate, p.remaining)
+                .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+                .unwrap_or_else(|| "-".into());
+            bar.set_message(format!("{rate:.0} rows/s, eta {eta}"));
+        }
     });
     let report = match result {
         Ok(report) => {
@@ -56,10 +78,12 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "synced {} samples in {:.1} s ({:.0} rows/s), {} journal rows; {} quarantined; {} unsynced left",
+        "synced {} samples in {:.1} s ({:.0} rows/s; {} sent live ahead of the backlog), {} journal rows; \
+         {} quarantined; {} unsynced left",
         report.samples,
         secs,
-        report.samples as f64 / secs,
+        report.rows_per_s.unwrap_or(report.samples as f64 / secs),
+        report.live_samples,
         report.journal_rows,
         report.quarantined,
         report.remaining
@@ -86,6 +110,13 @@ pub fn command(config: &Config) -> anyhow::Result<ExitCode> {
             "warning: MySQL refused {} sample(s) and {} journal row(s) for their content; \
              they are kept in the buffer's quarantine with MySQL's message",
             report.quarantined, report.journal_rejected
+        )?;
+    }
+    if let Some(opens_at) = report.paused_until {
+        writeln!(
+            out,
+            "sync window closed during the drain: paused by schedule, next window opens {}",
+            super::schedule::format_at(opens_at, zone)
         )?;
     }
     if report.stopped {

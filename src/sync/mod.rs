@@ -27,6 +27,15 @@
 //!   Each pass returns to the first server whose backoff is over.
 //! - Other connection and server errors, and every server failing, end the
 //!   pass; the loop backs off exponentially with jitter up to `sync.max_backoff`.
+//! - Live first: when the backlog is older than [`BEHIND_INTERVALS`] intervals, a pass sends
+//!   the rows of the last [`LIVE_INTERVALS`] intervals first, then backfill batches oldest
+//!   first, and after each backfill batch the rows that arrived meanwhile. The backfill batch
+//!   adapts to commit latency ([`pace::Aimd`], at most `sync.batch_size`). A live batch that
+//!   jumps ahead of a host's backlog records a stream split in the buffer, so the re-queue on a
+//!   new connection checks each stream's top, not only the newest row (see `requeue_missing`).
+//!   The central watermarks count the backfill range as unsent until it arrives, never as loss.
+//! - `sync.schedule`: outside a window nothing is sent (no connection either); a pass stops
+//!   between batches when its window closes. `sync.rate_limit` caps rows or bytes per second.
 //!
 //! The task opens its own connection to the buffer file (SQLite WAL), beside
 //! the collector's. MySQL itself is known only to [`central`].
@@ -36,6 +45,8 @@ mod bisect;
 pub mod central;
 mod command;
 pub mod endpoints;
+pub mod pace;
+pub mod schedule;
 mod sql;
 
 pub use backoff::Backoff;
@@ -63,6 +74,12 @@ pub enum Error {
     #[error(transparent)]
     Buffer(#[from] buffer::Error),
 }
+
+/// A backlog whose oldest sample is older than this many sync intervals is drained live first.
+pub const BEHIND_INTERVALS: u32 = 3;
+/// The live rows a pass sends before the backfill: those received in the last this many sync
+/// intervals.
+pub const LIVE_INTERVALS: u32 = 2;
 
 /// What one pass did.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +112,17 @@ pub struct PassReport {
     pub failovers: u64,
     /// Batch transactions tried again after losing a conflict (Galera certification, 1213).
     pub conflict_retries: u64,
+    /// Of `samples`, those sent live first, ahead of an older backlog.
+    pub live_samples: u64,
+    /// Samples batches of this pass, and the largest (the pace and the rate cap bound it).
+    pub batches: u64,
+    /// The largest samples batch of this pass.
+    pub largest_batch: u64,
+    /// Samples per second over the pass's batches (`None`: nothing sent).
+    pub rows_per_s: Option<f64>,
+    /// `sync.schedule` held the pass (before it began or when its window closed): the next
+    /// window opens at this time, Unix ms.
+    pub paused_until: Option<i64>,
     /// The retention pass run before syncing (`run_once` only).
     pub retention: Option<RetentionReport>,
     /// Wall time of the pass.
@@ -108,6 +136,8 @@ pub struct Progress {
     pub done: u64,
     /// Unsynced samples left.
     pub remaining: u64,
+    /// Samples per second so far, smoothed over the last batches.
+    pub rows_per_s: Option<f64>,
 }
 
 /// The sync loop of one appliance.
@@ -115,6 +145,7 @@ pub struct SyncTask {
     sync: SyncConfig,
     buffer: BufferConfig,
     appliance: String,
+    ignore_schedule: bool,
     state: Mutex<State>,
 }
 
@@ -123,6 +154,8 @@ struct State {
     central: Option<Central>,
     /// The central servers and their health; which one `central` is connected to.
     endpoints: Endpoints,
+    /// The backfill's batch size, kept across passes.
+    pace: Option<pace::Aimd>,
 }
 
 impl SyncTask {
@@ -132,11 +165,30 @@ impl SyncTask {
             sync: sync.clone(),
             buffer: buffer.clone(),
             appliance: appliance_id.to_string(),
+            ignore_schedule: false,
             state: Mutex::new(State {
                 buffer: None,
                 central: None,
                 endpoints: Endpoints::new(&sync.urls, sync.interval, sync.max_backoff),
+                pace: None,
             }),
+        }
+    }
+
+    /// Sends whatever `sync.schedule` says (`edgemon sync --ignore-schedule`).
+    pub fn ignoring_schedule(mut self, ignore: bool) -> SyncTask {
+        self.ignore_schedule = ignore;
+        self
+    }
+
+    /// When `sync.schedule` holds sync at `now_ms`: the time the next window opens (Unix ms).
+    pub fn paused_until(&self, now_ms: i64) -> Option<i64> {
+        if self.ignore_schedule || self.sync.schedule.is_always() {
+            return None;
+        }
+        match self.sync.schedule.state(now_ms, &self.sync.timezone) {
+            schedule::State::Open { .. } => None,
+            schedule::State::Closed { opens_at } => Some(opens_at),
         }
     }
 
@@ -161,7 +213,13 @@ impl SyncTask {
                         remaining = report.remaining,
                         "sync pass done"
                     );
-                    self.sync.interval
+                    match report.paused_until {
+                        // Held by the schedule: wake when the window opens, and at least every
+                        // interval meanwhile (retention still runs, a reload is seen).
+                        Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64 + 10)
+                            .min(self.sync.interval),
+                        None => self.sync.interval,
+                    }
                 }
                 Err(err) => {
                     let wait = backoff.next_delay();
@@ -222,6 +280,14 @@ impl SyncTask {
         if let Some(buffer) = state.buffer.as_ref() {
             let noted =
                 buffer.note_pass(outcome.as_ref().map(drop).map_err(String::as_str), now_ms());
+            let noted = noted.and_then(|()| match (&result, report.rows_per_s) {
+                (Ok(()), Some(rate)) => buffer.note_drain_rate(rate),
+                _ => Ok(()),
+            });
+            let noted = noted.and_then(|()| match &result {
+                Ok(()) => buffer.note_paused(report.paused_until),
+                Err(_) => Ok(()),
+            });
             if let Err(err) = noted {
                 tracing::warn!(error = %err, "could not record the sync outcome in the buffer");
             }
@@ -244,6 +310,15 @@ impl SyncTask {
     ) -> Result<(), Error> {
         let epoch = self.buffer_of(state)?.epoch()?;
         report.epoch = epoch;
+        if let Some(opens_at) = self.paused_until(now_ms()) {
+            // Outside every window: nothing is sent, not even a connection (an idle one would
+            // only time out on the server before the window opens).
+            state.central = None;
+            state.endpoints.disconnected();
+            report.paused_until = Some(opens_at);
+            report.remaining = self.buffer_of(state)?.unsynced_depth()?.0;
+            return Ok(());
+        }
         if let Some(first) = state.endpoints.should_return(Instant::now()) {
             tracing::info!(
                 from = state.endpoints.current().map(|i| state.endpoints.shown(i)),
@@ -256,22 +331,92 @@ impl SyncTask {
         if state.central.is_none() {
             self.connect(state, epoch)?;
         }
+        if state.pace.is_none() {
+            state.pace = Some(pace::Aimd::new(
+                self.sync.batch_size,
+                pace::Aimd::target_for(self.sync.timeout),
+            ));
+        }
         let mut failovers = 0;
         let batch_size = self.sync.batch_size.max(1);
         // Counted once and then decremented: counting per batch would rescan the backlog
         // every time (quadratic over a large drain).
-        let mut remaining = self.buffer_of(state)?.unsynced_depth()?.0;
+        let buffer = self.buffer_of(state)?;
+        let (mut remaining, oldest) = buffer.unsynced_depth()?;
+        let now = now_ms();
+        let interval_ms = self.sync.interval.as_millis() as i64;
+        // Behind: the live rows go first, the backfill follows at its adaptive pace.
+        let behind = oldest.is_some_and(|at| now - at > interval_ms * BEHIND_INTERVALS as i64);
+        let mut live_from = match behind {
+            true => buffer.live_floor(now - interval_ms * LIVE_INTERVALS as i64)?,
+            false => None,
+        };
+        let mut seen_top = buffer.newest_unsynced_id()?.unwrap_or(0);
+        let cap = self.sync.rate_limit;
+        let drain_started = Instant::now();
+        let (mut sent_rows, mut sent_bytes) = (0u64, 0u64);
+        let mut last_batch_end = drain_started;
+        let mut row_bytes = 512usize;
+        let mut rate = pace::DrainRate::default();
         loop {
             if stop.load(Ordering::Relaxed) {
                 report.stopped = true;
                 break;
             }
-            let (buffer, central) = parts(state);
-            let rows = buffer.unsynced_samples(batch_size)?;
-            if rows.is_empty() {
+            if let Some(opens_at) = self.paused_until(now_ms()) {
+                tracing::info!(
+                    opens_at,
+                    "sync window closed: the pass stops until the next one"
+                );
+                report.paused_until = Some(opens_at);
                 break;
             }
+            let wait = cap.delay(sent_rows, sent_bytes, drain_started.elapsed());
+            if !wait.is_zero() {
+                sleep_unless(stop, wait);
+                continue;
+            }
+            let (buffer, central, pace) = parts(state);
+            let cap_rows = cap.batch_cap(row_bytes);
+            let (rows, live, requested) = match live_from {
+                Some(from) => {
+                    let size = batch_size.min(cap_rows);
+                    let rows = buffer.unsynced_samples_from(from, size)?;
+                    if rows.is_empty() {
+                        live_from = None;
+                        continue;
+                    }
+                    (rows, true, size)
+                }
+                None => {
+                    let size = if behind { pace.batch() } else { batch_size }.min(cap_rows);
+                    let rows = buffer.unsynced_samples(size)?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    (rows, false, size)
+                }
+            };
             let fetched = rows.len();
+            let bytes: usize = rows.iter().map(approx_bytes).sum();
+            if live {
+                // Before sending: a live batch that jumps ahead of a host's backlog opens a new
+                // stream of that host; the re-queue after a central restore needs to know.
+                let mut firsts: HashMap<&str, i64> = HashMap::new();
+                for r in &rows {
+                    let seq = firsts.entry(r.host.as_str()).or_insert(r.seq);
+                    *seq = (*seq).min(r.seq);
+                }
+                let mut splits = Vec::new();
+                for (host, seq) in firsts {
+                    if buffer.is_unsynced(host, seq - 1)? {
+                        splits.push((host.to_string(), seq));
+                    }
+                }
+                if !splits.is_empty() {
+                    buffer.with_reserve(|b| b.add_stream_splits(&splits))?;
+                }
+            }
             let (good, unreadable): (Vec<_>, Vec<_>) =
                 rows.into_iter().partition(|r| r.cores.is_ok());
             let unreadable: Vec<(i64, String)> = unreadable
@@ -283,30 +428,68 @@ impl SyncTask {
                 report.quarantined += unreadable.len() as u64;
             }
             let marks = marks(buffer)?;
+            let committing = Instant::now();
             let (done, counts) = match samples_batch(central, buffer, &good, &marks, epoch) {
-                Ok(done) => done,
+                Ok(outcome) => outcome,
                 Err(err) => {
+                    if behind && !live {
+                        pace.failed();
+                    }
                     // Nothing of the batch was marked that the server did not commit: the
                     // next server gets the rows still unsynced.
                     self.fail_over(state, epoch, err, &mut failovers, report)?;
                     continue;
                 }
             };
+            if behind && !live {
+                pace.committed(committing.elapsed());
+            }
             report.conflict_retries += central.take_conflict_retries();
-            report.samples += (done.committed - counts.collisions) as u64;
+            let sent = (done.committed - counts.collisions) as u64;
+            report.samples += sent;
+            if live {
+                report.live_samples += sent;
+            }
             report.already_present += counts.identical as u64;
             report.collisions += counts.collisions as u64;
             report.quarantined += done.rejected as u64;
-            remaining = if fetched < batch_size {
+            report.batches += 1;
+            report.largest_batch = report.largest_batch.max(fetched as u64);
+            sent_rows += fetched as u64;
+            sent_bytes += bytes as u64;
+            row_bytes = (bytes / fetched.max(1)).max(1);
+            // Since the previous batch ended: the rate-cap waits count.
+            rate.add(fetched, last_batch_end.elapsed());
+            last_batch_end = Instant::now();
+            remaining = if !live && fetched < requested {
                 buffer.unsynced_depth()?.0
             } else {
                 remaining.saturating_sub(fetched as u64)
             };
+            if behind && !live {
+                // Rows that arrived during the backfill batch go next, ahead of the backlog.
+                if let Some(newest) = buffer.newest_unsynced_id()?
+                    && newest > seen_top
+                {
+                    live_from = Some(seen_top + 1);
+                    remaining += (newest - seen_top) as u64;
+                    seen_top = newest;
+                }
+            }
             report.remaining = remaining;
             progress(Progress {
                 done: report.samples + report.quarantined,
                 remaining,
+                rows_per_s: rate.rows_per_s(),
             });
+        }
+        if sent_rows > 0 {
+            let took = last_batch_end.duration_since(drain_started);
+            report.rows_per_s = Some(sent_rows as f64 / took.as_secs_f64().max(1e-3));
+        }
+        if report.paused_until.is_some() {
+            report.remaining = self.buffer_of(state)?.unsynced_depth()?.0;
+            return Ok(());
         }
         for journal in Journal::ALL {
             loop {
@@ -314,7 +497,7 @@ impl SyncTask {
                     report.stopped = true;
                     return Ok(());
                 }
-                let (buffer, central) = parts(state);
+                let (buffer, central, _) = parts(state);
                 let rows = buffer.unsynced_journal(journal, batch_size)?;
                 if rows.is_empty() {
                     break;
@@ -334,7 +517,7 @@ impl SyncTask {
                 report.journal_rejected += done.rejected as u64;
             }
         }
-        let (buffer, central) = parts(state);
+        let (buffer, central, _) = parts(state);
         report.remaining = buffer.unsynced_depth()?.0;
         // Every host's watermark, even one with nothing to send: a host whose samples never
         // arrive then shows in the completeness view. Informative: the next pass tries again.
@@ -444,10 +627,14 @@ impl SyncTask {
 }
 
 /// The buffer and the connection of a pass (both opened by then).
-fn parts(state: &mut State) -> (&mut SyncQueue, &mut Central) {
-    match (state.buffer.as_mut(), state.central.as_mut()) {
-        (Some(buffer), Some(central)) => (buffer, central),
-        _ => unreachable!("the buffer and the connection are opened before any batch"),
+fn parts(state: &mut State) -> (&mut SyncQueue, &mut Central, &mut pace::Aimd) {
+    match (
+        state.buffer.as_mut(),
+        state.central.as_mut(),
+        state.pace.as_mut(),
+    ) {
+        (Some(buffer), Some(central), Some(pace)) => (buffer, central, pace),
+        _ => unreachable!("the buffer, the connection and the pace are set before any batch"),
     }
 }
 
@@ -470,6 +657,31 @@ fn requeue_missing(
             "MySQL lacks samples this buffer had synced (restored from an older backup, or deleted); sending them again"
         );
     }
+    // A stream that a live batch opened ahead of a host's backlog reached MySQL in ascending
+    // order, and so did the stream below it: after a restore, each lacks only its top.
+    buffer.with_reserve(|b| b.prune_stream_splits())?;
+    let splits = buffer.stream_splits()?;
+    let firsts = marks(buffer)?;
+    for (host, list) in &splits {
+        let mut from = firsts.get(host).map_or(1, |m| m.first_seq);
+        for &split in list {
+            let above = central
+                .present_between(host, from, split)?
+                .unwrap_or(from - 1);
+            let count = buffer.with_reserve(|b| b.requeue_missing_between(host, above, split))?;
+            if count > 0 {
+                tracing::warn!(
+                    appliance,
+                    host = %host,
+                    samples = count,
+                    below_seq = split,
+                    server = central.server(),
+                    "MySQL lacks samples this buffer had synced below a live stream (restored from an older backup?); sending them again"
+                );
+            }
+            from = split;
+        }
+    }
     for journal in Journal::ALL {
         let present = central.present_journal(journal.table())?;
         let count = buffer.with_reserve(|b| b.requeue_missing_journal(journal, present))?;
@@ -484,6 +696,29 @@ fn requeue_missing(
         }
     }
     Ok(())
+}
+
+/// Sleeps `wait`, waking early when `stop` is set.
+fn sleep_unless(stop: &AtomicBool, wait: Duration) {
+    let until = Instant::now() + wait;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// The bytes a sample weighs on the wire, estimated (fixed columns, text, per-core rows):
+/// what a `sync.rate_limit` in bytes per second counts.
+fn approx_bytes(s: &buffer::SyncSample) -> usize {
+    let text = [&s.hostname, &s.os, &s.kernel, &s.extras]
+        .iter()
+        .map(|t| t.as_ref().map_or(4, String::len))
+        .sum::<usize>();
+    let cores = s.cores.as_ref().map_or(0, Vec::len);
+    160 + s.host.len() + text + cores * 40
 }
 
 /// Rows of committed slices that were already there or collided.

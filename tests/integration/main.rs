@@ -11,4 +11,5 @@ mod sites;
 mod ssh;
 mod support;
 mod sync;
+mod sync_pacing;
 mod web;

@@ -37,6 +37,9 @@ pub(crate) fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
         batch_size,
         max_backoff: Duration::from_secs(2),
         timeout: Duration::from_secs(10),
+        schedule: edgemon::sync::schedule::Schedule::always(),
+        timezone: edgemon::sync::schedule::Zone::Utc,
+        rate_limit: edgemon::sync::pace::RateLimit::Off,
     }
 }
 
