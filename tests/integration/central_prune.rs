@@ -454,3 +454,82 @@ fn the_daemon_prunes_by_itself_when_central_retention_is_set() {
     assert_eq!(newer(lines.clone()).len(), lines.len());
     assert_no_loss(&db, &["site-d"]);
 }
+
+#[test]
+fn a_version_2_database_is_upgraded_in_place_and_its_rows_pruned_without_loss() {
+    let db = skip_or_fail!(MariaDb::start());
+    let mut conn = db.conn().expect("connect");
+    let v2 = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-v2.sql"),
+    )
+    .expect("read the v2 schema");
+    for statement in v2
+        .split(";\n")
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+    {
+        conn.query_drop(&statement).expect("apply v2");
+    }
+    // Rows as a version 2 edgemon wrote them: one host, 100 samples a minute apart (the first
+    // 50 before the cutoff) with 2 cores each, and its watermark.
+    conn.query_drop("SET time_zone = '+00:00'").expect("utc");
+    for statement in [
+        "INSERT INTO appliances (id, name) VALUES (1, 'site-v2')".to_string(),
+        "INSERT INTO buffers (appliance_id, epoch) VALUES (1, 7)".to_string(),
+        "INSERT INTO hosts (id, appliance_id, name, address) VALUES (1, 1, 'a', 'a:22')".to_string(),
+        format!(
+            "INSERT INTO samples (appliance_id, epoch, host_id, seq, collected_at, received_at, cpu, mem_used,
+                                  mem_total, swap_used, swap_total, uptime_s, checksum)
+             SELECT 1, 7, 1, s.seq, FROM_UNIXTIME({t}) + INTERVAL s.seq - 1 MINUTE,
+                    FROM_UNIXTIME({t}) + INTERVAL s.seq - 1 MINUTE, 1, 1, 2, 0, 0, s.seq, s.seq
+               FROM seq_1_to_100 s",
+            t = T0 / 1000
+        ),
+        "INSERT INTO sample_cores (appliance_id, epoch, host_id, seq, core, cpu)
+         SELECT 1, 7, 1, x.seq, c.seq - 1, c.seq FROM samples x JOIN seq_1_to_2 c".to_string(),
+        "INSERT INTO watermarks (appliance_id, epoch, host_id, first_seq, last_seq, stored_last_seq, samples_stored)
+         VALUES (1, 7, 1, 1, 100, 100, 100)".to_string(),
+    ] {
+        conn.query_drop(statement).expect("v2 rows");
+    }
+    let options = PruneOptions {
+        older_than: age(),
+        batch_rows: 30,
+        dry_run: false,
+        all_appliances: false,
+    };
+    let report = prune(
+        &Secret::new(db.url()),
+        Duration::from_secs(10),
+        "site-v2",
+        &options,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .expect("upgrade and prune");
+    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 3);
+    assert_eq!((report.samples, report.cores), (50, 100), "{report:?}");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM samples WHERE seq > 50"),
+        50,
+        "the newer rows stay"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM samples WHERE seq <= 50"),
+        0
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sample_cores"), 100);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT pruned_through_seq FROM watermarks WHERE host_id = 1"
+        ),
+        50
+    );
+    assert_no_loss(&db, &["site-v2"]);
+}
