@@ -21,15 +21,17 @@ BIN=${EDGEMON:-target/release/edgemon}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 DIR=$(mktemp -d /tmp/edgemon-prune-bench.XXXXXX)
 PORT=$(( 20000 + $$ % 20000 ))
+AS_ROOT=; [ "$(id -u)" = 0 ] && AS_ROOT=--user=root
 SERVER_PID=
 cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
     rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
-mariadb-install-db --no-defaults --datadir="$DIR/data" --auth-root-authentication-method=normal \
+mariadb-install-db --no-defaults $AS_ROOT --datadir="$DIR/data" --auth-root-authentication-method=normal \
     --skip-test-db >/dev/null 2>&1
-mariadbd --no-defaults --datadir="$DIR/data" --socket="$DIR/sock" --port="$PORT" \
+mkdir -p "$DIR/tmp"
+mariadbd --no-defaults $AS_ROOT --datadir="$DIR/data" --tmpdir="$DIR/tmp" --socket="$DIR/sock" --port="$PORT" \
     --bind-address=127.0.0.1 --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
     --innodb-flush-log-at-trx-commit=1 --skip-log-bin --log-error="$DIR/err.log" &
 SERVER_PID=$!
@@ -41,6 +43,7 @@ sql() { mariadb --no-defaults -S "$DIR/sock" -uroot -N -B "$@"; }
 sql -e "CREATE DATABASE a; CREATE DATABASE b; CREATE USER e@'%' IDENTIFIED BY 'e';
         GRANT ALL ON a.* TO e@'%'; GRANT ALL ON b.* TO e@'%';"
 for db in a b; do
+    touch "$DIR/$db.toml"; chmod 600 "$DIR/$db.toml"
     cat > "$DIR/$db.toml" <<EOF
 [appliance]
 id = "bench"
@@ -53,7 +56,7 @@ url = "mysql://e:e@127.0.0.1:$PORT/$db"
 timeout = "10m"
 EOF
     # The central schema as edgemon applies it (an empty prune creates it).
-    "$BIN" central prune -c "$DIR/$db.toml" --older-than 36500d >/dev/null
+    "$BIN" central prune -c "$DIR/$db.toml" --older-than 36500d >/dev/null 2>&1
 done
 
 # The cutoff: the newer half of each host's samples stays. Received times end an hour ago.

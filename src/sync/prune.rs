@@ -553,3 +553,35 @@ pub fn command(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_as_durations_and_live_data_is_refused() {
+        assert_eq!(
+            parse_age("90d").expect("90d"),
+            Duration::from_secs(90 * 86_400)
+        );
+        assert_eq!(
+            parse_age(" 12w ").expect("12w"),
+            Duration::from_secs(84 * 86_400)
+        );
+        let short = parse_age("10m").expect_err("10m").to_string();
+        assert!(short.contains("below 1h"), "{short}");
+        let bad = parse_age("ninety days").expect_err("text").to_string();
+        assert!(bad.contains("not a duration like 90d"), "{bad}");
+    }
+
+    #[test]
+    fn the_v3_upgrade_alters_only_the_watermarks() {
+        let statements: Vec<&str> = crate::schema::MYSQL_V2_TO_V3
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--") && !l.trim().is_empty())
+            .collect();
+        assert!(statements[0].starts_with("ALTER TABLE watermarks"));
+        assert!(statements.iter().all(|l| !l.contains("TABLE samples")));
+        assert_eq!(join(&[3, -1, 7]), "3,-1,7");
+    }
+}
