@@ -59,8 +59,10 @@ EOF
     "$BIN" central prune -c "$DIR/$db.toml" --older-than 36500d >/dev/null 2>&1
 done
 
-# The cutoff: the newer half of each host's samples stays. Received times end an hour ago.
-AGE_MIN=$(( SAMPLES / 2 + 60 ))
+# Received times: the older half of each host's samples, then a day without samples, then the
+# newer half, ending an hour ago; the cutoff falls in the middle of that day, so the minutes
+# between loading a copy and pruning it change nothing.
+AGE_MIN=$(( SAMPLES / 2 + 60 + 720 ))
 load() {
     sql "$1" -e "
       SET time_zone = '+00:00';
@@ -71,10 +73,11 @@ load() {
         SELECT seq, 1, CONCAT('host-', seq), 'h:22' FROM seq_1_to_$((HOSTS + 1));
       INSERT INTO samples (appliance_id, epoch, host_id, seq, collected_at, received_at, cpu, mem_used,
                            mem_total, swap_used, swap_total, uptime_s, hostname, checksum)
-        SELECT 1, 1, h.seq, s.seq, z.t0 + INTERVAL s.seq MINUTE, z.t0 + INTERVAL s.seq MINUTE, 12.5,
+        SELECT 1, 1, h.seq, s.seq, z.t0 + INTERVAL s.seq + IF(s.seq > $SAMPLES / 2, 1440, 0) MINUTE,
+               z.t0 + INTERVAL s.seq + IF(s.seq > $SAMPLES / 2, 1440, 0) MINUTE, 12.5,
                1000000, 8000000000, 0, 2000000000, s.seq, 'node', s.seq
           FROM seq_1_to_$HOSTS h JOIN seq_1_to_$SAMPLES s
-          JOIN (SELECT UTC_TIMESTAMP(3) - INTERVAL 1 HOUR - INTERVAL $SAMPLES MINUTE AS t0) z;
+          JOIN (SELECT UTC_TIMESTAMP(3) - INTERVAL 1 HOUR - INTERVAL $SAMPLES MINUTE - INTERVAL 1 DAY AS t0) z;
       INSERT INTO sample_cores (appliance_id, epoch, host_id, seq, core, cpu)
         SELECT 1, 1, s.host_id, s.seq, c.seq - 1, 50 FROM samples s JOIN seq_1_to_$CORES c;
       INSERT INTO watermarks (appliance_id, epoch, host_id, first_seq, last_seq, stored_last_seq, samples_stored)

@@ -42,6 +42,9 @@ pub const DEFAULT_BATCH_ROWS: usize = 10_000;
 /// The shortest age prune accepts: anything younger is live data.
 pub const MIN_AGE: Duration = Duration::from_secs(3600);
 
+/// Rows read by the first batch of a series or journal (see `samples_of`).
+const FIRST_READ: usize = 128;
+
 /// How often a batch is retried after a deadlock or lock wait timeout.
 const RETRIES: u32 = 5;
 
@@ -251,13 +254,19 @@ impl Pruner<'_> {
         let cutoff = self.report.cutoff.clone();
         let key = format!("appliance_id = {appliance} AND epoch = {epoch} AND host_id = {host}");
         let mut after = i64::MIN;
+        // The first read of a series is short: most series have nothing old (a daily run
+        // deletes one day of each), and the first row tells.
+        let mut first = true;
         loop {
             if stop.load(Ordering::Relaxed) {
                 self.report.stopped = true;
                 return Ok(false);
             }
             let budget = self.options.batch_rows.max(1);
-            let want = ((budget as f64 / self.per_sample).floor() as usize).clamp(1, budget);
+            let mut want = ((budget as f64 / self.per_sample).floor() as usize).clamp(1, budget);
+            if std::mem::take(&mut first) {
+                want = want.min(FIRST_READ);
+            }
             let rows: Vec<(i64, bool)> = self.query(format!(
                 "SELECT seq, received_at < '{cutoff}' FROM samples WHERE {key} AND seq > {after}
                  ORDER BY seq LIMIT {want}"
@@ -322,12 +331,16 @@ impl Pruner<'_> {
         let cutoff = self.report.cutoff.clone();
         let key = format!("appliance_id = {appliance} AND epoch = {epoch}");
         let mut after = i64::MIN;
+        let mut first = true;
         loop {
             if stop.load(Ordering::Relaxed) {
                 self.report.stopped = true;
                 return Ok(false);
             }
-            let want = self.options.batch_rows.max(1);
+            let mut want = self.options.batch_rows.max(1);
+            if std::mem::take(&mut first) {
+                want = want.min(FIRST_READ);
+            }
             // (local id, older than the cutoff, host, newest seq it covers)
             let rows: Vec<(i64, bool, u32, i64)> = if table == "drops" {
                 self.query(format!(
