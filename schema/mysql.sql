@@ -1,11 +1,12 @@
--- edgemon central schema, version 2 (MySQL 8 / MariaDB 10.6+), InnoDB, utf8mb4.
+-- edgemon central schema, version 3 (MySQL 8 / MariaDB 10.6+), InnoDB, utf8mb4.
 --
 -- Applied by edgemon itself when missing (`edgemon sync` or the daemon), printed by
 -- `edgemon schema mysql`. Every statement is idempotent (IF NOT EXISTS / OR REPLACE), so
 -- applying it twice, or by two appliances at once, is harmless. `schema_version` holds the
 -- versions applied; an edgemon that finds a newer version than it knows refuses to write.
 -- A database of version 1 is upgraded in place (schema/mysql-v2.sql, under the lock
--- 'edgemon.schema'): its rows are kept and get the legacy epoch 0.
+-- 'edgemon.schema'): its rows are kept and get the legacy epoch 0. A database of version 2 gets
+-- the prune horizons of version 3 (schema/mysql-v3.sql, the same lock).
 --
 -- Many appliances share one database: every row carries its appliance, and each row's
 -- primary key starts with appliance_id, so appliances never collide nor wait on each other.
@@ -168,7 +169,22 @@ CREATE TABLE IF NOT EXISTS watermarks (
     samples_stored   BIGINT       NOT NULL DEFAULT 0,
     samples_dropped  BIGINT       NOT NULL DEFAULT 0,
     updated_at       DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    pruned_through_seq BIGINT     NOT NULL DEFAULT 0 COMMENT 'newest seq `edgemon central prune` deleted: everything up to it is explained',
+    samples_pruned   BIGINT       NOT NULL DEFAULT 0 COMMENT 'samples `edgemon central prune` deleted',
     PRIMARY KEY (appliance_id, epoch, host_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Retention of the journals (`edgemon central prune`), per (appliance, epoch, table): the newest
+-- local id deleted and how many rows. The appliance's sync never re-sends a row at or below it.
+-- (The samples' horizon is per host: watermarks.pruned_through_seq.)
+CREATE TABLE IF NOT EXISTS prune_horizons (
+    appliance_id       INT UNSIGNED NOT NULL,
+    epoch              BIGINT       NOT NULL,
+    table_name         VARCHAR(32)  NOT NULL COMMENT 'collection_errors, alert_events, drops',
+    pruned_through_id  BIGINT       NOT NULL DEFAULT 0,
+    rows_pruned        BIGINT       NOT NULL DEFAULT 0,
+    pruned_at          DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    PRIMARY KEY (appliance_id, epoch, table_name)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Buffers seen per appliance: more than one live epoch under one appliance means a replaced
@@ -188,9 +204,10 @@ JOIN appliances a ON a.id = b.appliance_id;
 --   expected     samples the buffer numbered: last_seq - first_seq + 1
 --   unsent       expected - stored - dropped: never inserted and never recorded as dropped
 --                (still buffered on an appliance that is behind, or lost with its buffer)
---   vanished     inserted once but gone from this database: every row of the host when none
---                is left, else the inserted tail above the newest row present (a restore
---                from backup, a manual delete)
+--   vanished     inserted once but gone from this database: every row of the host not pruned
+--                when none is left, else the inserted tail above the newest row present (a
+--                restore from backup, a manual delete)
+--   pruned       deleted by `edgemon central prune` (retention): explained, never loss
 --   unexplained  unsent + vanished; zero when nothing was lost silently.
 -- A host whose central row was deleted is registered again under a new id; its new row counts
 -- the deleted samples as unsent. Holes in the middle: see sequence_gaps, filtered by host.
@@ -205,14 +222,16 @@ SELECT a.name AS appliance,
        m.samples_dropped AS dropped,
        m.central_last_seq,
        GREATEST(m.last_seq - m.first_seq + 1 - m.samples_stored - m.samples_dropped, 0) AS unsent,
-       CASE WHEN m.central_last_seq IS NULL THEN m.samples_stored
-            ELSE GREATEST(m.stored_last_seq - m.central_last_seq, 0) END AS vanished,
+       CASE WHEN m.central_last_seq IS NULL THEN GREATEST(m.samples_stored - m.samples_pruned, 0)
+            ELSE GREATEST(m.stored_last_seq - GREATEST(m.central_last_seq, m.pruned_through_seq), 0) END AS vanished,
        GREATEST(m.last_seq - m.first_seq + 1 - m.samples_stored - m.samples_dropped, 0)
-           + CASE WHEN m.central_last_seq IS NULL THEN m.samples_stored
-                  ELSE GREATEST(m.stored_last_seq - m.central_last_seq, 0) END AS unexplained,
+           + CASE WHEN m.central_last_seq IS NULL THEN GREATEST(m.samples_stored - m.samples_pruned, 0)
+                  ELSE GREATEST(m.stored_last_seq - GREATEST(m.central_last_seq, m.pruned_through_seq), 0) END AS unexplained,
        m.updated_at,
        m.appliance_id,
-       m.host_id
+       m.host_id,
+       m.samples_pruned AS pruned,
+       m.pruned_through_seq
 FROM (SELECT w.*,
              (SELECT s.seq FROM samples s
                WHERE s.appliance_id = w.appliance_id AND s.epoch = w.epoch AND s.host_id = w.host_id
@@ -222,7 +241,8 @@ JOIN appliances a ON a.id = m.appliance_id
 JOIN hosts h ON h.id = m.host_id;
 
 -- Drill-down: per appliance, epoch and host, every run of missing sequence numbers below the
--- newest sample present that recorded drops do not account for. Filter it by appliance_id,
+-- newest sample present that recorded drops do not account for; sequence numbers up to the
+-- host's prune horizon (watermarks.pruned_through_seq) are explained. Filter it by appliance_id,
 -- epoch and host_id (from a completeness row): the server pushes that filter into the window,
 -- which then reads only that host's rows. A filter on the names cannot be pushed down.
 -- (Samples still buffered on an appliance show up here until synced.)
@@ -243,13 +263,14 @@ SELECT a.name AS appliance,
 FROM (SELECT s.appliance_id,
              s.epoch,
              s.host_id,
-             COALESCE(LAG(s.seq) OVER (PARTITION BY s.appliance_id, s.epoch, s.host_id ORDER BY s.seq),
-                      (SELECT w.first_seq - 1 FROM watermarks w
-                        WHERE w.appliance_id = s.appliance_id AND w.epoch = s.epoch AND w.host_id = s.host_id),
-                      0) + 1
+             GREATEST(COALESCE(LAG(s.seq) OVER (PARTITION BY s.appliance_id, s.epoch, s.host_id ORDER BY s.seq),
+                               w.first_seq - 1, 0),
+                      COALESCE(w.pruned_through_seq, 0)) + 1
                  AS first_missing,
              s.seq - 1 AS last_missing
-        FROM samples s) g
+        FROM samples s
+        LEFT JOIN watermarks w
+          ON w.appliance_id = s.appliance_id AND w.epoch = s.epoch AND w.host_id = s.host_id) g
 JOIN appliances a ON a.id = g.appliance_id
 JOIN hosts h ON h.id = g.host_id
 WHERE g.last_missing >= g.first_missing
@@ -260,5 +281,5 @@ WHERE g.last_missing >= g.first_missing
         WHERE d.appliance_id = g.appliance_id AND d.epoch = g.epoch AND d.host_id = g.host_id
           AND d.first_seq <= g.last_missing AND d.last_seq >= g.first_missing);
 
-INSERT INTO schema_version (version, applied_by) VALUES (2, COALESCE(@edgemon_appliance, CURRENT_USER()))
+INSERT INTO schema_version (version, applied_by) VALUES (3, COALESCE(@edgemon_appliance, CURRENT_USER()))
     ON DUPLICATE KEY UPDATE version = version;

@@ -164,12 +164,77 @@ pub struct Job {
     pub once: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
 }
 
-/// The background loops of `config`: sync to MySQL and the mail outbox.
+/// The background loops of `config`: sync to MySQL and the mail outbox, and central retention
+/// when `central.retention` is set.
 pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
-    vec![
+    let mut jobs = vec![
         sync_job(config, metrics.clone()),
         mail_job(config, metrics.clone()),
-    ]
+    ];
+    if let Some(retention) = config.central.retention {
+        jobs.push(prune_job(config, retention));
+    }
+    jobs
+}
+
+/// First central prune after the daemon starts (so a restart loop does not prune in a loop,
+/// and the first sync pass goes first).
+const PRUNE_FIRST: Duration = Duration::from_secs(600);
+/// Time between two central prunes, and after a failed one.
+const PRUNE_EVERY: (Duration, Duration) = (Duration::from_secs(86_400), Duration::from_secs(3600));
+
+/// Central retention: once a day, prunes this appliance's central rows older than `retention`
+/// (`edgemon central prune --older-than`), stopping after the batch in flight at shutdown.
+pub fn prune_job(config: &Config, retention: Duration) -> Job {
+    let (sync, appliance) = (config.sync.clone(), config.appliance.clone());
+    let pass = move |stop: &AtomicBool| -> anyhow::Result<()> {
+        let id = crate::identity::appliance_id(&appliance)?;
+        let options = crate::sync::prune::PruneOptions {
+            older_than: retention,
+            batch_rows: crate::sync::prune::DEFAULT_BATCH_ROWS,
+            dry_run: false,
+            all_appliances: false,
+        };
+        let urls = crate::sync::prune::central_urls(&sync);
+        let report =
+            crate::sync::prune::prune(urls, sync.timeout, &id, &options, stop, &mut |_| {})
+                .context("central prune")?;
+        tracing::info!(
+            cutoff = %report.cutoff,
+            samples = report.samples,
+            cores = report.cores,
+            journal_rows = report.collection_errors + report.alert_events + report.drops,
+            transactions = report.transactions,
+            longest_ms = report.longest_transaction.as_millis() as u64,
+            stopped = report.stopped,
+            "central prune"
+        );
+        Ok(())
+    };
+    let pass = Arc::new(pass);
+    let once = pass.clone();
+    Job {
+        name: "prune",
+        run: Box::new(move |stop| {
+            let mut wait = PRUNE_FIRST;
+            while !stop.wait_timeout(wait) {
+                wait = match pass(stop.flag()) {
+                    Ok(()) => PRUNE_EVERY.0,
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), retry_in = ?PRUNE_EVERY.1,
+                            "central prune failed; nothing is lost, it runs again later");
+                        PRUNE_EVERY.1
+                    }
+                };
+            }
+        }),
+        once: Box::new(move || {
+            if let Err(error) = once(&AtomicBool::new(false)) {
+                tracing::warn!(error = format!("{error:#}"), "central prune failed");
+            }
+            Ok(())
+        }),
+    }
 }
 
 /// The sync loop: drains the buffer to MySQL through its own buffer connection.

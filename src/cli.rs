@@ -81,6 +81,9 @@ pub enum Command {
     /// Manage pinned SSH host keys.
     #[command(subcommand)]
     Hosts(HostsCommand),
+    /// Maintain the central MySQL database.
+    #[command(subcommand)]
+    Central(CentralCommand),
     /// Print the DDL of a database.
     Schema {
         /// Which database.
@@ -144,6 +147,30 @@ pub enum SilenceCommand {
         config: ConfigArg,
         /// The id `silence list` shows.
         id: i64,
+    },
+}
+
+/// `edgemon central ...`
+#[derive(Debug, Subcommand)]
+pub enum CentralCommand {
+    /// Delete central rows older than an age (retention), in small transactions along the
+    /// primary keys; Ctrl-C stops after the batch in flight, running again resumes.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The age, e.g. 90d, 12w, 2160h (received longer ago than this by the server's clock).
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Count what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Most rows deleted per transaction (samples and their per-core values together).
+        #[arg(long, value_name = "ROWS", default_value_t = crate::sync::prune::DEFAULT_BATCH_ROWS,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+        batch: usize,
+        /// Prune the rows of every appliance in the database, not only this one's.
+        #[arg(long)]
+        all_appliances: bool,
     },
 }
 
@@ -250,6 +277,22 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             &name,
             fingerprint.as_deref(),
             &mut std::io::stdout().lock(),
+        ),
+        Command::Central(CentralCommand::Prune {
+            config,
+            older_than,
+            dry_run,
+            batch,
+            all_appliances,
+        }) => crate::sync::prune::command(
+            &load(&config)?,
+            &older_than,
+            crate::sync::prune::PruneOptions {
+                older_than: std::time::Duration::ZERO,
+                batch_rows: batch,
+                dry_run,
+                all_appliances,
+            },
         ),
         Command::Hosts(HostsCommand::Export { config }) => {
             crate::collect::hosts::export(&load(&config)?, &mut std::io::stdout().lock())

@@ -286,6 +286,7 @@ fn background_changed(old: &Config, new: &Config) -> bool {
         || old.buffer != new.buffer
         || old.sync != new.sync
         || old.mail != new.mail
+        || old.central != new.central
 }
 
 enum Event {

@@ -13,3 +13,6 @@ pub const SQLITE: &str = concat!(
 );
 /// The in-place upgrade of a central database from schema version 1 to 2 (`schema/mysql-v2.sql`).
 pub const MYSQL_V1_TO_V2: &str = include_str!("../schema/mysql-v2.sql");
+/// The in-place upgrade of a central database from schema version 2 to 3 (`schema/mysql-v3.sql`):
+/// the prune horizons of `edgemon central prune`.
+pub const MYSQL_V2_TO_V3: &str = include_str!("../schema/mysql-v3.sql");

@@ -51,6 +51,8 @@ pub struct ConfigFile {
     /// `[web]`.
     #[serde(default)]
     pub web: WebSection,
+    /// `[central]`.
+    pub central: CentralSection,
 }
 
 /// `[appliance]`.
@@ -304,6 +306,14 @@ pub struct WebSection {
     pub listen: Option<String>,
     /// File holding the basic-auth password.
     pub password_file: Option<String>,
+}
+
+/// `[central]`: the central database's maintenance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralSection {
+    /// Age beyond which the daemon prunes central rows, e.g. `"90d"`; `"0s"`: off.
+    pub retention: String,
 }
 
 /// One `EDGEMON__SECTION__KEY` variable, parsed by its key's kind.

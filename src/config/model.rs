@@ -36,6 +36,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The status page and its JSON API.
     pub web: WebConfig,
+    /// Maintenance of the central database.
+    pub central: CentralConfig,
+}
+
+/// `[central]`: maintenance of the central database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CentralConfig {
+    /// Age beyond which the daemon prunes this appliance's central rows once a day;
+    /// `None`: off (the default).
+    pub retention: Option<Duration>,
 }
 
 /// `[appliance]`: who this box is.

@@ -102,6 +102,7 @@ pub(crate) fn resolve(
         listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),
     };
     let web = r.web(&raw.web);
+    let central = r.central(&raw.central);
     let silences = r.silences(&raw, &hosts);
     if !r.errors.is_empty() {
         return Err(r.errors);
@@ -119,6 +120,7 @@ pub(crate) fn resolve(
             silences,
             metrics,
             web,
+            central,
         },
         warnings: r.warnings,
         inline_secrets: r.inline_secrets,
@@ -732,6 +734,20 @@ impl Resolver<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// `[central]`: a retention below `edgemon central prune`'s minimum would prune live data.
+    fn central(&mut self, raw: &file::CentralSection) -> CentralConfig {
+        let retention = self.duration("central.retention", &raw.retention);
+        if !retention.is_zero() && retention < crate::sync::prune::MIN_AGE {
+            self.error(
+                "central.retention",
+                "is below 1h, which would prune live data; use 0s to turn it off",
+            );
+        }
+        CentralConfig {
+            retention: (!retention.is_zero()).then_some(retention),
         }
     }
 

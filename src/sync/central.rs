@@ -35,10 +35,10 @@ use crate::buffer::{JournalFields, JournalRow, SyncSample};
 use crate::config::secret::Secret;
 
 /// The central schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Tables the schema must hold.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "schema_version",
     "appliances",
     "buffers",
@@ -49,6 +49,7 @@ const TABLES: [&str; 10] = [
     "alert_events",
     "drops",
     "watermarks",
+    "prune_horizons",
 ];
 
 /// The lock that serialises schema changes between appliances.
@@ -199,6 +200,23 @@ impl Central {
         appliance: &str,
         epoch: i64,
     ) -> Result<Central, Error> {
+        let (mut central, builder, server) = Central::open(url, timeout, epoch)?;
+        central.check_ready(&server)?;
+        central.ensure_schema(appliance, &builder)?;
+        central.appliance = central.register(appliance)?;
+        central.register_buffer(appliance)?;
+        Ok(central)
+    }
+
+    /// Opens the session (timeouts, keepalive, character set, UTC, strict mode, READ
+    /// COMMITTED) without touching the schema: the part [`Central::connect`] and
+    /// [`Central::connect_maintenance`] share. Returns the builder (the schema lock needs a
+    /// second session) and `host:port` for messages.
+    fn open(
+        url: &Secret,
+        timeout: Duration,
+        epoch: i64,
+    ) -> Result<(Central, OptsBuilder, String), Error> {
         let opts = Opts::from_url(url.expose()).map_err(|e| Error::Url(e.to_string()))?;
         let server = format!("{}:{}", opts.get_ip_or_hostname(), opts.get_tcp_port());
         let user = opts.get_user().unwrap_or("").to_string();
@@ -231,18 +249,14 @@ impl Central {
                 message: "sync.url names no database (mysql://user:pass@host:port/DATABASE)".into(),
             });
         }
-        let mut central = Central {
+        let central = Central {
             conn,
             server: format!("{server}/{database}"),
             appliance: 0,
             epoch,
             conflict_retries: 0,
         };
-        central.check_ready(&server)?;
-        central.ensure_schema(appliance, &builder)?;
-        central.appliance = central.register(appliance)?;
-        central.register_buffer(appliance)?;
-        Ok(central)
+        Ok((central, builder, server))
     }
 
     /// `host:port/database`, for messages.
@@ -300,6 +314,38 @@ impl Central {
         self.conn
             .query_drop("SET SESSION wsrep_sync_wait = 1")
             .map_err(|e| classify(server, e))
+    }
+
+    /// Connects for maintenance (`edgemon central prune`): the session and the schema check
+    /// (apply, upgrade) of [`Central::connect`], but nothing is registered; the appliance is
+    /// only looked up (`None`: it never synced to this database).
+    pub fn connect_maintenance(
+        url: &Secret,
+        timeout: Duration,
+        appliance: &str,
+    ) -> Result<(Central, Option<u32>), Error> {
+        let (mut central, builder, server) = Central::open(url, timeout, 0)?;
+        central.check_ready(&server)?;
+        central.ensure_schema(appliance, &builder)?;
+        let mut select = String::from("SELECT id FROM appliances WHERE name = ");
+        sql::push_str(&mut select, appliance);
+        let server = central.server.clone();
+        let id: Option<u32> = central
+            .conn
+            .query_first(select)
+            .map_err(|e| classify(&server, e))?;
+        central.appliance = id.unwrap_or(0);
+        Ok((central, id))
+    }
+
+    /// The session, for the maintenance module ([`super::prune`]).
+    pub(super) fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// The appliance's central id and the buffer's epoch this connection writes under.
+    pub(super) fn identity(&self) -> (u32, i64) {
+        (self.appliance, self.epoch)
     }
 
     /// Applies the schema when missing, upgrades version 1 in place; refuses a newer or
@@ -410,11 +456,23 @@ impl Central {
                         self.run_schema_statement(alter, "schema/mysql-v2.sql")?;
                     }
                 }
+                // A v1 upgrade cut short by an older build may have created watermarks already.
+                if self.has_column("watermarks", "first_seq")? {
+                    self.upgrade_watermarks_v3()?;
+                }
                 let (version, create): (Vec<_>, Vec<_>) = statements(crate::schema::MYSQL)
                     .into_iter()
                     .partition(|s| s.starts_with("INSERT INTO schema_version"));
                 for statement in create.iter().chain(&after).chain(&version) {
                     self.run_schema_statement(statement, "the schema")?;
+                }
+            }
+            Some(2) => {
+                tracing::warn!(server = %self.server, "upgrading the central schema from version 2 to 3 in place (prune horizons)");
+                self.set_applied_by(appliance)?;
+                self.upgrade_watermarks_v3()?;
+                for statement in statements(crate::schema::MYSQL) {
+                    self.run_schema_statement(&statement, "schema/mysql.sql")?;
                 }
             }
             _ => {
@@ -425,6 +483,18 @@ impl Central {
             }
         }
         tracing::info!(server = %self.server, version = SCHEMA_VERSION, "applied the central schema");
+        Ok(())
+    }
+
+    /// Version 3's columns of `watermarks` (`schema/mysql-v3.sql`), unless already there: a
+    /// small table (one row per host and buffer), so the ALTER is quick even where the samples
+    /// are huge.
+    fn upgrade_watermarks_v3(&mut self) -> Result<(), Error> {
+        if !self.has_column("watermarks", "pruned_through_seq")? {
+            for alter in statements(crate::schema::MYSQL_V2_TO_V3) {
+                self.run_schema_statement(&alter, "schema/mysql-v3.sql")?;
+            }
+        }
         Ok(())
     }
 
@@ -956,7 +1026,7 @@ fn check_inserted(inserted: u64, new: usize, what: &str, epoch: i64) -> Result<(
 }
 
 /// Maps a driver error to [`Error`].
-fn classify(server: &str, error: mysql::Error) -> Error {
+pub(super) fn classify(server: &str, error: mysql::Error) -> Error {
     match error {
         mysql::Error::MySqlError(m) if CONTENT_CODES.contains(&m.code) => {
             Error::Content(format!("ERROR {} ({}): {}", m.code, m.state, m.message))

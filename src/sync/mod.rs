@@ -20,6 +20,7 @@
 //! - On each new connection, rows of this epoch the buffer marked synced but
 //!   MySQL no longer holds (a restore from an older backup, a deleted host)
 //!   go back to the queue while the buffer keeps them.
+//!   Rows at or below a host's prune horizon (`prune.rs`, retention) are not re-queued.
 //! - Several central servers (`sync.urls`, the nodes of one cluster) are
 //!   tried in order ([`endpoints`]); a server that fails under a batch is
 //!   skipped for a backoff of its own and the pass goes on with the next one,
@@ -46,6 +47,7 @@ pub mod central;
 mod command;
 pub mod endpoints;
 pub mod pace;
+pub mod prune;
 pub mod schedule;
 mod sql;
 
@@ -646,7 +648,14 @@ fn requeue_missing(
     buffer: &mut SyncQueue,
     appliance: &str,
 ) -> Result<(), Error> {
-    let present = central.present_samples()?;
+    // Rows at or below a prune horizon were deleted on purpose (`edgemon central prune`): a
+    // host whose every central row was pruned must not get them all sent again.
+    let horizons = prune::horizons(central)?;
+    let mut present = central.present_samples()?;
+    for (host, pruned) in horizons.samples {
+        let newest = present.entry(host).or_insert(0);
+        *newest = (*newest).max(pruned);
+    }
     // Through the disk reserve: a full disk must not stop every pass here (see `drain_locked`).
     for (host, count) in buffer.with_reserve(|b| b.requeue_missing_samples(&present))? {
         tracing::warn!(
@@ -683,7 +692,10 @@ fn requeue_missing(
         }
     }
     for journal in Journal::ALL {
-        let present = central.present_journal(journal.table())?;
+        let pruned = horizons.journals.get(journal.table()).copied();
+        let present = central
+            .present_journal(journal.table())?
+            .max(pruned.unwrap_or(0));
         let count = buffer.with_reserve(|b| b.requeue_missing_journal(journal, present))?;
         if count > 0 {
             tracing::warn!(

@@ -469,7 +469,8 @@ fn a_version_1_central_database_is_upgraded_in_place_without_losing_a_row() {
     );
     task.drain(&AtomicBool::new(false), &mut |_| {})
         .expect("drain into the upgraded database");
-    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 2);
+    // Version 1 goes straight to the current version (3: the prune horizons).
+    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 3);
     assert_eq!(
         fingerprint(&mut conn),
         before,
@@ -489,7 +490,7 @@ fn a_version_1_central_database_is_upgraded_in_place_without_losing_a_row() {
         .expect("completeness");
     assert_eq!(legacy, Some((99, 1, 0)));
     assert_eq!(unexplained(&db, "old-site"), 0);
-    // A second connection finds version 2 and changes nothing.
+    // A second connection finds the current version and changes nothing.
     let again = SyncTask::new(
         &sync_config(&db.url(), 4),
         &buffer_config(&path),

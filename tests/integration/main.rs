@@ -1,5 +1,6 @@
 mod alert;
 mod alert_daemon;
+mod central_prune;
 mod config_cli;
 mod daemon;
 mod full_disk;

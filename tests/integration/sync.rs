@@ -590,13 +590,13 @@ fn refused_credentials_an_unreachable_server_a_dropped_table_and_a_newer_schema_
 
     db.conn()
         .expect("connect")
-        .query_drop("INSERT INTO schema_version (version, applied_by) VALUES (3, 'future')")
-        .expect("v2");
+        .query_drop("INSERT INTO schema_version (version, applied_by) VALUES (4, 'future')")
+        .expect("v4");
     let err = fresh
         .drain(&AtomicBool::new(false), &mut |_| {})
         .expect_err("a newer schema")
         .to_string();
-    assert!(err.contains("version 3 is newer"), "{err}");
+    assert!(err.contains("version 4 is newer"), "{err}");
 }
 
 #[test]
