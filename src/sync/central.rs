@@ -18,12 +18,13 @@
 //! It does not read the buffer, decide batch sizes or retry.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, TxOpts};
+use mysql::{Conn, LocalInfileHandler, Opts, OptsBuilder, TxOpts};
 
-use super::sql;
+use super::{bulk, sql};
 pub use crate::buffer::{Collision, HostMark};
 use crate::buffer::{JournalFields, JournalRow, SyncSample};
 use crate::config::secret::Secret;
@@ -147,6 +148,9 @@ pub struct Central {
     server: String,
     appliance: u32,
     epoch: i64,
+    /// Whether batches go as `LOAD DATA LOCAL INFILE` ([`Central::bulk_allowed`]); `None`
+    /// until asked on this connection.
+    bulk: Option<bool>,
 }
 
 impl Central {
@@ -195,6 +199,7 @@ impl Central {
             server: format!("{server}/{database}"),
             appliance: 0,
             epoch,
+            bulk: None,
         };
         central.ensure_schema(appliance, &builder)?;
         central.appliance = central.register(appliance)?;
@@ -487,7 +492,8 @@ impl Central {
             .map(|r| (r.host.as_str(), r.address.as_str()))
             .collect();
         let (appliance, epoch) = (self.appliance, self.epoch);
-        self.transaction(&hosts, |tx, ids| {
+        let mut bulk = self.bulk_allowed();
+        let result = self.transaction(&hosts, |tx, ids| {
             let prepared: Vec<sql::PreparedSample<'_>> = rows
                 .iter()
                 .map(|r| Ok(sql::PreparedSample::new(r, host_id(ids, &r.host)?)))
@@ -531,24 +537,54 @@ impl Central {
                     }),
                 }
             }
-            let statements = sql::sample_inserts(appliance, epoch, &new);
-            let samples_statements = statements
-                .iter()
-                .filter(|s| s.starts_with("INSERT INTO samples"))
-                .count();
-            let mut inserted = 0;
-            for (i, statement) in statements.iter().enumerate() {
-                tx.query_drop(statement)?;
-                if i < samples_statements {
-                    inserted += tx.affected_rows();
-                }
-            }
+            let loaded = if bulk && !new.is_empty() {
+                load_samples(tx, appliance, epoch, &new, &mut bulk)?
+            } else {
+                None
+            };
+            let inserted = match loaded {
+                Some(inserted) => inserted,
+                None => insert_samples(tx, appliance, epoch, &new)?,
+            };
             check_inserted(inserted, new.len(), "samples", epoch)?;
             for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
                 tx.query_drop(statement)?;
             }
             Ok(written)
-        })
+        });
+        if !bulk && self.bulk == Some(true) {
+            tracing::warn!(server = %self.server,
+                "MySQL refused LOAD DATA LOCAL INFILE (local_infile turned off?); this connection sends INSERT statements");
+            self.bulk = Some(false);
+        }
+        result
+    }
+
+    /// Whether this connection sends batches as `LOAD DATA LOCAL INFILE` (asked once per
+    /// connection): the server allows `local_infile`, and is not a Galera node that splits
+    /// `LOAD DATA` into several commits (`wsrep_load_data_splitting`), which would break "one
+    /// batch, one transaction". The driver always offers the client capability
+    /// (`CLIENT_LOCAL_FILES`) and answers only with the batch in memory, never with a file.
+    /// A failed question means no (the INSERT path), asked again with the next batch.
+    fn bulk_allowed(&mut self) -> bool {
+        if let Some(bulk) = self.bulk {
+            return bulk;
+        }
+        let found: Result<Vec<(String, String)>, _> = self.conn.query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('local_infile', 'wsrep_load_data_splitting')",
+        );
+        let Ok(found) = found else {
+            return false;
+        };
+        let on = |name: &str| {
+            found
+                .iter()
+                .any(|(n, v)| n == name && (v == "ON" || v == "1"))
+        };
+        let bulk = on("local_infile") && !on("wsrep_load_data_splitting");
+        tracing::debug!(server = %self.server, bulk, "sync sends batches as LOAD DATA LOCAL INFILE when bulk is true, INSERT statements otherwise");
+        self.bulk = Some(bulk);
+        bulk
     }
 
     /// Writes journal rows of one kind in one transaction and commits, like
@@ -791,6 +827,107 @@ fn watermark_seed(marks: &HashMap<String, HostMark>, host: &str) -> sql::Waterma
         last_seq: mark.last_seq,
         ..Default::default()
     }
+}
+
+/// Multi-row INSERT of the absent samples and their cores; the samples inserted.
+fn insert_samples(
+    tx: &mut mysql::Transaction<'_>,
+    appliance: u32,
+    epoch: i64,
+    new: &[&sql::PreparedSample<'_>],
+) -> Result<u64, TxError> {
+    let statements = sql::sample_inserts(appliance, epoch, new);
+    let samples_statements = statements
+        .iter()
+        .filter(|s| s.starts_with("INSERT INTO samples"))
+        .count();
+    let mut inserted = 0;
+    for (i, statement) in statements.iter().enumerate() {
+        tx.query_drop(statement)?;
+        if i < samples_statements {
+            inserted += tx.affected_rows();
+        }
+    }
+    Ok(inserted)
+}
+
+/// MySQL refused `LOAD DATA LOCAL INFILE` itself: 1148 (command not allowed), 4166
+/// (MariaDB: local infile capability disabled), 3948 (MySQL: loading local data disabled).
+const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
+
+/// `LOAD DATA LOCAL INFILE` of the absent samples and their cores, streamed from memory,
+/// behind a savepoint; the samples inserted. With `LOCAL` the server cannot stop the
+/// transfer, so it treats every row error as `IGNORE` would: a duplicate key or a value it
+/// refuses (too long, out of range, NULL in a NOT NULL column, invalid JSON) becomes a
+/// warning and the row is skipped or adjusted. So any warning, or a per-core count short of
+/// what was sent, rolls back to the savepoint and returns `None`: the caller sends the batch
+/// as INSERT, which reports the refusal as the error it is (split, quarantined) or the race
+/// as a short count. A server that refuses the command clears `bulk` and returns `None`.
+fn load_samples(
+    tx: &mut mysql::Transaction<'_>,
+    appliance: u32,
+    epoch: i64,
+    new: &[&sql::PreparedSample<'_>],
+    bulk: &mut bool,
+) -> Result<Option<u64>, TxError> {
+    let files = bulk::samples(appliance, epoch, new);
+    tx.query_drop("SAVEPOINT edgemon_bulk")?;
+    let samples = match load(tx, "samples", bulk::SAMPLE_COLUMNS, files.samples) {
+        Err(mysql::Error::MySqlError(m)) if LOCAL_INFILE_REFUSED.contains(&m.code) => {
+            *bulk = false;
+            tx.query_drop("ROLLBACK TO SAVEPOINT edgemon_bulk")?;
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let cores = match (samples.warnings, files.core_rows) {
+        (0, 0) => Loaded::default(),
+        (0, _) => load(tx, "sample_cores", bulk::CORE_COLUMNS, files.cores)?,
+        _ => Loaded::default(),
+    };
+    if samples.warnings == 0 && cores.warnings == 0 && cores.affected == files.core_rows {
+        return Ok(Some(samples.affected));
+    }
+    let warning: Option<(String, u32, String)> = tx.query_first("SHOW WARNINGS LIMIT 1")?;
+    tracing::debug!(
+        warning = ?warning,
+        samples_warnings = samples.warnings,
+        cores_warnings = cores.warnings,
+        "LOAD DATA of a batch raised warnings; sending it as INSERT statements instead"
+    );
+    tx.query_drop("ROLLBACK TO SAVEPOINT edgemon_bulk")?;
+    Ok(None)
+}
+
+/// What one `LOAD DATA` reported.
+#[derive(Debug, Default, Clone, Copy)]
+struct Loaded {
+    affected: u64,
+    warnings: u16,
+}
+
+/// Streams `data` as `LOAD DATA LOCAL INFILE` into `table`'s `columns`. The handler answers
+/// the server's request with `data`, whatever file name it asks for, and is removed after.
+fn load(
+    tx: &mut mysql::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    data: Vec<u8>,
+) -> Result<Loaded, mysql::Error> {
+    let mut data = Some(data);
+    tx.set_local_infile_handler(Some(LocalInfileHandler::new(move |_, out| {
+        match data.take() {
+            Some(data) => out.write_all(&data),
+            None => Ok(()),
+        }
+    })));
+    let result = tx.query_drop(bulk::load_statement(table, columns));
+    tx.set_local_infile_handler(None);
+    result?;
+    Ok(Loaded {
+        affected: tx.affected_rows(),
+        warnings: tx.warnings(),
+    })
 }
 
 /// The batch inserted every row it found absent, or another writer raced it under this epoch.

@@ -28,6 +28,7 @@
 
 mod backoff;
 mod bisect;
+mod bulk;
 pub mod central;
 mod command;
 mod sql;
