@@ -148,9 +148,36 @@ pub struct Central {
     server: String,
     appliance: u32,
     epoch: i64,
+    /// The bulk path on this connection: allowed or not, and sibling connections.
+    bulk: Bulk,
+}
+
+/// Transactions in flight at once for one large batch on the bulk path (this connection
+/// and siblings), each over its own hosts. Measured in BENCHMARKS.md ("Sync drain").
+const BULK_CONNECTIONS: usize = 2;
+
+/// Batches smaller than this go in one transaction whatever the path.
+const BULK_SPLIT_MIN_ROWS: usize = 2_000;
+
+/// The bulk path's state on one connection.
+struct Bulk {
     /// Whether batches go as `LOAD DATA LOCAL INFILE` ([`Central::bulk_allowed`]); `None`
     /// until asked on this connection.
-    bulk: Option<bool>,
+    allowed: Option<bool>,
+    /// The options of this connection, to open siblings with (`None` on a sibling).
+    opts: Option<OptsBuilder>,
+    /// Sibling connections to the same server, opened on first need, dropped on an error.
+    siblings: Vec<Central>,
+}
+
+impl Bulk {
+    fn new(opts: &OptsBuilder) -> Bulk {
+        Bulk {
+            allowed: None,
+            opts: Some(opts.clone()),
+            siblings: Vec::new(),
+        }
+    }
 }
 
 impl Central {
@@ -199,7 +226,7 @@ impl Central {
             server: format!("{server}/{database}"),
             appliance: 0,
             epoch,
-            bulk: None,
+            bulk: Bulk::new(&builder),
         };
         central.ensure_schema(appliance, &builder)?;
         central.appliance = central.register(appliance)?;
@@ -479,12 +506,112 @@ impl Central {
         Ok(max.flatten().unwrap_or(0))
     }
 
-    /// Writes samples (with per-core values and the hosts' watermarks) in one transaction and
-    /// commits. Rows already there with the same values are skipped (a re-send); rows whose
-    /// identity holds different values are returned as collisions, not written.
+    /// Writes samples (with per-core values and the hosts' watermarks) and commits. Rows
+    /// already there with the same values are skipped (a re-send); rows whose identity holds
+    /// different values are returned as collisions, not written.
+    ///
+    /// On the bulk path a large batch is split by host into up to [`BULK_CONNECTIONS`] parts
+    /// written at once, each in its own transaction on its own connection (this one and
+    /// siblings). Nothing is returned, so nothing is marked, unless every part committed; a
+    /// part that committed beside one that failed is found there identical when re-sent.
     pub fn write_samples(
         &mut self,
         rows: &[SyncSample],
+        marks: &HashMap<String, HostMark>,
+    ) -> Result<Written, Error> {
+        let parts = if rows.len() >= BULK_SPLIT_MIN_ROWS && self.bulk_allowed() {
+            self.open_siblings(BULK_CONNECTIONS - 1);
+            split_by_host(rows, self.bulk.siblings.len() + 1)
+        } else {
+            vec![rows.iter().collect()]
+        };
+        let Some((mine, theirs)) = parts.split_first() else {
+            return Ok(Written::default());
+        };
+        if theirs.is_empty() {
+            return self.write_samples_one(mine, marks);
+        }
+        let mut siblings = std::mem::take(&mut self.bulk.siblings);
+        let (own, others) = std::thread::scope(|scope| {
+            let others: Vec<_> = siblings
+                .iter_mut()
+                .zip(theirs)
+                .map(|(sibling, part)| scope.spawn(move || sibling.write_samples_one(part, marks)))
+                .collect();
+            let own = self.write_samples_one(mine, marks);
+            let others: Vec<Result<Written, Error>> = others
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Server {
+                            server: self.server.clone(),
+                            message: "a sibling connection's writer panicked".into(),
+                        })
+                    })
+                })
+                .collect();
+            (own, others)
+        });
+        // A connection or server error outranks a content error: the caller drops the
+        // connection (the parts that failed for their content are bisected next time).
+        let mut written = Written::default();
+        let (mut fatal, mut content) = (None, None);
+        for result in std::iter::once(own).chain(others) {
+            match result {
+                Ok(part) => {
+                    written.inserted.extend(part.inserted);
+                    written.identical.extend(part.identical);
+                    written.collisions.extend(part.collisions);
+                }
+                Err(err @ Error::Content(_)) => {
+                    content.get_or_insert(err);
+                }
+                Err(err) => {
+                    fatal.get_or_insert(err);
+                }
+            }
+        }
+        if fatal.is_none() {
+            self.bulk.siblings = siblings;
+        }
+        match fatal.or(content) {
+            Some(err) => Err(err),
+            None => Ok(written),
+        }
+    }
+
+    /// Opens sibling connections up to `wanted` with this connection's options; one that
+    /// cannot be opened is done without (logged).
+    fn open_siblings(&mut self, wanted: usize) {
+        let Some(opts) = self.bulk.opts.clone() else {
+            return;
+        };
+        while self.bulk.siblings.len() < wanted {
+            match Conn::new(opts.clone()) {
+                Ok(conn) => self.bulk.siblings.push(Central {
+                    conn,
+                    server: self.server.clone(),
+                    appliance: self.appliance,
+                    epoch: self.epoch,
+                    bulk: Bulk {
+                        allowed: Some(true),
+                        opts: None,
+                        siblings: Vec::new(),
+                    },
+                }),
+                Err(err) => {
+                    tracing::warn!(server = %self.server, error = %err,
+                        "cannot open a second connection for parallel batches; writing over one");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// [`Central::write_samples`] in one transaction on this connection.
+    fn write_samples_one(
+        &mut self,
+        rows: &[&SyncSample],
         marks: &HashMap<String, HostMark>,
     ) -> Result<Written, Error> {
         let hosts: Vec<(&str, &str)> = rows
@@ -552,10 +679,10 @@ impl Central {
             }
             Ok(written)
         });
-        if !bulk && self.bulk == Some(true) {
+        if !bulk && self.bulk.allowed == Some(true) {
             tracing::warn!(server = %self.server,
                 "MySQL refused LOAD DATA LOCAL INFILE (local_infile turned off?); this connection sends INSERT statements");
-            self.bulk = Some(false);
+            self.bulk.allowed = Some(false);
         }
         result
     }
@@ -567,7 +694,7 @@ impl Central {
     /// (`CLIENT_LOCAL_FILES`) and answers only with the batch in memory, never with a file.
     /// A failed question means no (the INSERT path), asked again with the next batch.
     fn bulk_allowed(&mut self) -> bool {
-        if let Some(bulk) = self.bulk {
+        if let Some(bulk) = self.bulk.allowed {
             return bulk;
         }
         let found: Result<Vec<(String, String)>, _> = self.conn.query(
@@ -583,7 +710,7 @@ impl Central {
         };
         let bulk = on("local_infile") && !on("wsrep_load_data_splitting");
         tracing::debug!(server = %self.server, bulk, "sync sends batches as LOAD DATA LOCAL INFILE when bulk is true, INSERT statements otherwise");
-        self.bulk = Some(bulk);
+        self.bulk.allowed = Some(bulk);
         bulk
     }
 
@@ -827,6 +954,26 @@ fn watermark_seed(marks: &HashMap<String, HostMark>, host: &str) -> sql::Waterma
         last_seq: mark.last_seq,
         ..Default::default()
     }
+}
+
+/// `rows` cut into at most `parts` groups of whole hosts (in name order) of about equal size.
+fn split_by_host(rows: &[SyncSample], parts: usize) -> Vec<Vec<&SyncSample>> {
+    let mut by_host: std::collections::BTreeMap<&str, Vec<&SyncSample>> = Default::default();
+    for row in rows {
+        by_host.entry(pad_key(&row.host)).or_default().push(row);
+    }
+    let target = rows.len().div_ceil(parts.max(1));
+    let mut out: Vec<Vec<&SyncSample>> = vec![Vec::new()];
+    for (_, host_rows) in by_host {
+        if out.last().is_some_and(|last| last.len() >= target) && out.len() < parts {
+            out.push(Vec::new());
+        }
+        if let Some(last) = out.last_mut() {
+            last.extend(host_rows);
+        }
+    }
+    out.retain(|part| !part.is_empty());
+    out
 }
 
 /// Multi-row INSERT of the absent samples and their cores; the samples inserted.

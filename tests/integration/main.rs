@@ -1,5 +1,6 @@
 mod alert;
 mod alert_daemon;
+mod bulk;
 mod config_cli;
 mod daemon;
 mod full_disk;
