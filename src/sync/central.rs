@@ -11,9 +11,13 @@
 //! the affected-row count, and adds what it really inserted to the hosts'
 //! watermarks. A present identity with the same checksum is a re-send (no-op);
 //! with another checksum it is a [`Collision`], returned to the caller and
-//! never written over. It classifies MySQL's errors into what the caller
-//! branches on: [`Error::Content`] (split the batch and quarantine the bad
-//! rows) versus everything else (drop the connection and back off).
+//! never written over. The absent samples go as `LOAD DATA LOCAL INFILE` from
+//! memory (`bulk.rs`) when the server allows `local_infile`, a large batch split
+//! by host over [`BULK_CONNECTIONS`] connections; as multi-row INSERT otherwise,
+//! or when a LOAD raised a warning (a value the server would refuse). It
+//! classifies MySQL's errors into what the caller branches on:
+//! [`Error::Content`] (split the batch and quarantine the bad rows) versus
+//! everything else (drop the connection and back off).
 //!
 //! It does not read the buffer, decide batch sizes or retry.
 
@@ -962,15 +966,16 @@ fn split_by_host(rows: &[SyncSample], parts: usize) -> Vec<Vec<&SyncSample>> {
     for row in rows {
         by_host.entry(pad_key(&row.host)).or_default().push(row);
     }
-    let target = rows.len().div_ceil(parts.max(1));
-    let mut out: Vec<Vec<&SyncSample>> = vec![Vec::new()];
+    // Each host goes to the part its middle row falls in: parts of whole hosts, in name
+    // order, of about rows.len() / parts rows each.
+    let parts = parts.max(1);
+    let mut out: Vec<Vec<&SyncSample>> = vec![Vec::new(); parts];
+    let mut before = 0;
     for (_, host_rows) in by_host {
-        if out.last().is_some_and(|last| last.len() >= target) && out.len() < parts {
-            out.push(Vec::new());
-        }
-        if let Some(last) = out.last_mut() {
-            last.extend(host_rows);
-        }
+        let middle = before + host_rows.len() / 2;
+        let part = (middle * parts / rows.len().max(1)).min(parts - 1);
+        before += host_rows.len();
+        out[part].extend(host_rows);
     }
     out.retain(|part| !part.is_empty());
     out
@@ -1161,6 +1166,56 @@ mod tests {
                 .is_some_and(|s| s.starts_with("INSERT INTO schema_version"))
         );
         assert!(all.iter().all(|s| !s.ends_with(';') && !s.contains("\n--")));
+    }
+
+    #[test]
+    fn a_batch_splits_into_parts_of_whole_hosts_of_about_equal_size() {
+        let row = |host: &str, seq: i64| SyncSample {
+            id: seq,
+            host: host.into(),
+            address: "a".into(),
+            seq,
+            collected_at: 0,
+            received_at: 0,
+            clock_skewed: false,
+            cpu: 0.0,
+            cores: Ok(Vec::new()),
+            mem_used: 0,
+            mem_total: 0,
+            swap_used: 0,
+            swap_total: 0,
+            uptime_s: 0,
+            boot_time_s: None,
+            load: [None; 3],
+            hostname: None,
+            os: None,
+            kernel: None,
+            extras: None,
+        };
+        // Arrival order interleaves the hosts; "c " is host "c" as the central collation sees it.
+        let mut rows = Vec::new();
+        for seq in 0..10 {
+            for host in ["a", "b", "c", "d"] {
+                rows.push(row(host, seq));
+            }
+        }
+        rows.push(row("c ", 10));
+        let parts = split_by_host(&rows, 2);
+        assert_eq!(parts.len(), 2);
+        fn hosts(part: &[&SyncSample]) -> Vec<String> {
+            let mut h: Vec<String> = part.iter().map(|r| pad_key(&r.host).to_string()).collect();
+            h.dedup();
+            h
+        }
+        assert_eq!(hosts(&parts[0]), ["a", "b"]);
+        assert_eq!(hosts(&parts[1]), ["c", "d"]);
+        assert_eq!(parts[0].len() + parts[1].len(), rows.len());
+        assert_eq!(split_by_host(&rows[..1], 2).len(), 1, "one host: one part");
+        assert_eq!(
+            split_by_host(&rows, 8).len(),
+            4,
+            "never more parts than hosts"
+        );
     }
 
     #[test]
