@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench --bench sync_drain` (N = 1,000,000), or with
 //! `EDGEMON_BENCH_SAMPLES=200000` for a shorter run, `EDGEMON_BENCH_BATCH`
-//! for the batch size (default 10000). Needs mariadbd, mariadb-install-db and
+//! for the batch size (default 10000), `EDGEMON_BENCH_LOCAL_INFILE=0` to drain
+//! with the server's `local_infile` off (the INSERT path). Needs mariadbd, mariadb-install-db and
 //! the mariadb client; the server runs on a free 127.0.0.1 port and is killed
 //! at the end. Nothing touches the system instance on port 3306.
 
@@ -77,6 +78,20 @@ fn main() -> Result<()> {
         keep_synced: Duration::from_secs(u32::MAX.into()),
         min_free: MinFree::Bytes(0),
     };
+    let bulk = std::env::var("EDGEMON_BENCH_LOCAL_INFILE").map_or(true, |v| v != "0");
+    if !bulk {
+        // The server refuses LOAD DATA LOCAL: the drain takes the INSERT path.
+        server.root()?.query_drop("SET GLOBAL local_infile = 0")?;
+    }
+    println!(
+        "load average at start: {}; drain path: {}",
+        loadavg(),
+        if bulk {
+            "LOAD DATA LOCAL INFILE"
+        } else {
+            "INSERT (local_infile = 0)"
+        }
+    );
     let task = SyncTask::new(&config, &buffer_config, "bench");
     let report = task.drain(&AtomicBool::new(false), &mut |_| {})?;
     let drain_s = report.elapsed.as_secs_f64();
@@ -91,6 +106,9 @@ fn main() -> Result<()> {
         (n * (CORES + 1)) as f64 / drain_s
     );
 
+    if !bulk {
+        server.root()?.query_drop("SET GLOBAL local_infile = 1")?;
+    }
     // The same rows, as files in primary-key order (the best case for InnoDB) and in
     // arrival order (as an appliance produces them, and as the drain sends them).
     for (name, order) in [
@@ -105,7 +123,15 @@ fn main() -> Result<()> {
             100.0 * drain_rate / load_rate
         );
     }
+    println!("load average at end: {}", loadavg());
     Ok(())
+}
+
+/// The 1-, 5- and 15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn env_or(key: &str, default: usize) -> usize {

@@ -11,9 +11,13 @@
 //! the affected-row count, and adds what it really inserted to the hosts'
 //! watermarks. A present identity with the same checksum is a re-send (no-op);
 //! with another checksum it is a [`Collision`], returned to the caller and
-//! never written over. It classifies MySQL's errors into what the caller
-//! branches on: [`Error::Content`] (split the batch and quarantine the bad
-//! rows) versus everything else (drop the connection and back off).
+//! never written over. The absent samples go as `LOAD DATA LOCAL INFILE` from
+//! memory (`bulk.rs`) when the server allows `local_infile`, a large batch split
+//! by host over [`BULK_CONNECTIONS`] connections; as multi-row INSERT otherwise,
+//! or when a LOAD raised a warning (a value the server would refuse). It
+//! classifies MySQL's errors into what the caller branches on:
+//! [`Error::Content`] (split the batch and quarantine the bad rows) versus
+//! everything else (drop the connection and back off).
 //!
 //! On a Galera node (`wsrep_on`) it refuses to work unless the node is ready
 //! and Synced ([`Error::NotReady`]; error 1047 later means the same), and
@@ -24,12 +28,13 @@
 //! anything else.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, TxOpts};
+use mysql::{Conn, LocalInfileHandler, Opts, OptsBuilder, TxOpts};
 
-use super::sql;
+use super::{bulk, sql};
 pub use crate::buffer::{Collision, HostMark};
 use crate::buffer::{JournalFields, JournalRow, SyncSample};
 use crate::config::secret::Secret;
@@ -189,6 +194,36 @@ pub struct Central {
     epoch: i64,
     /// Transactions tried again after a conflict, since the last [`Central::take_conflict_retries`].
     conflict_retries: u64,
+    /// The bulk path on this connection: allowed or not, and sibling connections.
+    bulk: Bulk,
+}
+
+/// Transactions in flight at once for one large batch on the bulk path (this connection
+/// and siblings), each over its own hosts. Measured in BENCHMARKS.md ("Sync drain").
+const BULK_CONNECTIONS: usize = 2;
+
+/// Batches smaller than this go in one transaction whatever the path.
+const BULK_SPLIT_MIN_ROWS: usize = 2_000;
+
+/// The bulk path's state on one connection.
+struct Bulk {
+    /// Whether batches go as `LOAD DATA LOCAL INFILE` ([`Central::bulk_allowed`]); `None`
+    /// until asked on this connection.
+    allowed: Option<bool>,
+    /// The options of this connection, to open siblings with (`None` on a sibling).
+    opts: Option<OptsBuilder>,
+    /// Sibling connections to the same server, opened on first need, dropped on an error.
+    siblings: Vec<Central>,
+}
+
+impl Bulk {
+    fn new(opts: &OptsBuilder) -> Bulk {
+        Bulk {
+            allowed: None,
+            opts: Some(opts.clone()),
+            siblings: Vec::new(),
+        }
+    }
 }
 
 impl Central {
@@ -255,6 +290,7 @@ impl Central {
             appliance: 0,
             epoch,
             conflict_retries: 0,
+            bulk: Bulk::new(&builder),
         };
         Ok((central, builder, server))
     }
@@ -668,12 +704,125 @@ impl Central {
         Ok(max.flatten().unwrap_or(0))
     }
 
-    /// Writes samples (with per-core values and the hosts' watermarks) in one transaction and
-    /// commits. Rows already there with the same values are skipped (a re-send); rows whose
-    /// identity holds different values are returned as collisions, not written.
+    /// Writes samples (with per-core values and the hosts' watermarks) and commits. Rows
+    /// already there with the same values are skipped (a re-send); rows whose identity holds
+    /// different values are returned as collisions, not written.
+    ///
+    /// On the bulk path a large batch is split by host into up to [`BULK_CONNECTIONS`] parts
+    /// written at once, each in its own transaction on its own connection (this one and
+    /// siblings). Nothing is returned, so nothing is marked, unless every part committed; a
+    /// part that committed beside one that failed is found there identical when re-sent.
     pub fn write_samples(
         &mut self,
         rows: &[SyncSample],
+        marks: &HashMap<String, HostMark>,
+    ) -> Result<Written, Error> {
+        let parts = if rows.len() >= BULK_SPLIT_MIN_ROWS && self.bulk_allowed() {
+            self.open_siblings(BULK_CONNECTIONS - 1);
+            split_by_host(rows, self.bulk.siblings.len() + 1)
+        } else {
+            vec![rows.iter().collect()]
+        };
+        let Some((mine, theirs)) = parts.split_first() else {
+            return Ok(Written::default());
+        };
+        if theirs.is_empty() {
+            return self.write_samples_one(mine, marks);
+        }
+        let mut siblings = std::mem::take(&mut self.bulk.siblings);
+        let (own, others) = std::thread::scope(|scope| {
+            let others: Vec<_> = siblings
+                .iter_mut()
+                .zip(theirs)
+                .map(|(sibling, part)| scope.spawn(move || sibling.write_samples_one(part, marks)))
+                .collect();
+            let own = self.write_samples_one(mine, marks);
+            let others: Vec<Result<Written, Error>> = others
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Server {
+                            server: self.server.clone(),
+                            message: "a sibling connection's writer panicked".into(),
+                        })
+                    })
+                })
+                .collect();
+            (own, others)
+        });
+        // A connection or server error outranks a content error: the caller drops the
+        // connection (the parts that failed for their content are bisected next time).
+        let mut written = Written::default();
+        let (mut fatal, mut content) = (None, None);
+        for result in std::iter::once(own).chain(others) {
+            match result {
+                Ok(part) => {
+                    written.inserted.extend(part.inserted);
+                    written.identical.extend(part.identical);
+                    written.collisions.extend(part.collisions);
+                }
+                Err(err @ Error::Content(_)) => {
+                    content.get_or_insert(err);
+                }
+                Err(err) => {
+                    fatal.get_or_insert(err);
+                }
+            }
+        }
+        for sibling in &mut siblings {
+            self.conflict_retries += sibling.take_conflict_retries();
+        }
+        if fatal.is_none() {
+            self.bulk.siblings = siblings;
+        }
+        match fatal.or(content) {
+            Some(err) => Err(err),
+            None => Ok(written),
+        }
+    }
+
+    /// Opens sibling connections up to `wanted` with this connection's options; one that
+    /// cannot be opened is done without (logged).
+    fn open_siblings(&mut self, wanted: usize) {
+        let Some(opts) = self.bulk.opts.clone() else {
+            return;
+        };
+        while self.bulk.siblings.len() < wanted {
+            let mut sibling = match Conn::new(opts.clone()) {
+                Ok(conn) => Central {
+                    conn,
+                    server: self.server.clone(),
+                    appliance: self.appliance,
+                    epoch: self.epoch,
+                    conflict_retries: 0,
+                    bulk: Bulk {
+                        allowed: Some(true),
+                        opts: None,
+                        siblings: Vec::new(),
+                    },
+                },
+                Err(err) => {
+                    tracing::warn!(server = %self.server, error = %err,
+                        "cannot open a second connection for parallel batches; writing over one");
+                    return;
+                }
+            };
+            // The same checks and session as this connection: on a Galera node, reads that
+            // wait for what the cluster committed (the identity read after a failover).
+            let server = self.server.clone();
+            if let Err(err) = sibling.check_ready(&server) {
+                tracing::warn!(server = %self.server, error = %err,
+                    "a second connection for parallel batches is not ready; writing over one");
+                return;
+            }
+            self.bulk.siblings.push(sibling);
+        }
+    }
+
+    /// [`Central::write_samples`] in one transaction on this connection.
+    fn write_samples_one(
+        &mut self,
+        rows: &[&SyncSample],
         marks: &HashMap<String, HostMark>,
     ) -> Result<Written, Error> {
         let hosts: Vec<(&str, &str)> = rows
@@ -681,7 +830,8 @@ impl Central {
             .map(|r| (r.host.as_str(), r.address.as_str()))
             .collect();
         let (appliance, epoch) = (self.appliance, self.epoch);
-        self.transaction(&hosts, |tx, ids| {
+        let mut bulk = self.bulk_allowed();
+        let result = self.transaction(&hosts, |tx, ids| {
             let prepared: Vec<sql::PreparedSample<'_>> = rows
                 .iter()
                 .map(|r| Ok(sql::PreparedSample::new(r, host_id(ids, &r.host)?)))
@@ -725,24 +875,54 @@ impl Central {
                     }),
                 }
             }
-            let statements = sql::sample_inserts(appliance, epoch, &new);
-            let samples_statements = statements
-                .iter()
-                .filter(|s| s.starts_with("INSERT INTO samples"))
-                .count();
-            let mut inserted = 0;
-            for (i, statement) in statements.iter().enumerate() {
-                tx.query_drop(statement)?;
-                if i < samples_statements {
-                    inserted += tx.affected_rows();
-                }
-            }
+            let loaded = if bulk && !new.is_empty() {
+                load_samples(tx, appliance, epoch, &new, &mut bulk)?
+            } else {
+                None
+            };
+            let inserted = match loaded {
+                Some(inserted) => inserted,
+                None => insert_samples(tx, appliance, epoch, &new)?,
+            };
             check_inserted(inserted, new.len(), "samples", epoch)?;
             for statement in sql::watermark_upserts(appliance, epoch, &deltas) {
                 tx.query_drop(statement)?;
             }
             Ok(written)
-        })
+        });
+        if !bulk && self.bulk.allowed == Some(true) {
+            tracing::warn!(server = %self.server,
+                "MySQL refused LOAD DATA LOCAL INFILE (local_infile turned off?); this connection sends INSERT statements");
+            self.bulk.allowed = Some(false);
+        }
+        result
+    }
+
+    /// Whether this connection sends batches as `LOAD DATA LOCAL INFILE` (asked once per
+    /// connection): the server allows `local_infile`, and is not a Galera node that splits
+    /// `LOAD DATA` into several commits (`wsrep_load_data_splitting`), which would break "one
+    /// batch, one transaction". The driver always offers the client capability
+    /// (`CLIENT_LOCAL_FILES`) and answers only with the batch in memory, never with a file.
+    /// A failed question means no (the INSERT path), asked again with the next batch.
+    fn bulk_allowed(&mut self) -> bool {
+        if let Some(bulk) = self.bulk.allowed {
+            return bulk;
+        }
+        let found: Result<Vec<(String, String)>, _> = self.conn.query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('local_infile', 'wsrep_load_data_splitting')",
+        );
+        let Ok(found) = found else {
+            return false;
+        };
+        let on = |name: &str| {
+            found
+                .iter()
+                .any(|(n, v)| n == name && (v == "ON" || v == "1"))
+        };
+        let bulk = on("local_infile") && !on("wsrep_load_data_splitting");
+        tracing::debug!(server = %self.server, bulk, "sync sends batches as LOAD DATA LOCAL INFILE when bulk is true, INSERT statements otherwise");
+        self.bulk.allowed = Some(bulk);
+        bulk
     }
 
     /// Writes journal rows of one kind in one transaction and commits, like
@@ -1014,6 +1194,128 @@ fn watermark_seed(marks: &HashMap<String, HostMark>, host: &str) -> sql::Waterma
     }
 }
 
+/// `rows` cut into at most `parts` groups of whole hosts (in name order) of about equal size.
+fn split_by_host(rows: &[SyncSample], parts: usize) -> Vec<Vec<&SyncSample>> {
+    let mut by_host: std::collections::BTreeMap<&str, Vec<&SyncSample>> = Default::default();
+    for row in rows {
+        by_host.entry(pad_key(&row.host)).or_default().push(row);
+    }
+    // Each host goes to the part its middle row falls in: parts of whole hosts, in name
+    // order, of about rows.len() / parts rows each.
+    let parts = parts.max(1);
+    let mut out: Vec<Vec<&SyncSample>> = vec![Vec::new(); parts];
+    let mut before = 0;
+    for (_, host_rows) in by_host {
+        let middle = before + host_rows.len() / 2;
+        let part = (middle * parts / rows.len().max(1)).min(parts - 1);
+        before += host_rows.len();
+        out[part].extend(host_rows);
+    }
+    out.retain(|part| !part.is_empty());
+    out
+}
+
+/// Multi-row INSERT of the absent samples and their cores; the samples inserted.
+fn insert_samples(
+    tx: &mut mysql::Transaction<'_>,
+    appliance: u32,
+    epoch: i64,
+    new: &[&sql::PreparedSample<'_>],
+) -> Result<u64, TxError> {
+    let statements = sql::sample_inserts(appliance, epoch, new);
+    let samples_statements = statements
+        .iter()
+        .filter(|s| s.starts_with("INSERT INTO samples"))
+        .count();
+    let mut inserted = 0;
+    for (i, statement) in statements.iter().enumerate() {
+        tx.query_drop(statement)?;
+        if i < samples_statements {
+            inserted += tx.affected_rows();
+        }
+    }
+    Ok(inserted)
+}
+
+/// MySQL refused `LOAD DATA LOCAL INFILE` itself: 1148 (command not allowed), 4166
+/// (MariaDB: local infile capability disabled), 3948 (MySQL: loading local data disabled).
+const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
+
+/// `LOAD DATA LOCAL INFILE` of the absent samples and their cores, streamed from memory,
+/// behind a savepoint; the samples inserted. With `LOCAL` the server cannot stop the
+/// transfer, so it treats every row error as `IGNORE` would: a duplicate key or a value it
+/// refuses (too long, out of range, NULL in a NOT NULL column, invalid JSON) becomes a
+/// warning and the row is skipped or adjusted. So any warning, or a per-core count short of
+/// what was sent, rolls back to the savepoint and returns `None`: the caller sends the batch
+/// as INSERT, which reports the refusal as the error it is (split, quarantined) or the race
+/// as a short count. A server that refuses the command clears `bulk` and returns `None`.
+fn load_samples(
+    tx: &mut mysql::Transaction<'_>,
+    appliance: u32,
+    epoch: i64,
+    new: &[&sql::PreparedSample<'_>],
+    bulk: &mut bool,
+) -> Result<Option<u64>, TxError> {
+    let files = bulk::samples(appliance, epoch, new);
+    tx.query_drop("SAVEPOINT edgemon_bulk")?;
+    let samples = match load(tx, "samples", bulk::SAMPLE_COLUMNS, files.samples) {
+        Err(mysql::Error::MySqlError(m)) if LOCAL_INFILE_REFUSED.contains(&m.code) => {
+            *bulk = false;
+            tx.query_drop("ROLLBACK TO SAVEPOINT edgemon_bulk")?;
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let cores = match (samples.warnings, files.core_rows) {
+        (0, 0) => Loaded::default(),
+        (0, _) => load(tx, "sample_cores", bulk::CORE_COLUMNS, files.cores)?,
+        _ => Loaded::default(),
+    };
+    if samples.warnings == 0 && cores.warnings == 0 && cores.affected == files.core_rows {
+        return Ok(Some(samples.affected));
+    }
+    let warning: Option<(String, u32, String)> = tx.query_first("SHOW WARNINGS LIMIT 1")?;
+    tracing::debug!(
+        warning = ?warning,
+        samples_warnings = samples.warnings,
+        cores_warnings = cores.warnings,
+        "LOAD DATA of a batch raised warnings; sending it as INSERT statements instead"
+    );
+    tx.query_drop("ROLLBACK TO SAVEPOINT edgemon_bulk")?;
+    Ok(None)
+}
+
+/// What one `LOAD DATA` reported.
+#[derive(Debug, Default, Clone, Copy)]
+struct Loaded {
+    affected: u64,
+    warnings: u16,
+}
+
+/// Streams `data` as `LOAD DATA LOCAL INFILE` into `table`'s `columns`. The handler answers
+/// the server's request with `data`, whatever file name it asks for, and is removed after.
+fn load(
+    tx: &mut mysql::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    data: Vec<u8>,
+) -> Result<Loaded, mysql::Error> {
+    let mut data = Some(data);
+    tx.set_local_infile_handler(Some(LocalInfileHandler::new(move |_, out| {
+        match data.take() {
+            Some(data) => out.write_all(&data),
+            None => Ok(()),
+        }
+    })));
+    let result = tx.query_drop(bulk::load_statement(table, columns));
+    tx.set_local_infile_handler(None);
+    result?;
+    Ok(Loaded {
+        affected: tx.affected_rows(),
+        warnings: tx.warnings(),
+    })
+}
+
 /// The batch inserted every row it found absent, or another writer raced it under this epoch.
 fn check_inserted(inserted: u64, new: usize, what: &str, epoch: i64) -> Result<(), TxError> {
     if inserted == new as u64 {
@@ -1102,6 +1404,56 @@ mod tests {
                 .is_some_and(|s| s.starts_with("INSERT INTO schema_version"))
         );
         assert!(all.iter().all(|s| !s.ends_with(';') && !s.contains("\n--")));
+    }
+
+    #[test]
+    fn a_batch_splits_into_parts_of_whole_hosts_of_about_equal_size() {
+        let row = |host: &str, seq: i64| SyncSample {
+            id: seq,
+            host: host.into(),
+            address: "a".into(),
+            seq,
+            collected_at: 0,
+            received_at: 0,
+            clock_skewed: false,
+            cpu: 0.0,
+            cores: Ok(Vec::new()),
+            mem_used: 0,
+            mem_total: 0,
+            swap_used: 0,
+            swap_total: 0,
+            uptime_s: 0,
+            boot_time_s: None,
+            load: [None; 3],
+            hostname: None,
+            os: None,
+            kernel: None,
+            extras: None,
+        };
+        // Arrival order interleaves the hosts; "c " is host "c" as the central collation sees it.
+        let mut rows = Vec::new();
+        for seq in 0..10 {
+            for host in ["a", "b", "c", "d"] {
+                rows.push(row(host, seq));
+            }
+        }
+        rows.push(row("c ", 10));
+        let parts = split_by_host(&rows, 2);
+        assert_eq!(parts.len(), 2);
+        fn hosts(part: &[&SyncSample]) -> Vec<String> {
+            let mut h: Vec<String> = part.iter().map(|r| pad_key(&r.host).to_string()).collect();
+            h.dedup();
+            h
+        }
+        assert_eq!(hosts(&parts[0]), ["a", "b"]);
+        assert_eq!(hosts(&parts[1]), ["c", "d"]);
+        assert_eq!(parts[0].len() + parts[1].len(), rows.len());
+        assert_eq!(split_by_host(&rows[..1], 2).len(), 1, "one host: one part");
+        assert_eq!(
+            split_by_host(&rows, 8).len(),
+            4,
+            "never more parts than hosts"
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! - The queue is the buffer's per-row `sync_state`, never a "last id sent"
 //!   cursor, so a row committed locally after a higher id is never skipped.
 //! - A batch (the oldest `sync.batch_size` unsynced samples, in buffer order)
-//!   goes to MySQL in one transaction of multi-row inserts, and is marked
-//!   synced locally only after that COMMIT. A crash in between leaves it
+//!   goes to MySQL in one transaction of multi-row inserts (or `LOAD DATA
+//!   LOCAL INFILE`; a large one in one transaction per part of its hosts, over
+//!   two connections), and is marked synced locally only after that COMMIT
+//!   (every part's). A crash in between leaves it
 //!   unsynced; it is sent again and the central primary keys make that a no-op.
 //! - A batch refused for its content is bisected; the rows refused on their
 //!   own are quarantined locally with MySQL's message (and recorded as drops,
@@ -43,6 +45,7 @@
 
 mod backoff;
 mod bisect;
+mod bulk;
 pub mod central;
 mod command;
 pub mod endpoints;

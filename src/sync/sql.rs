@@ -408,33 +408,54 @@ fn push_opt_str(out: &mut String, s: Option<&str>) {
 /// A DOUBLE literal; Rust's shortest round-trip form, so MySQL stores exactly this value.
 /// A non-finite value becomes NULL, which a NOT NULL column refuses as a content error.
 fn push_f64(out: &mut String, v: Option<f64>) {
+    if !write_f64(out, v) {
+        out.push_str("NULL");
+    }
+}
+
+/// Writes a finite `v` in Rust's shortest round-trip form and returns true; writes nothing
+/// and returns false for NULL or a non-finite value. Shared with the bulk path (`bulk.rs`).
+pub(super) fn write_f64(out: &mut String, v: Option<f64>) -> bool {
     match v {
         Some(v) if v.is_finite() => {
             let _ = write!(out, "{v:?}");
+            true
         }
-        _ => out.push_str("NULL"),
+        _ => false,
     }
 }
 
 /// A DATETIME(3) literal in UTC for Unix milliseconds; NULL outside years 1970..=9999,
 /// which a NOT NULL column refuses as a content error (an agent clock gone wild).
 pub fn push_datetime_ms(out: &mut String, ms: i64) {
+    out.push('\'');
+    if write_datetime_ms(out, ms) {
+        out.push('\'');
+    } else {
+        out.pop();
+        out.push_str("NULL");
+    }
+}
+
+/// Writes `YYYY-MM-DD hh:mm:ss.mmm` (UTC, unquoted) for Unix milliseconds and returns true;
+/// writes nothing and returns false outside years 1970..=9999. Shared with the bulk path.
+pub(super) fn write_datetime_ms(out: &mut String, ms: i64) -> bool {
     const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31 23:59:59.999
     if !(0..=MAX_MS).contains(&ms) {
-        out.push_str("NULL");
-        return;
+        return false;
     }
     let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = civil_from_days(days);
     let secs = ms_of_day / 1000;
     let _ = write!(
         out,
-        "'{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}'",
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
         ms_of_day % 1000
     );
+    true
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

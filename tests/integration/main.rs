@@ -1,5 +1,6 @@
 mod alert;
 mod alert_daemon;
+mod bulk;
 mod central_prune;
 mod config_cli;
 mod daemon;
