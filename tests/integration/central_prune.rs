@@ -458,23 +458,9 @@ fn the_daemon_prunes_by_itself_when_central_retention_is_set() {
 #[test]
 fn a_version_2_database_is_upgraded_in_place_and_its_rows_pruned_without_loss() {
     let db = skip_or_fail!(MariaDb::start());
+    db.apply_fixture("mysql-v2.sql")
+        .expect("apply the v2 schema");
     let mut conn = db.conn().expect("connect");
-    let v2 = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-v2.sql"),
-    )
-    .expect("read the v2 schema");
-    for statement in v2
-        .split(";\n")
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| !s.trim().is_empty())
-    {
-        conn.query_drop(&statement).expect("apply v2");
-    }
     // Rows as a version 2 edgemon wrote them: one host, 100 samples a minute apart (the first
     // 50 before the cutoff) with 2 cores each, and its watermark.
     conn.query_drop("SET time_zone = '+00:00'").expect("utc");

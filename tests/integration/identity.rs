@@ -382,23 +382,9 @@ fn a_central_host_name_with_trailing_spaces_does_not_wedge_sync() {
 #[test]
 fn a_version_1_central_database_is_upgraded_in_place_without_losing_a_row() {
     let db = skip_or_fail!(MariaDb::start());
+    db.apply_fixture("mysql-v1.sql")
+        .expect("apply the v1 schema");
     let mut conn = db.conn().expect("connect");
-    let v1 = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mysql-v1.sql"),
-    )
-    .expect("read the v1 schema");
-    for statement in v1
-        .split(";\n")
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| !s.trim().is_empty())
-    {
-        conn.query_drop(&statement).expect("apply v1");
-    }
     // An appliance's rows as edgemon 1 wrote them: 2 hosts, 50 samples each with 2 cores,
     // a drop explaining seq 20 of host a, journal rows.
     for statement in [

@@ -79,6 +79,31 @@ impl MariaDb {
         edgemon_conn(self.port)
     }
 
+    /// Applies the SQL script `tests/fixtures/NAME` (statements ending in `;` at the end of a
+    /// line, `--` comment lines) to the `edgemon` database: an older schema to upgrade from.
+    pub fn apply_fixture(&self, name: &str) -> Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let script = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut conn = self.conn()?;
+        for statement in script
+            .split(";\n")
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .filter(|s| !s.trim().is_empty())
+        {
+            conn.query_drop(&statement)
+                .with_context(|| format!("{name}: {statement}"))?;
+        }
+        Ok(())
+    }
+
     /// True while the server process is alive.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(ChildGuard::is_running)
