@@ -67,6 +67,7 @@
 
 mod dh;
 mod frame;
+mod monty;
 
 pub use frame::{FrameError, read_frame, write_frame};
 
