@@ -65,9 +65,21 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// A key pair whose exponent has `bytes` random bytes from the OS
-    /// (a multiple of 8).
+    /// A key pair whose exponent has `bytes` random bytes from the OS, its
+    /// public value from the per-process generator table (built on first
+    /// use): for the collector, which makes one per host per round.
     pub fn generate(bytes: usize) -> KeyPair {
+        Self::generate_with(bytes, true)
+    }
+
+    /// The same without the table (one plain exponentiation, four times the
+    /// products of a table lookup, but no 256 KiB table to build and hold):
+    /// for the agent, which makes one per request and runs on every host.
+    pub fn generate_untabled(bytes: usize) -> KeyPair {
+        Self::generate_with(bytes, false)
+    }
+
+    fn generate_with(bytes: usize, table: bool) -> KeyPair {
         let mut raw = vec![0u8; bytes];
         let mut exponent = vec![0u64; bytes.div_ceil(8)];
         // An exponent of 0 or 1 would expose the public value; redraw in the
@@ -85,14 +97,14 @@ impl KeyPair {
             }
         }
         wipe_bytes(&mut raw);
-        let power = match generator_table().pow(field(), &exponent) {
-            Some(power) => power,
-            None => {
-                let mut two = [0u64; monty::LIMBS];
-                two[0] = 2;
-                field().pow(&two, &exponent)
-            }
-        };
+        let tabled = table
+            .then(|| generator_table().pow(field(), &exponent))
+            .flatten();
+        let power = tabled.unwrap_or_else(|| {
+            let mut two = [0u64; monty::LIMBS];
+            two[0] = 2;
+            field().pow(&two, &exponent)
+        });
         KeyPair {
             exponent,
             public: monty::to_bytes(&power),
@@ -174,8 +186,12 @@ mod tests {
         let p = prime();
         let two = BigUint::from(2u8);
         for bytes in [SHORT_EXPONENT_LEN, ELEMENT_LEN] {
-            for _ in 0..8 {
-                let a = KeyPair::generate(bytes);
+            for i in 0..8 {
+                let a = if i % 2 == 0 {
+                    KeyPair::generate(bytes)
+                } else {
+                    KeyPair::generate_untabled(bytes)
+                };
                 let x = exponent_of(&a);
                 assert!(x.bits() <= 8 * bytes as u64 && x >= two);
                 assert_eq!(a.public(), &encode(&two.modpow(&x, p)));

@@ -23,9 +23,10 @@
 //! (`OsRng`). A received public value is accepted only in `[2, p-2]`.
 //! A key pair is used for exactly one exchange; the collector may generate it
 //! before the request is due ([`InitiatorPool`], between rounds), and its
-//! exponent is zeroed when it is dropped. `g^a` comes from a per-process
-//! fixed-base table and `B^a` from a Montgomery exponentiation on fixed-size
-//! limbs (`monty.rs`); both are tested against num-bigint's `modpow`.
+//! exponent is zeroed when it is dropped. The collector's `g^a` comes from a
+//! per-process fixed-base table; the agent's `g^b` and both shared secrets
+//! from a Montgomery exponentiation on fixed-size limbs (`monty.rs`); both
+//! are tested against num-bigint's `modpow`.
 //!
 //! **Framing**: on a byte stream each message is `len: u32` followed by `len`
 //! bytes. A reader bounds `len` by its own limit before allocating; end of
@@ -268,10 +269,11 @@ impl Default for Responder {
 }
 
 impl Responder {
-    /// A fresh responder with a 256-bit private exponent.
+    /// A fresh responder with a 256-bit private exponent (computed without
+    /// the collector's generator table: the agent makes one per request).
     pub fn new() -> Responder {
         Responder {
-            keys: dh::KeyPair::generate(dh::SHORT_EXPONENT_LEN),
+            keys: dh::KeyPair::generate_untabled(dh::SHORT_EXPONENT_LEN),
         }
     }
 }
