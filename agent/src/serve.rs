@@ -43,6 +43,9 @@ pub fn run(input: impl Read + Send + 'static, output: &mut impl Write, idle: Dur
 
     let mut sampler = Sampler::new();
     loop {
+        // This reply's key pair, made while waiting rather than after the request arrives;
+        // `respond_with` consumes it, so each serves one reply.
+        let keys = envelope::Responder::new();
         let request = match rx.recv_timeout(idle) {
             Ok(Ok(Some(request))) => request,
             Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => return Outcome::Eof,
@@ -50,7 +53,7 @@ pub fn run(input: impl Read + Send + 'static, output: &mut impl Write, idle: Dur
             Err(RecvTimeoutError::Timeout) => return Outcome::Idle(idle),
         };
         let xml = sampler.sample().to_xml();
-        let reply = match envelope::respond(&request, &xml) {
+        let reply = match envelope::respond_with(keys, &request, &xml) {
             Ok(reply) => reply,
             Err(e) => return Outcome::BadRequest(e.to_string()),
         };

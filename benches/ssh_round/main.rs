@@ -4,7 +4,10 @@
 //! wall time, the CPU seconds this process spent and the outcome counts, then
 //! the process's peak RSS. Each round line also says how busy the whole machine
 //! was (all cores, /proc/stat) and the RSS after the round. Round 1 pays for connect, handshake, auth and
-//! agent upload; later rounds are the steady state. Driven by `run.sh`.
+//! agent upload; later rounds are the steady state. After each round, the
+//! collector's key generation for the next round (done while the daemon waits
+//! for its interval) is awaited and reported on its own `keys N:` line.
+//! Driven by `run.sh` and `fleet.sh`.
 
 use std::time::Instant;
 
@@ -41,6 +44,16 @@ fn main() -> anyhow::Result<()> {
         if let Some(err) = outcomes.iter().find_map(|o| o.result.as_ref().err()) {
             println!("  first error: {err}");
         }
+        // The collector makes the next round's envelope key pairs after a round, while the
+        // daemon waits for its interval; wait for that here and time it apart.
+        let cpu = cpu_seconds();
+        let start = Instant::now();
+        smol::block_on(collector.prepared());
+        println!(
+            "keys {round}: wall {:.3} s  cpu {:.3} s",
+            start.elapsed().as_secs_f64(),
+            cpu_seconds() - cpu
+        );
     }
     println!("peak RSS: {} KiB", status_kib("VmHWM:"));
     Ok(())

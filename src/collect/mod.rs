@@ -21,6 +21,12 @@
 //! systemd starts services with a soft limit of 1024, which about 480
 //! persistent sessions exhaust ("Too many open files").
 //!
+//! Each request's envelope needs a fresh Diffie-Hellman key pair. After a
+//! round, one key pair per SSH host is generated on the blocking pool
+//! ([`edgemon_proto::envelope::InitiatorPool`]), so the next round only
+//! computes shared secrets; each key pair is used once and, when the pool is
+//! short, made on the spot.
+//!
 //! One host's failure never spreads: every host yields a [`HostOutcome`], a
 //! sample or an error class, and the round goes on. The round itself writes
 //! nothing; the caller records the outcomes in the buffer in one transaction.
@@ -52,6 +58,8 @@ pub struct Collector {
     local_agent: PathBuf,
     shared: Arc<ssh::Shared>,
     pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
+    /// The key generation started after the last round, until awaited or replaced.
+    refill: Mutex<Option<smol::Task<()>>>,
 }
 
 impl Collector {
@@ -74,6 +82,7 @@ impl Collector {
             local_agent,
             shared: Arc::new(ssh::Shared::new(settings, store)),
             pool: Arc::default(),
+            refill: Mutex::default(),
         }
     }
 
@@ -107,6 +116,7 @@ impl Collector {
             local_agent,
             shared: self.shared.clone(),
             pool: Arc::new(Mutex::new(kept)),
+            refill: Mutex::default(),
         }
     }
 
@@ -153,7 +163,38 @@ impl Collector {
         for task in tasks {
             outcomes.push(task.await);
         }
+        self.start_refill();
         outcomes
+    }
+
+    /// Starts generating the next round's envelope key pairs on the blocking pool, one per
+    /// SSH host; the round does not wait for it.
+    fn start_refill(&self) {
+        let ssh_hosts = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.transport, Transport::Ssh(_)))
+            .count();
+        let shared = self.shared.clone();
+        let task = smol::spawn(smol::unblock(move || {
+            shared.initiators.refill(ssh_hosts);
+        }));
+        if let Ok(mut slot) = self.refill.lock()
+            && let Some(previous) = slot.replace(task)
+        {
+            // Still running: let it finish on its own.
+            previous.detach();
+        }
+    }
+
+    /// Waits until the key generation started after the last round has finished (at once when
+    /// none is running). The daemon does not need this; benchmarks call it to time the
+    /// between-rounds work apart from the round.
+    pub async fn prepared(&self) {
+        let task = self.refill.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(task) = task {
+            task.await;
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! a request or reply can be wrong is refused with the right error.
 
 use edgemon_proto::envelope::{
-    Error, Initiator, MIN_REPLY_LEN, REPLY_OVERHEAD, REQUEST_LEN, group14_prime, respond,
+    Error, Initiator, InitiatorPool, MIN_REPLY_LEN, REPLY_OVERHEAD, REQUEST_LEN, Responder,
+    group14_prime, respond, respond_with,
 };
 
 const MAX: usize = 1 << 20;
@@ -200,4 +201,17 @@ fn two_replies_to_one_payload_differ() {
     let a = respond(&init.request(), b"same").expect("valid");
     let b = respond(&init.request(), b"same").expect("valid");
     assert_ne!(a, b, "fresh agent value, IVs and AES key every time");
+}
+
+#[test]
+fn a_responder_made_ahead_seals_a_reply_the_pooled_initiator_opens() {
+    let pool = InitiatorPool::new();
+    pool.refill(2);
+    let first = pool.take();
+    let second = pool.take();
+    let ahead = Responder::new();
+    let reply = respond_with(ahead, &first.request(), b"made ahead").expect("respond");
+    assert_eq!(first.open(&reply, 1 << 16).expect("open"), b"made ahead");
+    // The other pooled initiator holds a different key: the reply is not for it.
+    assert_eq!(second.open(&reply, 1 << 16), Err(Error::MacMismatch));
 }

@@ -33,7 +33,7 @@ pub use session::{Phase, Watch};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use edgemon_proto::envelope::{self, FrameError, Initiator};
+use edgemon_proto::envelope::{self, FrameError, InitiatorPool};
 use ssh2::{Channel, Session};
 
 use super::local::open_reply;
@@ -55,6 +55,8 @@ pub struct Shared {
     pub agent: &'static [u8],
     /// Its lowercase hex SHA-256.
     pub agent_hash: &'static str,
+    /// Envelope key pairs generated between rounds, one per request, each used once.
+    pub initiators: InitiatorPool,
 }
 
 impl Shared {
@@ -66,6 +68,7 @@ impl Shared {
             deployments: Deployments::default(),
             agent: crate::agent_bin::AGENT,
             agent_hash: crate::agent_bin::sha256_hex(),
+            initiators: InitiatorPool::new(),
         }
     }
 
@@ -302,7 +305,8 @@ fn exchange(
     resident: bool,
     until: Instant,
 ) -> Result<Report, Failure> {
-    let initiator = Initiator::new();
+    // Generated between rounds when the pool was refilled; made now otherwise.
+    let initiator = shared.initiators.take();
     // No `flush()`: on an ssh2 channel it discards received, unread data (libssh2_channel_flush).
     let sent = envelope::write_frame(channel, &initiator.request());
     if !resident {

@@ -2,6 +2,7 @@
 //! generator 2): key generation, peer-value validation and the fixed-width
 //! big-endian encoding. It knows nothing of keys derived from the secret.
 
+use super::monty::{self, Field, FixedBase};
 use num_bigint::BigUint;
 use rand::RngCore;
 use rand::rngs::OsRng;
@@ -36,26 +37,78 @@ pub fn prime() -> &'static BigUint {
     PRIME.get_or_init(|| BigUint::parse_bytes(GROUP14_PRIME_HEX.as_bytes(), 16).unwrap_or_default())
 }
 
-/// A private exponent and its public value `g^x mod p`.
+/// Montgomery constants of the group 14 prime, computed once per process.
+fn field() -> &'static Field {
+    static FIELD: OnceLock<Field> = OnceLock::new();
+    FIELD.get_or_init(|| Field::new(prime()))
+}
+
+/// The table of `g^(j * 16^i)` for the generator 2 and exponents of up to
+/// [`SHORT_EXPONENT_LEN`] bytes, built once per process (256 KiB, about as
+/// much work as four plain exponentiations).
+fn generator_table() -> &'static FixedBase {
+    static TABLE: OnceLock<FixedBase> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut two = [0u64; monty::LIMBS];
+        two[0] = 2;
+        FixedBase::new(field(), &two, SHORT_EXPONENT_LEN * 8)
+    })
+}
+
+/// A private exponent and its public value `g^x mod p`. The exponent is
+/// overwritten with zeros when the pair is dropped; it never lives in a
+/// `BigUint` (whose memory could not be cleared).
 pub struct KeyPair {
-    exponent: BigUint,
+    /// Little-endian 64-bit limbs.
+    exponent: Vec<u64>,
     public: [u8; ELEMENT_LEN],
 }
 
 impl KeyPair {
-    /// A key pair whose exponent has `bytes` random bytes from the OS.
+    /// A key pair whose exponent has `bytes` random bytes from the OS, its
+    /// public value from the per-process generator table (built on first
+    /// use): for the collector, which makes one per host per round.
     pub fn generate(bytes: usize) -> KeyPair {
+        Self::generate_with(bytes, true)
+    }
+
+    /// The same without the table (one plain exponentiation, four times the
+    /// products of a table lookup, but no 256 KiB table to build and hold):
+    /// for the agent, which makes one per request and runs on every host.
+    pub fn generate_untabled(bytes: usize) -> KeyPair {
+        Self::generate_with(bytes, false)
+    }
+
+    fn generate_with(bytes: usize, table: bool) -> KeyPair {
         let mut raw = vec![0u8; bytes];
-        OsRng.fill_bytes(&mut raw);
+        let mut exponent = vec![0u64; bytes.div_ceil(8)];
         // An exponent of 0 or 1 would expose the public value; redraw in the
         // (astronomically unlikely) case.
-        let mut exponent = BigUint::from_bytes_be(&raw);
-        while exponent < BigUint::from(2u8) {
+        loop {
             OsRng.fill_bytes(&mut raw);
-            exponent = BigUint::from_bytes_be(&raw);
+            for (limb, chunk) in exponent.iter_mut().zip(raw.rchunks(8)) {
+                let mut word = [0u8; 8];
+                word[8 - chunk.len()..].copy_from_slice(chunk);
+                *limb = u64::from_be_bytes(word);
+            }
+            if exponent.iter().skip(1).any(|&l| l != 0) || exponent.first().is_some_and(|&l| l > 1)
+            {
+                break;
+            }
         }
-        let public = encode(&BigUint::from(2u8).modpow(&exponent, prime()));
-        KeyPair { exponent, public }
+        wipe_bytes(&mut raw);
+        let tabled = table
+            .then(|| generator_table().pow(field(), &exponent))
+            .flatten();
+        let power = tabled.unwrap_or_else(|| {
+            let mut two = [0u64; monty::LIMBS];
+            two[0] = 2;
+            field().pow(&two, &exponent)
+        });
+        KeyPair {
+            exponent,
+            public: monty::to_bytes(&power),
+        }
     }
 
     /// The public value, fixed-width big-endian.
@@ -65,8 +118,22 @@ impl KeyPair {
 
     /// The shared secret with a peer value already checked by [`parse_peer`].
     pub fn agree(&self, peer: &BigUint) -> [u8; ELEMENT_LEN] {
-        encode(&peer.modpow(&self.exponent, prime()))
+        monty::to_bytes(&field().pow(&monty::limbs_of(peer), &self.exponent))
     }
+}
+
+impl Drop for KeyPair {
+    fn drop(&mut self) {
+        self.exponent.fill(0);
+        // The zeros are "read" here, so the stores to memory about to be freed stay.
+        std::hint::black_box(&self.exponent);
+    }
+}
+
+/// Overwrites `bytes` with zeros in a way the compiler keeps.
+fn wipe_bytes(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
 }
 
 /// Reads a peer's public value and accepts it only in `[2, p-2]`, which
@@ -110,5 +177,39 @@ mod tests {
         let pa = parse_peer(a.public()).expect("a's value is in range");
         let pb = parse_peer(b.public()).expect("b's value is in range");
         assert_eq!(a.agree(&pb), b.agree(&pa));
+    }
+
+    /// The fixed-base and Montgomery paths give exactly num-bigint's `modpow`
+    /// for the public value and the shared secret, at both exponent sizes.
+    #[test]
+    fn keys_and_secrets_equal_num_bigint_modpow() {
+        let p = prime();
+        let two = BigUint::from(2u8);
+        for bytes in [SHORT_EXPONENT_LEN, ELEMENT_LEN] {
+            for i in 0..8 {
+                let a = if i % 2 == 0 {
+                    KeyPair::generate(bytes)
+                } else {
+                    KeyPair::generate_untabled(bytes)
+                };
+                let x = exponent_of(&a);
+                assert!(x.bits() <= 8 * bytes as u64 && x >= two);
+                assert_eq!(a.public(), &encode(&two.modpow(&x, p)));
+                let b = KeyPair::generate(SHORT_EXPONENT_LEN);
+                let peer = parse_peer(b.public()).expect("in range");
+                assert_eq!(a.agree(&peer), encode(&peer.modpow(&x, p)));
+            }
+        }
+        // Peer values at the edges of the accepted range.
+        let a = KeyPair::generate(SHORT_EXPONENT_LEN);
+        let x = exponent_of(&a);
+        for peer in [two.clone(), p - 2u8, p - 3u8] {
+            assert_eq!(a.agree(&peer), encode(&peer.modpow(&x, p)));
+        }
+    }
+
+    fn exponent_of(k: &KeyPair) -> BigUint {
+        let bytes: Vec<u8> = k.exponent.iter().flat_map(|l| l.to_le_bytes()).collect();
+        BigUint::from_bytes_le(&bytes)
     }
 }

@@ -21,6 +21,12 @@
 //! **Group** (RFC 3526, section 3, "group 14"): the 2048-bit MODP prime `p`,
 //! generator `g = 2`. Private exponents are 256 random bits from the OS
 //! (`OsRng`). A received public value is accepted only in `[2, p-2]`.
+//! A key pair is used for exactly one exchange; the collector may generate it
+//! before the request is due ([`InitiatorPool`], between rounds), and its
+//! exponent is zeroed when it is dropped. The collector's `g^a` comes from a
+//! per-process fixed-base table; the agent's `g^b` and both shared secrets
+//! from a Montgomery exponentiation on fixed-size limbs (`monty.rs`); both
+//! are tested against num-bigint's `modpow`.
 //!
 //! **Framing**: on a byte stream each message is `len: u32` followed by `len`
 //! bytes. A reader bounds `len` by its own limit before allocating; end of
@@ -67,8 +73,11 @@
 
 mod dh;
 mod frame;
+mod monty;
+mod pool;
 
 pub use frame::{FrameError, read_frame, write_frame};
+pub use pool::InitiatorPool;
 
 use aes::Aes256;
 use cbc::cipher::block_padding::Pkcs7;
@@ -246,9 +255,38 @@ impl Initiator {
     }
 }
 
+/// The agent's key pair for one reply, which may be generated before the
+/// request arrives (after the previous reply is sent); [`respond_with`]
+/// consumes it, so it serves exactly one reply.
+pub struct Responder {
+    keys: dh::KeyPair,
+}
+
+impl Default for Responder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Responder {
+    /// A fresh responder with a 256-bit private exponent (computed without
+    /// the collector's generator table: the agent makes one per request).
+    pub fn new() -> Responder {
+        Responder {
+            keys: dh::KeyPair::generate_untabled(dh::SHORT_EXPONENT_LEN),
+        }
+    }
+}
+
 /// The agent's side: checks `request` and seals `payload` into a reply that
 /// only the initiator who sent `request` can open.
 pub fn respond(request: &[u8], payload: &[u8]) -> Result<Vec<u8>, Error> {
+    respond_with(Responder::new(), request, payload)
+}
+
+/// [`respond`] with a key pair generated ahead of time; it is dropped (and
+/// its exponent zeroed) whatever the outcome.
+pub fn respond_with(ours: Responder, request: &[u8], payload: &[u8]) -> Result<Vec<u8>, Error> {
     if request.len() > REQUEST_LEN {
         return Err(Error::TooLarge {
             len: request.len(),
@@ -267,7 +305,7 @@ pub fn respond(request: &[u8], payload: &[u8]) -> Result<Vec<u8>, Error> {
         });
     }
 
-    let ours = dh::KeyPair::generate(dh::SHORT_EXPONENT_LEN);
+    let ours = ours.keys;
     let keys = derive(&ours.agree(&a), a_bytes, ours.public());
 
     let mut rc2_iv = [0u8; RC2_IV_LEN];
