@@ -436,13 +436,21 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
     assert_complete(&db, &path, "site-k");
 }
 
-fn write_config(dir: &Path, buffer: &Path, url: &str, batch: usize) -> PathBuf {
+/// A daemon config for appliance `id`: the local host, the buffer at `buffer`, MySQL at `url`
+/// (timeout 10 s) with `sync_extra` lines added to `[sync]`, and a `[mail]` section.
+pub(crate) fn write_config(
+    dir: &Path,
+    id: &str,
+    buffer: &Path,
+    url: &str,
+    sync_extra: &str,
+) -> PathBuf {
     let config = dir.join("edgemon.toml");
     std::fs::write(
         &config,
         format!(
             r#"[appliance]
-id = "site-crash"
+id = "{id}"
 data_dir = "{data}"
 
 [[hosts]]
@@ -454,8 +462,8 @@ path = "{buffer}"
 
 [sync]
 url = "{url}"
-batch_size = {batch}
 timeout = "10s"
+{sync_extra}
 
 [mail]
 from = "edgemon@localhost"
@@ -475,7 +483,13 @@ fn edgemon_killed_during_a_large_drain_resumes_without_loss_or_duplicates() {
     let dir = temp_dir();
     let path = dir.path().join("buffer.sqlite");
     seed(&path, 50, 0, 1000);
-    let config = write_config(dir.path(), &path, &db.url(), 50);
+    let config = write_config(
+        dir.path(),
+        "site-crash",
+        &path,
+        &db.url(),
+        "batch_size = 50",
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgemon"))
         .args(["sync", "--config"])
         .arg(&config)
@@ -514,7 +528,7 @@ fn refused_credentials_an_unreachable_server_a_dropped_table_and_a_newer_schema_
     let server = format!("127.0.0.1:{port}");
 
     let wrong = format!("mysql://edgemon:wrong@127.0.0.1:{port}/edgemon");
-    let config = write_config(dir.path(), &path, &wrong, 100);
+    let config = write_config(dir.path(), "site-crash", &path, &wrong, "batch_size = 100");
     let out = Edgemon::new(dir.path())
         .args(["sync", "--config"])
         .arg(&config)
@@ -529,9 +543,10 @@ fn refused_credentials_an_unreachable_server_a_dropped_table_and_a_newer_schema_
     let closed = crate::support::free_port();
     let config = write_config(
         dir.path(),
+        "site-crash",
         &path,
         &format!("mysql://edgemon:edgemon@127.0.0.1:{closed}/edgemon"),
-        100,
+        "batch_size = 100",
     );
     let out = Edgemon::new(dir.path())
         .args(["sync", "--config"])

@@ -6,7 +6,7 @@
 //! exact equality of the buffer and MySQL at the end, the completeness view empty. The one
 //! wall-clock relation used (b) compares MySQL's own `synced_at` with the window's start.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::support::mariadb::MariaDb;
 use crate::support::{Edgemon, temp_dir, wait_until};
 use crate::sync::{
     PATIENCE, assert_complete, buffer_config, count, drain, report, seed, sync_config, unsynced,
+    write_config,
 };
 
 /// Central samples received by the appliance recently (the backlog's are from 2023).
@@ -131,40 +132,6 @@ fn hhmm(at_ms: i64) -> String {
     format!("{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
-fn write_config(dir: &Path, buffer: &Path, url: &str, schedule: &str) -> PathBuf {
-    let config = dir.join("edgemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[appliance]
-id = "site-window"
-data_dir = "{data}"
-
-[[hosts]]
-name = "localhost"
-transport = "local"
-
-[buffer]
-path = "{buffer}"
-
-[sync]
-url = "{url}"
-timeout = "10s"
-schedule = "{schedule}"
-timezone = "UTC"
-
-[mail]
-from = "edgemon@localhost"
-recipients = ["root@localhost"]
-"#,
-            data = dir.join("data").display(),
-            buffer = buffer.display(),
-        ),
-    )
-    .expect("write the config");
-    config
-}
-
 #[test]
 fn a_closed_window_sends_nothing_status_names_it_and_the_backlog_drains_when_it_opens() {
     let db = skip_or_fail!(MariaDb::start());
@@ -174,7 +141,13 @@ fn a_closed_window_sends_nothing_status_names_it_and_the_backlog_drains_when_it_
     // A window opening at a minute boundary 30 to 90 seconds from now, ten minutes long.
     let opens = (now_ms() + 30_000).div_euclid(60_000) * 60_000 + 60_000;
     let text = format!("{}-{}", hhmm(opens), hhmm(opens + 600_000));
-    let config_path = write_config(dir.path(), &path, &db.url(), &text);
+    let config_path = write_config(
+        dir.path(),
+        "site-window",
+        &path,
+        &db.url(),
+        &format!("schedule = \"{text}\"\ntimezone = \"UTC\""),
+    );
 
     let status = Edgemon::new(dir.path())
         .args(["status", "--config"])
