@@ -163,6 +163,20 @@ const CONFLICT_ATTEMPTS: u32 = 6;
 /// The first retry after a conflict waits up to this long (with jitter), doubling each time.
 const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
 
+/// Whether `error` is a lost conflict ([`CONFLICT_CODES`]): the whole transaction may be
+/// tried again after [`conflict_pause`]. Shared by the batches and `prune.rs`.
+pub(super) fn is_conflict(error: &mysql::Error) -> bool {
+    matches!(error, mysql::Error::MySqlError(m) if CONFLICT_CODES.contains(&m.code))
+}
+
+/// The pause before the `conflicts`-th retry of a transaction that lost a conflict: random
+/// (so two writers that collided do not collide again in step) below [`CONFLICT_PAUSE`],
+/// doubling with each retry.
+pub(super) fn conflict_pause(conflicts: u32) -> Duration {
+    let ceiling = CONFLICT_PAUSE * (1 << conflicts.saturating_sub(1).min(10));
+    ceiling.mul_f64(rand::random::<f64>())
+}
+
 /// Codes that mean the server cannot serve this connection now, so another node should:
 /// 1047 (a Galera node not in the primary component or not synced), 1053 (server shutdown in
 /// progress), 1927 (connection killed, e.g. by a shutdown), 1040 (too many connections).
@@ -1060,8 +1074,7 @@ impl Central {
                 {
                     conflicts += 1;
                     self.conflict_retries += 1;
-                    let ceiling = CONFLICT_PAUSE * (1 << (conflicts - 1).min(10));
-                    let pause = ceiling.mul_f64(rand::random::<f64>());
+                    let pause = conflict_pause(conflicts);
                     tracing::info!(server = %server, code = m.code, attempt = conflicts, retry_in = ?pause,
                         "a conflicting write elsewhere in the cluster rolled back the batch; retrying it whole");
                     std::thread::sleep(pause);

@@ -32,7 +32,7 @@ use anyhow::Context;
 use mysql::TxOpts;
 use mysql::prelude::Queryable;
 
-use super::central::{Central, Error, classify};
+use super::central::{Central, Error, classify, conflict_pause, is_conflict};
 use crate::config::secret::Secret;
 use crate::config::{Config, SyncConfig};
 
@@ -45,11 +45,9 @@ pub const MIN_AGE: Duration = Duration::from_secs(3600);
 /// Rows read by the first batch of a series or journal (see `samples_of`).
 const FIRST_READ: usize = 128;
 
-/// How often a batch is retried after a deadlock or lock wait timeout.
-const RETRIES: u32 = 5;
-
-/// MySQL's deadlock (also a Galera certification conflict) and lock wait timeout.
-const RETRY_CODES: &[u16] = &[1213, 1205];
+/// Attempts of a batch that keeps losing conflicts (deadlock, also a Galera certification
+/// conflict, or lock wait timeout: `central::is_conflict`).
+const ATTEMPTS: u32 = 5;
 
 /// The journal tables, in the order they are pruned (drops last: they follow the samples).
 const JOURNALS: [&str; 3] = ["collection_errors", "alert_events", "drops"];
@@ -446,12 +444,11 @@ impl Pruner<'_> {
                         self.report.longest_transaction.max(started.elapsed());
                     return Ok(out);
                 }
-                Err(mysql::Error::MySqlError(m))
-                    if RETRY_CODES.contains(&m.code) && attempt < RETRIES =>
-                {
-                    tracing::warn!(server = %self.server, code = m.code, error = %m.message, attempt,
+                Err(err) if is_conflict(&err) && attempt < ATTEMPTS => {
+                    let pause = conflict_pause(attempt);
+                    tracing::warn!(server = %self.server, error = %err, attempt, retry_in = ?pause,
                         "a prune batch met a conflicting writer; retrying it");
-                    std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
+                    std::thread::sleep(pause);
                 }
                 Err(err) => return Err(classify(&self.server, err)),
             }
