@@ -23,7 +23,8 @@ use crate::support::mariadb::MariaDb;
 use crate::support::temp_dir;
 use crate::support::wait_until;
 use crate::sync::{
-    PATIENCE, T0, assert_complete, buffer_config, count, drain, report, seed, sync_config, unsynced,
+    PATIENCE, T0, assert_complete, buffer_config, count, drain, kill_while_rows_flow, report, seed,
+    sync_config, unsynced,
 };
 
 /// A server whose `local_infile` is off: sync takes the INSERT path.
@@ -294,15 +295,7 @@ fn a_server_killed_during_bulk_batches_loses_and_duplicates_nothing() {
     std::thread::scope(|scope| {
         let runner = scope.spawn(|| task.run(&stop));
         // Kill it twice while bulk batches are flowing (rows committed, more to come).
-        for _ in 0..2 {
-            let seen = db.sample_count().unwrap_or(0);
-            assert!(
-                wait_until(PATIENCE, || db.sample_count().is_some_and(|n| n > seen)),
-                "sync never resumed"
-            );
-            db.kill9().expect("kill -9 MariaDB");
-            db.restart().expect("restart");
-        }
+        kill_while_rows_flow(&mut db, 2);
         assert!(
             wait_until(PATIENCE * 3, || unsynced(&path) == 0),
             "backlog never drained"

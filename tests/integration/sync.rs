@@ -43,6 +43,20 @@ pub(crate) fn sync_config(url: &str, batch_size: usize) -> SyncConfig {
     }
 }
 
+/// `times` times: waits until sync commits more samples, then kills MariaDB with SIGKILL and
+/// restarts it, so each kill lands while batches are flowing.
+pub(crate) fn kill_while_rows_flow(db: &mut MariaDb, times: usize) {
+    for _ in 0..times {
+        let seen = db.sample_count().unwrap_or(0);
+        assert!(
+            wait_until(PATIENCE, || db.sample_count().is_some_and(|n| n > seen)),
+            "sync never resumed"
+        );
+        db.kill9().expect("kill -9 MariaDB");
+        db.restart().expect("restart");
+    }
+}
+
 pub(crate) fn buffer_config(path: &Path) -> BufferConfig {
     BufferConfig {
         path: path.to_path_buf(),
@@ -394,7 +408,6 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
     seed(&path, 10, 0, 1000);
     let task = SyncTask::new(&sync_config(&db.url(), 10), &buffer_config(&path), "site-k");
     let stop = edgemon::shutdown::Shutdown::new();
-    let central = |db: &MariaDb| db.sample_count();
     std::thread::scope(|scope| {
         // Before: the server dies before the first batch; the task backs off meanwhile.
         db.kill9().expect("kill -9 MariaDB");
@@ -409,15 +422,7 @@ fn mariadb_killed_before_during_and_after_batches_loses_and_doubles_nothing() {
         assert!(refused, "the task never noticed the dead server");
         db.restart().expect("restart");
         // During: kill it while batches are flowing, twice.
-        for _ in 0..2 {
-            let seen = central(&db).unwrap_or(0);
-            assert!(
-                wait_until(PATIENCE, || central(&db).is_some_and(|n| n > seen)),
-                "sync never resumed"
-            );
-            db.kill9().expect("kill -9 MariaDB");
-            db.restart().expect("restart");
-        }
+        kill_while_rows_flow(&mut db, 2);
         // After: let it drain, kill it, add samples, and let it drain again.
         assert!(
             wait_until(PATIENCE * 3, || unsynced(&path) == 0),
