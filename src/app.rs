@@ -177,6 +177,22 @@ pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
     jobs
 }
 
+/// Whether a reload from `old` to `new` changed what background job `name` is built from
+/// (each job's constructor below reads exactly these sections); an unchanged job keeps its
+/// thread across the reload.
+pub fn job_changed(name: &str, old: &Config, new: &Config) -> bool {
+    match name {
+        "sync" => {
+            old.appliance != new.appliance || old.buffer != new.buffer || old.sync != new.sync
+        }
+        "mail" => old.mail != new.mail || old.buffer.path != new.buffer.path,
+        "prune" => {
+            old.appliance != new.appliance || old.sync != new.sync || old.central != new.central
+        }
+        _ => true,
+    }
+}
+
 /// First central prune after the daemon starts (so a restart loop does not prune in a loop,
 /// and the first sync pass goes first).
 const PRUNE_FIRST: Duration = Duration::from_secs(600);

@@ -32,6 +32,8 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use crate::app;
+use crate::collect::outcome::ErrorClass;
+use crate::collect::schedule::{ClosedRound, Scheduler};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -126,42 +128,137 @@ impl DataDirLock {
     }
 }
 
-/// The background threads of one configuration (sync, mail), stopped by their own child of
-/// the daemon's shutdown. Dropping it fires that child and joins every thread, so no thread
-/// outlives it: the daemon drops it before the lock file, and before starting the next
-/// generation on SIGHUP.
+/// The background threads (sync, mail, prune), one per job, each stopped by its own child of
+/// the daemon's shutdown.
+///
+/// A reload restarts only the jobs whose inputs changed ([`app::job_changed`]) and never waits
+/// for the old thread: it fires the old thread's stop and starts the new one, whose first act
+/// is to join the old (a mailer must never send beside its predecessor, nor two syncs drain one
+/// queue), so the collection loop goes on at once whatever the old thread is stuck on (a mail
+/// on a blackholed server, a schema lock wait). Every thread, current or superseded, is joined
+/// through this value: dropping it fires every stop and joins them all, and the daemon drops it
+/// before the lock file.
 #[derive(Default)]
 struct Background {
+    parent: Shutdown,
+    workers: Vec<Worker>,
+    /// Threads of jobs a reload removed (prune turned off): stopped, joined on drop.
+    retired: Vec<Worker>,
+}
+
+struct Worker {
+    name: &'static str,
     stop: Shutdown,
-    threads: Vec<(&'static str, JoinHandle<()>)>,
+    handle: JoinHandle<()>,
 }
 
 impl Background {
     /// Starts every background job of `config` on its own thread.
     fn start(config: &Config, metrics: &Arc<Metrics>, parent: &Shutdown) -> anyhow::Result<Self> {
         let mut background = Background {
-            stop: parent.child(),
-            threads: Vec::new(),
+            parent: parent.clone(),
+            workers: Vec::new(),
+            retired: Vec::new(),
         };
         for job in app::background_jobs(config, metrics) {
-            let (stop, run) = (background.stop.clone(), job.run);
             // On error, `background` drops here and joins the threads already started.
-            let handle = std::thread::Builder::new()
-                .name(format!("edgemon-{}", job.name))
-                .spawn(move || run(&stop))
-                .with_context(|| format!("starting the {} thread", job.name))?;
-            background.threads.push((job.name, handle));
+            let worker = background.spawn(job, None)?;
+            background.workers.push(worker);
         }
         Ok(background)
+    }
+
+    /// Applies a reload: restarts the jobs whose inputs changed between `old` and `new`,
+    /// starts new ones and stops removed ones, without waiting for any thread. Returns the
+    /// names of the jobs (re)started.
+    fn reload(
+        &mut self,
+        old: &Config,
+        new: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Vec<&'static str>> {
+        self.retired.retain(|w| !w.handle.is_finished());
+        let jobs = app::background_jobs(new, metrics);
+        let mut restarted = Vec::new();
+        let mut kept = Vec::new();
+        let mut current = std::mem::take(&mut self.workers);
+        for job in jobs {
+            let previous = current
+                .iter()
+                .position(|w| w.name == job.name)
+                .map(|i| current.remove(i));
+            match previous {
+                Some(worker) if !app::job_changed(job.name, old, new) => kept.push(worker),
+                previous => {
+                    restarted.push(job.name);
+                    let name = job.name;
+                    match self.spawn(job, previous) {
+                        Ok(worker) => kept.push(worker),
+                        Err(error) => {
+                            self.workers = kept;
+                            self.retired.extend(current);
+                            return Err(error.context(format!("restarting {name}")));
+                        }
+                    }
+                }
+            }
+        }
+        // Jobs the new configuration no longer has.
+        for worker in current {
+            worker.stop.fire();
+            tracing::info!(task = worker.name, "stopped by the reload");
+            self.retired.push(worker);
+        }
+        self.workers = kept;
+        Ok(restarted)
+    }
+
+    /// Starts `job` on its own thread; with `previous`, that thread first stops and joins the
+    /// previous thread of the same job, and runs the job only if not stopped meanwhile.
+    fn spawn(&self, job: app::Job, previous: Option<Worker>) -> anyhow::Result<Worker> {
+        let stop = self.parent.child();
+        if let Some(previous) = &previous {
+            previous.stop.fire();
+        }
+        let (name, run, own) = (job.name, job.run, stop.clone());
+        let body = move || {
+            if let Some(previous) = previous {
+                let started = Instant::now();
+                if previous.handle.join().is_err() {
+                    tracing::error!(task = name, "background task panicked");
+                }
+                tracing::info!(
+                    task = name,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "previous generation joined; starting with the new settings"
+                );
+            }
+            if !own.is_fired() {
+                run(&own);
+            }
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("edgemon-{name}"))
+            .spawn(body)
+            .with_context(|| format!("starting the {name} thread"))?;
+        Ok(Worker { name, stop, handle })
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.stop.fire();
-        for (name, handle) in self.threads.drain(..) {
-            if handle.join().is_err() {
-                tracing::error!(task = name, "background task panicked");
+        let workers: Vec<Worker> = self
+            .workers
+            .drain(..)
+            .chain(self.retired.drain(..))
+            .collect();
+        for worker in &workers {
+            worker.stop.fire();
+        }
+        for worker in workers {
+            // A thread that superseded another joins it first, so this joins both.
+            if worker.handle.join().is_err() {
+                tracing::error!(task = worker.name, "background task panicked");
             }
         }
     }
@@ -205,6 +302,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
 
     let mut background = Background::start(&config, &metrics, &shutdown)?;
     let mut config = config;
+    let mut scheduler = Scheduler::new();
     let mut next = Instant::now();
     loop {
         let event = async {
@@ -222,20 +320,22 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 .await
                 .map_or(Event::Stop, |()| Event::Reload)
         })
+        .or(async { Event::Landed(scheduler.next_landed().await) })
         .await;
-        match event {
+        let closed = match event {
             Event::Stop => break,
             Event::Reload => {
+                // Nothing here waits on a thread: a reload never delays a round.
                 match reload(&config, &mut buffer) {
                     Ok(new_config) => {
                         collector = app::reconfigure_collector(&new_config, &collector)?;
-                        if background_changed(&config, &new_config) {
-                            // The old generation finishes its work in flight and is joined
-                            // before the new one opens the same buffer and servers.
-                            let old = std::mem::take(&mut background);
-                            smol::unblock(move || drop(old)).await;
-                            background = Background::start(&new_config, &metrics, &shutdown)?;
-                            tracing::info!("sync and mail restarted with the new settings");
+                        match background.reload(&config, &new_config, &metrics) {
+                            Ok(restarted) if restarted.is_empty() => {}
+                            Ok(restarted) => tracing::info!(
+                                restarted = restarted.join(", "),
+                                "background jobs restarting with the new settings"
+                            ),
+                            Err(error) => tracing::error!("{error:#}"),
                         }
                         tracing::info!(
                             hosts = new_config.hosts.len(),
@@ -250,25 +350,24 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 }
                 continue;
             }
-            Event::Tick => {}
-        }
-        next = Instant::now() + config.collect.interval;
-        // A round still waiting on hosts is abandoned at shutdown; one in hand is recorded.
-        let round = async { Some(timed_round(&config, &collector, &mut buffer).await) };
-        let stopped = async {
-            shutdown.wait().await;
-            None
+            Event::Tick => {
+                next = Instant::now() + config.collect.interval;
+                scheduler.tick(&collector)
+            }
+            Event::Landed(outcome) => scheduler.land(outcome),
         };
-        match round.or(stopped).await {
-            Some(Ok((outcomes, wall))) => metrics.record_round(&outcomes, wall),
-            Some(Err(err)) => tracing::error!("recording the round failed: {err:#}"),
-            None => {
-                tracing::info!(
-                    "shutdown during a round: its samples were not stored yet, nothing is lost"
-                );
-                break;
+        if let Some(round) = closed {
+            match record_round(&config, &mut buffer, &round) {
+                Ok(()) => metrics.record_round(&round.outcomes, round.wall),
+                Err(err) => tracing::error!("recording the round failed: {err:#}"),
             }
         }
+    }
+    if !scheduler.idle() {
+        tracing::info!(
+            in_flight = scheduler.in_flight(),
+            "shutdown during a round: its samples were not stored yet, nothing is lost"
+        );
     }
     shutdown.fire();
     smol::unblock(move || drop(background)).await;
@@ -280,19 +379,35 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
     Ok(())
 }
 
-/// Whether a reload changed what the background jobs were built from.
-fn background_changed(old: &Config, new: &Config) -> bool {
-    old.appliance != new.appliance
-        || old.buffer != new.buffer
-        || old.sync != new.sync
-        || old.mail != new.mail
-        || old.central != new.central
-}
-
 enum Event {
     Tick,
     Stop,
     Reload,
+    Landed(crate::collect::outcome::HostOutcome),
+}
+
+/// Records a closed round of the scheduler in one transaction and logs it.
+fn record_round(
+    config: &Config,
+    buffer: &mut crate::buffer::Buffer,
+    round: &ClosedRound,
+) -> anyhow::Result<()> {
+    app::record(config, buffer, &round.outcomes)?;
+    let ok = round.outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let in_flight = round
+        .outcomes
+        .iter()
+        .filter(|o| matches!(&o.result, Err(e) if e.class == ErrorClass::InFlight))
+        .count();
+    tracing::info!(
+        hosts = round.outcomes.len(),
+        ok,
+        failed = round.outcomes.len() - ok,
+        in_flight,
+        wall_ms = round.wall.as_millis() as u64,
+        "round recorded"
+    );
+    Ok(())
 }
 
 async fn timed_round(
