@@ -9,6 +9,8 @@ mod galera;
 mod harness;
 mod identity;
 mod local;
+mod reload;
+mod site_pacing;
 mod sites;
 mod ssh;
 mod support;
