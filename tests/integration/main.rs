@@ -17,3 +17,4 @@ mod support;
 mod sync;
 mod sync_pacing;
 mod web;
+mod web_slots;
