@@ -106,19 +106,25 @@ fn write_config(
 
 /// `received_at` of `host`'s samples, oldest first.
 pub fn sample_times(buffer: &Path, host: &str) -> Vec<i64> {
+    try_sample_times(buffer, host).expect("read the host's samples from the buffer")
+}
+
+/// [`sample_times`], or `None` while the buffer or its schema does not exist yet.
+pub fn try_sample_times(buffer: &Path, host: &str) -> Option<Vec<i64>> {
     let db =
         rusqlite::Connection::open_with_flags(buffer, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the buffer");
+            .ok()?;
+    db.busy_timeout(Duration::from_secs(10)).ok()?;
     let mut stmt = db
         .prepare(
             "SELECT s.received_at FROM samples s JOIN hosts h ON h.id = s.host_id \
              WHERE h.name = ?1 ORDER BY s.received_at",
         )
-        .expect("prepare");
+        .ok()?;
     stmt.query_map([host], |r| r.get(0))
-        .expect("query")
+        .ok()?
         .collect::<Result<_, _>>()
-        .expect("rows")
+        .ok()
 }
 
 /// The longest gap between consecutive times that end inside `[from, to]`, including the
