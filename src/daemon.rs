@@ -7,11 +7,17 @@
 //! finishes its MySQL batch and marks it, the mailer finishes the mail it is
 //! sending, SSH sessions close; then `run` returns. A round still waiting on
 //! hosts is abandoned: nothing of it was stored, so nothing is lost.
+//! Rounds are per-host ticks ([`crate::collect::schedule`]): a host still in
+//! flight is not started again, and a round commits at the latest at the next
+//! tick, so one silent host never sets the others' pace.
 //! SIGHUP reloads the configuration from the same file; buffer, alert state
 //! and outbox stay as they are, hosts whose settings did not change keep their
-//! SSH sessions, and the sync and mail threads are stopped, joined and started
-//! again only when their sections changed. A second daemon on the same data
-//! directory is refused by an exclusive lock on `<data_dir>/edgemon.lock`.
+//! SSH sessions, and a background thread is restarted only when the sections
+//! its job reads changed. The reload never waits on a thread: the old one is
+//! told to stop and the new one joins it before starting, off the collection
+//! loop, so a mail stuck on a dead server delays no round. A second daemon on
+//! the same data directory is refused by an exclusive lock on
+//! `<data_dir>/edgemon.lock`.
 //!
 //! Lifecycle: one [`Shutdown`] reaches every loop. The sync and mail threads
 //! sleep on it and wake at once when it fires; the collection loop and the
@@ -320,7 +326,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 .await
                 .map_or(Event::Stop, |()| Event::Reload)
         })
-        .or(async { Event::Landed(scheduler.next_landed().await) })
+        .or(async { Event::Landed(Box::new(scheduler.next_landed().await)) })
         .await;
         let closed = match event {
             Event::Stop => break,
@@ -354,7 +360,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 next = Instant::now() + config.collect.interval;
                 scheduler.tick(&collector)
             }
-            Event::Landed(outcome) => scheduler.land(outcome),
+            Event::Landed(outcome) => scheduler.land(*outcome),
         };
         if let Some(round) = closed {
             match record_round(&config, &mut buffer, &round) {
@@ -383,7 +389,7 @@ enum Event {
     Tick,
     Stop,
     Reload,
-    Landed(crate::collect::outcome::HostOutcome),
+    Landed(Box<crate::collect::outcome::HostOutcome>),
 }
 
 /// Records a closed round of the scheduler in one transaction and logs it.
