@@ -168,7 +168,7 @@ impl Background {
         };
         for job in app::background_jobs(config, metrics) {
             // On error, `background` drops here and joins the threads already started.
-            let worker = background.spawn(job, None)?;
+            let worker = background.spawn(job, Vec::new())?;
             background.workers.push(worker);
         }
         Ok(background)
@@ -184,70 +184,88 @@ impl Background {
         metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Vec<&'static str>> {
         self.retired.retain(|w| !w.handle.is_finished());
-        let jobs = app::background_jobs(new, metrics);
         let mut restarted = Vec::new();
-        let mut kept = Vec::new();
-        let mut current = std::mem::take(&mut self.workers);
-        for job in jobs {
-            let previous = current
-                .iter()
-                .position(|w| w.name == job.name)
-                .map(|i| current.remove(i));
-            match previous {
-                Some(worker) if !app::job_changed(job.name, old, new) => kept.push(worker),
-                previous => {
-                    restarted.push(job.name);
-                    let name = job.name;
-                    match self.spawn(job, previous) {
-                        Ok(worker) => kept.push(worker),
-                        Err(error) => {
-                            self.workers = kept;
-                            self.retired.extend(current);
-                            return Err(error.context(format!("restarting {name}")));
-                        }
-                    }
-                }
+        for job in app::background_jobs(new, metrics) {
+            let running = self.workers.iter().position(|w| w.name == job.name);
+            if running.is_some() && !app::job_changed(job.name, old, new) {
+                continue;
             }
+            // The job's current thread and any stopped one still ending: the new thread joins
+            // them all before it runs, so two generations never work at once.
+            let mut previous: Vec<Worker> = running
+                .map(|i| self.workers.remove(i))
+                .into_iter()
+                .collect();
+            let (same, others): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.retired)
+                .into_iter()
+                .partition(|w| w.name == job.name);
+            self.retired = others;
+            previous.extend(same);
+            let name = job.name;
+            let worker = self.spawn(job, previous)?;
+            self.workers.push(worker);
+            restarted.push(name);
         }
         // Jobs the new configuration no longer has.
-        for worker in current {
+        let names: Vec<&str> = app::background_jobs(new, metrics)
+            .iter()
+            .map(|j| j.name)
+            .collect();
+        let (keep, gone): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.workers)
+            .into_iter()
+            .partition(|w| names.contains(&w.name));
+        self.workers = keep;
+        for worker in gone {
             worker.stop.fire();
             tracing::info!(task = worker.name, "stopped by the reload");
             self.retired.push(worker);
         }
-        self.workers = kept;
         Ok(restarted)
     }
 
-    /// Starts `job` on its own thread; with `previous`, that thread first stops and joins the
-    /// previous thread of the same job, and runs the job only if not stopped meanwhile.
-    fn spawn(&self, job: app::Job, previous: Option<Worker>) -> anyhow::Result<Worker> {
+    /// Starts `job` on its own thread; that thread first stops and joins `previous` (earlier
+    /// threads of the same job), and runs the job only if not stopped meanwhile. When the
+    /// thread cannot start, `previous` are stopped and kept in `retired`, still to be joined.
+    fn spawn(&mut self, job: app::Job, previous: Vec<Worker>) -> anyhow::Result<Worker> {
         let stop = self.parent.child();
-        if let Some(previous) = &previous {
-            previous.stop.fire();
+        for worker in &previous {
+            worker.stop.fire();
         }
+        let handed = Arc::new(std::sync::Mutex::new(previous));
         let (name, run, own) = (job.name, job.run, stop.clone());
-        let body = move || {
-            if let Some(previous) = previous {
-                let started = Instant::now();
-                if previous.handle.join().is_err() {
-                    tracing::error!(task = name, "background task panicked");
+        let body = {
+            let handed = handed.clone();
+            move || {
+                let previous: Vec<Worker> =
+                    std::mem::take(&mut *handed.lock().unwrap_or_else(|p| p.into_inner()));
+                for worker in previous {
+                    let started = Instant::now();
+                    if worker.handle.join().is_err() {
+                        tracing::error!(task = name, "background task panicked");
+                    }
+                    tracing::info!(
+                        task = name,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "previous generation joined; starting with the new settings"
+                    );
                 }
-                tracing::info!(
-                    task = name,
-                    waited_ms = started.elapsed().as_millis() as u64,
-                    "previous generation joined; starting with the new settings"
-                );
-            }
-            if !own.is_fired() {
-                run(&own);
+                if !own.is_fired() {
+                    run(&own);
+                }
             }
         };
-        let handle = std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name(format!("edgemon-{name}"))
             .spawn(body)
-            .with_context(|| format!("starting the {name} thread"))?;
-        Ok(Worker { name, stop, handle })
+        {
+            Ok(handle) => Ok(Worker { name, stop, handle }),
+            Err(error) => {
+                let previous =
+                    std::mem::take(&mut *handed.lock().unwrap_or_else(|p| p.into_inner()));
+                self.retired.extend(previous);
+                Err(anyhow::Error::new(error).context(format!("starting the {name} thread")))
+            }
+        }
     }
 }
 
