@@ -52,7 +52,7 @@ pub use sync_queries::{
 pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
@@ -109,13 +109,8 @@ pub enum Error {
 /// Result of buffer operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The current time as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The current time as Unix milliseconds (the buffer's timestamps), from [`crate::clock`].
+pub use crate::clock::now_ms;
 
 /// An open buffer, as the round writer holds it (and the connection each role wraps).
 ///
