@@ -22,6 +22,7 @@
 //! `kv` table is typed (`state.rs`): no loop passes another a text key.
 
 mod alert_queries;
+mod counts;
 mod disk;
 mod horizon;
 mod migrations;
@@ -109,6 +110,11 @@ pub enum Error {
 /// Result of buffer operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How long a connection waits for another's lock before SQLITE_BUSY. Readers never hold a
+/// lock a writer waits for (WAL), and checkpoints never wait (`disk.rs`), so only another
+/// writer's transaction can make a writer wait, and those are short.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The current time as Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -173,8 +179,7 @@ impl Buffer {
             source,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // Before the first table exists, so that a new buffer can give freed pages back to
         // the filesystem (retention's `buffer.min_free`); older files are converted below.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
@@ -193,7 +198,7 @@ impl Buffer {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        migrations::migrate(&mut conn).map_err(|source| Error::Migrate {
+        disk::migrate_with_room(&mut conn, &disk, path).map_err(|source| Error::Migrate {
             path: path.to_path_buf(),
             source,
         })?;
@@ -254,8 +259,7 @@ impl Buffer {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         Ok(Buffer {
             conn,
             path: path.to_path_buf(),
@@ -283,7 +287,10 @@ impl Buffer {
         self.with_reserve(|buffer| {
             let path = buffer.path.clone();
             let e = move |source| classify(&path, "registering hosts", source);
-            let tx = buffer.conn.transaction().map_err(&e)?;
+            let tx = buffer
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&e)?;
             for (name, address) in &hosts {
                 upsert_host(&tx, name, address).map_err(&e)?;
             }

@@ -179,14 +179,8 @@ impl StatusReader {
     pub fn status(&self) -> Result<BufferStatus> {
         let e = self.core.err("reading status");
         let conn = self.core.conn();
-        let (samples, unsynced, oldest_unsynced_at): (i64, i64, Option<i64>) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(sync_state = 0), 0), MIN(CASE WHEN sync_state = 0 THEN received_at END)
-                 FROM samples",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(&e)?;
+        // O(hosts): the per-host counts the writers keep (`counts.rs`), never a scan.
+        let (samples, unsynced, oldest_unsynced_at) = super::counts::read(conn).map_err(&e)?;
         let quarantined: i64 = conn
             .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))
             .map_err(&e)?;
