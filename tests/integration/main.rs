@@ -9,6 +9,7 @@ mod galera;
 mod harness;
 mod identity;
 mod local;
+mod readers;
 mod sites;
 mod ssh;
 mod support;
