@@ -174,6 +174,29 @@ impl Buffer {
                 ))),
             })?;
         }
+        let disk = disk::Disk::new(path);
+        let conn = match Self::connect(path, &disk) {
+            // Opening needs a little space of its own (the WAL index `-shm`, the WAL, the
+            // bookkeeping): on a full disk the reserve gives it, as it does to marking.
+            Err(error) if disk.reserve_present() && disk.space().is_some_and(|s| disk.tight(s)) => {
+                tracing::warn!(buffer = %path.display(), %error, "cannot open the buffer on a full disk; using the disk reserve");
+                disk.release_reserve();
+                Self::connect(path, &disk)?
+            }
+            other => other?,
+        };
+        let buffer = Buffer {
+            conn,
+            path: path.to_path_buf(),
+            disk,
+        };
+        buffer.convert_to_incremental_vacuum();
+        Ok(buffer)
+    }
+
+    /// The writer's connection on `path`: pragmas, then the schema brought up to date
+    /// ([`disk::migrate_with_room`]).
+    fn connect(path: &Path, disk: &disk::Disk) -> Result<Connection> {
         let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
@@ -186,7 +209,6 @@ impl Buffer {
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        let disk = disk::Disk::new(path);
         // Checkpoint well before the WAL outgrows the reserve: a checkpoint must be able to
         // grow the main file out of the reserve on a full disk (see `disk.rs`).
         let wal_pages = (disk.reserve_size / 2 / disk::PAGE).clamp(32, 1000);
@@ -198,17 +220,11 @@ impl Buffer {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        disk::migrate_with_room(&mut conn, &disk, path).map_err(|source| Error::Migrate {
+        disk::migrate_with_room(&mut conn, disk, path).map_err(|source| Error::Migrate {
             path: path.to_path_buf(),
             source,
         })?;
-        let buffer = Buffer {
-            conn,
-            path: path.to_path_buf(),
-            disk,
-        };
-        buffer.convert_to_incremental_vacuum();
-        Ok(buffer)
+        Ok(conn)
     }
 
     /// Buffers created before `auto_vacuum = INCREMENTAL` keep freed pages for reuse but never

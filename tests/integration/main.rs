@@ -15,4 +15,5 @@ mod ssh;
 mod support;
 mod sync;
 mod sync_pacing;
+mod upgrade;
 mod web;
