@@ -23,6 +23,7 @@
 
 mod alert_queries;
 mod counts;
+mod damage;
 mod disk;
 mod horizon;
 mod migrations;
@@ -36,6 +37,7 @@ mod sync_queries;
 mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
+pub use damage::{CHECK_AT_OPEN_MAX, Damage, QueuedMail};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
@@ -95,6 +97,17 @@ pub enum Error {
         /// What was being done.
         doing: &'static str,
     },
+    /// The file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed check at open): the
+    /// round writer sets it aside and carries on under a new buffer (`damage.rs`).
+    #[error("buffer {path} is damaged ({doing}): {detail}")]
+    Damaged {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// SQLite's error or the check's complaint.
+        detail: String,
+    },
     /// Any other SQLite failure.
     #[error("buffer {path}: {doing}: {source}")]
     Sql {
@@ -105,6 +118,22 @@ pub enum Error {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+}
+
+impl Error {
+    /// True when the error says the file itself is damaged, whatever was being done.
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            Error::Damaged { .. } => true,
+            Error::Open { source, .. } | Error::Sql { source, .. } => damage::is_damage(source),
+            Error::Migrate { source, .. } => match source {
+                migrations::MigrateError::Step { source, .. }
+                | migrations::MigrateError::Sqlite(source) => damage::is_damage(source),
+                migrations::MigrateError::TooNew { .. } => false,
+            },
+            Error::DiskFull { .. } | Error::Busy { .. } => false,
+        }
+    }
 }
 
 /// Result of buffer operations.
@@ -136,6 +165,8 @@ pub struct Buffer {
     conn: Connection,
     path: PathBuf,
     disk: disk::Disk,
+    /// Set when a write met a damaged file (see [`Buffer::note_damage`]).
+    damaged: Option<String>,
 }
 
 /// What [`Buffer::record_round`] stored for one host.
@@ -189,9 +220,42 @@ impl Buffer {
             conn,
             path: path.to_path_buf(),
             disk,
+            damaged: None,
         };
         buffer.convert_to_incremental_vacuum();
         Ok(buffer)
+    }
+
+    /// [`Buffer::open`] for the round writer at start: also checks every page of files up to
+    /// [`CHECK_AT_OPEN_MAX`] (`PRAGMA quick_check`), so a damaged file is found before the
+    /// first round rather than by it. [`Error::is_damaged`] tells the caller to set it aside.
+    pub fn open_checked(path: &Path) -> Result<Buffer> {
+        let buffer = Buffer::open(path)?;
+        if std::fs::metadata(path).map_or(0, |m| m.len()) <= CHECK_AT_OPEN_MAX
+            && let Err(detail) = damage::quick_check(&buffer.conn)
+        {
+            return Err(Error::Damaged {
+                path: path.to_path_buf(),
+                doing: "checking its pages at open",
+                detail,
+            });
+        }
+        Ok(buffer)
+    }
+
+    /// Sets the damaged buffer at `path` aside (renamed with a timestamp, never deleted),
+    /// opens a new one in its place (a new epoch) and salvages into it what the damaged
+    /// file still gives ([`Buffer::salvage`]); `mails` composes the operator mail.
+    pub fn replace_damaged(
+        path: &Path,
+        error: &str,
+        now_ms: i64,
+        mails: impl FnOnce(&Damage) -> Vec<damage::QueuedMail>,
+    ) -> Result<(Buffer, Damage)> {
+        let aside = damage::set_aside(path, now_ms)?;
+        let mut buffer = Buffer::open(path)?;
+        let damage = buffer.salvage(&aside, error, now_ms, mails)?;
+        Ok((buffer, damage))
     }
 
     /// The writer's connection on `path`: pragmas, then the schema brought up to date
@@ -280,6 +344,7 @@ impl Buffer {
             conn,
             path: path.to_path_buf(),
             disk: disk::Disk::new(path),
+            damaged: None,
         })
     }
 
@@ -573,6 +638,13 @@ fn classify(path: &Path, doing: &'static str, source: rusqlite::Error) -> Error 
         Some(rusqlite::ErrorCode::DiskFull) => Error::DiskFull { path, doing },
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             Error::Busy { path, doing }
+        }
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            Error::Damaged {
+                path,
+                doing,
+                detail: source.to_string(),
+            }
         }
         _ => Error::Sql {
             path,

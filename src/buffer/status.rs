@@ -127,6 +127,8 @@ pub struct BufferStatus {
     pub sync_next_window: Option<String>,
     /// Retention's operator warning (a bound at 80% or more), if any.
     pub buffer_warning: Option<String>,
+    /// The damaged buffer file this one replaced (set aside, salvaged), if any.
+    pub damaged: Option<super::Damage>,
     /// Seconds until retention would shed an unsynced sample if nothing synced from now on,
     /// as the daemon's last round computed it.
     pub time_to_first_loss_s: Option<i64>,
@@ -264,6 +266,7 @@ impl StatusReader {
             sync_paused_until: sync.paused_until.filter(|&at| at > super::now_ms()),
             sync_next_window: None,
             buffer_warning: self.core.buffer_warning()?,
+            damaged: super::damage::read_note(conn).map_err(&e)?,
             time_to_first_loss_s: self.core.time_to_first_loss()?,
             outbox,
             disk: self.disk_status(),
