@@ -386,6 +386,15 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 Err(err) => tracing::error!("recording the round failed: {err:#}"),
             }
         }
+        if let Some(why) = buffer.damage_seen().map(str::to_string) {
+            // A damaged buffer file: sync and mail hold connections on it, so they are
+            // joined before it is set aside, and restarted on the new buffer.
+            let old = std::mem::take(&mut background);
+            smol::unblock(move || drop(old)).await;
+            buffer.close();
+            buffer = app::replace_damaged_buffer(&config, &why)?;
+            background = Background::start(&config, &metrics, &shutdown)?;
+        }
     }
     if !scheduler.idle() {
         tracing::info!(

@@ -24,9 +24,14 @@ pub struct Round<'a> {
 impl Buffer {
     /// Begins the transaction of one round.
     pub fn begin_round(&mut self) -> Result<Round<'_>> {
-        let Buffer { conn, path, disk } = self;
+        let Buffer {
+            conn, path, disk, ..
+        } = self;
+        // A write transaction from its first statement: a deferred one starts as a read and
+        // its upgrade to a write fails at once with SQLITE_BUSY (ignoring the busy timeout)
+        // when another connection committed since, which cost whole rounds after a lost one.
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| classify(path, "recording a round", source))?;
         Ok(Round {
             tx: RoundTx {

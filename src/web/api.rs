@@ -124,6 +124,7 @@ pub fn status(buffer: &StatusReader, context: &Context) -> Result<String, ApiErr
             "quarantined": s.quarantined,
             "dropped": s.dropped,
             "warning": s.buffer_warning,
+            "damaged": s.damaged,
             "time_to_first_loss_s": s.time_to_first_loss_s,
         },
         "sync": {
