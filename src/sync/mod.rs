@@ -655,9 +655,9 @@ fn requeue_missing(
     // host whose every central row was pruned must not get them all sent again.
     let horizons = prune::horizons(central)?;
     let mut present = central.present_samples()?;
-    for (host, pruned) in horizons.samples {
-        let newest = present.entry(host).or_insert(0);
-        *newest = (*newest).max(pruned);
+    for (host, pruned) in &horizons.samples {
+        let newest = present.entry(host.clone()).or_insert(0);
+        *newest = (*newest).max(*pruned);
     }
     // Through the disk reserve: a full disk must not stop every pass here (see `drain_locked`).
     for (host, count) in buffer.with_reserve(|b| b.requeue_missing_samples(&present))? {
@@ -675,8 +675,18 @@ fn requeue_missing(
     let splits = buffer.stream_splits()?;
     let firsts = marks(buffer)?;
     for (host, list) in &splits {
-        let mut from = firsts.get(host).map_or(1, |m| m.first_seq);
+        // Nothing at or below the host's prune horizon is re-sent: those rows were deleted on
+        // purpose, and sending them again would count them twice in the watermarks.
+        let pruned = horizons
+            .samples
+            .get(host.trim_end_matches(' '))
+            .copied()
+            .unwrap_or(0);
+        let mut from = firsts.get(host).map_or(1, |m| m.first_seq).max(pruned + 1);
         for &split in list {
+            if split <= from {
+                continue;
+            }
             let above = central
                 .present_between(host, from, split)?
                 .unwrap_or(from - 1);

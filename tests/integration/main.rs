@@ -14,4 +14,5 @@ mod ssh;
 mod support;
 mod sync;
 mod sync_pacing;
+mod sync_races;
 mod web;
