@@ -167,3 +167,166 @@ fn rows_pruned_centrally_below_a_stream_split_are_never_sent_again() {
     }
     assert_eq!(unexplained(&db, appliance), HOSTS as i64);
 }
+
+/// Per host of the appliance: central sample seqs and drop ranges.
+fn central_seqs(
+    db: &MariaDb,
+) -> (
+    std::collections::BTreeMap<String, Vec<i64>>,
+    std::collections::BTreeMap<String, Vec<(i64, i64)>>,
+) {
+    let mut conn = db.conn().expect("connect to MariaDB");
+    let mut samples: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    let rows: Vec<(String, i64)> = conn
+        .query("SELECT h.name, s.seq FROM samples s JOIN hosts h ON h.id = s.host_id")
+        .expect("central samples");
+    for (host, seq) in rows {
+        samples.entry(host).or_default().push(seq);
+    }
+    let mut drops: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    let rows: Vec<(String, i64, i64)> = conn
+        .query(
+            "SELECT h.name, d.first_seq, d.last_seq FROM drops d JOIN hosts h ON h.id = d.host_id",
+        )
+        .expect("central drops");
+    for (host, first, last) in rows {
+        drops.entry(host).or_default().push((first, last));
+    }
+    (samples, drops)
+}
+
+/// The daemon on a 3 MiB tmpfs with MariaDB up, `keep_synced = "0s"` (synced rows go at once,
+/// so the disk holds only unsynced ones), and a batch held in flight by a table lock on the
+/// central `samples` (a slow server, a long lock wait): meanwhile the buffer reaches
+/// `buffer.min_free` and the collector's retention must shed unsynced samples. Before the fix it
+/// shed the oldest, which were the batch in flight: once the lock went, MySQL committed them and
+/// they had drop records too (completeness undercounting `unsent`), and a shed tail let SQLite
+/// reuse their row ids for new samples, which the batch's marks then marked synced unsent.
+/// Asserted: every sequence number is in MySQL exactly once, as a sample or inside one drop
+/// range, never both; the watermarks' stored + dropped equal expected for every host.
+#[test]
+fn retention_never_sheds_the_batch_in_flight_and_marks_hit_only_what_mysql_holds() {
+    use crate::support::daemon::Daemon;
+    use crate::support::tmpfs::Tmpfs;
+    use crate::support::{Edgemon, wait_until};
+
+    let dir = temp_dir();
+    let disk = skip_or_fail!(Tmpfs::mount(&dir.path().join("disk"), "3m"));
+    let ballast = disk.avail().saturating_sub(900 << 10);
+    std::fs::write(disk.path().join("ballast"), vec![0x5Au8; ballast as usize]).expect("ballast");
+    let db = skip_or_fail!(MariaDb::start());
+    let buffer = disk.path().join("buffer.sqlite");
+    let mut text = format!(
+        "[appliance]\nid = \"race\"\ndata_dir = \"{}\"\n\n\
+         [collect]\ninterval = \"1s\"\n\n\
+         [buffer]\npath = \"{}\"\nkeep_synced = \"0s\"\n\n\
+         [sync]\nurl = \"{}\"\ninterval = \"1s\"\nmax_backoff = \"2s\"\ntimeout = \"180s\"\n\n",
+        dir.path().join("data").display(),
+        buffer.display(),
+        db.url()
+    );
+    for i in 0..30 {
+        text.push_str(&format!(
+            "[[hosts]]\nname = \"race-{i}\"\ntransport = \"local\"\n\n"
+        ));
+    }
+    let config = dir.path().join("edgemon.toml");
+    std::fs::write(&config, text).expect("write config");
+    let mut daemon = Daemon::start(dir.path(), &config);
+    assert!(
+        wait_until(Duration::from_secs(120), || db.sample_count().unwrap_or(0)
+            > 0),
+        "sync never started; log:\n{}",
+        daemon.log()
+    );
+
+    // Hold the next batch in flight: it waits on the table lock.
+    let mut lock = db.root_conn().expect("root connection");
+    lock.query_drop("LOCK TABLES edgemon.samples WRITE")
+        .expect("lock central samples");
+    let local_drops = || -> i64 {
+        rusqlite::Connection::open_with_flags(&buffer, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COALESCE(SUM(count), 0) FROM drops WHERE reason LIKE '%min_free%'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let shed = wait_until(Duration::from_secs(150), || local_drops() >= 60);
+    lock.query_drop("UNLOCK TABLES").expect("unlock");
+    drop(lock);
+    assert!(
+        shed,
+        "retention never shed unsynced samples; log:\n{}",
+        daemon.log()
+    );
+    let held = db.sample_count().unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(120), || db.sample_count().unwrap_or(0)
+            > held + 60),
+        "sync did not resume after the lock; log:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.stop().success(), "log:\n{}", daemon.log());
+    Edgemon::new(dir.path())
+        .args(["sync", "--config"])
+        .arg(&config)
+        .stdout();
+
+    let next: Vec<(String, i64)> = {
+        let conn = rusqlite::Connection::open(&buffer).expect("open the buffer");
+        let mut stmt = conn
+            .prepare("SELECT name, next_seq FROM hosts")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("hosts")
+            .collect::<rusqlite::Result<_>>()
+            .expect("hosts")
+    };
+    let (samples, drops) = central_seqs(&db);
+    let mut both = Vec::new();
+    let mut missing = Vec::new();
+    for (host, next) in &next {
+        let mut seen: std::collections::BTreeMap<i64, u32> = Default::default();
+        for seq in samples.get(host).into_iter().flatten() {
+            *seen.entry(*seq).or_default() += 1;
+        }
+        for (first, last) in drops.get(host).into_iter().flatten() {
+            for seq in *first..=*last {
+                *seen.entry(seq).or_default() += 1;
+            }
+        }
+        both.extend(
+            seen.iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(s, _)| (host.clone(), *s)),
+        );
+        missing.extend(
+            (1..*next)
+                .filter(|s| !seen.contains_key(s))
+                .map(|s| (host.clone(), s)),
+        );
+    }
+    assert!(
+        both.is_empty(),
+        "{} sequence numbers are both in MySQL and in a drop record (first: {:?})",
+        both.len(),
+        &both[..both.len().min(10)]
+    );
+    assert!(
+        missing.is_empty(),
+        "{} sequence numbers are neither in MySQL nor dropped: marked synced unsent (first: {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    for (host, stored, dropped, _, expected, unsent) in counters(&db, "race") {
+        assert_eq!(
+            (stored + dropped, unsent),
+            (expected, 0),
+            "{host}: stored {stored} + dropped {dropped} against expected {expected}"
+        );
+    }
+}
