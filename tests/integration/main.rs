@@ -2,6 +2,7 @@ mod alert;
 mod alert_daemon;
 mod bulk;
 mod central_prune;
+mod clock_steps;
 mod config_cli;
 mod daemon;
 mod full_disk;
