@@ -168,13 +168,12 @@ fn rows_pruned_centrally_below_a_stream_split_are_never_sent_again() {
     assert_eq!(unexplained(&db, appliance), HOSTS as i64);
 }
 
+/// Per host name: central sample seqs, and central drop ranges.
+type Seqs = std::collections::BTreeMap<String, Vec<i64>>;
+type DropRanges = std::collections::BTreeMap<String, Vec<(i64, i64)>>;
+
 /// Per host of the appliance: central sample seqs and drop ranges.
-fn central_seqs(
-    db: &MariaDb,
-) -> (
-    std::collections::BTreeMap<String, Vec<i64>>,
-    std::collections::BTreeMap<String, Vec<(i64, i64)>>,
-) {
+fn central_seqs(db: &MariaDb) -> (Seqs, DropRanges) {
     let mut conn = db.conn().expect("connect to MariaDB");
     let mut samples: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
     let rows: Vec<(String, i64)> = conn
