@@ -1,12 +1,14 @@
-//! The two clocks of the appliance: the wall clock (Unix time, which NTP, an operator or a
-//! board without a real-time clock may step either way) and the boot clock
-//! (`CLOCK_BOOTTIME`: milliseconds since boot, suspend included, never stepped). Ages and
-//! delays are measured on the boot clock; wall times are what rows are stamped with and what
-//! operators read. Nothing here keeps state.
+//! The two clocks of the appliance, as every module reads them. The wall clock (Unix time,
+//! which NTP, an operator or a board without a real-time clock may step either way) and the
+//! boot clock (`CLOCK_BOOTTIME`: milliseconds since boot, suspend included, never stepped).
+//! Ages and delays are measured on the boot clock (the buffer's monotonic clock builds on
+//! it); wall times are what rows are stamped with and what operators read. A leaf module (it
+//! depends on nothing of edgemon), so `config` can read the time without reaching up into
+//! `buffer`. Nothing here keeps state.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The wall clock now, as Unix milliseconds (0 before 1970).
+/// The current wall-clock time as Unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -110,10 +110,8 @@ pub enum Error {
 /// Result of buffer operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The current wall-clock time as Unix milliseconds (see [`crate::clock::now_ms`]).
-pub fn now_ms() -> i64 {
-    crate::clock::now_ms()
-}
+/// The current time as Unix milliseconds (the buffer's timestamps), from [`crate::clock`].
+pub use crate::clock::now_ms;
 
 /// An open buffer, as the round writer holds it (and the connection each role wraps).
 ///
