@@ -148,6 +148,11 @@ pub fn record(
     outcomes: &[HostOutcome],
 ) -> anyhow::Result<RoundTotals> {
     let now = crate::buffer::now_ms();
+    // A step of the wall clock is logged and the samples stamped before it flagged; ages
+    // are measured on the buffer's monotonic clock, so nothing is shed for it.
+    if let Err(error) = buffer.check_clock(now) {
+        tracing::debug!(%error, "cannot check the wall clock this round");
+    }
     match buffer.prepare_round(&config.buffer, now) {
         Ok(Room::Ok) => {}
         Ok(Room::Full { avail, reserve }) => {
