@@ -22,6 +22,7 @@ pub(crate) fn report(cpu: f64, at_ms: i64) -> Report {
         os: Some("Debian 12".into()),
         kernel: Some("6.1".into()),
         extras: vec![("disk".into(), "/:50%".into())],
+        sections: Vec::new(),
     }
 }
 
