@@ -654,6 +654,17 @@ mod tests {
             PreparedSample::new(&a, 1).checksum,
             PreparedSample::new(&b, 1).checksum
         );
+        // The families are covered: a member's value, a key, a cut count each change it.
+        let mut with = a.clone();
+        with.sections = crate::buffer::example_sections(1, 1);
+        let base = PreparedSample::new(&with, 1).checksum;
+        assert_ne!(base, PreparedSample::new(&a, 1).checksum);
+        let mut other = with.clone();
+        other.sections[2].members[1].values[2] = Some(crate::report::family::Value::U64(7));
+        assert_ne!(base, PreparedSample::new(&other, 1).checksum);
+        other = with.clone();
+        other.sections[1].cut = 1;
+        assert_ne!(base, PreparedSample::new(&other, 1).checksum);
     }
 
     #[test]
