@@ -209,4 +209,40 @@ mod tests {
         let err = CollectError::new(ErrorClass::AgentFailed, "exit 3; it said: \x1b[31mboom\r");
         assert_eq!(err.message, "exit 3; it said: boom ");
     }
+
+    /// A report of an agent from before the families (format 1.0, no section) through the
+    /// path every transport's reply takes.
+    #[test]
+    fn a_v1_report_without_sections_is_still_read() {
+        let v1 = br#"<?xml version="1.0" encoding="UTF-8"?>
+<stats version="1">
+  <collected_at>1732500000123</collected_at>
+  <cpu><total>12.5</total><core id="0">10</core><core id="1">15</core></cpu>
+  <memory><used>1024</used><total>4096</total></memory>
+  <swap><used>0</used><total>0</total></swap>
+  <uptime>3600</uptime>
+  <hostname>old-agent</hostname>
+</stats>"#;
+        let initiator = Initiator::new();
+        let reply =
+            envelope::respond_with(envelope::Responder::new(), &initiator.request(), v1).unwrap();
+        let report = open_reply(&initiator, &reply, 1 << 20).expect("a v1 report is read");
+        assert_eq!(report.hostname.as_deref(), Some("old-agent"));
+        assert_eq!((report.mem_used, report.cores.len()), (1024, 2));
+        assert!(report.sections.is_empty(), "no family measured");
+        assert!(
+            report
+                .typed::<crate::report::family::filesystems::Filesystem>()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn default_options_pass_no_token_so_any_agent_starts_alike() {
+        assert_eq!(options_token(&AgentOptions::default()), None);
+        let mut options = AgentOptions::default();
+        options.max_members = 8;
+        let token = options_token(&options).expect("a token");
+        assert_eq!(AgentOptions::from_token(&token), Ok(options));
+    }
 }
