@@ -240,8 +240,10 @@ mod tests {
     #[test]
     fn default_options_pass_no_token_so_any_agent_starts_alike() {
         assert_eq!(options_token(&AgentOptions::default()), None);
-        let mut options = AgentOptions::default();
-        options.max_members = 8;
+        let options = AgentOptions {
+            max_members: 8,
+            ..AgentOptions::default()
+        };
         let token = options_token(&options).expect("a token");
         assert_eq!(AgentOptions::from_token(&token), Ok(options));
     }

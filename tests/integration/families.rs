@@ -83,7 +83,7 @@ fn sh(host: &NetnsHost, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn fs<'a>(report: &'a Report, mount: &str) -> Filesystem {
+fn fs(report: &Report, mount: &str) -> Filesystem {
     report
         .typed::<Filesystem>()
         .into_iter()
