@@ -7,6 +7,7 @@ mod config_cli;
 mod daemon;
 mod damaged;
 mod families;
+mod families_agent;
 mod full_disk;
 mod galera;
 mod harness;
