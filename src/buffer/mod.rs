@@ -23,6 +23,7 @@
 
 mod alert_queries;
 mod disk;
+mod family_alert_queries;
 mod horizon;
 mod migrations;
 mod outbox;
@@ -36,6 +37,7 @@ mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use family_alert_queries::FillBucketRow;
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{Outbox, OutboxRow};

@@ -262,6 +262,7 @@ impl Resolver<'_> {
             swap,
             reboot: own.reboot.or(defaults.reboot).unwrap_or(true),
             unreachable_after,
+            families: self.family_limits(own, defaults, at),
         }
     }
 }

@@ -744,7 +744,7 @@ fn example_site_documents_every_key() {
     for line in text.lines() {
         let line = line.trim_start_matches(['#', ' ']);
         if let Some(header) = line.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
-            section = format!("{}[]", header.0);
+            section = format!("{}[]", header.0.replace("hosts.", "hosts[]."));
         } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
             section = header.0.replace("hosts.", "hosts[].");
         } else if let Some((name, _)) = line.split_once('=') {
