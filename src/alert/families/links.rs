@@ -96,11 +96,12 @@ fn errors(ctx: &mut Ctx<'_>, rule: Rule, iface: &Interface, limit: f64, memory: 
     ctx.counter(errors_key, errors);
     ctx.counter(packets_key, packets);
     let Some((&e0, &p0)) = previous else {
-        ctx.unmeasured(rule);
+        ctx.hold(rule);
         return;
     };
     if errors < e0 || packets < p0 {
-        ctx.unmeasured(rule);
+        // Reset (a reboot, a driver reload): this interval says nothing.
+        ctx.hold(rule);
         return;
     }
     let (de, dp) = (errors - e0, packets - p0);

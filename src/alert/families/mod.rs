@@ -320,12 +320,30 @@ impl Ctx<'_> {
         self.keep(rule, new, t.into_iter().collect());
     }
 
+    /// This round says nothing new about the rule (a counter was reset, or is seen for the
+    /// first time): its state stays as it is.
+    fn hold(&mut self, rule: Rule) {
+        if let Some(old) = self.state.get(&rule) {
+            self.verdict.next.insert(rule.clone(), old.clone());
+        }
+        self.seen.insert(rule);
+    }
+
     /// The rule is off for this member (configuration): its alert ends silently.
     fn off(&mut self, rule: Rule) {
         self.seen.insert(rule);
     }
 
-    fn keep(&mut self, rule: Rule, new: RuleState, ts: Vec<Transition>) {
+    fn keep(&mut self, rule: Rule, mut new: RuleState, ts: Vec<Transition>) {
+        // A quiet alert keeps its last value only where the next round needs it (was the
+        // mount writable, was the link up), so healthy members leave no row to rewrite.
+        let remembers = matches!(
+            rule,
+            Rule::Family(FamilyRule::FsReadonly | FamilyRule::IfDown, _)
+        );
+        if new.phase == Phase::Ok && new.breaches == 0 && !remembers {
+            new.last_value = None;
+        }
         if new != RuleState::default() {
             self.verdict.next.insert(rule.clone(), new);
         }

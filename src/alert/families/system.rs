@@ -37,7 +37,7 @@ pub(super) fn evaluate(
             let kills = kills as f64;
             ctx.counter(OOM_SERIES.to_string(), kills);
             match memory.counters.get(OOM_SERIES) {
-                None => ctx.unmeasured(rule),
+                None => ctx.hold(rule),
                 Some(&before) => {
                     let delta = increase(before, kills);
                     let reading = Reading {
@@ -106,7 +106,8 @@ fn clock(ctx: &mut Ctx<'_>, limits: &FamilyLimits, obs: &FamilyObservation) {
         ctx.off(rule);
         return;
     }
-    let value = obs.clock_offset_ms.unsigned_abs() as f64 / 1000.0;
+    // Whole seconds: the offset is a judgement in seconds, not a series.
+    let value = (obs.clock_offset_ms.unsigned_abs() as f64 / 1000.0).round();
     let limit = ctx.policy.families.max_clock_skew.as_secs_f64();
     let clear_at = limit * 0.8;
     let reading = Reading {
