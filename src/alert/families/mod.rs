@@ -424,3 +424,7 @@ fn increase(previous: f64, now: f64) -> f64 {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "buffer_tests.rs"]
+mod buffer_tests;
