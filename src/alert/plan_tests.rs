@@ -68,6 +68,7 @@ fn alerting(names: &[String], rate_limit: u32) -> Alerting {
                 unreachable_after: Some(2),
                 families: Default::default(),
             },
+            agent: Default::default(),
         })
         .collect();
     let mail = MailConfig {

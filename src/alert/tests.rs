@@ -26,6 +26,7 @@ fn host(name: &str) -> HostConfig {
             unreachable_after: Some(2),
             families: Default::default(),
         },
+        agent: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! the secret and key files it names.
 
 mod error;
+mod families;
 mod family_alerts;
 pub mod file;
 mod hosts;

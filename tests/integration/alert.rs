@@ -43,6 +43,7 @@ fn host(name: &str, mail: Option<&str>) -> HostConfig {
             unreachable_after: Some(3),
             families: Default::default(),
         },
+        agent: Default::default(),
     }
 }
 

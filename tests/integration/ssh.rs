@@ -72,6 +72,7 @@ pub(crate) fn ssh_entry(
             unreachable_after: None,
             families: Default::default(),
         },
+        agent: Default::default(),
     }
 }
 

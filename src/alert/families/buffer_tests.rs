@@ -49,6 +49,7 @@ fn host() -> HostConfig {
                 ..FamilyLimits::default()
             },
         },
+        agent: Default::default(),
     }
 }
 
