@@ -5,6 +5,7 @@ mod central_prune;
 mod config_cli;
 mod daemon;
 mod families;
+mod family_alerts;
 mod full_disk;
 mod galera;
 mod harness;
