@@ -98,6 +98,10 @@ fn family_detail(rule: FamilyRule, t: &Transition) -> String {
         .map(|l| format!(" ({})", l.as_str()))
         .unwrap_or_default();
     let resolved = t.kind == EventKind::Resolved;
+    if resolved && rule == FamilyRule::UnitFailed {
+        // A unit that recovers leaves the section of failed units.
+        return "no longer failed".to_string();
+    }
     if resolved && t.value.is_none() {
         return "no longer reported".to_string();
     }
@@ -463,6 +467,62 @@ mod tests {
         assert!(
             a.starts_with("<5.9.") && a.ends_with("@site-a.edgemon>"),
             "{a}"
+        );
+    }
+
+    fn family(rule: FamilyRule, member: &str, kind: EventKind, v: f64, limit: f64) -> AlertItem {
+        let mut i = item("db", Rule::Family(rule, member.into()), kind, v, limit);
+        i.transition.level = Some(crate::alert::rules::Level::Critical);
+        i
+    }
+
+    #[test]
+    fn family_headlines_say_the_member_the_level_and_when_it_is_full() {
+        let i = family(
+            FamilyRule::FsFilling,
+            "/var",
+            EventKind::Firing,
+            3.0 * 3600.0 + 600.0,
+            4.0 * 3600.0,
+        );
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "FIRING fs-filling:/var full in 3h 10m < 4h (critical) on db"
+        );
+        let mail = detailed("x", &[i]);
+        for needle in [
+            "Full in:   3h 10m",
+            "Level:     critical",
+            "Horizon:   4h",
+            "Metric:    fs-filling:/var",
+        ] {
+            assert!(
+                mail.body.contains(needle),
+                "{needle:?} missing in\n{}",
+                mail.body
+            );
+        }
+        let i = family(FamilyRule::FsUsed, "/var", EventKind::Escalated, 93.0, 90.0);
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "ESCALATED fs-used:/var used 93% > 90% (critical) on db"
+        );
+        let mut i = family(
+            FamilyRule::UnitFailed,
+            "nginx.service",
+            EventKind::Resolved,
+            1.0,
+            0.0,
+        );
+        i.transition.value = None;
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "RESOLVED unit-failed:nginx.service no longer failed on db"
+        );
+        assert_eq!(human_duration(59.0), "59s");
+        assert_eq!(
+            human_duration(2.0 * 86_400.0 + 4.0 * 3600.0 + 60.0),
+            "2d 4h"
         );
     }
 }
