@@ -9,6 +9,7 @@
 //! lifecycle takes `now` as a parameter), so a 10-minute prediction window and a hold of
 //! two samples run in seconds, without timed assertions.
 
+use std::path::Path;
 use std::time::Duration;
 
 use edgemon::alert::{Alerting, Mailer};
@@ -48,9 +49,9 @@ fn settings() -> CollectConfig {
     }
 }
 
-/// Only `/tmp/fill` is judged (every other mount of the machine is off by a `*` entry);
+/// Only `mount` is judged (every other mount of the machine is off by a `*` entry);
 /// the host-wide rules that read the machine itself (units, OOM, memory, limits) are off.
-fn limits() -> AlertLimits {
+fn limits(mount: &str) -> AlertLimits {
     let off = MountOverride {
         pattern: "*".into(),
         used: Some(None),
@@ -62,7 +63,7 @@ fn limits() -> AlertLimits {
         filling: Some(false),
     };
     let fill = MountOverride {
-        pattern: "/tmp/fill".into(),
+        pattern: mount.into(),
         used: Some(Percent::new(80.0)),
         used_critical: Some(Percent::new(90.0)),
         readonly: Some(true),
@@ -130,6 +131,39 @@ struct Appliance {
 }
 
 impl Appliance {
+    /// The appliance for one host entry, its buffer under `dir`, mail to `smtp`.
+    fn new(smtp: &Smtp, entry: HostConfig, dir: &Path, scratch: &Path) -> Appliance {
+        let path = dir.join("buffer.sqlite");
+        let mail = MailConfig {
+            from: "edgemon@site.test".into(),
+            recipients: vec!["ops@site.test".into()],
+            smtp: Some(SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: smtp.port(),
+                tls: SmtpTls::None,
+                username: None,
+                password: None,
+                timeout: Duration::from_secs(20),
+            }),
+            file_dir: dir.join("mail"),
+            rate_limit: 1000,
+            rate_window: Duration::from_secs(3600),
+        };
+        Appliance {
+            collector: Collector::new(
+                vec![entry.clone()],
+                settings(),
+                scratch.join("unused-local-agent"),
+                scratch.join("host-keys"),
+            ),
+            buffer: Buffer::open(&path).expect("open the buffer"),
+            alerting: Alerting::from_parts("site-7", &policy(), &mail, &[entry]),
+            mailer: Mailer::new(&mail, &path).expect("mailer"),
+            minute: 0,
+            mails: Vec::new(),
+        }
+    }
+
     /// One round at the next minute: collect, record with the alert step, send the
     /// outbox, and wait until the server has what was sent.
     fn round(&mut self, smtp: &Smtp) {
@@ -191,7 +225,7 @@ fn a_filling_tmpfs_a_read_only_remount_a_downed_link_and_a_killed_process_are_ma
         "eth1 never came up"
     );
     let entry = HostConfig {
-        alerts: limits(),
+        alerts: limits("/tmp/fill"),
         agent: AgentOptions {
             watch: vec![Watch {
                 name: "worker".into(),
@@ -209,35 +243,7 @@ fn a_filling_tmpfs_a_read_only_remount_a_downed_link_and_a_killed_process_are_ma
         )
     };
     let dir = temp_dir();
-    let path = dir.path().join("buffer.sqlite");
-    let mail = MailConfig {
-        from: "edgemon@site.test".into(),
-        recipients: vec!["ops@site.test".into()],
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp.port(),
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            timeout: Duration::from_secs(20),
-        }),
-        file_dir: dir.path().join("mail"),
-        rate_limit: 1000,
-        rate_window: Duration::from_secs(3600),
-    };
-    let mut app = Appliance {
-        collector: Collector::new(
-            vec![entry.clone()],
-            settings(),
-            scratch.path().join("unused-local-agent"),
-            scratch.path().join("host-keys"),
-        ),
-        buffer: Buffer::open(&path).expect("open the buffer"),
-        alerting: Alerting::from_parts("site-7", &policy(), &mail, &[entry]),
-        mailer: Mailer::new(&mail, &path).expect("mailer"),
-        minute: 0,
-        mails: Vec::new(),
-    };
+    let mut app = Appliance::new(&smtp, entry, dir.path(), scratch.path());
 
     // A steady 2 MiB a minute into 64 MiB, from 20 MiB: predicted before it is full,
     // warning at 80 %, critical at 90 %.
@@ -354,4 +360,75 @@ fn a_filling_tmpfs_a_read_only_remount_a_downed_link_and_a_killed_process_are_ma
             app.subjects()
         );
     }
+}
+
+#[test]
+fn a_mount_whose_server_stops_is_mailed_as_hanging_and_resolves_when_it_answers() {
+    let smtp = skip_or_fail!(Smtp::start());
+    let site = skip_or_fail!(Site::start());
+    let host = skip_or_fail!(site.host(Conditions::default()));
+    skip_or_fail!(crate::support::require_file("/usr/bin/sshfs", "sshfs"));
+    let scratch = temp_dir();
+    // sshfs to the host's own sshd, then stop its daemon: every statvfs on the mount waits.
+    sh(
+        &host,
+        &format!(
+            "mkdir -p /tmp/hang && sshfs -o allow_other,BatchMode=yes,StrictHostKeyChecking=no,\
+             UserKnownHostsFile=/dev/null,IdentityFile={key} {user}@127.0.0.1: /tmp/hang",
+            key = site.key().display(),
+            user = site.user(),
+        ),
+    );
+    let daemon = sh(
+        &host,
+        "for p in $(ls /proc | grep -E '^[0-9]+$'); do \
+           [ \"$(cat /proc/$p/comm 2>/dev/null)\" = sshfs ] && grep -q /tmp/hang /proc/$p/cmdline 2>/dev/null && echo $p; \
+         done; true",
+    );
+    let daemon = daemon
+        .lines()
+        .next()
+        .expect("the sshfs daemon runs")
+        .to_string();
+    let entry = HostConfig {
+        alerts: limits("/tmp/hang"),
+        agent: AgentOptions {
+            statfs_timeout_ms: 1000,
+            ..AgentOptions::default()
+        },
+        ..crate::ssh::ssh_entry(
+            "hang",
+            &host.address(),
+            host.port(),
+            site.user(),
+            crate::ssh::key(site.key()),
+        )
+    };
+    let dir = temp_dir();
+    let mut app = Appliance::new(&smtp, entry, dir.path(), scratch.path());
+    app.round(&smtp);
+    assert!(app.mails.is_empty(), "{:?}", app.subjects());
+
+    sh(&host, &format!("kill -STOP {daemon}"));
+    app.round(&smtp);
+    app.round(&smtp);
+    assert_eq!(
+        app.subjects(),
+        [
+            "[edgemon] FIRING fs-hanging:/tmp/hang statvfs hanging (no answer within the deadline) on hang"
+        ],
+        "one FIRING, and no used or read-only alert from a mount without sizes"
+    );
+
+    sh(&host, &format!("kill -CONT {daemon}"));
+    let mut resolved = false;
+    for _ in 0..10 {
+        app.round(&smtp);
+        if app.mailed("RESOLVED fs-hanging:/tmp/hang statvfs answers again") {
+            resolved = true;
+            break;
+        }
+    }
+    sh(&host, "umount -l /tmp/hang; true");
+    assert!(resolved, "never resolved: {:?}", app.subjects());
 }
