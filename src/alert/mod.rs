@@ -7,6 +7,8 @@
 //! only through [`Mailer`], which marks a row sent after the server accepted it.
 //!
 //! - `rules`: the pure lifecycle (`evaluate`), no IO;
+//! - `families`: the rules of the metric families (filesystems, interfaces, units,
+//!   watched processes, system limits) on the same lifecycle, no IO;
 //! - `message`: mail text and Message-IDs, no IO;
 //! - `mail`: the only module that knows SMTP (lettre).
 //!

@@ -84,17 +84,6 @@ impl Rule {
         (rule.has_members() != member.is_empty()).then(|| Rule::Family(rule, member.to_string()))
     }
 
-    /// The rule's kind without its member: `fs-used` for `fs-used:/var`, `cpu` for `cpu`.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Rule::Family(rule, _) => rule.as_str(),
-            other => match other.as_str() {
-                Cow::Borrowed(name) => name,
-                Cow::Owned(_) => "",
-            },
-        }
-    }
-
     /// Whether values of this rule are percentages.
     pub fn is_percent(&self) -> bool {
         match self {
