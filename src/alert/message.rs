@@ -127,7 +127,11 @@ fn family_detail(rule: FamilyRule, t: &Transition) -> String {
                 human_duration(s),
                 human_duration(t.limit.unwrap_or(0.0))
             ),
-            Some(s) => format!("full in {} again", human_duration(s)),
+            Some(s) => format!(
+                "full in {}, beyond {}",
+                human_duration(s),
+                human_duration(t.limit.unwrap_or(0.0))
+            ),
             None if resolved => "no longer filling".to_string(),
             None => format!("filling{level}"),
         },
