@@ -8,6 +8,7 @@ mod daemon;
 mod damaged;
 mod families;
 mod families_agent;
+mod family_alerts;
 mod full_disk;
 mod galera;
 mod harness;
