@@ -54,7 +54,37 @@ pub struct Metrics {
 struct HostGauge {
     up: bool,
     duration_s: f64,
-    error_class: Option<&'static str>,
+    /// The figures of the last attempt's report; `None` when it failed, so a
+    /// down host's series end instead of repeating old values.
+    latest: Option<HostFigures>,
+}
+
+/// What the per-host gauges show of one report: the seed's metrics and the sections.
+#[derive(Debug, Clone)]
+struct HostFigures {
+    cpu_percent: f64,
+    mem_used: u64,
+    mem_total: u64,
+    swap_used: u64,
+    swap_total: u64,
+    uptime_s: u64,
+    load: Option<[f64; 3]>,
+    sections: Vec<crate::report::family::Section>,
+}
+
+impl HostFigures {
+    fn of(report: &crate::report::Report) -> HostFigures {
+        HostFigures {
+            cpu_percent: report.cpu_percent,
+            mem_used: report.mem_used,
+            mem_total: report.mem_total,
+            swap_used: report.swap_used,
+            swap_total: report.swap_total,
+            uptime_s: report.uptime_s,
+            load: report.load,
+            sections: report.sections.clone(),
+        }
+    }
 }
 
 impl Metrics {
@@ -75,7 +105,7 @@ impl Metrics {
             let gauge = HostGauge {
                 up: o.result.is_ok(),
                 duration_s: o.duration.as_secs_f64(),
-                error_class: o.result.as_ref().err().map(|e| e.class.as_str()),
+                latest: o.result.as_ref().ok().map(HostFigures::of),
             };
             hosts.insert(o.host.clone(), gauge);
         }
@@ -183,10 +213,9 @@ impl Metrics {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             out.push_str("# HELP edgemon_host_up 1 when the host's last attempt produced a sample.\n# TYPE edgemon_host_up gauge\n");
             for (name, g) in hosts.iter() {
-                let class = g.error_class.unwrap_or("");
                 let _ = writeln!(
                     out,
-                    "edgemon_host_up{{host=\"{}\",error=\"{class}\"}} {}",
+                    "edgemon_host_up{{host=\"{}\"}} {}",
                     escape(name),
                     u8::from(g.up)
                 );
@@ -200,6 +229,8 @@ impl Metrics {
                     g.duration_s
                 );
             }
+            render_host_figures(&mut out, &hosts);
+            render_families(&mut out, &hosts);
         }
         if let Some(status) = buffer.and_then(|b| b.status().ok()) {
             let gauges: [(&str, &str, f64); 8] = [
@@ -319,6 +350,204 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// The seed's per-host gauges (CPU, memory, swap, uptime, load) of the last report.
+fn render_host_figures(out: &mut String, hosts: &BTreeMap<String, HostGauge>) {
+    type Get = fn(&HostFigures) -> Option<f64>;
+    let gauges: [(&str, &str, Get); 9] = [
+        (
+            "edgemon_host_cpu_percent",
+            "CPU in use of the last report, percent.",
+            |f| Some(f.cpu_percent),
+        ),
+        ("edgemon_host_memory_used_bytes", "Memory in use.", |f| {
+            Some(f.mem_used as f64)
+        }),
+        (
+            "edgemon_host_memory_total_bytes",
+            "Memory installed.",
+            |f| Some(f.mem_total as f64),
+        ),
+        ("edgemon_host_swap_used_bytes", "Swap in use.", |f| {
+            Some(f.swap_used as f64)
+        }),
+        ("edgemon_host_swap_total_bytes", "Swap configured.", |f| {
+            Some(f.swap_total as f64)
+        }),
+        (
+            "edgemon_host_uptime_seconds",
+            "Seconds since the host booted.",
+            |f| Some(f.uptime_s as f64),
+        ),
+        ("edgemon_host_load1", "Load average over 1 minute.", |f| {
+            f.load.map(|l| l[0])
+        }),
+        ("edgemon_host_load5", "Load average over 5 minutes.", |f| {
+            f.load.map(|l| l[1])
+        }),
+        (
+            "edgemon_host_load15",
+            "Load average over 15 minutes.",
+            |f| f.load.map(|l| l[2]),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (host, g) in hosts {
+            if let Some(v) = g.latest.as_ref().and_then(get).filter(|v| v.is_finite()) {
+                let _ = writeln!(out, "{name}{{host=\"{}\"}} {v}", escape(host));
+            }
+        }
+    }
+}
+
+/// The name, type and scale of the series of `field` of `spec`, from the
+/// spec alone: `edgemon_<family>_<field>` in base units (ms as seconds,
+/// Mbit/s as bytes per second, bytes and percent as suffixes), counters with
+/// `_total`; `None` for text fields, which are no number.
+fn family_metric(
+    spec: &crate::report::family::FamilySpec,
+    field: &crate::report::family::Field,
+) -> Option<(String, &'static str, f64)> {
+    use crate::report::family::Kind;
+    if field.kind == Kind::Text {
+        return None;
+    }
+    let mut name = format!("edgemon_{}_{}", spec.name, field.name);
+    let mut scale = 1.0;
+    match field.unit {
+        "ms" => {
+            name = format!("{}_seconds", name.trim_end_matches("_ms"));
+            scale = 0.001;
+        }
+        "Mbit/s" => {
+            name.push_str("_bytes_per_second");
+            scale = 125_000.0;
+        }
+        "bytes" if !name.ends_with("_bytes") => name.push_str("_bytes"),
+        "percent" if !name.ends_with("_percent") => name.push_str("_percent"),
+        _ => {}
+    }
+    let kind = if field.counter {
+        name.push_str("_total");
+        "counter"
+    } else {
+        "gauge"
+    };
+    Some((name, kind, scale))
+}
+
+/// Every family's series of every host's last report, from the specs:
+/// one series per member and numeric field, labelled `host`, `family` and
+/// `member` (the member's key; none in a singleton family); counters typed
+/// as counters. A family without a numeric field (failed units) gives one
+/// `edgemon_<family>_member` series of 1 per member. Per host and family,
+/// `edgemon_family_members`, `_cut` and `_refused`.
+///
+/// Cardinality is bounded by the report: at most the agent's per-family cap
+/// of members (64 by default, never more than `MAX_MEMBERS` read) times the
+/// spec's numeric fields, per host in the configuration; a member that
+/// disappears from a report and a host whose last attempt failed have no
+/// series, and no label holds free text but names the host already shows
+/// (mount points, interfaces, devices, units, watches).
+fn render_families(out: &mut String, hosts: &BTreeMap<String, HostGauge>) {
+    use crate::report::family::FAMILIES;
+    let sections = |spec: &'static crate::report::family::FamilySpec| {
+        hosts.iter().filter_map(move |(host, g)| {
+            let section = g
+                .latest
+                .as_ref()?
+                .sections
+                .iter()
+                .find(|s| s.family.id == spec.id)?;
+            Some((host, section))
+        })
+    };
+    let labels = |host: &str, spec: &crate::report::family::FamilySpec, key: &str| {
+        let mut l = format!("host=\"{}\",family=\"{}\"", escape(host), spec.name);
+        if !spec.is_singleton() {
+            let _ = write!(l, ",member=\"{}\"", escape(key));
+        }
+        l
+    };
+    for spec in FAMILIES {
+        let mut numeric = false;
+        for (i, field) in spec.fields.iter().enumerate() {
+            let Some((name, kind, scale)) = family_metric(spec, field) else {
+                continue;
+            };
+            numeric = true;
+            let _ = writeln!(
+                out,
+                "# HELP {name} {} ({}).\n# TYPE {name} {kind}",
+                field.doc, spec.name
+            );
+            for (host, section) in sections(spec) {
+                for member in &section.members {
+                    let Some(v) = member
+                        .values
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .and_then(|v| v.as_f64())
+                    else {
+                        continue;
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{name}{{{}}} {}",
+                        labels(host, spec, &member.key),
+                        v * scale
+                    );
+                }
+            }
+        }
+        if !numeric {
+            let name = format!("edgemon_{}_member", spec.name);
+            let _ = writeln!(
+                out,
+                "# HELP {name} 1 per member reported: {}.\n# TYPE {name} gauge",
+                spec.doc
+            );
+            for (host, section) in sections(spec) {
+                for member in &section.members {
+                    let _ = writeln!(out, "{name}{{{}}} 1", labels(host, spec, &member.key));
+                }
+            }
+        }
+    }
+    type Count = fn(&crate::report::family::Section) -> u64;
+    let counts: [(&str, &str, Count); 3] = [
+        (
+            "edgemon_family_members",
+            "Members of the family in the host's last report.",
+            |s| s.members.len() as u64,
+        ),
+        (
+            "edgemon_family_members_cut",
+            "Members the agent left out of the last report (per-family cap).",
+            |s| u64::from(s.cut),
+        ),
+        (
+            "edgemon_family_members_refused",
+            "Members of the last report refused as invalid.",
+            |s| u64::from(s.refused),
+        ),
+    ];
+    for (name, help, get) in counts {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for spec in FAMILIES {
+            for (host, section) in sections(spec) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{host=\"{}\",family=\"{}\"}} {}",
+                    escape(host),
+                    spec.name,
+                    get(section)
+                );
+            }
+        }
     }
 }
 

@@ -49,7 +49,7 @@ pub use sync_queries::{
     COLLIDED, Collision, HostMark, Journal, JournalFields, JournalRow, MarkedHost, SyncQueue,
     SyncSample,
 };
-pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
+pub use web_queries::{ActiveAlert, MemberPoint, Series, SeriesPoint, StoredSections, WebHost};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
