@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite.sql"),
     include_str!("../../schema/sqlite-2.sql"),
     include_str!("../../schema/sqlite-3.sql"),
+    include_str!("../../schema/sqlite-sections.sql"),
 ];
 
 /// The schema version this build writes.

@@ -23,11 +23,13 @@
 
 mod alert_queries;
 mod disk;
+mod family_queries;
 mod horizon;
 mod migrations;
 mod outbox;
 mod retention;
 mod round;
+mod sections;
 mod silence_queries;
 mod state;
 mod status;
@@ -36,11 +38,13 @@ mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use family_queries::{FamilyPoint, HostSections};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{Outbox, OutboxRow};
 pub use retention::RetentionReport;
 pub use round::Round;
+pub use sections::{DecodeError, example_sections};
 pub use silence_queries::{AckRow, NewSilence, SilenceRow};
 pub(crate) use state::key as kv_key;
 pub use state::{SyncStatus, WARNING_KEY};
@@ -52,7 +56,7 @@ pub use sync_queries::{
 pub use web_queries::{ActiveAlert, MemberPoint, Series, SeriesPoint, StoredSections, WebHost};
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
@@ -109,13 +113,8 @@ pub enum Error {
 /// Result of buffer operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The current time as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The current time as Unix milliseconds (the buffer's timestamps), from [`crate::clock`].
+pub use crate::clock::now_ms;
 
 /// An open buffer, as the round writer holds it (and the connection each role wraps).
 ///
@@ -130,6 +129,8 @@ pub struct Buffer {
     conn: Connection,
     path: PathBuf,
     disk: disk::Disk,
+    /// Cache of the `dictionary` table (member keys and text values of the sections).
+    dict: std::sync::Mutex<sections::Dictionary>,
 }
 
 /// What [`Buffer::record_round`] stored for one host.
@@ -201,6 +202,7 @@ impl Buffer {
             conn,
             path: path.to_path_buf(),
             disk,
+            dict: Default::default(),
         };
         buffer.convert_to_incremental_vacuum();
         Ok(buffer)
@@ -260,6 +262,7 @@ impl Buffer {
             conn,
             path: path.to_path_buf(),
             disk: disk::Disk::new(path),
+            dict: Default::default(),
         })
     }
 
@@ -324,6 +327,7 @@ impl Buffer {
 pub struct RoundTx<'a> {
     tx: Transaction<'a>,
     path: PathBuf,
+    dict: &'a std::sync::Mutex<sections::Dictionary>,
 }
 
 impl RoundTx<'_> {
@@ -424,8 +428,18 @@ impl RoundTx<'_> {
             Ok(report) => {
                 let skewed =
                     (report.collected_at_ms - received_at).unsigned_abs() > skew.as_millis() as u64;
-                insert_sample(&self.tx, host_id, next_seq, received_at, skewed, report)
-                    .map_err(&e)?;
+                let mut dict = self.dict.lock().unwrap_or_else(|p| p.into_inner());
+                insert_sample(
+                    &self.tx,
+                    &mut dict,
+                    host_id,
+                    next_seq,
+                    received_at,
+                    skewed,
+                    report,
+                )
+                .map_err(&e)?;
+                drop(dict);
                 self.tx
                     .execute(
                         "UPDATE hosts SET next_seq = ?2, last_sample_at = ?3, last_attempt_at = ?4,
@@ -490,6 +504,7 @@ fn upsert_host(tx: &Transaction<'_>, name: &str, address: &str) -> rusqlite::Res
 
 fn insert_sample(
     tx: &Transaction<'_>,
+    dict: &mut sections::Dictionary,
     host_id: i64,
     seq: i64,
     received_at: i64,
@@ -513,11 +528,12 @@ fn insert_sample(
         Some(serde_json::Value::Object(map).to_string())
     };
     let [load1, load5, load15] = r.load.map(|l| l.map(Some)).unwrap_or([None; 3]);
+    let sections = sections::encode(&r.sections, |text| dict.intern(tx, text))?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO samples (host_id, seq, collected_at, received_at, clock_skewed, cpu, cores,
                               mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s,
-                              load1, load5, load15, hostname, os, kernel, extras)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                              load1, load5, load15, hostname, os, kernel, extras, sections)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     stmt.execute(params![
         host_id,
@@ -540,6 +556,7 @@ fn insert_sample(
         r.os,
         r.kernel,
         extras,
+        sections,
     ])?;
     Ok(())
 }

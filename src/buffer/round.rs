@@ -24,7 +24,16 @@ pub struct Round<'a> {
 impl Buffer {
     /// Begins the transaction of one round.
     pub fn begin_round(&mut self) -> Result<Round<'_>> {
-        let Buffer { conn, path, disk } = self;
+        let Buffer {
+            conn,
+            path,
+            disk,
+            dict,
+        } = self;
+        // A round that did not commit drew dictionary ids that are gone with it.
+        dict.get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_pending();
         let tx = conn
             .transaction()
             .map_err(|source| classify(path, "recording a round", source))?;
@@ -32,6 +41,7 @@ impl Buffer {
             tx: RoundTx {
                 tx,
                 path: path.clone(),
+                dict,
             },
             disk,
             recorded: Vec::new(),
@@ -87,9 +97,10 @@ impl<'a> Round<'a> {
         let Round {
             tx, disk, totals, ..
         } = self;
-        let RoundTx { tx, path } = tx;
+        let RoundTx { tx, path, dict } = tx;
         tx.commit()
             .map_err(|source| classify(&path, "recording a round", source))?;
+        dict.lock().unwrap_or_else(|p| p.into_inner()).commit();
         if disk.state != DiskFullState::default() {
             let state = std::mem::take(&mut disk.state);
             tracing::warn!(

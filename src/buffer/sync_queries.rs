@@ -60,6 +60,8 @@ pub struct SyncSample {
     pub kernel: Option<String>,
     /// JSON object of further report elements.
     pub extras: Option<String>,
+    /// The metric family sections (empty: the report carried none, an agent of format 1.0).
+    pub sections: Vec<crate::report::family::Section>,
 }
 
 /// The small tables synced beside samples, each row identified by (appliance id, buffer epoch,
@@ -461,14 +463,16 @@ impl SyncQueue {
             .prepare_cached(
                 "SELECT s.id, h.name, h.address, s.seq, s.collected_at, s.received_at, s.clock_skewed,
                         s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
-                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras
+                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras,
+                        s.sections
                  FROM samples s JOIN hosts h ON h.id = s.host_id
                  WHERE s.sync_state = 0 AND s.id >= ?2 ORDER BY s.id LIMIT ?1",
             )
             .map_err(&e)?;
         let rows = stmt
             .query_map(params![limit as i64, from_id], |r| {
-                Ok(SyncSample {
+                let blob: Option<Vec<u8>> = r.get(22)?;
+                let sample = SyncSample {
                     id: r.get(0)?,
                     host: r.get(1)?,
                     address: r.get(2)?,
@@ -489,10 +493,21 @@ impl SyncQueue {
                     os: r.get(19)?,
                     kernel: r.get(20)?,
                     extras: r.get(21)?,
-                })
+                    sections: Vec::new(),
+                };
+                Ok((sample, blob))
             })
             .map_err(&e)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(&e)
+        let rows: Vec<(SyncSample, Option<Vec<u8>>)> =
+            rows.collect::<rusqlite::Result<_>>().map_err(&e)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (mut sample, blob) in rows {
+            sample.sections = self
+                .core
+                .sections_or_log(blob.as_deref(), &sample.host, sample.seq);
+            out.push(sample);
+        }
+        Ok(out)
     }
 
     /// The row id of the newest unsynced sample (`None`: the queue is empty). One step at the

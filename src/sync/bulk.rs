@@ -156,6 +156,7 @@ mod tests {
             os: None,
             kernel: Some("NULL".into()),
             extras: Some("{\"disk\":\"/:50%\"}".into()),
+            sections: Vec::new(),
         }
     }
 

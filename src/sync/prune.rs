@@ -39,8 +39,9 @@ use crate::config::{Config, SyncConfig};
 /// Rows per transaction unless told otherwise (samples and their per-core values together).
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
 
-/// The shortest age prune accepts: anything younger is live data.
-pub const MIN_AGE: Duration = Duration::from_secs(3600);
+/// The shortest age prune accepts: anything younger is live data (the key table's bound of
+/// `central.retention`).
+pub const MIN_AGE: Duration = crate::config::PRUNE_MIN_AGE;
 
 /// Rows read by the first batch of a series or journal (see `samples_of`).
 const FIRST_READ: usize = 128;

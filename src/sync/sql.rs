@@ -531,6 +531,7 @@ mod tests {
             os: None,
             kernel: None,
             extras: Some("{\"disk\":\"/:50%\"}".into()),
+            sections: Vec::new(),
         }
     }
 
