@@ -21,8 +21,7 @@ pub fn host_families(
     let mut out = BTreeMap::new();
     for h in &status.hosts {
         let summary = reader
-            .latest_sections(&h.name, 1)?
-            .and_then(|newest| newest.into_iter().next())
+            .latest_sections(&h.name)?
             .map(|s| FamilySummary::of(&s.sections))
             .unwrap_or_default();
         out.insert(h.name.clone(), summary);

@@ -159,17 +159,20 @@ impl StatusReader {
     }
 }
 
-/// The family sections of one stored sample of a host, as the status page,
-/// the API and `edgemon status` read them.
+/// The newest sample's family sections of a host, with each family's
+/// section of the sample before (for rates of counters).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredSections {
-    /// Receive time of the sample (Unix ms).
+pub struct NewestSections {
+    /// Receive time of the newest sample (Unix ms).
     pub at: i64,
-    /// The sections the sample carried (a family absent: not measured).
+    /// Its sections (a family absent: not measured).
     pub sections: Vec<crate::report::family::Section>,
+    /// Per family of `sections`, its section in the latest earlier sample
+    /// within the look-back, with that sample's receive time.
+    pub previous: Vec<(i64, crate::report::family::Section)>,
 }
 
-/// One member of a family over time: its values at each stored sample.
+/// One member of a family at one stored sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberPoint {
     /// Receive time of the sample (Unix ms).
@@ -179,20 +182,49 @@ pub struct MemberPoint {
 }
 
 impl StatusReader {
-    /// The sections of the newest `count` samples of `host`, newest first;
-    /// `None` when the buffer has no such host.
-    ///
-    /// The buffer's section storage (branch `central-split`) is not merged
-    /// yet: until then every sample reads as carrying no section ("not
-    /// measured"), which is what an agent of before format 1.1 gives too.
-    pub fn latest_sections(&self, host: &str, count: usize) -> Result<Option<Vec<StoredSections>>> {
-        let _ = count;
-        Ok(self.host_id(host)?.map(|_| Vec::new()))
+    /// The newest sample of `host` with its sections and, per family, the
+    /// section of the latest sample received up to `lookback_ms` before it
+    /// (through [`StatusReader::latest_sections`] and
+    /// [`StatusReader::family_history`]); `None` when the buffer has no such
+    /// host, empty sections when it has no sample yet.
+    pub fn newest_sections(&self, host: &str, lookback_ms: i64) -> Result<Option<NewestSections>> {
+        if self.host_id(host)?.is_none() {
+            return Ok(None);
+        }
+        let Some(newest) = self.latest_sections(host)? else {
+            return Ok(Some(NewestSections {
+                at: 0,
+                sections: Vec::new(),
+                previous: Vec::new(),
+            }));
+        };
+        let at = newest.received_at;
+        let mut previous = Vec::new();
+        for section in &newest.sections {
+            let points =
+                self.family_history(host, section.family, None, at - lookback_ms.max(1), at - 1)?;
+            if let Some(p) = points.into_iter().next_back() {
+                previous.push((
+                    p.received_at,
+                    crate::report::family::Section {
+                        family: section.family,
+                        members: p.members,
+                        cut: p.cut,
+                        refused: p.refused,
+                    },
+                ));
+            }
+        }
+        Ok(Some(NewestSections {
+            at,
+            sections: newest.sections,
+            previous,
+        }))
     }
 
-    /// The values of member `member` of `family` in the samples of `host`
-    /// received in `since..=until`, oldest first; `None` when the buffer has
-    /// no such host. Same storage note as [`StatusReader::latest_sections`].
+    /// The values of member `member` of `family` (`""` in a singleton) in the
+    /// samples of `host` received in `since..=until`, oldest first (samples
+    /// without it left out); `None` when the buffer has no such host.
     pub fn member_history(
         &self,
         host: &str,
@@ -201,8 +233,22 @@ impl StatusReader {
         since: i64,
         until: i64,
     ) -> Result<Option<Vec<MemberPoint>>> {
-        let _ = (family, member, since, until);
-        Ok(self.host_id(host)?.map(|_| Vec::new()))
+        if self.host_id(host)?.is_none() {
+            return Ok(None);
+        }
+        let points = self.family_history(host, family, Some(member), since, until)?;
+        Ok(Some(
+            points
+                .into_iter()
+                .filter_map(|p| {
+                    let at = p.received_at;
+                    p.members
+                        .into_iter()
+                        .next()
+                        .map(|member| MemberPoint { at, member })
+                })
+                .collect(),
+        ))
     }
 
     /// The buffer's id of host `host`.

@@ -182,8 +182,7 @@ pub fn host_summary(
     host: &str,
 ) -> Result<super::families::FamilySummary, ApiError> {
     Ok(buffer
-        .latest_sections(host, 1)?
-        .and_then(|newest| newest.into_iter().next())
+        .latest_sections(host)?
         .map(|s| super::families::FamilySummary::of(&s.sections))
         .unwrap_or_default())
 }
@@ -192,28 +191,39 @@ pub fn host_summary(
 /// counters as rates against the sample before, filesystems with a "full in"
 /// estimate from their stored history.
 pub fn families(buffer: &StatusReader, context: &Context, host: &str) -> Result<String, ApiError> {
+    // The sample before the newest, for rates: within three rounds and some slack.
+    let lookback = 3 * context.interval.as_millis() as i64 + 30_000;
     let newest = buffer
-        .latest_sections(host, 2)?
+        .newest_sections(host, lookback)?
         .ok_or_else(|| ApiError::UnknownHost(host.to_string()))?;
+    // One read of the filesystems' history for every mount's "full in".
     let since = context.now - super::families::FULL_IN_WINDOW.as_millis() as i64;
-    let failure = std::cell::RefCell::new(None);
-    let full_in = |mount: &str| match buffer.member_history(
-        host,
-        &crate::report::family::filesystems::SPEC,
-        mount,
-        since,
-        context.now,
-    ) {
-        Ok(history) => super::families::full_in_s(&history.unwrap_or_default()),
-        Err(e) => {
-            failure.borrow_mut().get_or_insert(e);
-            None
+    let filesystems = &crate::report::family::filesystems::SPEC;
+    let mut by_mount: std::collections::HashMap<String, Vec<crate::buffer::MemberPoint>> =
+        std::collections::HashMap::new();
+    if newest
+        .sections
+        .iter()
+        .any(|s| s.family.id == filesystems.id)
+    {
+        for point in buffer.family_history(host, filesystems, None, since, context.now)? {
+            for member in point.members {
+                by_mount
+                    .entry(member.key.clone())
+                    .or_default()
+                    .push(crate::buffer::MemberPoint {
+                        at: point.received_at,
+                        member,
+                    });
+            }
         }
+    }
+    let full_in = |mount: &str| {
+        by_mount
+            .get(mount)
+            .and_then(|history| super::families::full_in_s(history))
     };
     let mut value = super::families::latest_json(host, &newest, &full_in);
-    if let Some(e) = failure.into_inner() {
-        return Err(e.into());
-    }
     value["now"] = json!(context.now);
     value["interval_ms"] = json!(context.interval.as_millis() as u64);
     Ok(to_json(&value))

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::buffer::{MemberPoint, StoredSections};
+use crate::buffer::{MemberPoint, NewestSections};
 use crate::report::family::{
     FAMILIES, FamilySpec, Kind, Member, Section, Typed, Value, devices, filesystems, interfaces,
     processes, system, units,
@@ -348,28 +348,23 @@ fn spec_json(spec: &FamilySpec, columns: &[Column]) -> Map<String, Json> {
     m
 }
 
-/// One family of the newest sample as JSON: its spec, `cut` and `refused`,
-/// and each member with every column; `previous` is the sample before (for
-/// rates) and `full_in` gives a filesystem's "full in" estimate by mount.
+/// One family of the newest sample (received at `at`) as JSON: its spec,
+/// `cut` and `refused`, and each member with every column; `previous` is
+/// the family's section of an earlier sample with its time (for rates), and
+/// `full_in` gives a filesystem's "full in" estimate by mount.
 pub fn section_json(
     section: &Section,
     at: i64,
-    previous: Option<&StoredSections>,
+    previous: Option<&(i64, Section)>,
     full_in: &dyn Fn(&str) -> Option<f64>,
 ) -> Json {
     let spec = section.family;
     let columns = columns(spec);
-    let before = previous.and_then(|p| {
-        p.sections
-            .iter()
-            .find(|s| s.family.id == spec.id)
-            .map(|s| (s, at - p.at))
-    });
     let members: Vec<Json> = section
         .members
         .iter()
         .map(|member| {
-            let earlier = before.and_then(|(s, dt)| s.member(&member.key).map(|m| (m, dt)));
+            let earlier = previous.and_then(|(t, s)| s.member(&member.key).map(|m| (m, at - t)));
             let rates = rates(spec, member, earlier);
             let input = Input {
                 member,
@@ -390,6 +385,7 @@ pub fn section_json(
         })
         .collect();
     let mut m = spec_json(spec, &columns);
+    m.insert("measured".into(), json!(true));
     m.insert("cut".into(), json!(section.cut));
     m.insert("refused".into(), json!(section.refused));
     m.insert("members".into(), Json::Array(members));
@@ -400,20 +396,15 @@ pub fn section_json(
 /// order, with `measured` false for those the newest sample did not carry.
 pub fn latest_json(
     host: &str,
-    newest: &[StoredSections],
+    newest: &NewestSections,
     full_in: &dyn Fn(&str) -> Option<f64>,
 ) -> Json {
-    let latest = newest.first();
     let families: Vec<Json> = FAMILIES
         .iter()
-        .map(
-            |spec| match latest.and_then(|l| l.sections.iter().find(|s| s.family.id == spec.id)) {
-                Some(section) => {
-                    let mut j =
-                        section_json(section, latest.map_or(0, |l| l.at), newest.get(1), full_in);
-                    j["measured"] = json!(true);
-                    j
-                }
+        .map(|spec| {
+            let previous = newest.previous.iter().find(|(_, s)| s.family.id == spec.id);
+            match newest.sections.iter().find(|s| s.family.id == spec.id) {
+                Some(section) => section_json(section, newest.at, previous, full_in),
                 None => {
                     let mut m = spec_json(spec, &columns(spec));
                     m.insert("measured".into(), json!(false));
@@ -422,13 +413,14 @@ pub fn latest_json(
                     m.insert("members".into(), json!([]));
                     Json::Object(m)
                 }
-            },
-        )
+            }
+        })
         .collect();
+    let previous_at = newest.previous.iter().map(|(t, _)| *t).max();
     json!({
         "host": host,
-        "at": latest.map(|l| l.at),
-        "previous_at": newest.get(1).map(|p| p.at),
+        "at": (newest.at > 0).then_some(newest.at),
+        "previous_at": previous_at,
         "full_in": {
             "source": "estimate",
             "doc": "least squares over the last 12 h of the filesystem's available space",

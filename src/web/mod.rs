@@ -17,6 +17,8 @@
 
 pub mod api;
 pub mod families;
+#[cfg(test)]
+mod family_tests;
 pub mod http;
 #[cfg(test)]
 mod tests;
