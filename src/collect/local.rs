@@ -15,15 +15,32 @@ use std::time::Duration;
 use edgemon_proto::envelope::{self, Initiator};
 
 use super::outcome::{CollectError, ErrorClass};
+use crate::config::AgentOptions;
 use crate::report::family::Value;
 use crate::report::{self, Report};
 
-/// Runs the agent at `agent` once: sends a DH request, reads one reply within
-/// `timeout`, opens and parses it.
-pub fn collect(agent: &Path, timeout: Duration, max_reply: usize) -> Result<Report, CollectError> {
+/// The `--options` token for a host's agent options; `None` when they are the agent's
+/// defaults, so a default configuration starts any agent version alike (one older than the
+/// families does not know `--options`).
+pub fn options_token(options: &AgentOptions) -> Option<String> {
+    (*options != AgentOptions::default()).then(|| options.to_token())
+}
+
+/// Runs the agent at `agent` once with the options token `options` (`None`: its defaults):
+/// sends a DH request, reads one reply within `timeout`, opens and parses it.
+pub fn collect(
+    agent: &Path,
+    options: Option<&str>,
+    timeout: Duration,
+    max_reply: usize,
+) -> Result<Report, CollectError> {
     let initiator = Initiator::new();
     let agent_failed = |what: String| CollectError::new(ErrorClass::AgentFailed, what);
-    let mut child = Command::new(agent)
+    let mut command = Command::new(agent);
+    if let Some(token) = options {
+        command.args(["--options", token]);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
