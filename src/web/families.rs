@@ -14,7 +14,8 @@
 //!
 //! "Full in" is this module's own estimate, not the alert's: a least-squares
 //! line through the filesystem's `avail` over the last [`FULL_IN_WINDOW`] of
-//! stored samples, shown only while the line goes down.
+//! stored samples, shown only while the line goes down and once the samples
+//! span at least [`FULL_IN_MIN_SPAN`].
 
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ use crate::report::family::{
 
 /// The history a "full in" estimate fits its line through.
 pub const FULL_IN_WINDOW: Duration = Duration::from_secs(12 * 3600);
+/// The least time that history must span for an estimate: minutes of noise
+/// (a build, a log rotation) are no trend.
+pub const FULL_IN_MIN_SPAN: Duration = Duration::from_secs(3600);
 
 /// What a derived figure is computed from.
 pub struct Input<'a> {
@@ -288,13 +292,18 @@ fn column_number(spec: &FamilySpec, column: &Column, input: &Input<'_>) -> Optio
 
 /// Seconds until `avail` reaches 0 at the rate of a least-squares
 /// line through the history of a filesystem's `avail` (bytes over ms);
-/// `None` when the line does not go down or there are fewer than 3 points.
+/// `None` when the line does not go down, or there are fewer than 3 points,
+/// or they span less than [`FULL_IN_MIN_SPAN`].
 pub fn full_in_s(history: &[MemberPoint]) -> Option<f64> {
     let points: Vec<(f64, f64)> = history
         .iter()
         .filter_map(|p| Some((p.at as f64, p.member.u64(filesystems::AVAIL)? as f64)))
         .collect();
-    if points.len() < 3 {
+    let span = match (points.first(), points.last()) {
+        (Some(a), Some(b)) => b.0 - a.0,
+        _ => 0.0,
+    };
+    if points.len() < 3 || span < FULL_IN_MIN_SPAN.as_millis() as f64 {
         return None;
     }
     let n = points.len() as f64;

@@ -16,13 +16,16 @@ use crate::report::family::{
 };
 
 const GIB: u64 = 1 << 30;
-const STEP_MS: i64 = 60_000;
+/// Rounds 20 minutes apart: four span the hour a "full in" estimate needs.
+const STEP_MS: i64 = 20 * 60_000;
+const STEP_S: u64 = 20 * 60;
 /// A mount point that is markup, to prove it stays text.
 const HOSTILE_MOUNT: &str = "/mnt/<b>&x";
 
 /// The sections of round `k` (0, 1, 2, ...): `/` steady at 50 of 95 GiB, `/var`
 /// losing 2 GiB of its 20 a round, eth0 receiving 1000 B/s with 1 % errors, sda
-/// busy half the time, one failed unit, nginx running and cron missing.
+/// busy half the time and reading 100 kB/s, one failed unit, nginx running and
+/// cron missing.
 fn sections(k: u64) -> Vec<Section> {
     let fs = |mount: &str, used: u64, avail: u64| filesystems::Filesystem {
         mount: mount.into(),
@@ -45,11 +48,11 @@ fn sections(k: u64) -> Vec<Section> {
         name: "eth0".into(),
         oper: Some("up".into()),
         speed: Some(1000),
-        rx_bytes: Some(60_000 * k),
-        rx_packets: Some(600 * k),
-        rx_errors: Some(6 * k),
+        rx_bytes: Some(1000 * STEP_S * k),
+        rx_packets: Some(10 * STEP_S * k),
+        rx_errors: Some(STEP_S * k / 10),
         rx_drops: Some(0),
-        tx_bytes: Some(30_000 * k),
+        tx_bytes: Some(500 * STEP_S * k),
         tx_packets: Some(0),
         tx_errors: Some(0),
         tx_drops: Some(0),
@@ -59,9 +62,9 @@ fn sections(k: u64) -> Vec<Section> {
         name: "sda".into(),
         reads: Some(100 * k),
         writes: Some(50 * k),
-        read_bytes: Some(6_000_000 * k),
+        read_bytes: Some(100_000 * STEP_S * k),
         write_bytes: Some(0),
-        busy_ms: Some(30_000 * k),
+        busy_ms: Some(500 * STEP_S * k),
     }]);
     let sys = Section::from_typed(&[system::System {
         cpu_user: Some(12.5),
@@ -144,7 +147,7 @@ fn site(dir: &std::path::Path, rounds: u64) -> Site {
     }
     Site {
         appliance: "test".into(),
-        interval: Duration::from_secs(60),
+        interval: Duration::from_millis(STEP_MS as u64),
         buffer_path: path,
         password: None,
         weekly: Vec::new(),
@@ -230,12 +233,13 @@ fn families_of_a_host_come_from_the_specs_with_rates_derived_figures_and_full_in
     assert!(close(&root["inodes_used_percent"], 75.0), "{root}");
     assert_eq!(root["avail"], 45 * GIB);
     assert_eq!(root["full_in_s"], serde_json::Value::Null, "a steady mount");
-    // /var loses 2 GiB a minute and has 14 GiB left: full in 7 minutes.
+    // /var loses 2 GiB a round and has 14 GiB left: full in 7 rounds.
     let var = member(fss, "/var");
+    let expected = 7.0 * STEP_S as f64;
     assert!(
         var["full_in_s"]
             .as_f64()
-            .is_some_and(|s| (s - 420.0).abs() < 2.0),
+            .is_some_and(|s| (s - expected).abs() < 2.0),
         "{var}"
     );
     assert_eq!(member(fss, HOSTILE_MOUNT)["fstype"], "ext4");
@@ -402,18 +406,24 @@ fn full_in_needs_a_falling_line() {
         }
         .to_member(),
     };
-    let rising: Vec<_> = (0..5).map(|i| point(i * 1000, 100 + i as u64)).collect();
+    let rising: Vec<_> = (0..61).map(|i| point(i * 60_000, 100 + i as u64)).collect();
     assert_eq!(families::full_in_s(&rising), None);
     assert_eq!(
         families::full_in_s(&rising[..2]),
         None,
         "two points are no trend"
     );
-    let falling: Vec<_> = (0..5)
-        .map(|i| point(i * 1000, 100 - 10 * i as u64))
+    let minute = 60_000;
+    let falling: Vec<_> = (0..61)
+        .map(|i| point(i * minute, 1000 - 10 * i as u64))
         .collect();
-    // 60 left at 10 per second.
-    assert!(families::full_in_s(&falling).is_some_and(|s| (s - 6.0).abs() < 1e-9));
+    // 400 left at 10 a minute: 40 minutes.
+    assert!(families::full_in_s(&falling).is_some_and(|s| (s - 2400.0).abs() < 1e-6));
+    assert_eq!(
+        families::full_in_s(&falling[..30]),
+        None,
+        "half an hour is too short a trend"
+    );
 }
 
 #[test]

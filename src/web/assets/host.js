@@ -34,10 +34,10 @@ const EXTRA_COLUMNS = {
   full_in_s: { name: "full_in_s", kind: "f64", unit: "s", doc: "estimate: least squares over 12 h of available space" },
 };
 const LABELS = {
-  used_percent: "used", used: "used", avail: "free", size: "size", inodes_used_percent: "inodes",
+  used_percent: "used %", used: "used", avail: "free", size: "size", inodes_used_percent: "inodes %",
   full_in_s: "full in", fstype: "type", readonly: "ro", oper: "state", speed: "speed",
   rx_bytes_per_s: "rx", tx_bytes_per_s: "tx", errors_per_s: "errors", error_ratio_percent: "error ratio",
-  rx_drops_per_s: "rx drops", tx_drops_per_s: "tx drops", util_percent: "util", read_bytes_per_s: "read",
+  rx_drops_per_s: "rx drops", tx_drops_per_s: "tx drops", util_percent: "util %", read_bytes_per_s: "read",
   write_bytes_per_s: "write", reads_per_s: "reads", writes_per_s: "writes", count: "running",
 };
 
@@ -52,6 +52,7 @@ function formatValue(value, column) {
     case "s": return value > 30 * 86400 ? "> 30d" : duration(value);
     case "count": return count(Math.round(value));
     case "Mbit/s": return `${count(value)} Mbit/s`;
+    case "count/s": return `${value < 10 ? value.toFixed(2) : count(Math.round(value))}/s`;
     case "": return String(value);
     default: return `${value < 10 ? value.toFixed(2) : count(Math.round(value))} ${column.unit}`;
   }
@@ -98,7 +99,8 @@ function lineChart(series, keys, opts, size, now) {
     const y = pad + (height - 2 * pad) * (1 - level);
     root.append(svg("line", { class: "grid", x1: 0, x2: width, y1: y, y2: y }));
   }
-  const t0 = Math.min(points[0].at, now - 24 * 3600 * 1000), t1 = Math.max(now, points[points.length - 1].at);
+  // From the first point (at most 24 h ago) to now, as the hosts page's charts.
+  const t0 = points[0].at, t1 = Math.max(now, points[points.length - 1].at);
   const span = Math.max(t1 - t0, 1);
   const x = (at) => pad + (width - 2 * pad) * ((at - t0) / span);
   const y = (v) => pad + (height - 2 * pad) * (1 - Math.min(Math.max(v, 0), top) / top);
