@@ -172,6 +172,17 @@ pub struct NewestSections {
     pub previous: Vec<(i64, crate::report::family::Section)>,
 }
 
+/// A "filling up" alert's prediction for one mount.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillingPrediction {
+    /// The mount point.
+    pub mount: String,
+    /// Seconds until full, as the alert step last predicted.
+    pub seconds: f64,
+    /// The alert's state (`pending`, `firing`, ...).
+    pub state: String,
+}
+
 /// One member of a family at one stored sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberPoint {
@@ -249,6 +260,35 @@ impl StatusReader {
                 })
                 .collect(),
         ))
+    }
+
+    /// The "filling up" alerts' predictions of `host`: per mount, the seconds
+    /// to full the alert step last computed (`alert_state` rows of rule
+    /// `fs-filling:MOUNT` with a value of 0 or more; the step keeps rows only
+    /// while an alert is pending, firing or flapping, and -1 means no
+    /// prediction), with the alert's state.
+    pub fn filling_predictions(&self, host: &str) -> Result<Vec<FillingPrediction>> {
+        let e = self
+            .core
+            .err("reading the filling-up predictions for the status page");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT substr(a.rule, 12), a.last_value, a.state
+                 FROM alert_state a JOIN hosts h ON h.id = a.host_id
+                 WHERE h.name = ?1 AND a.rule LIKE 'fs-filling:%' AND a.last_value >= 0",
+            )
+            .map_err(&e)?;
+        stmt.query_map([host], |r| {
+            Ok(FillingPrediction {
+                mount: r.get(0)?,
+                seconds: r.get(1)?,
+                state: r.get(2)?,
+            })
+        })
+        .map_err(&e)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&e)
     }
 
     /// The buffer's id of host `host`.

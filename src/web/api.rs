@@ -218,10 +218,19 @@ pub fn families(buffer: &StatusReader, context: &Context, host: &str) -> Result<
             }
         }
     }
+    // The alert's prediction where its state holds one, else the estimate.
+    let predictions = buffer.filling_predictions(host)?;
     let full_in = |mount: &str| {
-        by_mount
-            .get(mount)
-            .and_then(|history| super::families::full_in_s(history))
+        predictions
+            .iter()
+            .find(|p| p.mount == mount)
+            .map(|p| (p.seconds, "alert"))
+            .or_else(|| {
+                by_mount
+                    .get(mount)
+                    .and_then(|history| super::families::full_in_s(history))
+                    .map(|s| (s, "estimate"))
+            })
     };
     let mut value = super::families::latest_json(host, &newest, &full_in);
     value["now"] = json!(context.now);

@@ -12,10 +12,11 @@
 //! limit) and the "full in" estimate of filesystems ([`full_in_s`]); the next
 //! family needs no edit here unless it wants a figure of its own.
 //!
-//! "Full in" is this module's own estimate, not the alert's: a least-squares
-//! line through the filesystem's `avail` over the last [`FULL_IN_WINDOW`] of
-//! stored samples, shown only while the line goes down and once the samples
-//! span at least [`FULL_IN_MIN_SPAN`].
+//! "Full in" is the "filling up" alert's prediction where the alert state
+//! holds one (`full_in_source: "alert"`), else this module's own estimate
+//! (`"estimate"`): a least-squares line through the filesystem's `avail` over
+//! the last [`FULL_IN_WINDOW`] of stored samples, shown only while the line
+//! goes down and once the samples span at least [`FULL_IN_MIN_SPAN`].
 
 use std::time::Duration;
 
@@ -323,6 +324,9 @@ pub fn full_in_s(history: &[MemberPoint]) -> Option<f64> {
     (slope < 0.0).then(|| avail_now.max(0.0) / -slope / 1000.0)
 }
 
+/// A filesystem's "full in" by mount: seconds and where they come from.
+pub type FullIn<'a> = dyn Fn(&str) -> Option<(f64, &'static str)> + 'a;
+
 /// The spec of a family as JSON: names, key, fields and the page's columns.
 fn spec_json(spec: &FamilySpec, columns: &[Column]) -> Map<String, Json> {
     let mut m = Map::new();
@@ -360,12 +364,13 @@ fn spec_json(spec: &FamilySpec, columns: &[Column]) -> Map<String, Json> {
 /// One family of the newest sample (received at `at`) as JSON: its spec,
 /// `cut` and `refused`, and each member with every column; `previous` is
 /// the family's section of an earlier sample with its time (for rates), and
-/// `full_in` gives a filesystem's "full in" estimate by mount.
+/// `full_in` gives a filesystem's "full in" by mount, in seconds, with its
+/// source (`alert` or `estimate`).
 pub fn section_json(
     section: &Section,
     at: i64,
     previous: Option<&(i64, Section)>,
-    full_in: &dyn Fn(&str) -> Option<f64>,
+    full_in: &FullIn<'_>,
 ) -> Json {
     let spec = section.family;
     let columns = columns(spec);
@@ -385,9 +390,14 @@ pub fn section_json(
                 m.insert(c.name.clone(), column_json(spec, c, &input));
             }
             if spec.id == filesystems::SPEC.id {
+                let full = full_in(&member.key);
                 m.insert(
                     "full_in_s".into(),
-                    full_in(&member.key).map_or(Json::Null, |v| json!(v)),
+                    full.map_or(Json::Null, |(v, _)| json!(v)),
+                );
+                m.insert(
+                    "full_in_source".into(),
+                    full.map_or(Json::Null, |(_, source)| json!(source)),
                 );
             }
             Json::Object(m)
@@ -403,11 +413,7 @@ pub fn section_json(
 
 /// `/api/hosts/NAME/families`: every family this build knows, in registry
 /// order, with `measured` false for those the newest sample did not carry.
-pub fn latest_json(
-    host: &str,
-    newest: &NewestSections,
-    full_in: &dyn Fn(&str) -> Option<f64>,
-) -> Json {
+pub fn latest_json(host: &str, newest: &NewestSections, full_in: &FullIn<'_>) -> Json {
     let families: Vec<Json> = FAMILIES
         .iter()
         .map(|spec| {
@@ -431,9 +437,10 @@ pub fn latest_json(
         "at": (newest.at > 0).then_some(newest.at),
         "previous_at": previous_at,
         "full_in": {
-            "source": "estimate",
-            "doc": "least squares over the last 12 h of the filesystem's available space",
+            "alert": "the filling-up alert's prediction, while the alert state holds one",
+            "estimate": "else least squares over the last 12 h of the available space, once an hour of samples is there",
             "window_s": FULL_IN_WINDOW.as_secs(),
+            "min_span_s": FULL_IN_MIN_SPAN.as_secs(),
         },
         "families": families,
     })

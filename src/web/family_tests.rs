@@ -242,7 +242,24 @@ fn families_of_a_host_come_from_the_specs_with_rates_derived_figures_and_full_in
             .is_some_and(|s| (s - expected).abs() < 2.0),
         "{var}"
     );
+    assert_eq!(var["full_in_source"], "estimate");
     assert_eq!(member(fss, HOSTILE_MOUNT)["fstype"], "ext4");
+    // Where the filling-up alert's state holds a prediction, that is what is shown.
+    Buffer::open(&site.buffer_path)
+        .expect("open")
+        .conn()
+        .execute(
+            "INSERT INTO alert_state (host_id, rule, state, last_value)
+             SELECT id, 'fs-filling:/', 'pending', 5400 FROM hosts WHERE name = 'web1'",
+            [],
+        )
+        .expect("an alert state row");
+    let again = get(&site, "/api/hosts/web1/families").1;
+    let root = member(family(&again, "filesystems"), "/");
+    assert_eq!(root["full_in_s"], 5400.0, "{root}");
+    assert_eq!(root["full_in_source"], "alert", "{root}");
+    let var = member(family(&again, "filesystems"), "/var");
+    assert_eq!(var["full_in_source"], "estimate", "{var}");
 
     let ifs = family(&reply, "interfaces");
     assert_eq!(ifs["cut"], 3);

@@ -31,7 +31,7 @@ const VIEW = {
   units: { columns: ["sub", "result"] },
 };
 const EXTRA_COLUMNS = {
-  full_in_s: { name: "full_in_s", kind: "f64", unit: "s", doc: "estimate: least squares over 12 h of available space" },
+  full_in_s: { name: "full_in_s", kind: "f64", unit: "s", doc: "the filling-up alert's prediction, else an estimate: least squares over 12 h of available space" },
 };
 const LABELS = {
   used_percent: "used %", used: "used", avail: "free", size: "size", inodes_used_percent: "inodes %",
@@ -161,7 +161,10 @@ function familyPanel(family, now, chartJobs) {
         ...columns.map((c) => {
           const text = formatValue(m[c.name], c);
           const cls = c.kind === "bool" ? (m[c.name] ? "flag on" : "flag") : c.kind === "text" ? "" : "num";
-          return el("td", { class: `${cls} col-${c.name}` }, text);
+          const source = c.name === "full_in_s" && m.full_in_source
+            ? (m.full_in_source === "alert" ? "the filling-up alert's prediction" : "estimate from 12 h of samples")
+            : null;
+          return el("td", { class: `${cls} col-${c.name}`, title: source }, text);
         }),
         chartCell);
     });
