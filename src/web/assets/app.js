@@ -96,8 +96,9 @@ function worstFilesystem(families) {
   const w = families && families.worst_filesystem;
   if (!w) return el("td", { class: "worst-fs none" }, "–");
   const level = w.used_percent >= 90 ? "bad" : w.used_percent >= 80 ? "warn" : "";
-  return el("td", { class: `worst-fs ${level}`, title: w.avail === null ? "" : `${bytes(w.avail)} free` },
-    el("span", { class: "mount" }, w.mount), " ", percent(w.used_percent));
+  const free = w.avail === null ? "" : ` · ${bytes(w.avail)} free`;
+  return el("td", { class: `worst-fs ${level}`, title: `${w.mount}${free}` },
+    percent(w.used_percent), el("div", { class: "mount" }, w.mount));
 }
 
 function drawChart(series, now) {
