@@ -11,10 +11,12 @@
 //! section = family id (1 byte, FamilySpec::id) cut refused count(fields) count(members) member*
 //! member  = [key: dictionary id, unless the family is a singleton]
 //!           presence (ceil(fields / 8) bytes, bit i = field i has a value) value*
-//! value   = U64: varint | Bool: 1 byte | Text: dictionary id | F64: tag byte + payload
+//! value   = U64: varint of (v >> 4k) << 3 | k, k = whole nibbles of trailing zeros (0..=7)
+//!           | Bool: 1 byte | Text: dictionary id | F64: tag byte + payload
 //! F64     = tag 0: an integer (zigzag varint) | 1: hundredths (zigzag varint of v × 100)
 //!           | 2: an f32 (4 bytes LE) | 3: an f64 (8 bytes LE); the shortest that gives
-//!           back exactly `v`, so every value reads back bit for bit.
+//!           back exactly `v`, so every value reads back bit for bit. Fields whose unit is
+//!           `percent` are kept to the hundredth (as the `cores` column keeps per-core CPU).
 //! ```
 //!
 //! `count(fields)` is the number of fields when written: a family's fields are only ever
@@ -141,9 +143,12 @@ pub(crate) fn encode(
             for (i, (field, value)) in spec.fields.iter().zip(&member.values).enumerate() {
                 let Some(value) = value else { continue };
                 match (field.kind, value) {
-                    (Kind::U64, Value::U64(v)) => varint(&mut out, *v),
+                    (Kind::U64, Value::U64(v)) => push_u64(&mut out, *v),
                     (Kind::Bool, Value::Bool(v)) => out.push(u8::from(*v)),
                     (Kind::Text, Value::Text(v)) => varint(&mut out, intern(v)? as u64),
+                    (Kind::F64, Value::F64(v)) if field.unit == "percent" => {
+                        push_f64(&mut out, hundredths(*v))
+                    }
                     (Kind::F64, Value::F64(v)) => push_f64(&mut out, *v),
                     // A value of another kind than its field: not stored (the collector's
                     // reader refuses such members; this keeps the blob readable regardless).
@@ -199,7 +204,7 @@ pub(crate) fn decode(
                     continue;
                 }
                 let value = match field.kind {
-                    Kind::U64 => Value::U64(r.varint()?),
+                    Kind::U64 => Value::U64(r.u64()?),
                     Kind::Bool => Value::Bool(r.byte()? != 0),
                     Kind::Text => Value::Text(lookup(r.varint()?)?),
                     Kind::F64 => Value::F64(r.f64()?),
@@ -222,6 +227,30 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// An unsigned value with its trailing zeros folded: `(v >> 4k) << 3 | k` as a 128-bit varint,
+/// k (0..=7) the whole nibbles of trailing zeros, so sizes in blocks (a multiple of 4 KiB, of
+/// 1 GiB) lose their zero bits and small counts still take one byte.
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    let k = if v == 0 {
+        0
+    } else {
+        (v.trailing_zeros() / 4).min(7)
+    };
+    let mut folded = (u128::from(v >> (4 * k)) << 3) | u128::from(k);
+    while folded >= 0x80 {
+        out.push((folded as u8) | 0x80);
+        folded >>= 7;
+    }
+    out.push(folded as u8);
+}
+
+/// A percentage as the buffer keeps it: to the hundredth, like the per-core values of the
+/// `cores` column (a share of CPU time is not measured finer).
+fn hundredths(v: f64) -> f64 {
+    let r = (v * 100.0).round() / 100.0;
+    if r.is_finite() { r } else { v }
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -288,6 +317,24 @@ impl Reader<'_> {
         Err(DecodeError::Malformed(start))
     }
 
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let start = self.at;
+        let mut v: u128 = 0;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                let k = (v & 7) as u32;
+                let mantissa = u64::try_from(v >> 3).map_err(|_| DecodeError::Malformed(start))?;
+                return mantissa
+                    .checked_shl(4 * k)
+                    .filter(|w| w >> (4 * k) == mantissa)
+                    .ok_or(DecodeError::Malformed(start));
+            }
+        }
+        Err(DecodeError::Malformed(start))
+    }
+
     fn u32(&mut self) -> Result<u32, DecodeError> {
         let start = self.at;
         u32::try_from(self.varint()?).map_err(|_| DecodeError::Malformed(start))
@@ -319,7 +366,7 @@ impl Reader<'_> {
 
 /// A realistic set of sections for tests and benchmarks (issue 22's load): 8 mounts, 4
 /// interfaces, 4 block devices, the system singleton, one failed unit and two watched
-/// processes, with counters that grow with `round` and CPU shares that are not round numbers.
+/// processes, with counters that grow with `round`.
 /// `host` varies the values between hosts.
 pub fn example_sections(host: u64, round: u64) -> Vec<Section> {
     use crate::report::family::{devices, filesystems, interfaces, processes, system, units};
@@ -391,7 +438,8 @@ pub fn example_sections(host: u64, round: u64) -> Vec<Section> {
         );
     }
     let ticks = 400.0 + (n % 97) as f64;
-    let share = |t: f64| 100.0 * t / ticks;
+    // Shares of CPU time to the hundredth, as the buffer keeps percentages.
+    let share = |t: f64| hundredths(100.0 * t / ticks);
     let sys = Section::from_typed(&[system::System {
         cpu_user: Some(share(31.0 + (n % 13) as f64)),
         cpu_system: Some(share(11.0 + (n % 5) as f64)),
@@ -461,17 +509,63 @@ mod tests {
             .push(Member::new(&filesystems::SPEC, "/mnt/hung"));
         let mut sys = Section::new(&system::SPEC);
         let mut s = Member::new(&system::SPEC, "");
-        for (i, v) in [3.0, 12.34, 0.1 + 0.2, -0.0, 1e300].into_iter().enumerate() {
+        for (i, v) in [3.0, 12.34, 0.1 + 0.2, 99.999, 12.5]
+            .into_iter()
+            .enumerate()
+        {
             s.set(i, Some(Value::F64(v)));
         }
         s.set(system::OOM_KILLS, Some(Value::U64(7)));
+        s.set(system::FILES_MAX, Some(Value::U64(1 << 63 | 1)));
+        s.set(system::MEM_AVAILABLE, Some(Value::U64(6 << 30)));
         sys.members.push(s);
         let sections = vec![sys, fs, Section::new(&crate::report::family::units::SPEC)];
         let (_, back) = roundtrip(&sections);
-        assert_eq!(back, sections);
-        let bits = |s: &Section| s.members[0].f64(4).map(f64::to_bits);
-        assert_eq!(bits(&back[0]), Some(1e300f64.to_bits()));
-        assert!(back[0].members[0].f64(3).unwrap().is_sign_negative());
+        // Percentages are kept to the hundredth (like the per-core values); the rest exactly.
+        let mut want = sections.clone();
+        want[0].members[0].values[2] = Some(Value::F64(0.3));
+        want[0].members[0].values[3] = Some(Value::F64(100.0));
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn every_double_and_every_integer_reads_back_bit_for_bit() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -3.0,
+            12.34,
+            0.1 + 0.2,
+            1e300,
+            -1e-300,
+            f64::MAX,
+            0.5,
+        ] {
+            let mut out = Vec::new();
+            push_f64(&mut out, v);
+            let back = Reader { blob: &out, at: 0 }.f64().unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v}");
+        }
+        for v in [
+            0,
+            1,
+            15,
+            16,
+            4096,
+            20 << 30,
+            u64::MAX,
+            1 << 63,
+            (1 << 63) | 1,
+            412,
+        ] {
+            let mut out = Vec::new();
+            push_u64(&mut out, v);
+            assert_eq!(Reader { blob: &out, at: 0 }.u64().unwrap(), v, "{v}");
+        }
+        let mut out = Vec::new();
+        push_u64(&mut out, 20 << 30);
+        assert_eq!(out.len(), 2, "a size in GiB folds its zeros");
     }
 
     #[test]
@@ -486,7 +580,7 @@ mod tests {
         fs.members.push(m);
         let (blob, _) = roundtrip(&[fs]);
         // count, family, cut, refused, fields, members | key, 2 bitmap bytes, device, files_free.
-        assert_eq!(blob.len(), 6 + 1 + 2 + 1 + 1);
+        assert_eq!(blob.len(), 6 + 1 + 2 + 1 + 2);
     }
 
     #[test]

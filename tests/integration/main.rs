@@ -4,6 +4,7 @@ mod bulk;
 mod central_prune;
 mod config_cli;
 mod daemon;
+mod families;
 mod full_disk;
 mod galera;
 mod harness;
