@@ -59,7 +59,9 @@ pub use sync_queries::{
     COLLIDED, Collision, HostMark, Journal, JournalFields, JournalRow, MarkedHost, SyncQueue,
     SyncSample,
 };
-pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
+pub use web_queries::{
+    ActiveAlert, FillingPrediction, MemberPoint, NewestSections, Series, SeriesPoint, WebHost,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
