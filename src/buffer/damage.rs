@@ -112,20 +112,33 @@ pub struct QueuedMail {
 }
 
 /// One unsynced sample read from a damaged file.
-struct Salvaged {
-    host: String,
-    address: String,
+struct Salvaged<'a> {
+    host: &'a str,
+    address: &'a str,
     values: [rusqlite::types::Value; 18],
 }
 
-/// Reads the unsynced samples still readable from the damaged file at `aside`, skipping
-/// what cannot be read; returns them (oldest first), its epoch and the ranges skipped.
-fn read_damaged(aside: &Path) -> (Vec<Salvaged>, Option<i64>, u64) {
+/// What reading a damaged file gave.
+struct Read {
+    epoch: Option<i64>,
+    copied: u64,
+    skipped: u64,
+}
+
+/// Streams the unsynced samples still readable from the damaged file at `aside` to `copy`,
+/// oldest first, 500 at a time (never the whole backlog in memory), skipping what cannot be
+/// read: an unreadable chunk is stepped over by a growing stride from the last good id.
+fn read_damaged(aside: &Path, mut copy: impl FnMut(&Salvaged<'_>) -> Result<()>) -> Result<Read> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let Ok(conn) = Connection::open_with_flags(aside, flags) else {
-        return (Vec::new(), None, 1);
+    let mut read = Read {
+        epoch: None,
+        copied: 0,
+        skipped: 1,
     };
-    let epoch = conn
+    let Ok(conn) = Connection::open_with_flags(aside, flags) else {
+        return Ok(read);
+    };
+    read.epoch = conn
         .query_row("SELECT epoch FROM buffer_identity", [], |r| r.get(0))
         .ok();
     let mut hosts = std::collections::HashMap::new();
@@ -142,24 +155,23 @@ fn read_damaged(aside: &Path) -> (Vec<Salvaged>, Option<i64>, u64) {
             hosts.insert(id, (name, address));
         }
     }
-    if hosts.is_empty() {
-        return (Vec::new(), epoch, 1);
-    }
-    let max_id: i64 = conn
-        .query_row("SELECT MAX(id) FROM samples", [], |r| r.get(0))
-        .unwrap_or(i64::MAX / 2);
-    let mut out = Vec::new();
-    let mut skipped = 0u64;
-    let mut after = 0i64;
-    let mut step = 1i64;
     let Ok(mut stmt) = conn.prepare(
         "SELECT id, host_id, sync_state, collected_at, received_at, clock_skewed, cpu, cores,
                 mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s, load1, load5,
                 load15, hostname, os, kernel, extras
          FROM samples WHERE id > ?1 ORDER BY id LIMIT 500",
     ) else {
-        return (Vec::new(), epoch, 1);
+        return Ok(read);
     };
+    if hosts.is_empty() {
+        return Ok(read);
+    }
+    read.skipped = 0;
+    let max_id: i64 = conn
+        .query_row("SELECT MAX(id) FROM samples", [], |r| r.get(0))
+        .unwrap_or(i64::MAX / 2);
+    let mut after = 0i64;
+    let mut step = 1i64;
     while after < max_id {
         let chunk: rusqlite::Result<Vec<RawRow>> = stmt
             .query_map([after], |r| {
@@ -183,63 +195,53 @@ fn read_damaged(aside: &Path) -> (Vec<Salvaged>, Option<i64>, u64) {
                     if state != 0 {
                         continue;
                     }
-                    out.push(Salvaged {
-                        host: host.clone(),
-                        address: address.clone(),
+                    copy(&Salvaged {
+                        host,
+                        address,
                         values,
-                    });
+                    })?;
+                    read.copied += 1;
                 }
             }
             Err(_) => {
                 // A damaged page under these ids: skip ahead, further each time.
-                skipped += 1;
+                read.skipped += 1;
                 after = after.saturating_add(step);
                 step = (step * 2).min(1 << 16);
-                if skipped > 100_000 {
+                if read.skipped > 100_000 {
                     break;
                 }
             }
         }
     }
-    (out, epoch, skipped)
+    Ok(read)
 }
 
 impl Buffer {
     /// Copies the unsynced samples still readable from the damaged file at `aside` into
     /// this (new) buffer as new samples of its epoch (see the module doc), records the
     /// [`Damage`] in `kv` and queues `mails` (the operator mail, composed by the caller
-    /// from the returned note), all in one transaction.
+    /// from the note), all in one transaction.
     pub fn salvage(
         &mut self,
         aside: &Path,
         error: &str,
         now_ms: i64,
-        mails: impl FnOnce(&Damage) -> Vec<QueuedMail>,
+        mails: impl Fn(&Damage) -> Vec<QueuedMail>,
     ) -> Result<Damage> {
-        let (rows, old_epoch, unreadable_ranges) = read_damaged(aside);
-        let damage = Damage {
-            detected_at: now_ms,
-            set_aside: aside.display().to_string(),
-            error: error.to_string(),
-            old_epoch,
-            salvaged_samples: rows.len() as u64,
-            unreadable_ranges,
-        };
-        let queued = mails(&damage);
         let path = self.path.clone();
         let e = move |source| super::classify(&path, "salvaging a damaged buffer", source);
-        let note = serde_json::to_string(&damage).unwrap_or_default();
         self.with_reserve(|buffer| {
             let tx = buffer
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&e)?;
-            for row in &rows {
-                super::upsert_host(&tx, &row.host, &row.address).map_err(&e)?;
+            let read = read_damaged(aside, |row| {
+                super::upsert_host(&tx, row.host, row.address).map_err(&e)?;
                 let (host_id, seq): (i64, i64) = tx
                     .query_row(
                         "SELECT id, next_seq FROM hosts WHERE name = ?1",
-                        [&row.host],
+                        [row.host],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .map_err(&e)?;
@@ -258,23 +260,33 @@ impl Buffer {
                     ])
                 })
                 .map_err(&e)?;
-                tx.execute(
-                    "UPDATE hosts SET next_seq = ?2 WHERE id = ?1",
-                    params![host_id, seq + 1],
-                )
-                .map_err(&e)?;
-            }
+                tx.prepare_cached("UPDATE hosts SET next_seq = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![host_id, seq + 1]))
+                    .map_err(&e)?;
+                Ok(())
+            })?;
+            let damage = Damage {
+                detected_at: now_ms,
+                set_aside: aside.display().to_string(),
+                error: error.to_string(),
+                old_epoch: read.epoch,
+                salvaged_samples: read.copied,
+                unreadable_ranges: read.skipped,
+            };
             tx.execute(
                 "INSERT INTO kv (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![super::state::key::BUFFER_DAMAGE, note],
+                params![
+                    super::state::key::BUFFER_DAMAGE,
+                    serde_json::to_string(&damage).unwrap_or_default()
+                ],
             )
             .map_err(&e)?;
             let round = super::RoundTx {
                 tx,
                 path: buffer.path.clone(),
             };
-            for mail in &queued {
+            for mail in mails(&damage) {
                 round.insert_outbox(&NewMail {
                     message_id: &mail.message_id,
                     recipient: &mail.recipient,
@@ -283,9 +295,9 @@ impl Buffer {
                     created_at: now_ms,
                 })?;
             }
-            round.tx.commit().map_err(&e)
-        })?;
-        Ok(damage)
+            round.tx.commit().map_err(&e)?;
+            Ok(damage)
+        })
     }
 
     /// The damaged buffer this one replaced, if any (kept until the buffer file is replaced).

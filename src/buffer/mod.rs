@@ -250,7 +250,7 @@ impl Buffer {
         path: &Path,
         error: &str,
         now_ms: i64,
-        mails: impl FnOnce(&Damage) -> Vec<damage::QueuedMail>,
+        mails: impl Fn(&Damage) -> Vec<damage::QueuedMail>,
     ) -> Result<(Buffer, Damage)> {
         let aside = damage::set_aside(path, now_ms)?;
         let mut buffer = Buffer::open(path)?;
