@@ -169,11 +169,18 @@ fn a_reader_holding_a_snapshot_for_30_s_on_a_million_samples_costs_no_round_and_
 
     let lost = log.matches("recording the round failed").count();
     let walls = round_walls(&log);
-    let longest = walls[walls_before.min(walls.len())..]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0);
+    let window = &walls[walls_before.min(walls.len())..];
+    let longest = window.iter().copied().max().unwrap_or(0);
+    let mut sorted_before = walls[..walls_before.min(walls.len())].to_vec();
+    sorted_before.sort_unstable();
+    let mut sorted_window = window.to_vec();
+    sorted_window.sort_unstable();
+    let median = |v: &[u64]| v.get(v.len() / 2).copied().unwrap_or(0);
+    eprintln!(
+        "round wall: median {} ms before the reader, {} ms from its start on",
+        median(&sorted_before),
+        median(&sorted_window)
+    );
     let conn = rusqlite::Connection::open(&buffer).expect("open the buffer");
     let mut per_host: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut stmt = conn
