@@ -148,6 +148,11 @@ pub fn record(
     outcomes: &[HostOutcome],
 ) -> anyhow::Result<RoundTotals> {
     let now = crate::buffer::now_ms();
+    // A step of the wall clock is logged and the samples stamped before it flagged; ages
+    // are measured on the buffer's monotonic clock, so nothing is shed for it.
+    if let Err(error) = buffer.check_clock(now) {
+        tracing::debug!(%error, "cannot check the wall clock this round");
+    }
     match buffer.prepare_round(&config.buffer, now) {
         Ok(Room::Ok) => {}
         Ok(Room::Full { avail, reserve }) => {
@@ -236,6 +241,22 @@ pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
         jobs.push(prune_job(config, retention));
     }
     jobs
+}
+
+/// Whether a reload from `old` to `new` changed what background job `name` is built from
+/// (each job's constructor below reads exactly these sections); an unchanged job keeps its
+/// thread across the reload.
+pub fn job_changed(name: &str, old: &Config, new: &Config) -> bool {
+    match name {
+        "sync" => {
+            old.appliance != new.appliance || old.buffer != new.buffer || old.sync != new.sync
+        }
+        "mail" => old.mail != new.mail || old.buffer.path != new.buffer.path,
+        "prune" => {
+            old.appliance != new.appliance || old.sync != new.sync || old.central != new.central
+        }
+        _ => true,
+    }
 }
 
 /// First central prune after the daemon starts (so a restart loop does not prune in a loop,

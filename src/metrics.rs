@@ -351,8 +351,13 @@ pub async fn serve(
                     // Open, read and render on the blocking pool: the status read is SQLite
                     // work, and on smol's executor thread it would stall every host's
                     // deadline timer for as long as it takes.
+                    // Dropped with this future: a scrape abandoned at its deadline interrupts
+                    // its read (`web::cancel`) instead of holding a blocking-pool thread.
+                    let (_guard, cancel) = crate::web::cancel::pair();
                     let body = smol::unblock(move || {
-                        let buffer = StatusReader::open(&buffer_path).ok();
+                        let buffer = StatusReader::open(&buffer_path)
+                            .ok()
+                            .filter(|buffer| cancel.watch(buffer.conn()));
                         metrics.render(buffer.as_ref())
                     })
                     .await;

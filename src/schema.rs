@@ -3,13 +3,15 @@
 /// The central MySQL schema (`schema/mysql.sql`).
 pub const MYSQL: &str = include_str!("../schema/mysql.sql");
 /// The local SQLite buffer schema: its migrations in order (`schema/sqlite.sql`,
-/// `schema/sqlite-2.sql`, `schema/sqlite-3.sql`).
+/// `schema/sqlite-2.sql`, `schema/sqlite-3.sql`, `schema/sqlite-4.sql`).
 pub const SQLITE: &str = concat!(
     include_str!("../schema/sqlite.sql"),
     "\n",
     include_str!("../schema/sqlite-2.sql"),
     "\n",
-    include_str!("../schema/sqlite-3.sql")
+    include_str!("../schema/sqlite-3.sql"),
+    "\n",
+    include_str!("../schema/sqlite-4.sql")
 );
 /// The in-place upgrade of a central database from schema version 1 to 2 (`schema/mysql-v2.sql`).
 pub const MYSQL_V1_TO_V2: &str = include_str!("../schema/mysql-v2.sql");

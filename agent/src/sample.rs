@@ -68,6 +68,7 @@ impl Sampler {
             os: System::long_os_version(),
             kernel: System::kernel_version(),
             extras: Vec::new(),
+            sections: Vec::new(),
         }
     }
 }

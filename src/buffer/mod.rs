@@ -27,6 +27,7 @@ mod damage;
 mod disk;
 mod horizon;
 mod migrations;
+pub mod mono;
 mod outbox;
 mod retention;
 mod round;
@@ -55,7 +56,7 @@ pub use sync_queries::{
 pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
@@ -144,13 +145,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// writer's transaction can make a writer wait, and those are short.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The current time as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The current time as Unix milliseconds (the buffer's timestamps), from [`crate::clock`].
+pub use crate::clock::now_ms;
 
 /// An open buffer, as the round writer holds it (and the connection each role wraps).
 ///
@@ -288,6 +284,7 @@ impl Buffer {
             path: path.to_path_buf(),
             source,
         })?;
+        mono::start(&mut conn, path);
         Ok(conn)
     }
 
@@ -512,8 +509,16 @@ impl RoundTx<'_> {
             Ok(report) => {
                 let skewed =
                     (report.collected_at_ms - received_at).unsigned_abs() > skew.as_millis() as u64;
-                insert_sample(&self.tx, host_id, next_seq, received_at, skewed, report)
-                    .map_err(&e)?;
+                let mono = mono::now(&self.tx).map_err(&e)?;
+                insert_sample(
+                    &self.tx,
+                    host_id,
+                    next_seq,
+                    [received_at, mono],
+                    skewed,
+                    report,
+                )
+                .map_err(&e)?;
                 self.tx
                     .execute(
                         "UPDATE hosts SET next_seq = ?2, last_sample_at = ?3, last_attempt_at = ?4,
@@ -580,7 +585,7 @@ fn insert_sample(
     tx: &Transaction<'_>,
     host_id: i64,
     seq: i64,
-    received_at: i64,
+    [received_at, received_mono]: [i64; 2],
     skewed: bool,
     r: &Report,
 ) -> rusqlite::Result<()> {
@@ -604,8 +609,8 @@ fn insert_sample(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO samples (host_id, seq, collected_at, received_at, clock_skewed, cpu, cores,
                               mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s,
-                              load1, load5, load15, hostname, os, kernel, extras)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                              load1, load5, load15, hostname, os, kernel, extras, received_mono)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     stmt.execute(params![
         host_id,
@@ -628,6 +633,7 @@ fn insert_sample(
         r.os,
         r.kernel,
         extras,
+        received_mono,
     ])?;
     Ok(())
 }

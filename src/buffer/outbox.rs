@@ -63,29 +63,39 @@ impl Outbox {
     }
 }
 
+/// No retry is scheduled further ahead than this (the mailer's backoff stops at 30 minutes
+/// plus jitter): a mail due later than `now` plus this was scheduled before the wall clock
+/// stepped back, and is due now rather than after the step is waited out.
+pub const RETRY_AHEAD_MAX_MS: i64 = 3_600_000;
+
 impl Outbox {
-    /// Pending mail whose next attempt is due at `now`, oldest first, at most `limit`.
+    /// Pending mail whose next attempt is due at `now`, oldest first, at most `limit`; a retry
+    /// scheduled more than [`RETRY_AHEAD_MAX_MS`] ahead counts as due (a backward clock step).
     pub fn due_outbox(&self, now: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         let e = self.core.err("reading due mail");
         let mut stmt = self
             .conn()
             .prepare_cached(
                 "SELECT id, message_id, recipient, subject, body, created_at, attempts FROM outbox
-                 WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+                 WHERE state = 'pending' AND (next_attempt_at <= ?1 OR next_attempt_at > ?3)
+                 ORDER BY id LIMIT ?2",
             )
             .map_err(&e)?;
         let rows = stmt
-            .query_map(params![now, limit as i64], |r| {
-                Ok(OutboxRow {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    recipient: r.get(2)?,
-                    subject: r.get(3)?,
-                    body: r.get(4)?,
-                    created_at: r.get(5)?,
-                    attempts: r.get(6)?,
-                })
-            })
+            .query_map(
+                params![now, limit as i64, now.saturating_add(RETRY_AHEAD_MAX_MS)],
+                |r| {
+                    Ok(OutboxRow {
+                        id: r.get(0)?,
+                        message_id: r.get(1)?,
+                        recipient: r.get(2)?,
+                        subject: r.get(3)?,
+                        body: r.get(4)?,
+                        created_at: r.get(5)?,
+                        attempts: r.get(6)?,
+                    })
+                },
+            )
             .map_err(&e)?;
         rows.collect::<rusqlite::Result<_>>().map_err(&e)
     }

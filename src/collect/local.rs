@@ -15,6 +15,7 @@ use std::time::Duration;
 use edgemon_proto::envelope::{self, Initiator};
 
 use super::outcome::{CollectError, ErrorClass};
+use crate::report::family::Value;
 use crate::report::{self, Report};
 
 /// Runs the agent at `agent` once: sends a DH request, reads one reply within
@@ -127,6 +128,23 @@ fn clean_report_text(report: &mut Report) {
         clean(name);
         clean(value);
     }
+    for section in &mut report.sections {
+        for member in &mut section.members {
+            clean(&mut member.key);
+            for value in member.values.iter_mut().flatten() {
+                if let Value::Text(text) = value {
+                    clean(text);
+                }
+            }
+        }
+        // Two keys that differed only in control characters are one key now: the first
+        // stays, the other is refused (counted), as the parser does with a duplicate.
+        let before = section.members.len();
+        let mut seen = std::collections::HashSet::new();
+        section.members.retain(|m| seen.insert(m.key.clone()));
+        let dropped = u32::try_from(before - section.members.len()).unwrap_or(u32::MAX);
+        section.refused = section.refused.saturating_add(dropped);
+    }
 }
 
 fn stderr_suffix(text: &str) -> String {
@@ -160,6 +178,7 @@ mod tests {
             os: None,
             kernel: None,
             extras: Vec::new(),
+            sections: Vec::new(),
         };
         report.hostname = Some("web1\x1b]0;pwned\x07".into());
         report.os = Some("Debian\r\n12".into());

@@ -162,6 +162,7 @@ fn outcome(name: &str, cpu: Option<f64>, now: i64, minute: i64) -> HostOutcome {
             os: None,
             kernel: None,
             extras: Vec::new(),
+            sections: Vec::new(),
         }),
         None => Err(CollectError::new(
             ErrorClass::Unreachable,

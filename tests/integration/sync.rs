@@ -86,6 +86,7 @@ pub(crate) fn report(i: i64, at: i64) -> Report {
         os: Some("Debian 12 \"bookworm\"".into()),
         kernel: Some("6.1.0-18-amd64".into()),
         extras: vec![("disk".into(), format!("/:{}% o'clock \\", i % 100))],
+        sections: Vec::new(),
     }
 }
 
