@@ -337,3 +337,92 @@ pub(crate) fn read_note(conn: &Connection) -> rusqlite::Result<Option<Damage>> {
         .optional()?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::outcome::HostOutcome;
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+
+    fn buffer_with_rounds(path: &Path, rounds: usize) -> i64 {
+        let mut buffer = Buffer::open(path).unwrap();
+        for _ in 0..rounds {
+            let now = super::super::now_ms();
+            let outcomes: Vec<HostOutcome> = (0..4)
+                .map(|i| HostOutcome {
+                    host: format!("h{i}"),
+                    address: format!("h{i}:22"),
+                    started_at_ms: now,
+                    duration: Duration::ZERO,
+                    result: Ok(crate::buffer::tests::report(5.0, now)),
+                })
+                .collect();
+            buffer
+                .record_round(&outcomes, Duration::from_secs(300), |_, _| Ok(()))
+                .unwrap();
+        }
+        buffer.read_epoch().unwrap()
+    }
+
+    fn garble(path: &Path, page: u64) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&[0xA5; 4096], page * 4096).unwrap();
+    }
+
+    #[test]
+    fn a_file_whose_first_page_is_garbage_is_set_aside_and_replaced_by_a_new_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        let old = buffer_with_rounds(&path, 3);
+        garble(&path, 0);
+        let error = Buffer::open_checked(&path).err().expect("damage found");
+        assert!(error.is_damaged(), "{error}");
+        let (buffer, damage) =
+            Buffer::replace_damaged(&path, &error.to_string(), 1_000, |_| Vec::new()).unwrap();
+        assert_ne!(buffer.read_epoch().unwrap(), old);
+        assert_eq!(damage.salvaged_samples, 0);
+        assert!(Path::new(&damage.set_aside).exists());
+        assert_eq!(buffer.damage().unwrap(), Some(damage));
+    }
+
+    #[test]
+    fn a_damaged_leaf_is_skipped_and_the_rest_of_the_unsynced_samples_salvaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        buffer_with_rounds(&path, 400);
+        let pages = std::fs::metadata(&path).unwrap().len() / 4096;
+        assert!(pages > 10, "{pages} pages");
+        let error = match Buffer::open_checked(&path) {
+            Ok(_) => {
+                garble(&path, pages / 2);
+                Buffer::open_checked(&path).err().expect("damage found")
+            }
+            Err(error) => panic!("healthy file refused: {error}"),
+        };
+        assert!(error.is_damaged(), "{error}");
+        let (buffer, damage) = Buffer::replace_damaged(&path, "test", 1_000, |d| {
+            vec![QueuedMail {
+                message_id: "<d@x>".into(),
+                recipient: "ops@x".into(),
+                subject: format!("{} salvaged", d.salvaged_samples),
+                body: String::new(),
+            }]
+        })
+        .unwrap();
+        assert!(
+            damage.salvaged_samples > 0 && damage.salvaged_samples < 1600,
+            "{damage:?}"
+        );
+        let (held, mails): (i64, i64) = buffer
+            .conn()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM samples), (SELECT COUNT(*) FROM outbox)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(held as u64, damage.salvaged_samples);
+        assert_eq!(mails, 1);
+    }
+}
