@@ -49,6 +49,24 @@ pub struct Damage {
     pub unreadable_ranges: u64,
 }
 
+/// The last damage any connection of this process met, per buffer file: sync, mail and
+/// status reads cannot replace the buffer themselves, the round writer can.
+static REPORTED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers that a connection on `path` met damage (called where errors are classified).
+pub(crate) fn report(path: &Path, detail: &str) {
+    let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+    reported.retain(|(at, _)| at != path);
+    reported.push((path.to_path_buf(), detail.to_string()));
+}
+
+/// Takes the damage reported for `path`, if any.
+fn take_reported(path: &Path) -> Option<String> {
+    let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+    let at = reported.iter().position(|(at, _)| at == path)?;
+    Some(reported.remove(at).1)
+}
+
 /// True for the SQLite errors that mean the file itself is damaged.
 pub(crate) fn is_damage(error: &rusqlite::Error) -> bool {
     matches!(
@@ -305,9 +323,32 @@ impl Buffer {
         read_note(self.conn()).map_err(self.err("reading the damage note"))
     }
 
-    /// Set by a round that met a damaged file: the daemon replaces the buffer before the next.
-    pub fn damage_seen(&self) -> Option<&str> {
-        self.damaged.as_deref()
+    /// Why this buffer must be replaced, if it must: a write of its own met a damaged file,
+    /// or another role of this process (sync, mail, a status read) did and the page check of
+    /// the file now confirms it (a report from a connection on an earlier, set-aside file is
+    /// dropped when the check passes). The daemon asks after every round.
+    pub fn damage_seen(&mut self) -> Option<String> {
+        let reported = take_reported(&self.path);
+        if let Some(own) = &self.damaged {
+            return Some(own.clone());
+        }
+        let reported = reported?;
+        if std::fs::metadata(&self.path).map_or(0, |m| m.len()) > CHECK_AT_OPEN_MAX {
+            tracing::error!(buffer = %self.path.display(), error = %reported, "the buffer was reported damaged; too large to check every page now, a failing round will replace it");
+            return None;
+        }
+        // On a connection of its own: the writer's page cache may still hold good copies.
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let checked = Connection::open_with_flags(&self.path, flags)
+            .map_err(|e| e.to_string())
+            .and_then(|conn| quick_check(&conn));
+        match checked {
+            Err(complaint) => Some(format!("{reported} (page check: {complaint})")),
+            Ok(()) => {
+                tracing::debug!(buffer = %self.path.display(), error = %reported, "a damage report the page check does not confirm (an earlier file's connection)");
+                None
+            }
+        }
     }
 
     /// Closes the file (the handle is left on an empty in-memory database), so that it can
@@ -384,6 +425,25 @@ mod tests {
         assert_eq!(damage.salvaged_samples, 0);
         assert!(Path::new(&damage.set_aside).exists());
         assert_eq!(buffer.damage().unwrap(), Some(damage));
+    }
+
+    #[test]
+    fn damage_another_role_reports_replaces_the_buffer_only_when_the_page_check_confirms_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        buffer_with_rounds(&path, 200);
+        let mut writer = Buffer::open(&path).unwrap();
+        report(&path, "a stale report");
+        assert_eq!(writer.damage_seen(), None, "a healthy file is kept");
+        let pages = std::fs::metadata(&path).unwrap().len() / 4096;
+        garble(&path, pages / 2);
+        report(
+            &path,
+            "sync: reading unsynced samples: database disk image is malformed",
+        );
+        let why = writer.damage_seen().expect("confirmed");
+        assert!(why.contains("page check"), "{why}");
+        assert_eq!(writer.damage_seen(), None, "a report is taken once");
     }
 
     #[test]

@@ -646,6 +646,8 @@ fn classify(path: &Path, doing: &'static str, source: rusqlite::Error) -> Error 
             Error::Busy { path, doing }
         }
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            let detail = format!("{doing}: {source}");
+            damage::report(&path, &detail);
             Error::Damaged {
                 path,
                 doing,
