@@ -303,6 +303,7 @@ impl Buffer {
             let round = super::RoundTx {
                 tx,
                 path: buffer.path.clone(),
+                dict: &buffer.dict,
             };
             for mail in mails(&damage) {
                 round.insert_outbox(&NewMail {

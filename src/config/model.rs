@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use edgemon_proto::report::family::options::AgentOptions;
+
 use super::secret::Secret;
 use super::units::Percent;
 
@@ -165,6 +167,9 @@ pub struct HostConfig {
     pub mail: Option<String>,
     /// Its limits.
     pub alerts: AlertLimits,
+    /// What its agent measures (`[collect.families]` and the host's `watch`), passed to the
+    /// agent as `--options TOKEN`; a change restarts the host's resident agent.
+    pub agent: AgentOptions,
 }
 
 impl HostConfig {

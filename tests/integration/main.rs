@@ -6,6 +6,8 @@ mod clock_steps;
 mod config_cli;
 mod daemon;
 mod damaged;
+mod families;
+mod families_agent;
 mod full_disk;
 mod galera;
 mod harness;
