@@ -456,7 +456,17 @@ mod tests {
         assert!(pages > 10, "{pages} pages");
         let error = match Buffer::open_checked(&path) {
             Ok(_) => {
-                garble(&path, pages / 2);
+                // A middle leaf of `samples`: a table leaf page (type 0x0D) holding the
+                // samples' "Debian 12" text.
+                let bytes = std::fs::read(&path).unwrap();
+                let leaves: Vec<u64> = (1..pages)
+                    .filter(|&p| {
+                        let page = &bytes[(p * 4096) as usize..((p + 1) * 4096) as usize];
+                        page[0] == 0x0D && page.windows(9).any(|w| w == b"Debian 12")
+                    })
+                    .collect();
+                assert!(leaves.len() > 4, "{leaves:?}");
+                garble(&path, leaves[leaves.len() / 2]);
                 Buffer::open_checked(&path).err().expect("damage found")
             }
             Err(error) => panic!("healthy file refused: {error}"),
