@@ -257,7 +257,7 @@ impl Buffer {
         path: &Path,
         error: &str,
         now_ms: i64,
-        mails: impl FnOnce(&Damage) -> Vec<damage::QueuedMail>,
+        mails: impl Fn(&Damage) -> Vec<damage::QueuedMail>,
     ) -> Result<(Buffer, Damage)> {
         let aside = damage::set_aside(path, now_ms)?;
         let mut buffer = Buffer::open(path)?;
@@ -666,6 +666,8 @@ fn classify(path: &Path, doing: &'static str, source: rusqlite::Error) -> Error 
             Error::Busy { path, doing }
         }
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            let detail = format!("{doing}: {source}");
+            damage::report(&path, &detail);
             Error::Damaged {
                 path,
                 doing,
