@@ -32,7 +32,7 @@ use plan::{EventRef, HostInput, MailKey, Plan, Snapshot};
 use rules::{HostState, Measures, Observation, Phase, Rule, RuleState};
 
 use crate::buffer::{self, AlertRow, NewAlertEvent, NewMail, Recorded, RoundTx};
-use crate::collect::outcome::HostOutcome;
+use crate::collect::outcome::{ErrorClass, HostOutcome};
 use crate::config::{AlertLimits, AlertPolicy, Config, HostConfig};
 
 /// Samples listed in a detailed mail.
@@ -315,6 +315,10 @@ impl Alerting {
                         uptime_s: report.uptime_s,
                     }),
                     None,
+                ),
+                Err(e) if e.class == ErrorClass::InFlight => (
+                    Observation::InFlight,
+                    Some(format!("{}: {}", e.class.as_str(), e.message)),
                 ),
                 Err(e) => (
                     Observation::Failed {

@@ -147,6 +147,15 @@ pub fn evaluate(alerting: &Alerting, snap: &Snapshot, now: i64) -> Vec<Evaluated
         .enumerate()
         .filter_map(|(index, h)| {
             let rules = alerting.hosts.get(&h.host)?;
+            if matches!(h.observation, Observation::InFlight) {
+                // Still in flight: neither the host rules nor the family rules see a round.
+                return Some(Evaluated {
+                    index,
+                    next: h.state.clone(),
+                    transitions: Vec::new(),
+                    writes: families::Writes::default(),
+                });
+            }
             let (mut next, mut transitions) = rules::evaluate(
                 &rules.limits,
                 &alerting.policy,

@@ -209,6 +209,10 @@ pub enum Observation {
         /// Consecutive failed rounds, this one included.
         consecutive_failures: u32,
     },
+    /// No answer yet: the attempt started at an earlier tick is still running (the
+    /// scheduler's `in-flight` entry). The collector was slow, not the host: every rule
+    /// keeps its state, nothing goes stale, and `unreachable` does not count it.
+    InFlight,
 }
 
 /// The values of a sample the rules look at.
@@ -311,6 +315,14 @@ pub fn evaluate(
     observation: &Observation,
     now: i64,
 ) -> (HostState, Vec<Transition>) {
+    if matches!(observation, Observation::InFlight) {
+        let next = state
+            .iter()
+            .filter(|(rule, _)| !matches!(rule, Rule::Family(..)))
+            .map(|(rule, s)| (rule.clone(), s.clone()))
+            .collect();
+        return (next, Vec::new());
+    }
     let mut next = HostState::new();
     let mut transitions = Vec::new();
     for rule in Rule::ALL {
@@ -374,7 +386,7 @@ fn unreachable(after: u32, obs: &Observation) -> Option<Reading> {
         Observation::Failed {
             consecutive_failures,
         } => (*consecutive_failures, *consecutive_failures >= after.max(1)),
-        Observation::Sample(_) => (0, false),
+        Observation::Sample(_) | Observation::InFlight => (0, false),
     };
     Some(Reading {
         value: f64::from(value),

@@ -7,14 +7,16 @@ use std::time::Duration;
 use super::*;
 use crate::config::units::Percent;
 
-/// What a round saw: a sample with this CPU %, a sample with this uptime, or a failure.
+/// What a round saw: a sample with this CPU %, a sample with this uptime, a failure, or
+/// no answer yet (the scheduler's `in-flight` entry, counted as a failed round by the buffer).
 #[derive(Clone, Copy)]
 enum Seen {
     Cpu(f64),
     Uptime(u64),
     Fail,
+    InFlight,
 }
-use Seen::{Cpu, Fail, Uptime};
+use Seen::{Cpu, Fail, InFlight, Uptime};
 
 struct Case {
     name: &'static str,
@@ -57,12 +59,15 @@ fn check(case: &Case) {
             Observation::Failed {
                 consecutive_failures: failures,
             }
+        } else if let InFlight = seen {
+            failures += 1;
+            Observation::InFlight
         } else {
             failures = 0;
             let (cpu, uptime_s) = match seen {
                 Cpu(c) => (c, 100_000 + minute as u64 * 60),
                 Uptime(u) => (1.0, u),
-                Fail => (0.0, 0),
+                Fail | InFlight => (0.0, 0),
             };
             Observation::Sample(Measures {
                 cpu,
@@ -138,6 +143,24 @@ const CASES: &[Case] = &[
             (5, Cpu(97.0), "unreachable:resolved"),
             (6, Cpu(97.0), ""),
             (7, Cpu(10.0), "cpu:resolved"),
+        ],
+    },
+    Case {
+        name: "a round still in flight changes nothing: no stale, no unreachable, no resolve",
+        cpu_limit: 20.0,
+        fire_after: 1,
+        script: &[
+            (0, Cpu(97.0), "cpu:firing"),
+            (1, InFlight, ""),
+            (2, Cpu(97.0), ""),
+            (3, InFlight, ""),
+            (4, InFlight, ""),
+            (5, Cpu(5.0), "cpu:resolved"),
+            (6, Fail, ""),
+            (7, InFlight, ""),
+            (8, Fail, "unreachable:firing"),
+            (9, InFlight, ""),
+            (10, Cpu(5.0), "unreachable:resolved"),
         ],
     },
     Case {
