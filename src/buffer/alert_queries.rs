@@ -29,7 +29,7 @@ pub struct AlertRow {
     pub flips: String,
     /// The current episode's FIRING was not mailed (silenced, or held for a site alert).
     pub unmailed: bool,
-    /// The level of a two-level alert: 0 none, 1 warning, 2 critical (migration 4).
+    /// The level of a two-level alert: 0 none, 1 warning, 2 critical (migration 6).
     pub level: i64,
 }
 

@@ -1,4 +1,4 @@
-//! The SQL behind the alert rules of the metric families (migration 4): the filling-up
+//! The SQL behind the alert rules of the metric families (migration 6): the filling-up
 //! prediction's least-squares buckets and the previous values of counters, read once
 //! per host in the round's snapshot and written by the round's alert plan, in the
 //! round's transaction. What the numbers mean is `alert::families`' business.

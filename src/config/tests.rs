@@ -378,6 +378,10 @@ fn outside(key: &keys::Key) -> Vec<(toml::Value, String)> {
             }
             out
         }
+        Kind::DurationOrOff { min, max } => vec![
+            text(humantime::format_duration(max + Duration::from_secs(1)).to_string()),
+            text(humantime::format_duration(min - Duration::from_millis(1)).to_string()),
+        ],
         Kind::Size { min, max } => vec![text((min - 1).to_string()), text((max + 1).to_string())],
         Kind::Int { min, max } => vec![int(min - 1), int(max + 1)],
         Kind::Number { min, max } => vec![

@@ -7,6 +7,8 @@ use edgemon_proto::report::family::Section;
 use edgemon_proto::report::family::options::{Watch, WatchBy, glob_match};
 use edgemon_proto::report::family::processes::Watched;
 
+use super::{read_attr, read_into};
+
 /// A running process as the watches see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proc {
@@ -46,11 +48,14 @@ pub fn count(watches: &[Watch], procs: &[Proc]) -> Vec<Watched> {
         .collect()
 }
 
-/// The processes of `/proc` now (those that vanish while read are skipped).
-fn scan(need_cmdline: bool) -> Vec<Proc> {
+/// The processes of `/proc` now (those that vanish while read are skipped), with their names
+/// and command lines when asked for (each is one file per process).
+fn scan(need_name: bool, need_cmdline: bool) -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let mut buf = Vec::with_capacity(4096);
+    let mut path = std::path::PathBuf::with_capacity(32);
     dir.filter_map(|e| {
         let e = e.ok()?;
         let name = e.file_name();
@@ -58,14 +63,26 @@ fn scan(need_cmdline: bool) -> Vec<Proc> {
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        path.clear();
+        path.push("/proc");
+        path.push(pid);
+        let comm = if need_name {
+            path.push("comm");
+            read_attr(&path, &mut buf)?;
+            String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned()
+        } else {
+            path.push("comm");
+            String::new()
+        };
         let cmdline = if need_cmdline {
-            join_cmdline(&std::fs::read(e.path().join("cmdline")).ok()?)
+            path.set_file_name("cmdline");
+            read_into(&path, &mut buf)?;
+            join_cmdline(&buf)
         } else {
             String::new()
         };
         Some(Proc {
-            name: comm.trim_end_matches('\n').to_owned(),
+            name: comm,
             cmdline,
         })
     })
@@ -78,7 +95,8 @@ pub fn measure(watches: &[Watch]) -> Section {
         return Section::from_typed::<Watched>(&[]);
     }
     let need_cmdline = watches.iter().any(|w| w.by == WatchBy::Cmdline);
-    Section::from_typed(&count(watches, &scan(need_cmdline)))
+    let need_name = watches.iter().any(|w| w.by == WatchBy::Name);
+    Section::from_typed(&count(watches, &scan(need_name, need_cmdline)))
 }
 
 #[cfg(test)]

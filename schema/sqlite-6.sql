@@ -1,6 +1,6 @@
--- edgemon local buffer (SQLite), migration 4 (issue 22): what the alert rules of the metric
+-- edgemon local buffer (SQLite), migration 6 (issue 22): what the alert rules of the metric
 -- families keep between rounds, and the level of the alerts with two.
--- Applied by edgemon itself after migration 3, in one transaction with the version bump.
+-- Applied by edgemon itself after migration 5, in one transaction with the version bump.
 -- Never edit this file once shipped: append a migration.
 
 -- The level of a firing alert with a warning and a critical level: 0 none, 1 warning, 2 critical.
