@@ -12,6 +12,9 @@ use rusqlite::params;
 
 use super::{Buffer, Result};
 
+/// How long marking a delivered mail sent keeps retrying a busy buffer before giving up.
+pub const MARK_SENT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A pending outbox row, as the mailer sends it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
@@ -98,15 +101,29 @@ impl Outbox {
     }
 
     /// Records that the server accepted mail `id`.
+    ///
+    /// The mail is already delivered, so giving up here would send it again: a lock held
+    /// past the busy timeout (another writer, never a reader) is waited out, up to
+    /// [`MARK_SENT_PATIENCE`], before the error is returned.
     pub fn mark_outbox_sent(&self, id: i64, now: i64) -> Result<()> {
-        self.core.conn()
-            .execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
-                 WHERE id = ?1",
-                params![id, now],
-            )
-            .map(drop)
-            .map_err(self.core.err("marking mail sent"))
+        let started = std::time::Instant::now();
+        loop {
+            let result = self.core.conn()
+                .execute(
+                    "UPDATE outbox SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
+                     WHERE id = ?1",
+                    params![id, now],
+                )
+                .map(drop)
+                .map_err(self.core.err("marking mail sent"));
+            match result {
+                Err(super::Error::Busy { .. }) if started.elapsed() < MARK_SENT_PATIENCE => {
+                    tracing::warn!(buffer = %self.path().display(), id, "buffer busy while marking a delivered mail sent; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Records that mail `id` was refused permanently, with the reason; it is not retried.

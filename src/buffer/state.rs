@@ -51,6 +51,8 @@ pub(crate) mod key {
     pub const ALERT_SITE: &str = "alert.site";
     /// The time-to-first-loss alert while it fires: `mailed` or `withheld`.
     pub const ALERT_LOSS: &str = "alert.loss";
+    /// The damaged buffer file this one replaced: JSON `damage::Damage`.
+    pub const BUFFER_DAMAGE: &str = "buffer.damage";
     /// The buffer warning last mailed, so that one episode is mailed once.
     pub const ALERT_BUFFER_WARNING_MAILED: &str = "alert.buffer_warning_mailed";
 }

@@ -306,6 +306,8 @@ pub struct WebSection {
     pub listen: Option<String>,
     /// File holding the basic-auth password.
     pub password_file: Option<String>,
+    /// Deadline of one request, e.g. `"10s"`.
+    pub request_timeout: String,
 }
 
 /// `[central]`: the central database's maintenance.

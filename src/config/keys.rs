@@ -369,6 +369,7 @@ pub(crate) const KEYS: &[Key] = &[
     text("metrics.listen", None, "Prometheus endpoint address, e.g. 127.0.0.1:9100; off when absent."),
     text("web.listen", None, "Status page and JSON API address, e.g. 127.0.0.1:9180; off when absent."),
     text("web.password_file", None, "File holding the page's HTTP basic-auth password; required off loopback."),
+    duration("web.request_timeout", Some("10s"), SEC, times(MIN, 5), "Deadline of one request to the page or /metrics; an abandoned request's buffer read is interrupted."),
     duration_or_off("central.retention", "0s", PRUNE_MIN_AGE, times(DAY, 36_500), "The daemon prunes central rows of this appliance older than this once a day (`edgemon central prune`); 0s = off."),
 ];
 

@@ -391,4 +391,6 @@ pub struct WebConfig {
     /// The HTTP basic-auth password; always `Some` when `listen` is not a
     /// loopback address (the configuration is refused otherwise).
     pub password: Option<Secret>,
+    /// Deadline of one request (page, API, `/metrics`), from accept to the last byte.
+    pub request_timeout: Duration,
 }

@@ -775,7 +775,12 @@ impl Resolver<'_> {
                 ),
             );
         }
-        WebConfig { listen, password }
+        let request_timeout = self.duration("web.request_timeout", &raw.request_timeout);
+        WebConfig {
+            listen,
+            password,
+            request_timeout,
+        }
     }
 }
 
