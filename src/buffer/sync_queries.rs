@@ -699,14 +699,29 @@ impl SyncQueue {
     /// Quarantines samples MySQL refused for their content: they leave the queue, keep
     /// MySQL's message, and a `drops` row (reason `quarantined: ...`) tells the central
     /// database why their sequence numbers are missing.
-    pub fn quarantine_samples(&mut self, rejected: &[(i64, String)], now_ms: i64) -> Result<()> {
+    pub fn quarantine_samples<S: AsRef<str>>(
+        &mut self,
+        rejected: &[(S, i64, String)],
+        now_ms: i64,
+    ) -> Result<()> {
         let path = self.core.path().to_path_buf();
         let e = move |source| super::classify(&path, "quarantining samples", source);
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&e)?;
-        for (id, reason) in rejected {
+        for (host, seq, reason) in rejected {
+            // Named by identity (host, seq); only a row still in the queue is quarantined.
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM samples WHERE host_id = (SELECT id FROM hosts WHERE name = ?1)
+                       AND seq = ?2 AND sync_state = 0",
+                    params![host.as_ref(), seq],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&e)?;
+            let Some(id) = id else { continue };
             let reason = format!("quarantined: {reason}");
             tx.execute(
                 "INSERT INTO quarantine (sample_id, at, reason) VALUES (?1, ?2, ?3)

@@ -426,9 +426,9 @@ impl SyncTask {
             }
             let (good, unreadable): (Vec<_>, Vec<_>) =
                 rows.into_iter().partition(|r| r.cores.is_ok());
-            let unreadable: Vec<(i64, String)> = unreadable
+            let unreadable: Vec<(String, i64, String)> = unreadable
                 .into_iter()
-                .map(|r| (r.id, r.cores.err().unwrap_or_default()))
+                .map(|r| (r.host, r.seq, r.cores.err().unwrap_or_default()))
                 .collect();
             if !unreadable.is_empty() {
                 buffer.with_reserve(|b| b.quarantine_samples(&unreadable, now_ms()))?;
@@ -795,9 +795,9 @@ fn samples_batch(
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
-            Ok(buffer
-                .borrow_mut()
-                .with_reserve(|b| b.quarantine_samples(&[(row.id, message.clone())], now_ms()))?)
+            Ok(buffer.borrow_mut().with_reserve(|b| {
+                b.quarantine_samples(&[(row.host.as_str(), row.seq, message.clone())], now_ms())
+            })?)
         },
     )?;
     Ok((done, counts))
