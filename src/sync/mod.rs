@@ -817,9 +817,9 @@ fn settle(
     let stored: Vec<i64> = written.stored().collect();
     let table = match journal {
         None => {
-            let identities: Vec<(&str, i64)> = stored
+            let identities: Vec<(i64, &str, i64)> = stored
                 .iter()
-                .filter_map(|id| keys.get(id).copied())
+                .filter_map(|id| keys.get(id).map(|&(host, seq)| (*id, host, seq)))
                 .collect();
             // Through the disk reserve: rows committed centrally must be marked, full disk or not.
             buffer.with_reserve(|b| b.mark_samples_synced(&identities, now_ms()))?;
