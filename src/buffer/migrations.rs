@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(journal, 0);
         assert_eq!(buffer.unsynced_depth().unwrap().0, 1);
         // Seq 5 synced under the new epoch, then lost centrally: it goes back.
-        buffer.mark_samples_synced(&[("a", 5)], 0).unwrap();
+        buffer.mark_samples_synced(&[(5, "a", 5)], 0).unwrap();
         let requeued = buffer
             .requeue_missing_samples(&std::collections::HashMap::new())
             .unwrap();
