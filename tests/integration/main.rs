@@ -11,6 +11,7 @@ mod galera;
 mod harness;
 mod identity;
 mod local;
+mod read_only;
 mod readers;
 mod reload;
 mod site_pacing;
