@@ -3,7 +3,8 @@
 //! account privileged to write there anyway (`READ_ONLY ADMIN`, as a DBA's
 //! account often is). Sync sends every row to the primary listed second and
 //! leaves the replica untouched (not even the schema); central prune skips
-//! the replica and runs on the primary.
+//! the replica and runs on the primary. A primary made read-only under the open sync
+//! connection gets no further row.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -82,5 +83,31 @@ fn a_read_only_replica_listed_first_gets_no_row_and_prune_runs_on_the_primary() 
     assert_eq!(
         pruned.samples as i64, buffered,
         "the primary's old samples are counted"
+    );
+
+    // The primary is made read-only under the open sync connection, for an account that could
+    // still write there: the next pass sends it nothing (and no other server is ready).
+    let mut primary_root = primary.root_conn().expect("root on the primary");
+    primary_root
+        .query_drop("GRANT READ_ONLY ADMIN ON *.* TO 'edgemon'@'%'")
+        .expect("grant READ_ONLY ADMIN");
+    primary_root
+        .query_drop("SET GLOBAL read_only = 1")
+        .expect("read_only");
+    seed(&path, 3, 10, 5);
+    let refused = task.drain(&AtomicBool::new(false), &mut |_| {});
+    let after = count(&primary, "SELECT COUNT(*) FROM samples");
+    eprintln!(
+        "primary made read-only under the session: pass {:?}, {after} samples on it \
+         (was {on_primary})",
+        refused
+            .as_ref()
+            .map(|r| r.samples)
+            .map_err(|e| e.to_string())
+    );
+    assert!(refused.is_err(), "no server is ready: the pass must fail");
+    assert_eq!(
+        after, on_primary,
+        "a server made read-only under the session got rows"
     );
 }

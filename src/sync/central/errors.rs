@@ -36,9 +36,10 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
-    /// A Galera node that is not ready for clients (`wsrep_ready` OFF, not Synced, or not in
-    /// the primary component): the caller tries another server.
-    #[error("MySQL at {server} is a Galera node not ready for clients: {message}")]
+    /// A server not ready for clients: read-only (a replica), a Galera node with
+    /// `wsrep_ready` OFF, not Synced or not in the primary component, or shutting down: the
+    /// caller tries another server.
+    #[error("MySQL at {server} is not ready for clients: {message}")]
     NotReady {
         /// `host:port`.
         server: String,

@@ -9,6 +9,15 @@ use mysql::prelude::Queryable;
 use super::{Central, Error, classify};
 
 impl Central {
+    /// [`Central::check_ready`] again on this open connection, at the start of a pass: a
+    /// server made read-only (a primary demoted to replica) or a Galera node that left the
+    /// primary component since the connection opened is not ready any more, even for an
+    /// account that could still write there.
+    pub fn recheck_ready(&mut self) -> Result<(), Error> {
+        let server = self.server().to_string();
+        self.check_ready(&server)
+    }
+
     /// A Galera node (`wsrep_on = ON`) must be ready (`wsrep_ready = ON`), `Synced` and in the
     /// primary component; any other server is a plain MySQL or MariaDB and is fine. On a Galera
     /// node the session's reads wait until the node has applied what the cluster committed
