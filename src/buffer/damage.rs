@@ -273,6 +273,7 @@ impl Buffer {
             let round = super::RoundTx {
                 tx,
                 path: buffer.path.clone(),
+                dict: &buffer.dict,
             };
             for mail in &queued {
                 round.insert_outbox(&NewMail {

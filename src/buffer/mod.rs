@@ -25,12 +25,14 @@ mod alert_queries;
 mod counts;
 mod damage;
 mod disk;
+mod family_queries;
 mod horizon;
 mod migrations;
 pub mod mono;
 mod outbox;
 mod retention;
 mod round;
+mod sections;
 mod silence_queries;
 mod state;
 mod status;
@@ -40,11 +42,13 @@ mod web_queries;
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
 pub use damage::{CHECK_AT_OPEN_MAX, Damage, QueuedMail};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use family_queries::{FamilyPoint, HostSections};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{Outbox, OutboxRow};
 pub use retention::RetentionReport;
 pub use round::Round;
+pub use sections::{DecodeError, example_sections};
 pub use silence_queries::{AckRow, NewSilence, SilenceRow};
 pub(crate) use state::key as kv_key;
 pub use state::{SyncStatus, WARNING_KEY};
@@ -163,6 +167,8 @@ pub struct Buffer {
     disk: disk::Disk,
     /// Set when a write met a damaged file (see [`Buffer::note_damage`]).
     damaged: Option<String>,
+    /// Cache of the `dictionary` table (member keys and text values of the sections).
+    dict: std::sync::Mutex<sections::Dictionary>,
 }
 
 /// What [`Buffer::record_round`] stored for one host.
@@ -217,6 +223,7 @@ impl Buffer {
             path: path.to_path_buf(),
             disk,
             damaged: None,
+            dict: Default::default(),
         };
         buffer.convert_to_incremental_vacuum();
         Ok(buffer)
@@ -342,6 +349,7 @@ impl Buffer {
             path: path.to_path_buf(),
             disk: disk::Disk::new(path),
             damaged: None,
+            dict: Default::default(),
         })
     }
 
@@ -409,6 +417,7 @@ impl Buffer {
 pub struct RoundTx<'a> {
     tx: Transaction<'a>,
     path: PathBuf,
+    dict: &'a std::sync::Mutex<sections::Dictionary>,
 }
 
 impl RoundTx<'_> {
@@ -510,8 +519,10 @@ impl RoundTx<'_> {
                 let skewed =
                     (report.collected_at_ms - received_at).unsigned_abs() > skew.as_millis() as u64;
                 let mono = mono::now(&self.tx).map_err(&e)?;
+                let mut dict = self.dict.lock().unwrap_or_else(|p| p.into_inner());
                 insert_sample(
                     &self.tx,
+                    &mut dict,
                     host_id,
                     next_seq,
                     [received_at, mono],
@@ -519,6 +530,7 @@ impl RoundTx<'_> {
                     report,
                 )
                 .map_err(&e)?;
+                drop(dict);
                 self.tx
                     .execute(
                         "UPDATE hosts SET next_seq = ?2, last_sample_at = ?3, last_attempt_at = ?4,
@@ -583,6 +595,7 @@ fn upsert_host(tx: &Transaction<'_>, name: &str, address: &str) -> rusqlite::Res
 
 fn insert_sample(
     tx: &Transaction<'_>,
+    dict: &mut sections::Dictionary,
     host_id: i64,
     seq: i64,
     [received_at, received_mono]: [i64; 2],
@@ -606,11 +619,13 @@ fn insert_sample(
         Some(serde_json::Value::Object(map).to_string())
     };
     let [load1, load5, load15] = r.load.map(|l| l.map(Some)).unwrap_or([None; 3]);
+    let sections = sections::encode(&r.sections, |text| dict.intern(tx, text))?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO samples (host_id, seq, collected_at, received_at, clock_skewed, cpu, cores,
                               mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s,
-                              load1, load5, load15, hostname, os, kernel, extras, received_mono)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                              load1, load5, load15, hostname, os, kernel, extras, received_mono,
+                              sections)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     )?;
     stmt.execute(params![
         host_id,
@@ -634,6 +649,7 @@ fn insert_sample(
         r.kernel,
         extras,
         received_mono,
+        sections,
     ])?;
     Ok(())
 }

@@ -60,6 +60,8 @@ pub struct SyncSample {
     pub kernel: Option<String>,
     /// JSON object of further report elements.
     pub extras: Option<String>,
+    /// The metric family sections (empty: the report carried none, an agent of format 1.0).
+    pub sections: Vec<crate::report::family::Section>,
 }
 
 /// The small tables synced beside samples, each row identified by (appliance id, buffer epoch,
@@ -458,8 +460,22 @@ impl SyncQueue {
     /// the live rows a pass sends before the backfill. One range of the partial index
     /// `samples_unsynced`, however large the backlog below `from_id`.
     pub fn unsynced_samples_from(&self, from_id: i64, limit: usize) -> Result<Vec<SyncSample>> {
-        read_unsynced(self.conn(), from_id, limit)
-            .map_err(self.core.err("reading unsynced samples"))
+        let rows = read_unsynced(self.conn(), from_id, limit)
+            .map_err(self.core.err("reading unsynced samples"))?;
+        Ok(self.with_sections(rows))
+    }
+
+    /// The samples with their sections decoded (a blob that does not decode is logged and
+    /// read as none: only the buffer writes them).
+    fn with_sections(&self, rows: Vec<(SyncSample, Option<Vec<u8>>)>) -> Vec<SyncSample> {
+        rows.into_iter()
+            .map(|(mut sample, blob)| {
+                sample.sections =
+                    self.core
+                        .sections_or_log(blob.as_deref(), &sample.host, sample.seq);
+                sample
+            })
+            .collect()
     }
 
     /// [`SyncQueue::unsynced_samples_from`] for a batch about to be sent: in the same write
@@ -476,7 +492,7 @@ impl SyncQueue {
             .map_err(&e)?;
         let rows = read_unsynced(&tx, from_id, limit).map_err(&e)?;
         let (lo, hi) = match (rows.first(), rows.last()) {
-            (Some(first), Some(last)) => (first.id, last.id),
+            (Some((first, _)), Some((last, _))) => (first.id, last.id),
             _ => (1, 0),
         };
         tx.execute(
@@ -486,7 +502,7 @@ impl SyncQueue {
         )
         .map_err(&e)?;
         tx.commit().map_err(&e)?;
-        Ok(rows)
+        Ok(self.with_sections(rows))
     }
 }
 
@@ -508,22 +524,26 @@ pub(crate) fn in_flight(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i
 }
 
 /// The `limit` unsynced samples of lowest row id at or above `from_id`.
+/// Each row comes with its sections blob, decoded by [`SyncQueue::with_sections`] once the
+/// read (or the claim's transaction) is over.
 fn read_unsynced(
     conn: &rusqlite::Connection,
     from_id: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<SyncSample>> {
+) -> rusqlite::Result<Vec<(SyncSample, Option<Vec<u8>>)>> {
     {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT s.id, h.name, h.address, s.seq, s.collected_at, s.received_at, s.clock_skewed,
                         s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
-                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras
+                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras,
+                        s.sections
                  FROM samples s JOIN hosts h ON h.id = s.host_id
                  WHERE s.sync_state = 0 AND s.id >= ?2 ORDER BY s.id LIMIT ?1",
             )?;
         let rows = stmt.query_map(params![limit as i64, from_id], |r| {
-            Ok(SyncSample {
+            let blob: Option<Vec<u8>> = r.get(22)?;
+            let sample = SyncSample {
                 id: r.get(0)?,
                 host: r.get(1)?,
                 address: r.get(2)?,
@@ -544,7 +564,9 @@ fn read_unsynced(
                 os: r.get(19)?,
                 kernel: r.get(20)?,
                 extras: r.get(21)?,
-            })
+                sections: Vec::new(),
+            };
+            Ok((sample, blob))
         })?;
         rows.collect::<rusqlite::Result<_>>()
     }

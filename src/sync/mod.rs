@@ -49,6 +49,7 @@ mod bulk;
 pub mod central;
 mod command;
 pub mod endpoints;
+pub mod families;
 pub mod pace;
 pub mod prune;
 pub mod schedule;

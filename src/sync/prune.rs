@@ -119,6 +119,8 @@ pub struct PruneReport {
     pub samples: u64,
     /// Per-core values deleted with them.
     pub cores: u64,
+    /// Metric family rows (`sample_sections`, `sample_<family>`) deleted with them.
+    pub family_rows: u64,
     /// Collection errors deleted.
     pub collection_errors: u64,
     /// Alert events deleted.
@@ -140,7 +142,12 @@ pub struct PruneReport {
 impl PruneReport {
     /// Every row deleted.
     pub fn rows(&self) -> u64 {
-        self.samples + self.cores + self.collection_errors + self.alert_events + self.drops
+        self.samples
+            + self.cores
+            + self.family_rows
+            + self.collection_errors
+            + self.alert_events
+            + self.drops
     }
 }
 
@@ -226,7 +233,8 @@ struct Pruner<'a> {
     /// ` AND appliance_id = N`, or empty for every appliance.
     scope: String,
     report: PruneReport,
-    /// Rows per sample (the sample and its per-core values) seen so far, to size batches.
+    /// Rows per sample (the sample, its per-core values and family rows) seen so far, to size
+    /// batches.
     per_sample: f64,
     /// Each series' horizon as this run leaves it (also in a dry run, for the drops' count).
     horizons: HashMap<(u32, i64, u32), i64>,
@@ -298,6 +306,11 @@ impl Pruner<'_> {
             if std::mem::take(&mut first) {
                 want = want.min(FIRST_READ);
             }
+            // Until one sample was deleted, how many rows one takes with it (cores, family
+            // members) is unknown: the first transaction of a run deletes one sample.
+            if self.report.samples == 0 {
+                want = 1;
+            }
             // 1: older than the cutoff; 2: stamped in the future; 0: newer.
             let mut read = want;
             let (rows, end, newer_at) = loop {
@@ -327,17 +340,33 @@ impl Pruner<'_> {
                 return Ok(true);
             };
             let list = join(&old);
-            let (samples, cores) = if self.options.dry_run {
+            let (samples, cores, family_rows) = if self.options.dry_run {
                 let cores: Option<i64> = self.query_first(format!(
                     "SELECT COUNT(*) FROM sample_cores WHERE {key} AND seq BETWEEN {lo} AND {hi}"
                 ))?;
-                (old.len() as u64, cores.unwrap_or(0).max(0) as u64)
+                let mut count = String::from("SELECT 0");
+                for table in super::families::tables() {
+                    count.push_str(&format!(
+                        " + (SELECT COUNT(*) FROM {table} WHERE {key} AND seq BETWEEN {lo} AND {hi})"
+                    ));
+                }
+                let family_rows: Option<i64> = self.query_first(count)?;
+                (
+                    old.len() as u64,
+                    cores.unwrap_or(0).max(0) as u64,
+                    family_rows.unwrap_or(0).max(0) as u64,
+                )
             } else {
                 self.transaction(|tx| {
                     tx.query_drop(format!(
                         "DELETE FROM sample_cores WHERE {key} AND seq IN ({list})"
                     ))?;
                     let cores = tx.affected_rows();
+                    let mut family_rows = 0;
+                    for table in super::families::tables() {
+                        tx.query_drop(format!("DELETE FROM {table} WHERE {key} AND seq IN ({list})"))?;
+                        family_rows += tx.affected_rows();
+                    }
                     tx.query_drop(format!("DELETE FROM samples WHERE {key} AND seq IN ({list})"))?;
                     let samples = tx.affected_rows();
                     tx.query_drop(format!(
@@ -345,14 +374,16 @@ impl Pruner<'_> {
                                 samples_pruned = samples_pruned + {samples}
                           WHERE {key}"
                     ))?;
-                    Ok((samples, cores))
+                    Ok((samples, cores, family_rows))
                 })?
             };
             self.report.samples += samples;
             self.report.cores += cores;
-            self.report.largest_transaction = self.report.largest_transaction.max(samples + cores);
+            self.report.family_rows += family_rows;
+            let deleted = samples + cores + family_rows;
+            self.report.largest_transaction = self.report.largest_transaction.max(deleted);
             if samples > 0 {
-                let seen = (samples + cores) as f64 / samples as f64;
+                let seen = deleted as f64 / samples as f64;
                 self.per_sample = self.per_sample.max(seen);
             }
             let horizon = self.horizons.entry((appliance, epoch, host)).or_default();
@@ -582,9 +613,10 @@ pub fn command(
     )?;
     writeln!(
         out,
-        "samples: {} (per-core values: {}) over {} host series; collection_errors: {}; alert_events: {}; drops: {}",
+        "samples: {} (per-core values: {}, family rows: {}) over {} host series; collection_errors: {}; alert_events: {}; drops: {}",
         report.samples,
         report.cores,
+        report.family_rows,
         report.series,
         report.collection_errors,
         report.alert_events,

@@ -6,6 +6,7 @@ mod clock_steps;
 mod config_cli;
 mod daemon;
 mod damaged;
+mod families;
 mod full_disk;
 mod galera;
 mod harness;

@@ -44,7 +44,8 @@ impl Central {
 /// (MariaDB: local infile capability disabled), 3948 (MySQL: loading local data disabled).
 const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
 
-/// `LOAD DATA LOCAL INFILE` of the absent samples and their cores, streamed from memory,
+/// `LOAD DATA LOCAL INFILE` of the absent samples, their cores and their family child rows,
+/// streamed from memory,
 /// behind a savepoint; the samples inserted. With `LOCAL` the server cannot stop the
 /// transfer, so it treats every row error as `IGNORE` would: a duplicate key or a value it
 /// refuses (too long, out of range, NULL in a NOT NULL column, invalid JSON) becomes a
@@ -74,7 +75,25 @@ pub(super) fn load_samples(
         (0, _) => load(tx, "sample_cores", bulk::CORE_COLUMNS, files.cores)?,
         _ => Loaded::default(),
     };
+    // The family child tables (sample_sections, sample_<family>): each must load every line
+    // it was sent without a warning, like the cores.
+    let mut children_clean = true;
     if samples.warnings == 0 && cores.warnings == 0 && cores.affected == files.core_rows {
+        for child in files.children {
+            let loaded = load(tx, &child.table, &child.columns, child.data)?;
+            if loaded.warnings > 0 || loaded.affected != child.rows {
+                tracing::debug!(table = %child.table, warnings = loaded.warnings,
+                    affected = loaded.affected, sent = child.rows, "LOAD DATA of a child table fell short");
+                children_clean = false;
+                break;
+            }
+        }
+    }
+    if samples.warnings == 0
+        && cores.warnings == 0
+        && cores.affected == files.core_rows
+        && children_clean
+    {
         return Ok(Some(samples.affected));
     }
     let warning: Option<(String, u32, String)> = tx.query_first("SHOW WARNINGS LIMIT 1")?;

@@ -3,12 +3,13 @@
 //! It connects with the timeouts of `sync.timeout` (connect, read and write, so
 //! a killed server never hangs the task), pins the session (UTC, strict
 //! `sql_mode`, utf8mb4), applies `schema/mysql.sql` when it is missing,
-//! upgrades a version 1 database in place (`schema/mysql-v2.sql`) under the
+//! upgrades an older one in place (`schema/mysql-v2.sql` .. `mysql-v4.sql`) under the
 //! lock `edgemon.schema`, refuses a database whose schema is newer than this
 //! build, and writes one slice of rows per transaction under the buffer's
 //! epoch. Each transaction looks up (and re-registers) its hosts, reads which
 //! of its identities are already there, inserts only the absent rows, checks
-//! the affected-row count, and adds what it really inserted to the hosts'
+//! the affected-row count (a sample's family child rows, `families.rs`, go with it in
+//! the same transaction), and adds what it really inserted to the hosts'
 //! watermarks. A present identity with the same checksum is a re-send (no-op);
 //! with another checksum it is a [`Collision`], returned to the caller and
 //! never written over. The absent samples go as `LOAD DATA LOCAL INFILE` from

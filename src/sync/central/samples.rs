@@ -334,6 +334,7 @@ mod tests {
             os: None,
             kernel: None,
             extras: None,
+            sections: Vec::new(),
         };
         // Arrival order interleaves the hosts; "c " is host "c" as the central collation sees it.
         let mut rows = Vec::new();

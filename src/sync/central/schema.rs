@@ -1,4 +1,4 @@
-//! The central schema: applied when missing, upgraded in place (v1 -> v2 -> v3) under the
+//! The central schema: applied when missing, upgraded in place (v1 -> v2 -> v3 -> v4) under the
 //! lock [`SCHEMA_LOCK`] on a connection of its own with long timeouts, refused when newer than
 //! this build or incomplete.
 
@@ -7,13 +7,13 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
-use super::super::sql;
+use super::super::{families, sql};
 use super::{Central, Error, classify};
 
 /// The central schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
-/// Tables the schema must hold.
+/// Tables the schema must hold, beside the family child tables ([`families::tables`]).
 const TABLES: [&str; 11] = [
     "schema_version",
     "appliances",
@@ -66,9 +66,11 @@ impl Central {
                 "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE()",
             )
             .map_err(e)?;
+        let children = families::tables();
         let missing: Vec<&str> = TABLES
             .iter()
             .copied()
+            .chain(children.iter().map(String::as_str))
             .filter(|t| !present.iter().any(|p| p == t))
             .collect();
         if !missing.is_empty() {
@@ -125,7 +127,7 @@ impl Central {
     }
 
     /// Under the schema lock: looks again (another appliance may have just done it), then
-    /// creates version 2 or upgrades version 1.
+    /// creates the schema or upgrades an older version (1, 2 or 3).
     fn apply_schema_locked(&mut self, appliance: &str) -> Result<(), Error> {
         let found = self.schema_version()?;
         self.refuse_newer(found)?;
@@ -157,6 +159,17 @@ impl Central {
                     .partition(|s| s.starts_with("INSERT INTO schema_version"));
                 for statement in create.iter().chain(&after).chain(&version) {
                     self.run_schema_statement(statement, "the schema")?;
+                }
+            }
+            Some(3) => {
+                tracing::warn!(server = %self.server, "upgrading the central schema from version 3 to 4 in place (metric family tables)");
+                self.set_applied_by(appliance)?;
+                // schema/mysql-v4.sql alters nothing: the new tables and views are mysql.sql's.
+                for statement in statements(crate::schema::MYSQL_V3_TO_V4) {
+                    self.run_schema_statement(&statement, "schema/mysql-v4.sql")?;
+                }
+                for statement in statements(crate::schema::MYSQL) {
+                    self.run_schema_statement(&statement, "schema/mysql.sql")?;
                 }
             }
             Some(2) => {
@@ -281,7 +294,12 @@ mod tests {
             .iter()
             .filter(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
             .count();
-        assert_eq!(creates, TABLES.len());
+        assert_eq!(creates, TABLES.len() + families::tables().len());
+        assert!(statements(crate::schema::MYSQL_V3_TO_V4).is_empty());
+        for family in crate::report::family::FAMILIES {
+            let view = format!("CREATE OR REPLACE VIEW family_{} AS", family.name);
+            assert!(all.iter().any(|s| s.starts_with(&view)), "{view}");
+        }
         assert!(
             all.iter()
                 .any(|s| s.starts_with("CREATE OR REPLACE VIEW sequence_gaps"))
