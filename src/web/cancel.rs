@@ -59,11 +59,7 @@ impl ReadCancel {
     /// two statements would be forgotten by SQLite). False when already cancelled: the read
     /// must not start.
     pub fn watch(&self, conn: &Connection) -> bool {
-        let mut handle = self
-            .state
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut handle = self.state.handle.lock().unwrap_or_else(|p| p.into_inner());
         if self.cancelled() {
             return false;
         }
@@ -84,11 +80,7 @@ impl ReadCancel {
 
 impl Drop for ReadGuard {
     fn drop(&mut self) {
-        let mut handle = self
-            .state
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut handle = self.state.handle.lock().unwrap_or_else(|p| p.into_inner());
         self.state.cancelled.store(true, Ordering::SeqCst);
         // A connection already closed makes this a no-op (rusqlite clears the handle).
         if let Some(handle) = handle.take() {
