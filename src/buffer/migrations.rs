@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite-3.sql"),
     include_str!("../../schema/sqlite-4.sql"),
     include_str!("../../schema/sqlite-5.sql"),
+    include_str!("../../schema/sqlite-6.sql"),
 ];
 
 /// The schema version this build writes.

@@ -108,10 +108,11 @@ impl Collector {
         let mut kept = HashMap::new();
         if let Ok(mut old) = self.pool.lock() {
             for host in &hosts {
-                let unchanged = self
-                    .hosts
-                    .iter()
-                    .any(|h| h.name == host.name && h.transport == host.transport);
+                // New agent options need a new agent: the session (and with it the
+                // resident agent) is dropped and the next round starts one with them.
+                let unchanged = self.hosts.iter().any(|h| {
+                    h.name == host.name && h.transport == host.transport && h.agent == host.agent
+                });
                 if let Some(link) = old.remove(&host.name).filter(|_| unchanged) {
                     kept.insert(host.name.clone(), link);
                 }
@@ -212,10 +213,14 @@ async fn collect_one(
 ) -> Result<crate::report::Report, CollectError> {
     let settings = &shared.settings;
     let deadline = host_deadline(settings);
+    let options = local::options_token(&host.agent);
     let target = match &host.transport {
         Transport::Local => {
             let (timeout, max) = (settings.command_timeout, max_reply(settings));
-            return smol::unblock(move || local::collect(&local_agent, timeout, max)).await;
+            return smol::unblock(move || {
+                local::collect(&local_agent, options.as_deref(), timeout, max)
+            })
+            .await;
         }
         Transport::Ssh(target) => target.clone(),
     };
@@ -223,7 +228,9 @@ async fn collect_one(
     let watch = Arc::new(ssh::Watch::default());
     let work = {
         let (watch, shared, name) = (watch.clone(), shared.clone(), host.name.clone());
-        smol::unblock(move || ssh::collect(&name, &target, &shared, &watch, link))
+        smol::unblock(move || {
+            ssh::collect(&name, &target, options.as_deref(), &shared, &watch, link)
+        })
     };
     let timer = async {
         async_io::Timer::after(deadline).await;

@@ -12,6 +12,8 @@
 //! the secret and key files it names.
 
 mod error;
+mod families;
+mod family_alerts;
 pub mod file;
 mod hosts;
 mod keys;

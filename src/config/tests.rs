@@ -748,7 +748,7 @@ fn example_site_documents_every_key() {
     for line in text.lines() {
         let line = line.trim_start_matches(['#', ' ']);
         if let Some(header) = line.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
-            section = format!("{}[]", header.0);
+            section = format!("{}[]", header.0.replace("hosts.", "hosts[]."));
         } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
             section = header.0.replace("hosts.", "hosts[].");
         } else if let Some((name, _)) = line.split_once('=') {
@@ -1019,4 +1019,126 @@ fn sync_schedule_timezone_and_rate_limit_are_parsed_and_bad_ones_named_with_thei
     ok(&format!(
         "{BASE}schedule = \"Sun 01:00-02:00\"\n[buffer]\nmax_unsynced_age = \"8d\"\n"
     ));
+}
+
+#[test]
+fn families_default_to_the_agents_defaults_and_watches_resolve_per_host() {
+    use crate::config::AgentOptions;
+    use edgemon_proto::report::family::options::WatchBy;
+    let host = "[[hosts]]\nname = \"me\"\ntransport = \"local\"\n";
+    let config = ok(&format!("{BASE}{host}"));
+    assert_eq!(config.hosts[0].agent, AgentOptions::default());
+
+    let toml = format!(
+        "{BASE}[collect.families]\nmax_members = 8\nstatfs_timeout = \"500ms\"\n\
+         if_exclude = []\nfs_exclude_types = [\"tmpfs\"]\n\
+         {host}watch = [\"sshd\", \"pg=cmdline:*postgres -D*\"]\n"
+    );
+    let agent = &ok(&toml).hosts[0].agent;
+    assert_eq!((agent.max_members, agent.statfs_timeout_ms), (8, 500));
+    assert!(agent.if_exclude.is_empty(), "[] excludes nothing");
+    assert_eq!(agent.fs_exclude_types, ["tmpfs"]);
+    assert_eq!(
+        agent.fs_exclude_mounts,
+        AgentOptions::default().fs_exclude_mounts
+    );
+    let watched: Vec<(&str, &WatchBy, &str)> = agent
+        .watch
+        .iter()
+        .map(|w| (w.name.as_str(), &w.by, w.pattern.as_str()))
+        .collect();
+    assert_eq!(
+        watched,
+        [
+            ("sshd", &WatchBy::Name, "sshd"),
+            ("pg", &WatchBy::Cmdline, "*postgres -D*")
+        ]
+    );
+
+    let bad = errors(&format!(
+        "{BASE}[collect.families]\nmax_members = 0\n{host}watch = [\"a=x\", \"a=y\", \"=z\"]\n"
+    ))
+    .to_string();
+    assert!(bad.contains("collect.families.max_members"), "{bad}");
+    assert!(
+        bad.contains("hosts[0].watch") && bad.contains("watched twice"),
+        "{bad}"
+    );
+    assert!(bad.contains("name before `=` is empty"), "{bad}");
+}
+
+// --- Family alert rules (issue 22) ---------------------------------------------------------
+
+use super::units::Percent;
+
+#[test]
+fn family_alert_defaults_host_overrides_and_glob_entries_resolve() {
+    let config = ok(&format!(
+        "{BASE}[defaults.alerts]\nfs_used = \"85%\"\nunit_ignore = [\"user@*\"]\n\
+         [[defaults.alerts.mounts]]\nmount = \"/backup*\"\nused = \"95%\"\nfilling = false\n\
+         [[hosts]]\nname = \"a\"\ntransport = \"local\"\n\
+         [[hosts]]\nname = \"b\"\ntransport = \"local\"\n\
+         [hosts.alerts]\nfs_used_critical = \"off\"\nunit_ignore = []\nmem_available = \"5%\"\n\
+         [[hosts.alerts.mounts]]\nmount = \"/backup/db*\"\nused = \"99%\"\n\
+         [[hosts.alerts.interfaces]]\nname = \"wg*\"\ndown = false\nerrors = \"off\"\n\
+         [alert]\nfill_window = \"6h\"\nfill_below = 20\n"
+    ));
+    let a = &config.hosts[0].alerts.families;
+    let b = &config.hosts[1].alerts.families;
+    // Shipped defaults where nothing is set, the file's defaults where set.
+    assert_eq!(a.fs.used, Percent::new(85.0));
+    assert_eq!(a.fs.used_critical, Percent::new(90.0));
+    assert_eq!(a.iface.errors, Percent::new(1.0));
+    assert_eq!(a.mem_available, Percent::new(10.0));
+    assert!(a.fs.filling && a.unit_failed && a.clock_skew);
+    assert_eq!(a.unit_ignore, ["user@*"]);
+    // The host's own keys win; its ignore list replaces the default one.
+    assert_eq!(b.fs.used_critical, None);
+    assert!(b.unit_ignore.is_empty());
+    assert_eq!(b.mem_available, Percent::new(5.0));
+    // Entries: the host's first, then the defaults'; per setting the first match wins.
+    let db = b.mount("/backup/db1").expect("not ignored");
+    assert_eq!((db.used, db.filling), (Percent::new(99.0), false));
+    let other = b.mount("/backup/www").expect("not ignored");
+    assert_eq!(other.used, Percent::new(95.0));
+    assert_eq!(b.mount("/var").map(|m| m.used), Some(Percent::new(85.0)));
+    let wg = b.interface("wg0").expect("not ignored");
+    assert_eq!((wg.down, wg.errors), (false, None));
+    assert_eq!(
+        config.alert.families.fill_window,
+        Duration::from_secs(6 * 3600)
+    );
+    assert_eq!(
+        config.alert.families.fill_below,
+        Percent::new(20.0).expect("20%")
+    );
+    assert_eq!(
+        config.alert.families.fill_warning,
+        Duration::from_secs(24 * 3600)
+    );
+    assert_eq!(
+        config.alert.families.max_clock_skew,
+        config.collect.max_clock_skew
+    );
+}
+
+#[test]
+fn family_alert_mistakes_name_their_key() {
+    let text = errors(&format!(
+        "{BASE}[defaults.alerts]\nfs_used = \"180%\"\n\
+         [[defaults.alerts.mounts]]\nused = \"90%\"\n\
+         [[hosts]]\nname = \"a\"\ntransport = \"local\"\n[hosts.alerts]\nfs_typo = true\n\
+         [[hosts.alerts.interfaces]]\nname = \"eth*\"\nerrors = \"lots\"\n\
+         [alert]\nfill_critical = \"2d\"\n"
+    ))
+    .to_string();
+    for needle in [
+        "defaults.alerts.fs_used",
+        "defaults.alerts.mounts[0].mount",
+        "hosts[0].alerts.fs_typo",
+        "hosts[0].alerts.interfaces[0].errors",
+        "alert.fill_critical",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
 }

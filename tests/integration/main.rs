@@ -7,6 +7,8 @@ mod config_cli;
 mod daemon;
 mod damaged;
 mod families;
+mod families_agent;
+mod family_alerts;
 mod full_disk;
 mod galera;
 mod harness;
