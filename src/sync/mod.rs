@@ -334,6 +334,20 @@ impl SyncTask {
             state.central = None;
             state.endpoints.disconnected();
         }
+        if let Some(central) = state.central.as_mut()
+            && let Err(error) = central.recheck_ready()
+        {
+            // Made read-only (or out of the Galera primary) under this connection.
+            if let Some(index) = state.endpoints.current() {
+                let wait = state
+                    .endpoints
+                    .failed(index, Instant::now(), &error.to_string());
+                tracing::warn!(server = %state.endpoints.shown(index), %error, skipped_for = ?wait,
+                    "central server no longer ready; trying the next one listed");
+            }
+            state.central = None;
+            state.endpoints.disconnected();
+        }
         if state.central.is_none() {
             self.connect(state, epoch)?;
         }
