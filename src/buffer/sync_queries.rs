@@ -464,7 +464,7 @@ impl SyncQueue {
                 "SELECT s.id, h.name, h.address, s.seq, s.collected_at, s.received_at, s.clock_skewed,
                         s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
                         s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras,
-                        s.sections
+                        s.sections, s.host_id
                  FROM samples s JOIN hosts h ON h.id = s.host_id
                  WHERE s.sync_state = 0 AND s.id >= ?2 ORDER BY s.id LIMIT ?1",
             )
@@ -472,6 +472,7 @@ impl SyncQueue {
         let rows = stmt
             .query_map(params![limit as i64, from_id], |r| {
                 let blob: Option<Vec<u8>> = r.get(22)?;
+                let host_id: i64 = r.get(23)?;
                 let sample = SyncSample {
                     id: r.get(0)?,
                     host: r.get(1)?,
@@ -495,16 +496,16 @@ impl SyncQueue {
                     extras: r.get(21)?,
                     sections: Vec::new(),
                 };
-                Ok((sample, blob))
+                Ok((sample, blob, host_id))
             })
             .map_err(&e)?;
-        let rows: Vec<(SyncSample, Option<Vec<u8>>)> =
+        let rows: Vec<(SyncSample, Option<Vec<u8>>, i64)> =
             rows.collect::<rusqlite::Result<_>>().map_err(&e)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (mut sample, blob) in rows {
-            sample.sections = self
-                .core
-                .sections_or_log(blob.as_deref(), &sample.host, sample.seq);
+        for (mut sample, blob, host_id) in rows {
+            sample.sections =
+                self.core
+                    .sections_or_log(host_id, blob.as_deref(), &sample.host, sample.seq);
             out.push(sample);
         }
         Ok(out)
