@@ -7,6 +7,7 @@ mod daemon;
 mod families;
 mod full_disk;
 mod galera;
+mod grafana;
 mod harness;
 mod identity;
 mod local;
