@@ -150,6 +150,30 @@ fn every_panel_of_the_shipped_dashboard_runs_against_the_central_schema_and_retu
         );
     }
 
+    // A one-host panel reads the family's rows of its range through the (host, time) index,
+    // not the appliance's rows by primary key.
+    let sql = expand(
+        &vars(
+            "SELECT time, mount, used FROM family_filesystems
+              WHERE appliance = '$appliance' AND host = '$host' AND $__timeFilter(time)",
+        ),
+        from,
+        to,
+    );
+    let plan: Vec<(String, Option<String>)> = conn
+        .query_map(format!("EXPLAIN {sql}"), |row: mysql::Row| {
+            let table: Option<String> = row.get("table").flatten();
+            let key: Option<String> = row.get("key").flatten();
+            (table.unwrap_or_default(), key)
+        })
+        .expect("explain");
+    assert!(
+        plan.iter()
+            .any(|(table, key)| table == "f"
+                && key.as_deref() == Some("sample_filesystems_host_time")),
+        "the panel does not use the (host, time) index: {plan:?}"
+    );
+
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 10);
     for panel in panels {
