@@ -25,6 +25,7 @@ fn host(name: &str) -> HostConfig {
             reboot: true,
             unreachable_after: Some(2),
         },
+        agent: Default::default(),
     }
 }
 

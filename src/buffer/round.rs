@@ -29,13 +29,17 @@ impl Buffer {
             path,
             disk,
             dict,
+            ..
         } = self;
         // A round that did not commit drew dictionary ids that are gone with it.
         dict.get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .forget_pending();
+        // A write transaction from its first statement: a deferred one starts as a read and
+        // its upgrade to a write fails at once with SQLITE_BUSY (ignoring the busy timeout)
+        // when another connection committed since, which cost whole rounds after a lost one.
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| classify(path, "recording a round", source))?;
         Ok(Round {
             tx: RoundTx {

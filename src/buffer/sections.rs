@@ -1,5 +1,5 @@
 //! The compact form of a sample's metric family sections in the buffer (`samples.sections`,
-//! migration `schema/sqlite-sections.sql`), written and read from the family specs alone:
+//! migration `schema/sqlite-5.sql`), written and read from the family specs alone:
 //! adding a family needs no edit here.
 //!
 //! A BLOB of varints (LEB128, 7 bits a byte). Member keys and text values are interned in the
@@ -10,7 +10,9 @@
 //! costs one bit, an integer the zigzag of its difference.
 //!
 //! ```text
-//! sample  = 0 body | 1 base-first-seq body-against-base        (a base row holds a body)
+//! sample  = 0x80 body | 0x81 base-first-seq body-against-base   (a base row holds a body;
+//!           a blob of migration 5, before bases, is a body without tag: its first byte,
+//!           the section count, is below 0x80)
 //! body    = count(sections) section*
 //! section = family id (1 byte, FamilySpec::id) cut refused count(fields) count(members) member*
 //! member  = [key: dictionary id, unless the family is a singleton]
@@ -293,10 +295,11 @@ pub(crate) fn normalize(sections: &[Section]) -> Vec<Section> {
     out
 }
 
-/// Blob tag: the sections follow in full.
-const FULL: u8 = 0;
+/// Blob tag: the sections follow in full. (A first byte below 0x80 is a blob of migration 5,
+/// written before bases: a body without tag, which reads as in full.)
+const FULL: u8 = 0x80;
 /// Blob tag: the base's first seq follows, then the sections against that base.
-const AGAINST_BASE: u8 = 1;
+const AGAINST_BASE: u8 = 0x81;
 
 /// Encodes normalized `sections` as a sample blob: in full (`base` `None`), or against the
 /// host's base (its first seq and its sections), which only values that differ cost.
@@ -410,6 +413,10 @@ pub(crate) fn decode_sample(
             let first_seq = r.varint()? as i64;
             let base = base(first_seq)?;
             decode_body(&mut r, Some(&base), text)?
+        }
+        legacy if legacy < 0x80 => {
+            r.at = 0;
+            decode_body(&mut r, None, text)?
         }
         _ => return Err(DecodeError::Malformed(0)),
     };
@@ -925,11 +932,12 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         for blob in [
             &[][..],
-            &[0],
-            &[0, 1, 99],
-            &[0, 1, 1, 0, 0, 200, 1],
-            &[0, 0, 0],
+            &[0x80],
+            &[0x80, 1, 99],
+            &[0x80, 1, 1, 0, 0, 200, 1],
+            &[0, 0],
             &[9],
+            &[0x82],
         ] {
             let decoded = decode_sample(blob, |_| Ok(String::new()), |_| Ok(Vec::new()));
             assert!(decoded.is_err(), "{blob:?}");

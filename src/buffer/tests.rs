@@ -273,7 +273,7 @@ fn the_sync_status_is_typed_and_kept_under_the_keys_existing_buffers_use() {
     let raw: Vec<(String, String)> = {
         let mut stmt = reader
             .conn()
-            .prepare("SELECT key, value FROM kv ORDER BY key")
+            .prepare("SELECT key, value FROM kv WHERE key LIKE 'sync.%' ORDER BY key")
             .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -330,7 +330,9 @@ fn live_rows_are_found_from_the_newest_end_and_stream_splits_are_kept_and_pruned
     assert_eq!(live, [7, 8, 9]);
     assert_eq!(queue.live_floor(now_ms() + 60_000).unwrap(), None);
     assert!(queue.is_unsynced("a", 3).unwrap());
-    queue.mark_samples_synced(&[7, 8, 9, 10], now_ms()).unwrap();
+    queue
+        .mark_samples_synced(&[("a", 4), ("b", 4), ("a", 5), ("b", 5)], now_ms())
+        .unwrap();
     assert!(!queue.is_unsynced("a", 4).unwrap());
     assert_eq!(queue.newest_unsynced_id().unwrap(), Some(6));
 

@@ -295,6 +295,12 @@ pub(crate) const KEYS: &[Key] = &[
     duration("collect.agent_idle_timeout", Some("10m"), SEC, DAY, "A resident agent exits after this long without a request."),
     size("collect.max_reply_size", Some("1MiB"), 4 * KIB, 64 * MIB, "Larger agent replies are refused."),
     duration("collect.max_clock_skew", Some("5m"), SEC, DAY, "Agent clocks further off than this are flagged."),
+    int("collect.families.max_members", Some(64), 1, 1024, "Most mounts, interfaces, devices, failed units and watched processes per sample; the rest are counted as cut."),
+    duration("collect.families.statfs_timeout", Some("2s"), TIMEOUT_MIN, MIN, "Deadline of the statvfs of all mounts of a sample; a mount that does not answer is reported hanging."),
+    list("collect.families.fs_exclude_mounts", "Mount points not measured (globs; default /dev, /proc, /sys and below, /run/credentials/*, container storage; [] = none)."),
+    list("collect.families.fs_exclude_types", "Filesystem types not measured (default: pseudo and container filesystems as node_exporter, tmpfs kept; [] = none)."),
+    list("collect.families.if_exclude", "Interfaces not measured (globs; default lo, veth*, docker*, br-*, cali*, flannel*, cni*, virbr*, vnet*; [] = none)."),
+    list("collect.families.dev_exclude", "Block devices not measured (globs; default loop*, ram*, zram*, sr*, fd*; [] = none)."),
     port("defaults.port", Some(22), "SSH port."),
     text("defaults.user", None, "SSH user."),
     text("defaults.identity_file", None, "Private key file (a missing file is only a warning)."),
@@ -327,6 +333,7 @@ pub(crate) const KEYS: &[Key] = &[
     limit("hosts[].alerts.swap", None, "Swap usage limit, or \"off\"."),
     flag("hosts[].alerts.reboot", None, "Alert when the host's uptime goes down."),
     int("hosts[].alerts.unreachable_after", None, 0, 10_000, "Failed rounds before \"unreachable\"; 0 = off."),
+    list("hosts[].watch", "Processes that must run: \"sshd\" (by name), \"cmdline:GLOB\" (by command line), optionally \"NAME=\" first."),
     text("buffer.path", None, "SQLite file (default: buffer.sqlite in appliance.data_dir)."),
     size("buffer.max_size", Some("1GiB"), MIB, 4 * TIB, "Size of the buffer beyond which data is shed (and recorded)."),
     duration("buffer.max_unsynced_age", Some("30d"), MIN, times(DAY, 3650), "Unsynced samples older than this are shed (and recorded)."),
@@ -369,6 +376,7 @@ pub(crate) const KEYS: &[Key] = &[
     text("metrics.listen", None, "Prometheus endpoint address, e.g. 127.0.0.1:9100; off when absent."),
     text("web.listen", None, "Status page and JSON API address, e.g. 127.0.0.1:9180; off when absent."),
     text("web.password_file", None, "File holding the page's HTTP basic-auth password; required off loopback."),
+    duration("web.request_timeout", Some("10s"), SEC, times(MIN, 5), "Deadline of one request to the page or /metrics; an abandoned request's buffer read is interrupted."),
     duration_or_off("central.retention", "0s", PRUNE_MIN_AGE, times(DAY, 36_500), "The daemon prunes central rows of this appliance older than this once a day (`edgemon central prune`); 0s = off."),
 ];
 

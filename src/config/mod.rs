@@ -12,6 +12,7 @@
 //! the secret and key files it names.
 
 mod error;
+mod families;
 pub mod file;
 mod hosts;
 mod keys;

@@ -71,7 +71,8 @@ pub(crate) fn resolve(
     r.check_every_value(merged);
     let appliance = r.appliance(&raw);
     let collect = r.collect(&raw);
-    let hosts = r.hosts(&raw, collect.host_key_policy);
+    let families = r.families(&raw.collect.families);
+    let hosts = r.hosts(&raw, collect.host_key_policy, &families);
     let buffer = BufferConfig {
         path: match &raw.buffer.path {
             Some(path) => r.path(path),
@@ -775,7 +776,12 @@ impl Resolver<'_> {
                 ),
             );
         }
-        WebConfig { listen, password }
+        let request_timeout = self.duration("web.request_timeout", &raw.request_timeout);
+        WebConfig {
+            listen,
+            password,
+            request_timeout,
+        }
     }
 }
 

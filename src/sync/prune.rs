@@ -9,7 +9,11 @@
 //! raises the series' prune horizon (`watermarks.pruned_through_seq`, `samples_pruned`), so the
 //! `completeness` and `sequence_gaps` views count everything up to it as explained, and the
 //! appliance's sync never sends those rows again (`requeue_missing` reads [`horizons`]). The
-//! series stops at its first sample newer than the cutoff. Journals (collection errors, alert
+//! series stops at its first sample newer than the cutoff, unless that sample is stamped in the
+//! future (more than [`FUTURE_SLACK_MIN`] minutes past the server's clock: the appliance's
+//! clock was ahead and stepped back): such a row was received before every row after it, so
+//! it goes when an older-than-cutoff row follows it (read ahead up to [`LOOKAHEAD_MAX`] rows),
+//! and a step back never stalls the series. Journals (collection errors, alert
 //! events) go the same way along (appliance, epoch, local_id), recording their horizon in
 //! `prune_horizons`; a drop record is deleted only once its whole sequence range is below its
 //! host's horizon, so no gap it explains is left unexplained.
@@ -45,6 +49,12 @@ pub const MIN_AGE: Duration = crate::config::PRUNE_MIN_AGE;
 
 /// Rows read by the first batch of a series or journal (see `samples_of`).
 const FIRST_READ: usize = 128;
+
+/// A sample stamped this many minutes past the server's clock was stamped under a clock that
+/// was ahead; its time says nothing about its age.
+pub const FUTURE_SLACK_MIN: i64 = 10;
+/// The most rows a series is read ahead past samples stamped in the future.
+pub const LOOKAHEAD_MAX: usize = 100_000;
 
 /// Attempts of a batch that keeps losing conflicts (deadlock, also a Galera certification
 /// conflict, or lock wait timeout: `central::is_conflict`).
@@ -301,16 +311,31 @@ impl Pruner<'_> {
             if self.report.samples == 0 {
                 want = 1;
             }
-            let rows: Vec<(i64, bool)> = self.query(format!(
-                "SELECT seq, received_at < '{cutoff}' FROM samples WHERE {key} AND seq > {after}
-                 ORDER BY seq LIMIT {want}"
-            ))?;
-            let old: Vec<i64> = rows
-                .iter()
-                .take_while(|(_, old)| *old)
-                .map(|(seq, _)| *seq)
-                .collect();
-            let last = old.len() < rows.len() || rows.len() < want;
+            // 1: older than the cutoff; 2: stamped in the future; 0: newer.
+            let mut read = want;
+            let (rows, end, newer_at) = loop {
+                let rows: Vec<(i64, u8)> = self.query(format!(
+                    "SELECT seq, CASE WHEN received_at < '{cutoff}' THEN 1
+                                      WHEN received_at > UTC_TIMESTAMP(3) + INTERVAL {FUTURE_SLACK_MIN} MINUTE THEN 2
+                                      ELSE 0 END
+                     FROM samples WHERE {key} AND seq > {after} ORDER BY seq LIMIT {read}"
+                ))?;
+                let newer_at = rows.iter().position(|(_, s)| *s == 0).unwrap_or(rows.len());
+                // Up to the last old row before the first newer one: future rows before it go.
+                let end = rows[..newer_at]
+                    .iter()
+                    .rposition(|(_, s)| *s == 1)
+                    .map_or(0, |i| i + 1);
+                let only_future = end == 0 && newer_at == rows.len() && !rows.is_empty();
+                if only_future && rows.len() == read && read < LOOKAHEAD_MAX {
+                    read = (read * 4).min(LOOKAHEAD_MAX);
+                    continue;
+                }
+                break (rows, end, newer_at);
+            };
+            let take = end.min(want);
+            let old: Vec<i64> = rows[..take].iter().map(|(seq, _)| *seq).collect();
+            let last = take == end && (newer_at < rows.len() || rows.len() < read);
             let (Some(&lo), Some(&hi)) = (old.first(), old.last()) else {
                 return Ok(true);
             };

@@ -42,6 +42,7 @@ fn host(name: &str, mail: Option<&str>) -> HostConfig {
             reboot: true,
             unreachable_after: Some(3),
         },
+        agent: Default::default(),
     }
 }
 
