@@ -929,6 +929,25 @@ mod tests {
     }
 
     #[test]
+    fn a_blob_of_migration_5_without_tag_still_reads() {
+        // Migration 5 stored the body alone (its first byte, the section count, below 0x80).
+        let sections = normalize(&super::example_sections(4, 2));
+        let mut texts: Vec<String> = Vec::new();
+        let body = encode_base(&sections, |t| {
+            texts.push(t.to_owned());
+            Ok(texts.len() as i64)
+        })
+        .unwrap();
+        assert!(body[0] < 0x80);
+        let back = decode_sample(
+            &body,
+            |id| Ok(texts[id as usize - 1].clone()),
+            |_| unreachable!(),
+        );
+        assert_eq!(back.unwrap(), sections);
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         for blob in [
             &[][..],
