@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite-4.sql"),
     include_str!("../../schema/sqlite-5.sql"),
     include_str!("../../schema/sqlite-6.sql"),
+    include_str!("../../schema/sqlite-7.sql"),
 ];
 
 /// The schema version this build writes.

@@ -153,6 +153,9 @@ impl Buffer {
             }
         }
         let shed = report.synced_deleted + report.journal_deleted + report.unsynced_dropped;
+        if shed > 0 {
+            self.with_reserve(|b| b.delete_unused_bases())?;
+        }
         if shed > 0 || tight {
             self.release_free_pages(if tight { 16 } else { 0 });
         }

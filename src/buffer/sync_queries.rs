@@ -467,12 +467,12 @@ impl SyncQueue {
 
     /// The samples with their sections decoded (a blob that does not decode is logged and
     /// read as none: only the buffer writes them).
-    fn with_sections(&self, rows: Vec<(SyncSample, Option<Vec<u8>>)>) -> Vec<SyncSample> {
+    fn with_sections(&self, rows: Vec<Unread>) -> Vec<SyncSample> {
         rows.into_iter()
-            .map(|(mut sample, blob)| {
+            .map(|(mut sample, blob, host_id)| {
                 sample.sections =
                     self.core
-                        .sections_or_log(blob.as_deref(), &sample.host, sample.seq);
+                        .sections_or_log(host_id, blob.as_deref(), &sample.host, sample.seq);
                 sample
             })
             .collect()
@@ -492,7 +492,7 @@ impl SyncQueue {
             .map_err(&e)?;
         let rows = read_unsynced(&tx, from_id, limit).map_err(&e)?;
         let (lo, hi) = match (rows.first(), rows.last()) {
-            (Some((first, _)), Some((last, _))) => (first.id, last.id),
+            (Some((first, _, _)), Some((last, _, _))) => (first.id, last.id),
             _ => (1, 0),
         };
         tx.execute(
@@ -523,6 +523,9 @@ pub(crate) fn in_flight(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i
     Ok(parsed.unwrap_or((1, 0)))
 }
 
+/// An unsynced sample read, with its sections blob and its host's row id (to decode them).
+type Unread = (SyncSample, Option<Vec<u8>>, i64);
+
 /// The `limit` unsynced samples of lowest row id at or above `from_id`.
 /// Each row comes with its sections blob, decoded by [`SyncQueue::with_sections`] once the
 /// read (or the claim's transaction) is over.
@@ -530,19 +533,20 @@ fn read_unsynced(
     conn: &rusqlite::Connection,
     from_id: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<(SyncSample, Option<Vec<u8>>)>> {
+) -> rusqlite::Result<Vec<Unread>> {
     {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT s.id, h.name, h.address, s.seq, s.collected_at, s.received_at, s.clock_skewed,
                         s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
                         s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras,
-                        s.sections
+                        s.sections, s.host_id
                  FROM samples s JOIN hosts h ON h.id = s.host_id
                  WHERE s.sync_state = 0 AND s.id >= ?2 ORDER BY s.id LIMIT ?1",
             )?;
         let rows = stmt.query_map(params![limit as i64, from_id], |r| {
             let blob: Option<Vec<u8>> = r.get(22)?;
+            let host_id: i64 = r.get(23)?;
             let sample = SyncSample {
                 id: r.get(0)?,
                 host: r.get(1)?,
@@ -566,7 +570,7 @@ fn read_unsynced(
                 extras: r.get(21)?,
                 sections: Vec::new(),
             };
-            Ok((sample, blob))
+            Ok((sample, blob, host_id))
         })?;
         rows.collect::<rusqlite::Result<_>>()
     }

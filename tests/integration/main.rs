@@ -11,6 +11,7 @@ mod families_agent;
 mod family_alerts;
 mod full_disk;
 mod galera;
+mod grafana;
 mod harness;
 mod identity;
 mod local;
