@@ -6,7 +6,10 @@
 //! Run: `cargo bench --bench sync_drain` (N = 1,000,000), or with
 //! `EDGEMON_BENCH_SAMPLES=200000` for a shorter run, `EDGEMON_BENCH_BATCH`
 //! for the batch size (default 10000), `EDGEMON_BENCH_LOCAL_INFILE=0` to drain
-//! with the server's `local_infile` off (the INSERT path). Needs mariadbd, mariadb-install-db and
+//! with the server's `local_infile` off (the INSERT path), `EDGEMON_BENCH_FAMILIES=1` for samples
+//! carrying the metric families (`buffer::example_sections`: 8 mounts, 4 interfaces, 4 devices,
+//! system, a failed unit, 2 watched processes: 26 child rows a sample, which the LOAD DATA side
+//! loads too). Needs mariadbd, mariadb-install-db and
 //! the mariadb client; the server runs on a free 127.0.0.1 port and is killed
 //! at the end. Nothing touches the system instance on port 3306.
 
@@ -51,8 +54,13 @@ fn main() -> Result<()> {
     )?;
     let buffer = dir.path().join("buffer.sqlite");
 
+    let families = std::env::var("EDGEMON_BENCH_FAMILIES").is_ok_and(|v| v == "1");
     let t = Instant::now();
-    generate(&buffer, n)?;
+    if families {
+        generate_with_families(&buffer, n)?;
+    } else {
+        generate(&buffer, n)?;
+    }
     println!(
         "generated {n} samples x {CORES} cores in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -101,9 +109,11 @@ fn main() -> Result<()> {
         report.samples
     );
     let drain_rate = n as f64 / drain_s;
+    let per_sample = rows_per_sample(&server)?;
     println!(
-        "edgemon sync drain: {n} samples in {drain_s:.1} s = {drain_rate:.0} samples/s ({:.0} rows/s with cores), batch {batch}",
-        (n * (CORES + 1)) as f64 / drain_s
+        "edgemon sync drain: {n} samples in {drain_s:.1} s = {drain_rate:.0} samples/s ({:.0} rows/s with cores{}), batch {batch}",
+        n as f64 * per_sample / drain_s,
+        if families { " and family rows" } else { "" }
     );
 
     if !bulk {
@@ -118,8 +128,8 @@ fn main() -> Result<()> {
         let load_s = load_data_ceiling(&server, dir.path(), name, order)?;
         let load_rate = n as f64 / load_s;
         println!(
-            "LOAD DATA LOCAL INFILE ({name}): {n} samples in {load_s:.1} s = {load_rate:.0} samples/s ({:.0} rows/s with cores); drain = {:.0}% of it",
-            (n * (CORES + 1)) as f64 / load_s,
+            "LOAD DATA LOCAL INFILE ({name}): {n} samples in {load_s:.1} s = {load_rate:.0} samples/s ({:.0} rows/s); drain = {:.0}% of it",
+            n as f64 * per_sample / load_s,
             100.0 * drain_rate / load_rate
         );
     }
@@ -192,35 +202,108 @@ fn generate(path: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Copies the drained rows out as tab-separated files, then times the mariadb client
-/// loading them into an empty copy of the schema.
+/// Central rows per sample: the sample, its cores and its family child rows.
+fn rows_per_sample(server: &Server) -> Result<f64> {
+    let mut conn = server.root()?;
+    let mut rows = 0i64;
+    let samples: Option<i64> = conn.query_first("SELECT COUNT(*) FROM edgemon.samples")?;
+    for table in ["samples".to_string(), "sample_cores".to_string()]
+        .into_iter()
+        .chain(edgemon::sync::families::tables())
+    {
+        let n: Option<i64> = conn.query_first(format!("SELECT COUNT(*) FROM edgemon.{table}"))?;
+        rows += n.unwrap_or(0);
+    }
+    Ok(rows as f64 / samples.unwrap_or(1).max(1) as f64)
+}
+
+/// Writes `n` samples with the metric families through the round writer (one round of all
+/// hosts per transaction), as the daemon stores them.
+fn generate_with_families(path: &Path, n: usize) -> Result<()> {
+    use edgemon::collect::outcome::HostOutcome;
+    let mut buffer = Buffer::open(path)?;
+    let rounds = n / HOSTS;
+    for round in 0..rounds {
+        let at = T0 + round as i64 * 60_000;
+        let outcomes: Vec<HostOutcome> = (0..HOSTS)
+            .map(|h| {
+                let i = round * HOSTS + h;
+                HostOutcome {
+                    host: format!("host-{h:03}"),
+                    address: format!("bench@10.0.{}.{}:22", h / 250, h % 250),
+                    started_at_ms: at,
+                    duration: Duration::from_millis(3),
+                    result: Ok(edgemon::report::Report {
+                        version: 1,
+                        collected_at_ms: at - 3,
+                        cpu_percent: (i * 37 % 1000) as f64 / 10.0,
+                        cores: (0..CORES)
+                            .map(|c| ((i + c) * 13 % 10_000) as f64 / 100.0)
+                            .collect(),
+                        mem_used: 1_000_000 + i as u64,
+                        mem_total: 8_000_000_000,
+                        swap_used: (i % 1000) as u64,
+                        swap_total: 2_000_000_000,
+                        uptime_s: 3600 + round as u64 * 60,
+                        boot_time_s: Some(1_699_990_000),
+                        load: Some([(i % 10) as f64 / 4.0, 0.5, 0.25]),
+                        hostname: Some(format!("node-{h}")),
+                        os: Some("Debian 12".into()),
+                        kernel: Some("6.1.0-18-amd64".into()),
+                        extras: Vec::new(),
+                        sections: edgemon::buffer::example_sections(h as u64, round as u64),
+                    }),
+                }
+            })
+            .collect();
+        buffer.record_round(&outcomes, Duration::from_secs(1 << 40), |_, _| Ok(()))?;
+    }
+    Ok(())
+}
+
+/// Copies the drained rows out as tab-separated files (samples, cores and the family child
+/// tables), then times the mariadb client loading them into an empty copy of the schema.
 fn load_data_ceiling(server: &Server, dir: &Path, name: &str, order: &str) -> Result<f64> {
     let mut conn = server.root()?;
     let tag = name.replace(' ', "_");
-    let samples = dir.join(format!("samples_{tag}.tsv"));
-    let cores = dir.join(format!("cores_{tag}.tsv"));
-    conn.query_drop(format!(
-        "SELECT * FROM edgemon.samples ORDER BY {order} INTO OUTFILE '{}'",
-        samples.display()
-    ))?;
-    conn.query_drop(format!(
-        "SELECT * FROM edgemon.sample_cores ORDER BY {order}, core INTO OUTFILE '{}'",
-        cores.display()
-    ))?;
     let db = format!("edgemon_load_{tag}");
     conn.query_drop(format!("CREATE DATABASE {db}"))?;
-    conn.query_drop(format!("USE {db}"))?;
-    for table in ["appliances", "hosts", "samples", "sample_cores"] {
-        conn.query_drop(format!("CREATE TABLE {table} LIKE edgemon.{table}"))?;
+    let mut loads = String::from("SET time_zone = '+00:00';");
+    let tables = ["samples".to_string(), "sample_cores".to_string()]
+        .into_iter()
+        .chain(edgemon::sync::families::tables());
+    for table in tables {
+        let file = dir.join(format!("{table}_{tag}.tsv"));
+        // The table's whole primary key after `order`'s columns.
+        let key: Vec<String> = conn.query(format!(
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.key_column_usage
+             WHERE table_schema = 'edgemon' AND table_name = '{table}' AND constraint_name = 'PRIMARY'
+             ORDER BY ordinal_position"
+        ))?;
+        let by = format!(
+            "{order}, {}",
+            key.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        conn.query_drop(format!(
+            "SELECT * FROM edgemon.{table} ORDER BY {by} INTO OUTFILE '{}'",
+            file.display()
+        ))?;
+        conn.query_drop(format!("CREATE TABLE {db}.{table} LIKE edgemon.{table}"))?;
+        loads.push_str(&format!(
+            " LOAD DATA LOCAL INFILE '{}' INTO TABLE {table};",
+            file.display()
+        ));
     }
-    conn.query_drop("INSERT INTO appliances SELECT * FROM edgemon.appliances")?;
-    conn.query_drop("INSERT INTO hosts SELECT * FROM edgemon.hosts")?;
-    let sql = format!(
-        "SET time_zone = '+00:00'; LOAD DATA LOCAL INFILE '{}' INTO TABLE samples; \
-         LOAD DATA LOCAL INFILE '{}' INTO TABLE sample_cores;",
-        samples.display(),
-        cores.display()
-    );
+    for table in ["appliances", "hosts"] {
+        conn.query_drop(format!("CREATE TABLE {db}.{table} LIKE edgemon.{table}"))?;
+        conn.query_drop(format!(
+            "INSERT INTO {db}.{table} SELECT * FROM edgemon.{table}"
+        ))?;
+    }
+    let sql = loads;
     let start = Instant::now();
     let out = Command::new("mariadb")
         .args([

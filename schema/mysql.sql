@@ -111,8 +111,8 @@ CREATE TABLE IF NOT EXISTS sample_cores (
 
 -- Metric families (version 4). Each family of crates/proto/src/report/family has a child table
 -- sample_<family>, keyed by the sample's identity plus the member's key (none for the singleton
--- family system), one column per field of the family's spec, NULL where the agent did not
--- measure a value. Its rows are written in the transaction of their sample and only with it, so
+-- family system), with the sample's collected_at (UTC) for the index (host_id, collected_at),
+-- then one column per field of the family's spec, NULL where the agent did not measure a value. Its rows are written in the transaction of their sample and only with it, so
 -- the sample's checksum (which covers them) and its watermark account for them too.
 -- sample_sections holds, per sample that carried sections, one row per family measured: a family
 -- without a row was not measured; `members` 0 means measured, none (no failed unit); `cut` counts
@@ -136,6 +136,7 @@ CREATE TABLE IF NOT EXISTS sample_system (
     epoch               BIGINT          NOT NULL,
     host_id             INT UNSIGNED    NOT NULL,
     seq                 BIGINT          NOT NULL,
+    collected_at        DATETIME(3)     NOT NULL COMMENT 'UTC: the sample''s collected_at (for the host and time index)',
     `cpu_user`          DOUBLE          NULL COMMENT 'CPU time in user mode (with nice) (percent)',
     `cpu_system`        DOUBLE          NULL COMMENT 'CPU time in the kernel (with irq, softirq) (percent)',
     `cpu_iowait`        DOUBLE          NULL COMMENT 'CPU time idle waiting for I/O (percent)',
@@ -147,7 +148,8 @@ CREATE TABLE IF NOT EXISTS sample_system (
     `pid_max`           BIGINT UNSIGNED NULL COMMENT 'the kernel''s pid_max (count)',
     `files_open`        BIGINT UNSIGNED NULL COMMENT 'open file handles (count)',
     `files_max`         BIGINT UNSIGNED NULL COMMENT 'the kernel''s file-max (count)',
-    PRIMARY KEY (appliance_id, epoch, host_id, seq)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq),
+    KEY sample_system_host_time (host_id, collected_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Family filesystems: mounted filesystems: space, inodes, read-only, hanging. One row per member (mount) of a sample;
@@ -157,6 +159,7 @@ CREATE TABLE IF NOT EXISTS sample_filesystems (
     epoch               BIGINT          NOT NULL,
     host_id             INT UNSIGNED    NOT NULL,
     seq                 BIGINT          NOT NULL,
+    collected_at        DATETIME(3)     NOT NULL COMMENT 'UTC: the sample''s collected_at (for the host and time index)',
     `mount`             VARCHAR(255)    NOT NULL,
     `fstype`            VARCHAR(255)    NULL COMMENT 'filesystem type (ext4, xfs, nfs4, tmpfs, ...)',
     `device`            VARCHAR(255)    NULL COMMENT 'mounted device or source',
@@ -167,7 +170,8 @@ CREATE TABLE IF NOT EXISTS sample_filesystems (
     `files_free`        BIGINT UNSIGNED NULL COMMENT 'inodes free (count)',
     `readonly`          BOOLEAN         NULL COMMENT 'mounted read-only',
     `hanging`           BOOLEAN         NULL COMMENT 'statvfs did not answer within the deadline',
-    PRIMARY KEY (appliance_id, epoch, host_id, seq, `mount`)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `mount`),
+    KEY sample_filesystems_host_time (host_id, collected_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Family interfaces: network interfaces: traffic, errors, drops, state, speed. One row per member (name) of a sample;
@@ -177,6 +181,7 @@ CREATE TABLE IF NOT EXISTS sample_interfaces (
     epoch               BIGINT          NOT NULL,
     host_id             INT UNSIGNED    NOT NULL,
     seq                 BIGINT          NOT NULL,
+    collected_at        DATETIME(3)     NOT NULL COMMENT 'UTC: the sample''s collected_at (for the host and time index)',
     `name`              VARCHAR(255)    NOT NULL,
     `oper`              VARCHAR(255)    NULL COMMENT 'operational state (up, down, ...)',
     `speed`             BIGINT UNSIGNED NULL COMMENT 'link speed (Mbit/s)',
@@ -188,7 +193,8 @@ CREATE TABLE IF NOT EXISTS sample_interfaces (
     `tx_packets`        BIGINT UNSIGNED NULL COMMENT 'packets sent (count)',
     `tx_errors`         BIGINT UNSIGNED NULL COMMENT 'transmit errors (count)',
     `tx_drops`          BIGINT UNSIGNED NULL COMMENT 'packets dropped on transmit (count)',
-    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`),
+    KEY sample_interfaces_host_time (host_id, collected_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Family devices: block devices: operations, bytes, time busy. One row per member (name) of a sample;
@@ -198,13 +204,15 @@ CREATE TABLE IF NOT EXISTS sample_devices (
     epoch               BIGINT          NOT NULL,
     host_id             INT UNSIGNED    NOT NULL,
     seq                 BIGINT          NOT NULL,
+    collected_at        DATETIME(3)     NOT NULL COMMENT 'UTC: the sample''s collected_at (for the host and time index)',
     `name`              VARCHAR(255)    NOT NULL,
     `reads`             BIGINT UNSIGNED NULL COMMENT 'reads completed (count)',
     `writes`            BIGINT UNSIGNED NULL COMMENT 'writes completed (count)',
     `read_bytes`        BIGINT UNSIGNED NULL COMMENT 'bytes read (bytes)',
     `write_bytes`       BIGINT UNSIGNED NULL COMMENT 'bytes written (bytes)',
     `busy_ms`           BIGINT UNSIGNED NULL COMMENT 'time with I/O in flight (ms)',
-    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`),
+    KEY sample_devices_host_time (host_id, collected_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Family units: systemd units in the failed state. One row per member (name) of a sample;
@@ -214,10 +222,12 @@ CREATE TABLE IF NOT EXISTS sample_units (
     epoch               BIGINT          NOT NULL,
     host_id             INT UNSIGNED    NOT NULL,
     seq                 BIGINT          NOT NULL,
+    collected_at        DATETIME(3)     NOT NULL COMMENT 'UTC: the sample''s collected_at (for the host and time index)',
     `name`              VARCHAR(255)    NOT NULL,
     `sub`               VARCHAR(255)    NULL COMMENT 'sub-state',
     `result`            VARCHAR(255)    NULL COMMENT 'why it failed (exit-code, signal, timeout, oom-kill, ...)',
-    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`),
+    KEY sample_units_host_time (host_id, collected_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Family processes: watched processes and how many are running. One row per member (name) of a sample;
@@ -227,9 +237,11 @@ CREATE TABLE IF NOT EXISTS sample_processes (
     epoch               BIGINT          NOT NULL,
     host_id             INT UNSIGNED    NOT NULL,
     seq                 BIGINT          NOT NULL,
+    collected_at        DATETIME(3)     NOT NULL COMMENT 'UTC: the sample''s collected_at (for the host and time index)',
     `name`              VARCHAR(255)    NOT NULL,
     `count`             BIGINT UNSIGNED NULL COMMENT 'running processes that match the watch (count)',
-    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`),
+    KEY sample_processes_host_time (host_id, collected_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Failed collection attempts. Identity: (appliance_id, epoch, local_id), local_id being the
@@ -253,7 +265,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
     epoch         BIGINT          NOT NULL DEFAULT 0,
     local_id      BIGINT          NOT NULL,
     host_id       INT UNSIGNED    NOT NULL,
-    rule          VARCHAR(32)     NOT NULL COMMENT 'cpu, memory, swap, reboot, unreachable',
+    rule          VARCHAR(300)    NOT NULL COMMENT 'cpu, memory, swap, reboot, unreachable, or a family rule with its member: fs-used:/var (v4: 300, a 255-byte member and the rule)',
     kind          VARCHAR(16)     NOT NULL COMMENT 'firing, reminder, resolved, flapping, stale',
     value         DOUBLE          NULL,
     threshold     DOUBLE          NULL,
@@ -411,13 +423,14 @@ WHERE g.last_missing >= g.first_missing
           AND d.first_seq <= g.last_missing AND d.last_seq >= g.first_missing);
 
 -- Grafana's read path, one view per family: `time` is the sample's collected_at (UTC), with
--- the appliance's and host's names. A panel of one host over 30 days filters on host and time:
--- the server finds the host's id by name, reads samples through samples_host_time
--- (host_id, collected_at) and the family's rows by primary key. Example:
+-- the appliance's and host's names. A panel of one host over 30 days filters on appliance, host
+-- and time: the server finds the host's id through host_name (appliance_id, name) and reads the
+-- family's rows of that time range through sample_<family>_host_time (host_id, collected_at).
+-- Example:
 --   SELECT time, mount AS metric, 100 * used / (used + avail) AS value FROM family_filesystems
 --   WHERE host = 'db1' AND $__timeFilter(time) ORDER BY time
 CREATE OR REPLACE VIEW family_system AS
-SELECT s.collected_at AS time,
+SELECT f.collected_at AS time,
        a.name AS appliance,
        h.name AS host,
        f.`cpu_user`,
@@ -431,18 +444,16 @@ SELECT s.collected_at AS time,
        f.`pid_max`,
        f.`files_open`,
        f.`files_max`,
-       s.received_at,
        f.appliance_id,
        f.epoch,
        f.host_id,
        f.seq
 FROM sample_system f
-JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
 JOIN hosts h ON h.id = f.host_id
 JOIN appliances a ON a.id = f.appliance_id;
 
 CREATE OR REPLACE VIEW family_filesystems AS
-SELECT s.collected_at AS time,
+SELECT f.collected_at AS time,
        a.name AS appliance,
        h.name AS host,
        f.`mount`,
@@ -455,18 +466,16 @@ SELECT s.collected_at AS time,
        f.`files_free`,
        f.`readonly`,
        f.`hanging`,
-       s.received_at,
        f.appliance_id,
        f.epoch,
        f.host_id,
        f.seq
 FROM sample_filesystems f
-JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
 JOIN hosts h ON h.id = f.host_id
 JOIN appliances a ON a.id = f.appliance_id;
 
 CREATE OR REPLACE VIEW family_interfaces AS
-SELECT s.collected_at AS time,
+SELECT f.collected_at AS time,
        a.name AS appliance,
        h.name AS host,
        f.`name`,
@@ -480,18 +489,16 @@ SELECT s.collected_at AS time,
        f.`tx_packets`,
        f.`tx_errors`,
        f.`tx_drops`,
-       s.received_at,
        f.appliance_id,
        f.epoch,
        f.host_id,
        f.seq
 FROM sample_interfaces f
-JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
 JOIN hosts h ON h.id = f.host_id
 JOIN appliances a ON a.id = f.appliance_id;
 
 CREATE OR REPLACE VIEW family_devices AS
-SELECT s.collected_at AS time,
+SELECT f.collected_at AS time,
        a.name AS appliance,
        h.name AS host,
        f.`name`,
@@ -500,46 +507,40 @@ SELECT s.collected_at AS time,
        f.`read_bytes`,
        f.`write_bytes`,
        f.`busy_ms`,
-       s.received_at,
        f.appliance_id,
        f.epoch,
        f.host_id,
        f.seq
 FROM sample_devices f
-JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
 JOIN hosts h ON h.id = f.host_id
 JOIN appliances a ON a.id = f.appliance_id;
 
 CREATE OR REPLACE VIEW family_units AS
-SELECT s.collected_at AS time,
+SELECT f.collected_at AS time,
        a.name AS appliance,
        h.name AS host,
        f.`name`,
        f.`sub`,
        f.`result`,
-       s.received_at,
        f.appliance_id,
        f.epoch,
        f.host_id,
        f.seq
 FROM sample_units f
-JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
 JOIN hosts h ON h.id = f.host_id
 JOIN appliances a ON a.id = f.appliance_id;
 
 CREATE OR REPLACE VIEW family_processes AS
-SELECT s.collected_at AS time,
+SELECT f.collected_at AS time,
        a.name AS appliance,
        h.name AS host,
        f.`name`,
        f.`count`,
-       s.received_at,
        f.appliance_id,
        f.epoch,
        f.host_id,
        f.seq
 FROM sample_processes f
-JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
 JOIN hosts h ON h.id = f.host_id
 JOIN appliances a ON a.id = f.appliance_id;
 

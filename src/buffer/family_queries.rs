@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::sections::{self, DecodeError, Dictionary};
+use super::sections::{DecodeError, Dictionary};
 use super::{Buffer, Result, RoundTx, StatusReader};
 use crate::report::family::{FamilySpec, Member, Section};
 
@@ -46,23 +46,25 @@ pub struct FamilyPoint {
 }
 
 impl Buffer {
-    /// Decodes a stored sections blob (`None`: a sample without sections).
+    /// Decodes a stored sections blob of host row `host_id` (`None`: a sample without sections).
     pub(crate) fn decode_sections(
         &self,
+        host_id: i64,
         blob: Option<&[u8]>,
     ) -> std::result::Result<Vec<Section>, DecodeError> {
-        decode(&self.conn, &self.dict, blob)
+        decode(&self.conn, &self.dict, host_id, blob)
     }
 
     /// [`Buffer::decode_sections`], logging (and reading as none) a blob that does not decode:
     /// never expected, since only this module writes them.
     pub(crate) fn sections_or_log(
         &self,
+        host_id: i64,
         blob: Option<&[u8]>,
         host: &str,
         seq: i64,
     ) -> Vec<Section> {
-        self.decode_sections(blob).unwrap_or_else(|error| {
+        self.decode_sections(host_id, blob).unwrap_or_else(|error| {
             tracing::error!(buffer = %self.path.display(), host, seq, %error,
                 "a sample's sections cannot be read; it is treated as carrying none");
             Vec::new()
@@ -73,13 +75,36 @@ impl Buffer {
 fn decode(
     conn: &Connection,
     dict: &Mutex<Dictionary>,
+    host_id: i64,
     blob: Option<&[u8]>,
 ) -> std::result::Result<Vec<Section>, DecodeError> {
     let Some(blob) = blob else {
         return Ok(Vec::new());
     };
     let mut dict = dict.lock().unwrap_or_else(|p| p.into_inner());
-    sections::decode(blob, |id| dict.text(conn, id))
+    dict.decode_for(conn, host_id, blob)
+}
+
+impl Buffer {
+    /// Deletes the section bases no remaining sample needs (see `sections.rs`): of each host,
+    /// every base older than the newest one at or below its oldest remaining sample (with no
+    /// sample left, every base but the newest, which the writer may still be writing against).
+    pub(crate) fn delete_unused_bases(&mut self) -> Result<u64> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM section_bases
+                 WHERE first_seq < (
+                     SELECT MAX(b.first_seq) FROM section_bases b
+                      WHERE b.host_id = section_bases.host_id
+                        AND b.first_seq <= COALESCE(
+                            (SELECT MIN(s.seq) FROM samples s WHERE s.host_id = section_bases.host_id),
+                            9223372036854775807))",
+                [],
+            )
+            .map_err(self.err("deleting section bases no sample needs"))?;
+        Ok(n as u64)
+    }
 }
 
 impl StatusReader {
@@ -171,21 +196,24 @@ fn latest(
     host: &str,
 ) -> Result<Option<HostSections>> {
     let doing = "reading a host's newest sections";
-    let row: Option<(i64, i64, i64, Option<Vec<u8>>)> = conn
+    type Row = (i64, i64, i64, Option<Vec<u8>>, i64);
+    let row: Option<Row> = conn
         .prepare_cached(
-            "SELECT s.seq, s.collected_at, s.received_at, s.sections
+            "SELECT s.seq, s.collected_at, s.received_at, s.sections, s.host_id
              FROM samples s WHERE s.host_id = (SELECT id FROM hosts WHERE name = ?1)
              ORDER BY s.seq DESC LIMIT 1",
         )
         .and_then(|mut stmt| {
-            stmt.query_row([host], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()
+            stmt.query_row([host], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
         })
         .map_err(|e| ctx.fail(doing, e))?;
-    let Some((seq, collected_at, received_at, blob)) = row else {
+    let Some((seq, collected_at, received_at, blob, host_id)) = row else {
         return Ok(None);
     };
-    let sections = decode(conn, dict, blob.as_deref()).unwrap_or_else(|error| {
+    let sections = decode(conn, dict, host_id, blob.as_deref()).unwrap_or_else(|error| {
         ctx.decode_failed(host, seq, &error);
         Vec::new()
     });
@@ -206,10 +234,10 @@ fn history(
     until_ms: i64,
 ) -> Result<Vec<FamilyPoint>> {
     let doing = "reading a family's history";
-    type Row = (i64, i64, i64, Vec<u8>);
+    type Row = (i64, i64, i64, Vec<u8>, i64);
     let rows: Vec<Row> = conn
         .prepare_cached(
-            "SELECT s.seq, s.collected_at, s.received_at, s.sections
+            "SELECT s.seq, s.collected_at, s.received_at, s.sections, s.host_id
              FROM samples s
              WHERE s.host_id = (SELECT id FROM hosts WHERE name = ?1)
                AND s.received_at BETWEEN ?2 AND ?3 AND s.sections IS NOT NULL
@@ -217,14 +245,14 @@ fn history(
         )
         .and_then(|mut stmt| {
             stmt.query_map(params![host, since_ms, until_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect()
         })
         .map_err(|e| ctx.fail(doing, e))?;
     let mut out = Vec::with_capacity(rows.len());
-    for (seq, collected_at, received_at, blob) in rows {
-        let sections = match decode(conn, dict, Some(&blob)) {
+    for (seq, collected_at, received_at, blob, host_id) in rows {
+        let sections = match decode(conn, dict, host_id, Some(&blob)) {
             Ok(sections) => sections,
             Err(error) => {
                 ctx.decode_failed(host, seq, &error);

@@ -623,7 +623,7 @@ fn insert_sample(
         Some(serde_json::Value::Object(map).to_string())
     };
     let [load1, load5, load15] = r.load.map(|l| l.map(Some)).unwrap_or([None; 3]);
-    let sections = sections::encode(&r.sections, |text| dict.intern(tx, text))?;
+    let sections = dict.encode_for(tx, host_id, seq, &r.sections)?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO samples (host_id, seq, collected_at, received_at, clock_skewed, cpu, cores,
                               mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s,

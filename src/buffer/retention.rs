@@ -153,6 +153,9 @@ impl Buffer {
             }
         }
         let shed = report.synced_deleted + report.journal_deleted + report.unsynced_dropped;
+        if shed > 0 {
+            self.with_reserve(|b| b.delete_unused_bases())?;
+        }
         if shed > 0 || tight {
             self.release_free_pages(if tight { 16 } else { 0 });
         }
@@ -665,11 +668,11 @@ mod tests {
 
     fn sync_all(buffer: &mut Buffer) {
         let mut queue = buffer.sync_queue();
-        let ids: Vec<(String, i64)> = queue
+        let ids: Vec<(i64, String, i64)> = queue
             .unsynced_samples(usize::MAX >> 1)
             .unwrap()
             .iter()
-            .map(|s| (s.host.clone(), s.seq))
+            .map(|s| (s.id, s.host.clone(), s.seq))
             .collect();
         queue.mark_samples_synced(&ids, now_ms()).unwrap();
     }

@@ -4,20 +4,34 @@
 //!
 //! A BLOB of varints (LEB128, 7 bits a byte). Member keys and text values are interned in the
 //! `dictionary` table and stored by id, so a mount point or interface name repeated in every
-//! sample costs a byte or two:
+//! sample costs a byte or two. Most values barely move from one sample to the next, so a
+//! sample is written against its host's **base** (`section_bases`: a copy of one sample's
+//! sections, drawn every 16 samples or when the members change): a value equal to the base's
+//! costs one bit, an integer the zigzag of its difference.
 //!
 //! ```text
-//! blob    = count(sections) section*
+//! sample  = 0x80 body | 0x81 base-first-seq body-against-base   (a base row holds a body;
+//!           a blob of migration 5, before bases, is a body without tag: its first byte,
+//!           the section count, is below 0x80)
+//! body    = count(sections) section*
 //! section = family id (1 byte, FamilySpec::id) cut refused count(fields) count(members) member*
 //! member  = [key: dictionary id, unless the family is a singleton]
-//!           presence (ceil(fields / 8) bytes, bit i = field i has a value) value*
-//! value   = U64: varint of (v >> 4k) << 3 | k, k = whole nibbles of trailing zeros (0..=7)
+//!           presence (ceil(fields / 8) bytes, bit i = field i has a value)
+//!           [same (as many bytes; bit i = equal to the base member's), if the base has the key]
+//!           value* (present and not same)
+//! value   = U64: folded varint of v, or against a U64 in the base of zigzag(v - base), where
+//!           folded = (v >> 4k) << 3 | k, k = whole nibbles of trailing zeros (0..=7)
 //!           | Bool: 1 byte | Text: dictionary id | F64: tag byte + payload
 //! F64     = tag 0: an integer (zigzag varint) | 1: hundredths (zigzag varint of v × 100)
 //!           | 2: an f32 (4 bytes LE) | 3: an f64 (8 bytes LE); the shortest that gives
 //!           back exactly `v`, so every value reads back bit for bit. Fields whose unit is
 //!           `percent` are kept to the hundredth (as the `cores` column keeps per-core CPU).
 //! ```
+//!
+//! A base is kept while any sample of its host at or above its first seq and below the next
+//! base's remains (retention deletes the rest, `Buffer::delete_unused_bases`). There is one
+//! writer (the round writer); a round that rolls back takes its bases with it, and the writer
+//! forgets them.
 //!
 //! `count(fields)` is the number of fields when written: a family's fields are only ever
 //! appended, so a blob written before a field was added reads with that field `None`.
@@ -33,16 +47,138 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::report::family::{self, FamilySpec, Kind, Member, Section, Typed, Value};
 
-/// The dictionary of member keys and text values: a cache of the `dictionary` table.
+/// A host's base as the writer holds it.
+#[derive(Debug)]
+struct Base {
+    first_seq: i64,
+    sections: Vec<Section>,
+    /// Samples written against it so far.
+    uses: u32,
+}
+
+/// Samples written against one base before the writer draws a new one: deltas stay small
+/// (16 minutes of counters at the default interval) and a base costs each sample 1/16th.
+const BASE_EVERY: u32 = 16;
+
+/// Decoded bases a reader keeps before it starts over.
+const BASE_CACHE: usize = 4096;
+
+/// The caches of one connection: the dictionary of member keys and text values (of the
+/// `dictionary` table), the writer's current base per host, and decoded bases.
 #[derive(Debug, Default)]
 pub struct Dictionary {
     by_text: HashMap<String, i64>,
     by_id: HashMap<i64, String>,
     /// Texts inserted by the round in progress (forgotten if it does not commit).
     pending: Vec<String>,
+    /// The writer's base per host id.
+    bases: HashMap<i64, Base>,
+    /// Bases (host id, first seq) inserted by the round in progress.
+    pending_bases: Vec<(i64, i64)>,
+    /// Decoded bases by (host id, first seq).
+    decoded: HashMap<(i64, i64), Vec<Section>>,
+}
+
+/// Whether `a` and `b` have the same families and member keys, in the same order.
+fn same_shape(a: &[Section], b: &[Section]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.family.id == y.family.id
+                && x.members.len() == y.members.len()
+                && x.members
+                    .iter()
+                    .zip(&y.members)
+                    .all(|(m, n)| m.key == n.key)
+        })
 }
 
 impl Dictionary {
+    /// The blob of a new sample of `host_id` (sequence `seq`) with `sections` (`None` when
+    /// there are none), inside the round's transaction: written against the host's base,
+    /// after drawing a new base (this sample's sections) every [`BASE_EVERY`] samples or when
+    /// the families or members changed.
+    pub(crate) fn encode_for(
+        &mut self,
+        conn: &Connection,
+        host_id: i64,
+        seq: i64,
+        sections: &[Section],
+    ) -> rusqlite::Result<Option<Vec<u8>>> {
+        if sections.is_empty() {
+            return Ok(None);
+        }
+        let sections = normalize(sections);
+        let renew = self
+            .bases
+            .get(&host_id)
+            .is_none_or(|b| b.uses >= BASE_EVERY || !same_shape(&b.sections, &sections));
+        let mut base = match self.bases.remove(&host_id) {
+            Some(base) if !renew => base,
+            _ => {
+                let blob = encode_base(&sections, |text| self.intern(conn, text))?;
+                conn.prepare_cached(
+                    "INSERT INTO section_bases (host_id, first_seq, sections) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(rusqlite::params![host_id, seq, blob])?;
+                self.pending_bases.push((host_id, seq));
+                Base {
+                    first_seq: seq,
+                    sections: sections.clone(),
+                    uses: 0,
+                }
+            }
+        };
+        let blob = encode_sample(&sections, Some((base.first_seq, &base.sections)), |text| {
+            self.intern(conn, text)
+        });
+        base.uses += 1;
+        self.bases.insert(host_id, base);
+        blob.map(Some)
+    }
+
+    /// Decodes the blob of a sample of `host_id`.
+    pub(crate) fn decode_for(
+        &mut self,
+        conn: &Connection,
+        host_id: i64,
+        blob: &[u8],
+    ) -> Result<Vec<Section>, DecodeError> {
+        let base = match base_of(blob) {
+            Some(first_seq) => Some(self.base(conn, host_id, first_seq)?),
+            None => None,
+        };
+        decode_sample(
+            blob,
+            |id| self.text(conn, id),
+            |first_seq| base.ok_or(DecodeError::MissingBase { host_id, first_seq }),
+        )
+    }
+
+    /// The decoded base (`host_id`, `first_seq`).
+    fn base(
+        &mut self,
+        conn: &Connection,
+        host_id: i64,
+        first_seq: i64,
+    ) -> Result<Vec<Section>, DecodeError> {
+        if let Some(base) = self.decoded.get(&(host_id, first_seq)) {
+            return Ok(base.clone());
+        }
+        let blob: Option<Vec<u8>> = conn
+            .prepare_cached(
+                "SELECT sections FROM section_bases WHERE host_id = ?1 AND first_seq = ?2",
+            )
+            .and_then(|mut s| s.query_row([host_id, first_seq], |r| r.get(0)).optional())
+            .map_err(|e| DecodeError::Dictionary(0, e))?;
+        let blob = blob.ok_or(DecodeError::MissingBase { host_id, first_seq })?;
+        let base = decode_base(&blob, |id| self.text(conn, id))?;
+        if self.decoded.len() >= BASE_CACHE {
+            self.decoded.clear();
+        }
+        self.decoded.insert((host_id, first_seq), base.clone());
+        Ok(base)
+    }
+
     /// The id of `text`, inserting it when new (inside the round's transaction).
     pub(crate) fn intern(&mut self, conn: &Connection, text: &str) -> rusqlite::Result<i64> {
         if let Some(id) = self.by_text.get(text) {
@@ -77,17 +213,23 @@ impl Dictionary {
         Ok(text)
     }
 
-    /// The round committed: its new entries are real.
+    /// The round committed: its new entries and bases are real.
     pub(crate) fn commit(&mut self) {
         self.pending.clear();
+        self.pending_bases.clear();
     }
 
-    /// The round did not commit: forget the ids it drew (SQLite may give them out again).
+    /// The round did not commit: forget the ids it drew (SQLite may give them out again) and
+    /// the bases it drew (their rows are gone; the next sample draws a new one).
     pub(crate) fn forget_pending(&mut self) {
         for text in self.pending.drain(..) {
             if let Some(id) = self.by_text.remove(&text) {
                 self.by_id.remove(&id);
             }
+        }
+        for (host_id, first_seq) in self.pending_bases.drain(..) {
+            self.bases.remove(&host_id);
+            self.decoded.remove(&(host_id, first_seq));
         }
     }
 }
@@ -114,59 +256,194 @@ pub enum DecodeError {
     /// The dictionary lacks an id.
     #[error("sections blob refers to dictionary entry {0}: {1}")]
     Dictionary(i64, rusqlite::Error),
+    /// The base a blob was written against is not there.
+    #[error("sections blob of host {host_id} refers to base {first_seq}, which is gone")]
+    MissingBase {
+        /// The host's row id.
+        host_id: i64,
+        /// The base's first seq.
+        first_seq: i64,
+    },
 }
 
-/// Encodes `sections` (`None` when there are none: the column stays NULL).
-pub(crate) fn encode(
-    sections: &[Section],
-    mut intern: impl FnMut(&str) -> rusqlite::Result<i64>,
-) -> rusqlite::Result<Option<Vec<u8>>> {
-    if sections.is_empty() {
-        return Ok(None);
+/// The first seq of the base a sample blob was written against, if any.
+fn base_of(blob: &[u8]) -> Option<i64> {
+    let mut r = Reader { blob, at: 0 };
+    match r.byte().ok()? {
+        AGAINST_BASE => r.varint().ok().map(|v| v as i64),
+        _ => None,
     }
-    let mut out = Vec::with_capacity(64 * sections.len());
-    varint(&mut out, sections.len() as u64);
-    for section in sections {
+}
+
+/// The sections as the buffer keeps them: percentages to the hundredth (like the per-core
+/// values of the `cores` column), everything else as measured. Encoding and the writer's base
+/// compare these values, so what reads back is exactly this.
+pub(crate) fn normalize(sections: &[Section]) -> Vec<Section> {
+    let mut out = sections.to_vec();
+    for section in &mut out {
         let spec = section.family;
-        out.push(spec.id);
-        varint(&mut out, u64::from(section.cut));
-        varint(&mut out, u64::from(section.refused));
-        varint(&mut out, spec.fields.len() as u64);
-        varint(&mut out, section.members.len() as u64);
-        let bitmap = spec.fields.len().div_ceil(8);
-        for member in &section.members {
-            if !spec.is_singleton() {
-                varint(&mut out, intern(&member.key)? as u64);
-            }
-            let at = out.len();
-            out.resize(at + bitmap, 0);
-            for (i, (field, value)) in spec.fields.iter().zip(&member.values).enumerate() {
-                let Some(value) = value else { continue };
-                match (field.kind, value) {
-                    (Kind::U64, Value::U64(v)) => push_u64(&mut out, *v),
-                    (Kind::Bool, Value::Bool(v)) => out.push(u8::from(*v)),
-                    (Kind::Text, Value::Text(v)) => varint(&mut out, intern(v)? as u64),
-                    (Kind::F64, Value::F64(v)) if field.unit == "percent" => {
-                        push_f64(&mut out, hundredths(*v))
-                    }
-                    (Kind::F64, Value::F64(v)) => push_f64(&mut out, *v),
-                    // A value of another kind than its field: not stored (the collector's
-                    // reader refuses such members; this keeps the blob readable regardless).
-                    _ => continue,
+        for member in &mut section.members {
+            for (field, value) in spec.fields.iter().zip(member.values.iter_mut()) {
+                if let (Kind::F64, "percent", Some(Value::F64(v))) =
+                    (field.kind, field.unit, value.as_mut())
+                {
+                    *v = hundredths(*v);
                 }
-                out[at + i / 8] |= 1 << (i % 8);
             }
         }
     }
-    Ok(Some(out))
+    out
 }
 
-/// Decodes a blob written by [`encode`], resolving dictionary ids with `text`.
-pub(crate) fn decode(
+/// Blob tag: the sections follow in full. (A first byte below 0x80 is a blob of migration 5,
+/// written before bases: a body without tag, which reads as in full.)
+const FULL: u8 = 0x80;
+/// Blob tag: the base's first seq follows, then the sections against that base.
+const AGAINST_BASE: u8 = 0x81;
+
+/// Encodes normalized `sections` as a sample blob: in full (`base` `None`), or against the
+/// host's base (its first seq and its sections), which only values that differ cost.
+pub(crate) fn encode_sample(
+    sections: &[Section],
+    base: Option<(i64, &[Section])>,
+    intern: impl FnMut(&str) -> rusqlite::Result<i64>,
+) -> rusqlite::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 * sections.len());
+    match base {
+        None => {
+            out.push(FULL);
+            encode_body(&mut out, sections, None, intern)?;
+        }
+        Some((first_seq, base)) => {
+            out.push(AGAINST_BASE);
+            varint(&mut out, first_seq as u64);
+            encode_body(&mut out, sections, Some(base), intern)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes normalized `sections` in full, as a base row holds them.
+pub(crate) fn encode_base(
+    sections: &[Section],
+    intern: impl FnMut(&str) -> rusqlite::Result<i64>,
+) -> rusqlite::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 * sections.len());
+    encode_body(&mut out, sections, None, intern)?;
+    Ok(out)
+}
+
+/// The member of `base` that `member` of `family` is written against, if any.
+fn base_member<'a>(base: Option<&'a [Section]>, family: u8, key: &str) -> Option<&'a Member> {
+    base?
+        .iter()
+        .find(|s| s.family.id == family)?
+        .members
+        .iter()
+        .find(|m| m.key == key)
+}
+
+fn encode_body(
+    out: &mut Vec<u8>,
+    sections: &[Section],
+    base: Option<&[Section]>,
+    mut intern: impl FnMut(&str) -> rusqlite::Result<i64>,
+) -> rusqlite::Result<()> {
+    varint(out, sections.len() as u64);
+    for section in sections {
+        let spec = section.family;
+        out.push(spec.id);
+        varint(out, u64::from(section.cut));
+        varint(out, u64::from(section.refused));
+        varint(out, spec.fields.len() as u64);
+        varint(out, section.members.len() as u64);
+        let bitmap = spec.fields.len().div_ceil(8);
+        for member in &section.members {
+            if !spec.is_singleton() {
+                varint(out, intern(&member.key)? as u64);
+            }
+            let against = base_member(base, spec.id, &member.key);
+            let present = out.len();
+            out.resize(present + bitmap, 0);
+            // Against a base member: a second bitmap, bit i = field i equals the base's.
+            let same = out.len();
+            if against.is_some() {
+                out.resize(same + bitmap, 0);
+            }
+            for (i, (field, value)) in spec.fields.iter().zip(&member.values).enumerate() {
+                let Some(value) = value else { continue };
+                if value.kind() != field.kind {
+                    // Not stored (the collector's reader refuses such members).
+                    continue;
+                }
+                out[present + i / 8] |= 1 << (i % 8);
+                let old = against
+                    .and_then(|m| m.values.get(i))
+                    .and_then(Option::as_ref);
+                if against.is_some() && old == Some(value) {
+                    out[same + i / 8] |= 1 << (i % 8);
+                    continue;
+                }
+                match (value, old) {
+                    (Value::U64(v), Some(Value::U64(b))) => {
+                        push_u64(out, zigzag(v.wrapping_sub(*b) as i64))
+                    }
+                    (Value::U64(v), _) => push_u64(out, *v),
+                    (Value::Bool(v), _) => out.push(u8::from(*v)),
+                    (Value::Text(v), _) => varint(out, intern(v)? as u64),
+                    (Value::F64(v), _) => push_f64(out, *v),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a sample blob written by [`encode_sample`]: dictionary ids through `text`, the
+/// base (by its first seq, when the blob was written against one) through `base`.
+pub(crate) fn decode_sample(
     blob: &[u8],
-    mut text: impl FnMut(i64) -> rusqlite::Result<String>,
+    text: impl FnMut(i64) -> rusqlite::Result<String>,
+    base: impl FnOnce(i64) -> Result<Vec<Section>, DecodeError>,
 ) -> Result<Vec<Section>, DecodeError> {
     let mut r = Reader { blob, at: 0 };
+    let sections = match r.byte()? {
+        FULL => decode_body(&mut r, None, text)?,
+        AGAINST_BASE => {
+            let first_seq = r.varint()? as i64;
+            let base = base(first_seq)?;
+            decode_body(&mut r, Some(&base), text)?
+        }
+        legacy if legacy < 0x80 => {
+            r.at = 0;
+            decode_body(&mut r, None, text)?
+        }
+        _ => return Err(DecodeError::Malformed(0)),
+    };
+    if r.at != blob.len() {
+        return Err(DecodeError::Malformed(r.at));
+    }
+    Ok(sections)
+}
+
+/// Decodes a base row written by [`encode_base`].
+pub(crate) fn decode_base(
+    blob: &[u8],
+    text: impl FnMut(i64) -> rusqlite::Result<String>,
+) -> Result<Vec<Section>, DecodeError> {
+    let mut r = Reader { blob, at: 0 };
+    let sections = decode_body(&mut r, None, text)?;
+    if r.at != blob.len() {
+        return Err(DecodeError::Malformed(r.at));
+    }
+    Ok(sections)
+}
+
+fn decode_body(
+    r: &mut Reader<'_>,
+    base: Option<&[Section]>,
+    mut text: impl FnMut(i64) -> rusqlite::Result<String>,
+) -> Result<Vec<Section>, DecodeError> {
     let mut lookup = |id: u64| -> Result<String, DecodeError> {
         let id = id as i64;
         text(id).map_err(|e| DecodeError::Dictionary(id, e))
@@ -197,26 +474,38 @@ pub(crate) fn decode(
             } else {
                 lookup(r.varint()?)?
             };
+            let against = base_member(base, spec.id, &key);
             let mut member = Member::new(spec, key);
-            let bits = r.take(bitmap)?.to_vec();
+            let present = r.take(bitmap)?.to_vec();
+            let same = match against {
+                Some(_) => r.take(bitmap)?.to_vec(),
+                None => vec![0; bitmap],
+            };
             for (i, field) in spec.fields.iter().enumerate().take(stored) {
-                if bits[i / 8] & (1 << (i % 8)) == 0 {
+                if present[i / 8] & (1 << (i % 8)) == 0 {
                     continue;
                 }
-                let value = match field.kind {
-                    Kind::U64 => Value::U64(r.u64()?),
-                    Kind::Bool => Value::Bool(r.byte()? != 0),
-                    Kind::Text => Value::Text(lookup(r.varint()?)?),
-                    Kind::F64 => Value::F64(r.f64()?),
+                let old = against
+                    .and_then(|m| m.values.get(i))
+                    .and_then(Option::as_ref);
+                if same[i / 8] & (1 << (i % 8)) != 0 {
+                    member.values[i] = Some(old.cloned().ok_or(DecodeError::Malformed(r.at))?);
+                    continue;
+                }
+                let value = match (field.kind, old) {
+                    (Kind::U64, Some(Value::U64(b))) => {
+                        Value::U64(b.wrapping_add(unzigzag(r.u64()?) as u64))
+                    }
+                    (Kind::U64, _) => Value::U64(r.u64()?),
+                    (Kind::Bool, _) => Value::Bool(r.byte()? != 0),
+                    (Kind::Text, _) => Value::Text(lookup(r.varint()?)?),
+                    (Kind::F64, _) => Value::F64(r.f64()?),
                 };
                 member.values[i] = Some(value);
             }
             section.members.push(member);
         }
         sections.push(section);
-    }
-    if r.at != blob.len() {
-        return Err(DecodeError::Malformed(r.at));
     }
     Ok(sections)
 }
@@ -481,17 +770,57 @@ mod tests {
     }
 
     fn roundtrip(sections: &[Section]) -> (Vec<u8>, Vec<Section>) {
+        roundtrip_against(sections, None)
+    }
+
+    /// Encodes (normalized, against `base` when given) and decodes again.
+    fn roundtrip_against(
+        sections: &[Section],
+        base: Option<&[Section]>,
+    ) -> (Vec<u8>, Vec<Section>) {
         let (mut ids, mut texts) = dict();
-        let blob = encode(sections, |t| {
+        let sections = normalize(sections);
+        let base = base.map(normalize);
+        let blob = encode_sample(&sections, base.as_deref().map(|b| (7, b)), |t| {
             Ok(*ids.entry(t.to_owned()).or_insert_with(|| {
                 texts.push(t.to_owned());
                 texts.len() as i64
             }))
         })
-        .unwrap()
         .unwrap();
-        let back = decode(&blob, |id| Ok(texts[id as usize - 1].clone())).unwrap();
+        let back = decode_sample(
+            &blob,
+            |id| Ok(texts[id as usize - 1].clone()),
+            |first| {
+                assert_eq!(first, 7);
+                Ok(base.clone().unwrap())
+            },
+        )
+        .unwrap();
         (blob, back)
+    }
+
+    #[test]
+    fn a_sample_against_its_base_reads_back_exactly_and_costs_what_changed() {
+        let base = super::example_sections(2, 10);
+        for round in [10, 11, 25] {
+            let sample = super::example_sections(2, round);
+            let (delta, back) = roundtrip_against(&sample, Some(&base));
+            assert_eq!(back, normalize(&sample), "round {round}");
+            let (full, _) = roundtrip(&sample);
+            assert!(
+                delta.len() * 3 < full.len() * 2,
+                "{} vs {}",
+                delta.len(),
+                full.len()
+            );
+        }
+        // Members the base lacks, and a base of other members, still read back.
+        let mut other = super::example_sections(2, 12);
+        other[1].members[0].key = "/new".into();
+        other[2].members.pop();
+        let (_, back) = roundtrip_against(&other, Some(&base));
+        assert_eq!(back, normalize(&other));
     }
 
     #[test]
@@ -579,29 +908,58 @@ mod tests {
         m.set(filesystems::FILES_FREE, Some(Value::U64(100)));
         fs.members.push(m);
         let (blob, _) = roundtrip(&[fs]);
-        // count, family, cut, refused, fields, members | key, 2 bitmap bytes, device, files_free.
-        assert_eq!(blob.len(), 6 + 1 + 2 + 1 + 2);
+        // tag | count, family, cut, refused, fields, members | key, 2 bitmap bytes, device,
+        // files_free.
+        assert_eq!(blob.len(), 1 + 6 + 1 + 2 + 1 + 2);
     }
 
     #[test]
     fn a_blob_written_before_a_field_was_appended_reads_with_it_absent() {
-        let mut blob = Vec::new();
+        let mut blob = vec![FULL];
         varint(&mut blob, 1);
         blob.push(system::SPEC.id);
         blob.extend([0, 0, 1, 1]); // cut, refused, 1 field, 1 member
         blob.push(0b1); // cpu_user present
         blob.push(0); // tag: integer
         varint(&mut blob, zigzag(5));
-        let back = decode(&blob, |_| unreachable!()).unwrap();
+        let back = decode_sample(&blob, |_| unreachable!(), |_| unreachable!()).unwrap();
         assert_eq!(back[0].members[0].f64(system::CPU_USER), Some(5.0));
         assert_eq!(back[0].members[0].values.len(), system::SPEC.fields.len());
         assert!(back[0].members[0].values[1..].iter().all(Option::is_none));
     }
 
     #[test]
+    fn a_blob_of_migration_5_without_tag_still_reads() {
+        // Migration 5 stored the body alone (its first byte, the section count, below 0x80).
+        let sections = normalize(&super::example_sections(4, 2));
+        let mut texts: Vec<String> = Vec::new();
+        let body = encode_base(&sections, |t| {
+            texts.push(t.to_owned());
+            Ok(texts.len() as i64)
+        })
+        .unwrap();
+        assert!(body[0] < 0x80);
+        let back = decode_sample(
+            &body,
+            |id| Ok(texts[id as usize - 1].clone()),
+            |_| unreachable!(),
+        );
+        assert_eq!(back.unwrap(), sections);
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for blob in [&[][..], &[1], &[1, 99], &[1, 1, 0, 0, 200, 1], &[0, 0]] {
-            assert!(decode(blob, |_| Ok(String::new())).is_err(), "{blob:?}");
+        for blob in [
+            &[][..],
+            &[0x80],
+            &[0x80, 1, 99],
+            &[0x80, 1, 1, 0, 0, 200, 1],
+            &[0, 0],
+            &[9],
+            &[0x82],
+        ] {
+            let decoded = decode_sample(blob, |_| Ok(String::new()), |_| Ok(Vec::new()));
+            assert!(decoded.is_err(), "{blob:?}");
         }
     }
 }

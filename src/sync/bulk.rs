@@ -116,6 +116,9 @@ pub fn samples(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> File
             core_rows += 1;
         }
         let identity = format!("{appliance}\t{epoch}\t{}\t{}", p.host_id, s.seq);
+        let mut timed = identity.clone();
+        timed.push('\t');
+        push_datetime_ms(&mut timed, Some(s.collected_at));
         for section in &s.sections {
             line.clear();
             families::section_row(&mut line, Form::Field, &identity, section);
@@ -129,7 +132,7 @@ pub fn samples(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> File
                 continue;
             };
             let child = &mut children[at + 1];
-            families::member_rows(Form::Field, &identity, section, |row| {
+            families::member_rows(Form::Field, &timed, section, |row| {
                 child.data.extend_from_slice(row.as_bytes());
                 child.data.push(b'\n');
                 child.rows += 1;

@@ -41,10 +41,11 @@ pub fn tables() -> Vec<String> {
         .collect()
 }
 
-/// The columns of `family`'s child table, in the order of [`member_row`]: the identity, the
-/// key (unless a singleton), the fields; quoted, since field names may be SQL words.
+/// The columns of `family`'s child table, in the order of [`member_rows`]: the identity, the
+/// sample's collected_at (for the index by host and time), the key (unless a singleton), the
+/// fields; quoted, since field names may be SQL words.
 pub fn columns(family: &FamilySpec) -> String {
-    let mut out = String::from("appliance_id, epoch, host_id, seq");
+    let mut out = String::from("appliance_id, epoch, host_id, seq, collected_at");
     if !family.is_singleton() {
         let _ = write!(out, ", `{}`", family.key);
     }
@@ -118,7 +119,8 @@ pub fn section_row(out: &mut String, form: Form, identity: &str, section: &Secti
 }
 
 /// The child rows of `section`, each passed to `row` (without parentheses or line end).
-/// `identity` is the sample's identity, already in `form` (`a,e,h,s` or `a\te\th\ts`).
+/// `identity` is the sample's identity and collected_at, already in `form` (`a,e,h,s,'t'` or
+/// `a\te\th\ts\tt`).
 pub fn member_rows(form: Form, identity: &str, section: &Section, mut row: impl FnMut(&str)) {
     let sep = form.separator();
     let spec = section.family;
@@ -249,9 +251,9 @@ mod tests {
         );
         assert_eq!(
             columns(&system::SPEC).split(", ").count(),
-            4 + system::SPEC.fields.len()
+            5 + system::SPEC.fields.len()
         );
-        assert!(columns(&filesystems::SPEC).contains(", `mount`, `fstype`"));
+        assert!(columns(&filesystems::SPEC).contains("seq, collected_at, `mount`, `fstype`"));
     }
 
     #[test]

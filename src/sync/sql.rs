@@ -227,6 +227,9 @@ fn family_inserts(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> V
         heads.iter().map(|(h, t)| MultiInsert::new(h, t)).collect();
     for p in rows {
         let identity = format!("{appliance},{epoch},{},{}", p.host_id, p.row.seq);
+        let mut timed = identity.clone();
+        timed.push(',');
+        push_datetime_ms(&mut timed, p.row.collected_at);
         for section in &p.row.sections {
             families::warn_pad_space_twins(&p.row.host, p.row.seq, section);
             let out = inserts[0].row();
@@ -237,7 +240,7 @@ fn family_inserts(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> V
                 continue;
             };
             let insert = &mut inserts[at + 1];
-            families::member_rows(Form::Literal, &identity, section, |row| {
+            families::member_rows(Form::Literal, &timed, section, |row| {
                 let out = insert.row();
                 out.push('(');
                 out.push_str(row);

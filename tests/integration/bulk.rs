@@ -77,7 +77,11 @@ fn central_dump(db: &MariaDb) -> Vec<String> {
                 .to_vec()
         } else {
             let spec = edgemon::report::family::FAMILIES[i - 1];
-            let mut c = vec!["epoch".to_string(), "seq".to_string()];
+            let mut c = vec![
+                "epoch".to_string(),
+                "seq".to_string(),
+                "collected_at".to_string(),
+            ];
             if !spec.is_singleton() {
                 c.push(spec.key.to_string());
             }
@@ -91,7 +95,7 @@ fn central_dump(db: &MariaDb) -> Vec<String> {
         let order = if i == 0 {
             "x.family".to_string()
         } else {
-            format!("x.`{}`", columns[2])
+            format!("x.`{}`", columns[3])
         };
         children.push(format!(
             "SELECT CONCAT_WS('|', h.name, {}) FROM {table} x JOIN hosts h ON h.id = x.host_id

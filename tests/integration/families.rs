@@ -144,16 +144,18 @@ fn assert_schema_matches_the_specs(db: &MariaDb) {
                 (&table,),
             )
             .expect("columns");
-        let mut want: Vec<(String, String)> = ["appliance_id", "epoch", "host_id", "seq"]
-            .iter()
-            .zip([
-                "int(10) unsigned",
-                "bigint(20)",
-                "int(10) unsigned",
-                "bigint(20)",
-            ])
-            .map(|(c, t)| (c.to_string(), t.to_string()))
-            .collect();
+        let mut want: Vec<(String, String)> =
+            ["appliance_id", "epoch", "host_id", "seq", "collected_at"]
+                .iter()
+                .zip([
+                    "int(10) unsigned",
+                    "bigint(20)",
+                    "int(10) unsigned",
+                    "bigint(20)",
+                    "datetime(3)",
+                ])
+                .map(|(c, t)| (c.to_string(), t.to_string()))
+                .collect();
         if !family.is_singleton() {
             want.push((family.key.to_string(), "varchar(255)".into()));
         }
