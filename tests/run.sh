@@ -22,7 +22,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # (wsrep_sst_rsync finds rsync and ss on PATH); util-linux gives setpriv, which drops the
 # nodes to nobody when the tests run as root.
 PACKAGES=(openssh-server openssh-client mariadb-server galera-4 rsync iproute2 util-linux
-          python3-aiosmtpd passwd libssl-dev pkg-config chromium nftables sshfs)
+          python3-aiosmtpd passwd libssl-dev pkg-config chromium nftables faketime libfaketime
+          sshfs)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -32,6 +33,7 @@ missing_servers() {
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
     [[ -x /usr/bin/mariadb-install-db ]] || echo "MariaDB (/usr/bin/mariadb-install-db)"
     [[ -x /usr/bin/chromium ]] || echo "Chromium for the status page's browser test (/usr/bin/chromium)"
+    compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || echo "libfaketime for the clock-step tests (libfaketime)"
     [[ -x /usr/sbin/ip ]] || echo "iproute2 for namespace test hosts (/usr/sbin/ip)"
     [[ -x /usr/sbin/nft ]] || echo "nftables for namespace test hosts (/usr/sbin/nft)"
     [[ -x /usr/bin/sshfs ]] || echo "sshfs for the hung-mount test (/usr/bin/sshfs)"

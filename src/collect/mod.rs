@@ -34,6 +34,7 @@
 pub mod hosts;
 pub mod local;
 pub mod outcome;
+pub mod schedule;
 pub mod ssh;
 mod table;
 
@@ -58,6 +59,9 @@ pub struct Collector {
     local_agent: PathBuf,
     shared: Arc<ssh::Shared>,
     pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
+    /// `collect.concurrency`: hosts working at once, across ticks (a host in flight from an
+    /// earlier tick holds its permit).
+    limit: Arc<Semaphore>,
     /// The key generation started after the last round, until awaited or replaced.
     refill: Mutex<Option<smol::Task<()>>>,
 }
@@ -77,11 +81,13 @@ impl Collector {
             .filter(|h| matches!(h.transport, Transport::Ssh(_)))
             .count();
         ensure_fd_limit(ssh_hosts);
+        let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Collector {
             hosts,
             local_agent,
             shared: Arc::new(ssh::Shared::new(settings, store)),
             pool: Arc::default(),
+            limit,
             refill: Mutex::default(),
         }
     }
@@ -117,6 +123,7 @@ impl Collector {
             local_agent,
             shared: self.shared.clone(),
             pool: Arc::new(Mutex::new(kept)),
+            limit: self.limit.clone(),
             refill: Mutex::default(),
         }
     }
@@ -133,33 +140,7 @@ impl Collector {
 
     /// Collects every host once, at most `concurrency` at a time; outcomes in host order.
     pub async fn round(&self) -> Vec<HostOutcome> {
-        let limit = Arc::new(Semaphore::new(self.shared.settings.concurrency.max(1)));
-        let tasks: Vec<_> = self
-            .hosts
-            .iter()
-            .cloned()
-            .map(|host| {
-                let limit = limit.clone();
-                let shared = self.shared.clone();
-                let pool = self.pool.clone();
-                let agent = self.local_agent.clone();
-                smol::spawn(async move {
-                    let _permit = limit.acquire().await;
-                    let started_at_ms = now_ms();
-                    let start = Instant::now();
-                    let address = host.display_address();
-                    let name = host.name.clone();
-                    let result = collect_one(host, shared, pool, agent).await;
-                    HostOutcome {
-                        host: name,
-                        address,
-                        started_at_ms,
-                        duration: start.elapsed(),
-                        result,
-                    }
-                })
-            })
-            .collect();
+        let tasks: Vec<_> = self.hosts.iter().map(|host| self.start(host)).collect();
         let mut outcomes = Vec::with_capacity(tasks.len());
         for task in tasks {
             outcomes.push(task.await);
@@ -168,9 +149,34 @@ impl Collector {
         outcomes
     }
 
+    /// Starts collecting `host` on its own task, which waits for a `concurrency` permit;
+    /// dropping the task abandons the attempt (its blocking work ends at its deadline).
+    pub fn start(&self, host: &HostConfig) -> smol::Task<HostOutcome> {
+        let host = host.clone();
+        let limit = self.limit.clone();
+        let shared = self.shared.clone();
+        let pool = self.pool.clone();
+        let agent = self.local_agent.clone();
+        smol::spawn(async move {
+            let _permit = limit.acquire().await;
+            let started_at_ms = now_ms();
+            let start = Instant::now();
+            let address = host.display_address();
+            let name = host.name.clone();
+            let result = collect_one(host, shared, pool, agent).await;
+            HostOutcome {
+                host: name,
+                address,
+                started_at_ms,
+                duration: start.elapsed(),
+                result,
+            }
+        })
+    }
+
     /// Starts generating the next round's envelope key pairs on the blocking pool, one per
     /// SSH host; the round does not wait for it.
-    fn start_refill(&self) {
+    pub fn start_refill(&self) {
         let ssh_hosts = self
             .hosts
             .iter()

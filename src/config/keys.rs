@@ -55,6 +55,13 @@ pub(crate) enum Kind {
         /// Largest value.
         max: Duration,
     },
+    /// A duration that is either zero (the feature is off) or from `min` to `max` inclusive.
+    DurationOrOff {
+        /// Smallest value other than zero.
+        min: Duration,
+        /// Largest value.
+        max: Duration,
+    },
     /// A size such as `"1GiB"`, in bytes, from `min` to `max` inclusive.
     Size {
         /// Smallest value in bytes.
@@ -124,6 +131,10 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const TIB: u64 = 1 << 40;
 
+/// The shortest central retention (`central.retention`, `edgemon central prune --older-than`)
+/// other than off: anything younger is live data.
+pub(crate) const PRUNE_MIN_AGE: Duration = HOUR;
+
 const fn times(d: Duration, n: u64) -> Duration {
     Duration::from_secs(d.as_secs() * n)
 }
@@ -146,6 +157,21 @@ const fn duration(
         path,
         kind: Kind::Duration { min, max },
         default: text_default(default),
+        doc,
+    }
+}
+
+const fn duration_or_off(
+    path: &'static str,
+    default: &'static str,
+    min: Duration,
+    max: Duration,
+    doc: &'static str,
+) -> Key {
+    Key {
+        path,
+        kind: Kind::DurationOrOff { min, max },
+        default: Some(Default::Text(default)),
         doc,
     }
 }
@@ -347,10 +373,80 @@ pub(crate) const KEYS: &[Key] = &[
     text("silence[].weekly", None, "Weekly window in UTC, e.g. \"Sat 22:00-Sun 06:00\"."),
     text("silence[].comment", None, "Why (shown in status and on the page)."),
     duration("alert.loss_horizon", Some("24h"), Duration::ZERO, times(DAY, 3650), "Mail the operators when time-to-first-loss falls below this; 0s = off."),
+    // --- Family alert rules (issue 22): defaults, per-host overrides, per-mount/interface entries.
+    limit("defaults.alerts.fs_used", Some("80%"), "Filesystem used (of used + available) warning level, or \"off\"."),
+    limit("defaults.alerts.fs_used_critical", Some("90%"), "Filesystem used critical level, or \"off\"."),
+    limit("defaults.alerts.fs_inodes", Some("80%"), "Inodes used warning level, or \"off\"."),
+    limit("defaults.alerts.fs_inodes_critical", Some("90%"), "Inodes used critical level, or \"off\"."),
+    flag("defaults.alerts.fs_readonly", Some(true), "Alert when a writable filesystem turns read-only."),
+    flag("defaults.alerts.fs_hanging", Some(true), "Alert when a mount's statvfs hangs."),
+    flag("defaults.alerts.fs_filling", Some(true), "Alert when a filesystem is predicted to fill up (alert.fill_*)."),
+    list("defaults.alerts.fs_ignore", "Mount globs no filesystem rule looks at."),
+    flag("defaults.alerts.if_down", Some(true), "Alert when an interface's link goes down (it was up)."),
+    limit("defaults.alerts.if_errors", Some("1%"), "Interface errors / packets limit per sample interval, or \"off\"."),
+    list("defaults.alerts.if_ignore", "Interface globs no interface rule looks at."),
+    flag("defaults.alerts.unit_failed", Some(true), "Alert on each failed systemd unit."),
+    list("defaults.alerts.unit_ignore", "Unit globs that never alert."),
+    flag("defaults.alerts.process_missing", Some(true), "Alert when a watched process has no running instance."),
+    list("defaults.alerts.process_ignore", "Watch globs that never alert."),
+    flag("defaults.alerts.oom_kills", Some(true), "Alert when the OOM killer killed since the last sample."),
+    limit("defaults.alerts.mem_available", Some("10%"), "Alert when memory available falls below this share of the total, or \"off\"."),
+    limit("defaults.alerts.fds", Some("90%"), "Open files limit as a share of file-max, or \"off\"."),
+    limit("defaults.alerts.procs", Some("90%"), "Processes limit as a share of pid_max, or \"off\"."),
+    flag("defaults.alerts.clock_skew", Some(true), "Alert when the agent's clock is off by more than collect.max_clock_skew."),
+    text("defaults.alerts.mounts[].mount", None, "Mount glob of a per-mount entry (the host's entries first, then these; per setting the first match wins)."),
+    limit("defaults.alerts.mounts[].used", None, "Used warning level for matching mounts."),
+    limit("defaults.alerts.mounts[].used_critical", None, "Used critical level for matching mounts."),
+    limit("defaults.alerts.mounts[].inodes", None, "Inodes warning level for matching mounts."),
+    limit("defaults.alerts.mounts[].inodes_critical", None, "Inodes critical level for matching mounts."),
+    flag("defaults.alerts.mounts[].readonly", None, "Read-only rule for matching mounts."),
+    flag("defaults.alerts.mounts[].hanging", None, "Hanging rule for matching mounts."),
+    flag("defaults.alerts.mounts[].filling", None, "Filling-up rule for matching mounts."),
+    text("defaults.alerts.interfaces[].name", None, "Interface glob of a per-interface entry."),
+    flag("defaults.alerts.interfaces[].down", None, "Link-down rule for matching interfaces."),
+    limit("defaults.alerts.interfaces[].errors", None, "Error ratio limit for matching interfaces."),
+    limit("hosts[].alerts.fs_used", None, "Filesystem used warning level."),
+    limit("hosts[].alerts.fs_used_critical", None, "Filesystem used critical level."),
+    limit("hosts[].alerts.fs_inodes", None, "Inodes used warning level."),
+    limit("hosts[].alerts.fs_inodes_critical", None, "Inodes used critical level."),
+    flag("hosts[].alerts.fs_readonly", None, "Turned read-only rule."),
+    flag("hosts[].alerts.fs_hanging", None, "Mount hanging rule."),
+    flag("hosts[].alerts.fs_filling", None, "Filling-up rule."),
+    list("hosts[].alerts.fs_ignore", "Mount globs to ignore (replaces the default list)."),
+    flag("hosts[].alerts.if_down", None, "Link-down rule."),
+    limit("hosts[].alerts.if_errors", None, "Interface error ratio limit."),
+    list("hosts[].alerts.if_ignore", "Interface globs to ignore (replaces the default list)."),
+    flag("hosts[].alerts.unit_failed", None, "Failed-unit rule."),
+    list("hosts[].alerts.unit_ignore", "Unit globs to ignore (replaces the default list)."),
+    flag("hosts[].alerts.process_missing", None, "Watched-process rule."),
+    list("hosts[].alerts.process_ignore", "Watch globs to ignore (replaces the default list)."),
+    flag("hosts[].alerts.oom_kills", None, "OOM-kill rule."),
+    limit("hosts[].alerts.mem_available", None, "Memory available floor."),
+    limit("hosts[].alerts.fds", None, "Open files limit (share of file-max)."),
+    limit("hosts[].alerts.procs", None, "Processes limit (share of pid_max)."),
+    flag("hosts[].alerts.clock_skew", None, "Clock offset rule."),
+    text("hosts[].alerts.mounts[].mount", None, "Mount glob of a per-mount entry of this host."),
+    limit("hosts[].alerts.mounts[].used", None, "Used warning level for matching mounts."),
+    limit("hosts[].alerts.mounts[].used_critical", None, "Used critical level for matching mounts."),
+    limit("hosts[].alerts.mounts[].inodes", None, "Inodes warning level for matching mounts."),
+    limit("hosts[].alerts.mounts[].inodes_critical", None, "Inodes critical level for matching mounts."),
+    flag("hosts[].alerts.mounts[].readonly", None, "Read-only rule for matching mounts."),
+    flag("hosts[].alerts.mounts[].hanging", None, "Hanging rule for matching mounts."),
+    flag("hosts[].alerts.mounts[].filling", None, "Filling-up rule for matching mounts."),
+    text("hosts[].alerts.interfaces[].name", None, "Interface glob of a per-interface entry of this host."),
+    flag("hosts[].alerts.interfaces[].down", None, "Link-down rule for matching interfaces."),
+    limit("hosts[].alerts.interfaces[].errors", None, "Error ratio limit for matching interfaces."),
+    duration("alert.fill_window", Some("12h"), SEC, times(DAY, 30), "Filling-up: the least-squares window over available space."),
+    duration("alert.fill_warning", Some("24h"), SEC, times(DAY, 365), "Filling-up: predicted full within this is a warning."),
+    duration("alert.fill_critical", Some("4h"), SEC, times(DAY, 365), "Filling-up: predicted full within this is critical."),
+    number("alert.fill_below", 40.0, 0.0, 100.0, "Filling-up: only while available space is below this %."),
+    duration("alert.fill_hold", Some("1h"), Duration::ZERO, times(DAY, 7), "Filling-up: the prediction must hold this long before it fires."),
+    // --- end of family alert rules.
     text("metrics.listen", None, "Prometheus endpoint address, e.g. 127.0.0.1:9100; off when absent."),
     text("web.listen", None, "Status page and JSON API address, e.g. 127.0.0.1:9180; off when absent."),
     text("web.password_file", None, "File holding the page's HTTP basic-auth password; required off loopback."),
-    duration("central.retention", Some("0s"), Duration::ZERO, times(DAY, 36_500), "The daemon prunes central rows of this appliance older than this once a day (`edgemon central prune`); 0s = off."),
+    duration("web.request_timeout", Some("10s"), SEC, times(MIN, 5), "Deadline of one request to the page or /metrics; an abandoned request's buffer read is interrupted."),
+    duration_or_off("central.retention", "0s", PRUNE_MIN_AGE, times(DAY, 36_500), "The daemon prunes central rows of this appliance older than this once a day (`edgemon central prune`); 0s = off."),
 ];
 
 /// Sections whose keys get no layered default, because a default would
@@ -531,6 +627,14 @@ pub(crate) fn check_value(key: &Key, value: Raw<'_>) -> Result<Checked, String> 
             within(parsed, min, max, &format!("{text:?}"), format_duration)?;
             Ok(Checked::Duration(parsed))
         }
+        (Kind::DurationOrOff { min, max }, Raw::Text(text)) => {
+            let parsed = units::parse_duration(text)?;
+            if !parsed.is_zero() {
+                within(parsed, min, max, &format!("{text:?}"), format_duration)
+                    .map_err(|message| format!("{message}, or 0s for off"))?;
+            }
+            Ok(Checked::Duration(parsed))
+        }
         (Kind::Size { min, max }, Raw::Text(text)) => {
             let parsed = units::parse_size(text)?;
             within(parsed, min, max, &format!("{text:?}"), format_size)?;
@@ -571,7 +675,7 @@ pub(crate) fn expected(kind: &Kind) -> &'static str {
         Kind::Number { .. } => "a number",
         Kind::Bool => "true or false",
         Kind::TextList => "a list of strings",
-        Kind::Duration { .. } => "a duration string like \"60s\"",
+        Kind::Duration { .. } | Kind::DurationOrOff { .. } => "a duration string like \"60s\"",
         Kind::Size { .. } => "a size string like \"1MiB\"",
         Kind::Limit => "a limit string like \"90%\" or \"off\"",
         Kind::Text | Kind::Choice(_) => "a string",
@@ -640,6 +744,13 @@ pub(crate) fn range(key: &Key) -> String {
     match key.kind {
         Kind::Duration { min, max } => {
             format!("{} to {}", format_duration(min), format_duration(max))
+        }
+        Kind::DurationOrOff { min, max } => {
+            format!(
+                "0s (off), {} to {}",
+                format_duration(min),
+                format_duration(max)
+            )
         }
         Kind::Size { min, max } => format!("{} to {}", format_size(min), format_size(max)),
         Kind::Int { min, max } => format!("{min} to {max}"),

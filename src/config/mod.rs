@@ -13,6 +13,7 @@
 
 mod error;
 mod families;
+mod family_alerts;
 pub mod file;
 mod hosts;
 mod keys;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use keys::PRUNE_MIN_AGE;
 pub use model::*;
 
 /// Loads `path` with the process environment's overrides and validates it.

@@ -98,6 +98,7 @@ pub(crate) fn resolve(
         ),
         site_min_hosts: r.count("alert.site_min_hosts", raw.alert.site_min_hosts),
         loss_horizon: r.duration("alert.loss_horizon", &raw.alert.loss_horizon),
+        families: r.family_policy(&raw.alert, collect.interval, collect.max_clock_skew),
     };
     let metrics = MetricsConfig {
         listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),
@@ -332,6 +333,11 @@ impl Resolver<'_> {
             Some(Checked::Int(count)) => u32::try_from(count).unwrap_or(0),
             _ => 0,
         }
+    }
+
+    /// A number within the bounds of `key_path` (for the other files of this module).
+    pub(crate) fn number_checked(&mut self, key_path: &str, value: f64) -> f64 {
+        self.number(key_path, value)
     }
 
     /// A number within the bounds of `key_path`.
@@ -574,7 +580,7 @@ impl Resolver<'_> {
     /// Refuses a schedule that stays closed longer than `buffer.max_unsynced_age`: retention
     /// would shed unsynced samples before the next window opens, every week.
     fn schedule_against_retention(&mut self, sync: &SyncConfig, buffer: &BufferConfig) {
-        let now = crate::buffer::now_ms();
+        let now = crate::clock::now_ms();
         if let Some(gap) = sync.schedule.longest_gap(now, &sync.timezone)
             && gap >= buffer.max_unsynced_age
         {
@@ -738,15 +744,10 @@ impl Resolver<'_> {
         }
     }
 
-    /// `[central]`: a retention below `edgemon central prune`'s minimum would prune live data.
+    /// `[central]`: the key table bounds the retention (0s, or at least `edgemon central
+    /// prune`'s minimum, since anything younger is live data).
     fn central(&mut self, raw: &file::CentralSection) -> CentralConfig {
         let retention = self.duration("central.retention", &raw.retention);
-        if !retention.is_zero() && retention < crate::sync::prune::MIN_AGE {
-            self.error(
-                "central.retention",
-                "is below 1h, which would prune live data; use 0s to turn it off",
-            );
-        }
         CentralConfig {
             retention: (!retention.is_zero()).then_some(retention),
         }
@@ -781,7 +782,12 @@ impl Resolver<'_> {
                 ),
             );
         }
-        WebConfig { listen, password }
+        let request_timeout = self.duration("web.request_timeout", &raw.request_timeout);
+        WebConfig {
+            listen,
+            password,
+            request_timeout,
+        }
     }
 }
 

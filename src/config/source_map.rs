@@ -166,6 +166,7 @@ impl Walker<'_> {
                             .map(toml::Value::Array)
                     }),
                     Kind::Duration { .. }
+                    | Kind::DurationOrOff { .. }
                     | Kind::Size { .. }
                     | Kind::Text
                     | Kind::Choice(_)

@@ -49,6 +49,7 @@ mod bulk;
 pub mod central;
 mod command;
 pub mod endpoints;
+pub mod families;
 pub mod pace;
 pub mod prune;
 pub mod schedule;
@@ -333,6 +334,20 @@ impl SyncTask {
             state.central = None;
             state.endpoints.disconnected();
         }
+        if let Some(central) = state.central.as_mut()
+            && let Err(error) = central.recheck_ready()
+        {
+            // Made read-only (or out of the Galera primary) under this connection.
+            if let Some(index) = state.endpoints.current() {
+                let wait = state
+                    .endpoints
+                    .failed(index, Instant::now(), &error.to_string());
+                tracing::warn!(server = %state.endpoints.shown(index), %error, skipped_for = ?wait,
+                    "central server no longer ready; trying the next one listed");
+            }
+            state.central = None;
+            state.endpoints.disconnected();
+        }
         if state.central.is_none() {
             self.connect(state, epoch)?;
         }
@@ -386,7 +401,8 @@ impl SyncTask {
             let (rows, live, requested) = match live_from {
                 Some(from) => {
                     let size = batch_size.min(cap_rows);
-                    let rows = buffer.unsynced_samples_from(from, size)?;
+                    // Claimed: retention sheds none of them while they are in flight.
+                    let rows = buffer.with_reserve(|b| b.claim_unsynced(from, size))?;
                     if rows.is_empty() {
                         live_from = None;
                         continue;
@@ -395,7 +411,7 @@ impl SyncTask {
                 }
                 None => {
                     let size = if behind { pace.batch() } else { batch_size }.min(cap_rows);
-                    let rows = buffer.unsynced_samples(size)?;
+                    let rows = buffer.with_reserve(|b| b.claim_unsynced(0, size))?;
                     if rows.is_empty() {
                         break;
                     }
@@ -424,9 +440,9 @@ impl SyncTask {
             }
             let (good, unreadable): (Vec<_>, Vec<_>) =
                 rows.into_iter().partition(|r| r.cores.is_ok());
-            let unreadable: Vec<(i64, String)> = unreadable
+            let unreadable: Vec<(String, i64, String)> = unreadable
                 .into_iter()
-                .map(|r| (r.id, r.cores.err().unwrap_or_default()))
+                .map(|r| (r.host, r.seq, r.cores.err().unwrap_or_default()))
                 .collect();
             if !unreadable.is_empty() {
                 buffer.with_reserve(|b| b.quarantine_samples(&unreadable, now_ms()))?;
@@ -655,9 +671,9 @@ fn requeue_missing(
     // host whose every central row was pruned must not get them all sent again.
     let horizons = prune::horizons(central)?;
     let mut present = central.present_samples()?;
-    for (host, pruned) in horizons.samples {
-        let newest = present.entry(host).or_insert(0);
-        *newest = (*newest).max(pruned);
+    for (host, pruned) in &horizons.samples {
+        let newest = present.entry(host.clone()).or_insert(0);
+        *newest = (*newest).max(*pruned);
     }
     // Through the disk reserve: a full disk must not stop every pass here (see `drain_locked`).
     for (host, count) in buffer.with_reserve(|b| b.requeue_missing_samples(&present))? {
@@ -675,8 +691,18 @@ fn requeue_missing(
     let splits = buffer.stream_splits()?;
     let firsts = marks(buffer)?;
     for (host, list) in &splits {
-        let mut from = firsts.get(host).map_or(1, |m| m.first_seq);
+        // Nothing at or below the host's prune horizon is re-sent: those rows were deleted on
+        // purpose, and sending them again would count them twice in the watermarks.
+        let pruned = horizons
+            .samples
+            .get(host.trim_end_matches(' '))
+            .copied()
+            .unwrap_or(0);
+        let mut from = firsts.get(host).map_or(1, |m| m.first_seq).max(pruned + 1);
         for &split in list {
+            if split <= from {
+                continue;
+            }
             let above = central
                 .present_between(host, from, split)?
                 .unwrap_or(from - 1);
@@ -767,33 +793,50 @@ fn samples_batch(
         rows,
         &mut |slice| {
             let written = central.write_samples(slice, marks).map_err(attempt)?;
-            settle(&mut buffer.borrow_mut(), None, &written, epoch, &mut counts)
-                .map_err(Attempt::Fatal)
+            let keys: HashMap<i64, (&str, i64)> = slice
+                .iter()
+                .map(|r| (r.id, (r.host.as_str(), r.seq)))
+                .collect();
+            settle(
+                &mut buffer.borrow_mut(),
+                None,
+                &written,
+                epoch,
+                &mut counts,
+                &keys,
+            )
+            .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
-            Ok(buffer
-                .borrow_mut()
-                .with_reserve(|b| b.quarantine_samples(&[(row.id, message.clone())], now_ms()))?)
+            Ok(buffer.borrow_mut().with_reserve(|b| {
+                b.quarantine_samples(&[(row.host.as_str(), row.seq, message.clone())], now_ms())
+            })?)
         },
     )?;
     Ok((done, counts))
 }
 
 /// After a COMMIT: marks what is now central synced, records and logs the collisions.
-/// `journal` is `None` for samples.
+/// `journal` is `None` for samples, which are marked by identity: `keys` maps the batch's
+/// row ids to (host, seq).
 fn settle(
     buffer: &mut SyncQueue,
     journal: Option<Journal>,
     written: &central::Written,
     epoch: i64,
     counts: &mut Counts,
+    keys: &HashMap<i64, (&str, i64)>,
 ) -> Result<(), Error> {
     let stored: Vec<i64> = written.stored().collect();
     let table = match journal {
         None => {
+            let identities: Vec<(i64, &str, i64)> = stored
+                .iter()
+                .filter_map(|id| keys.get(id).map(|&(host, seq)| (*id, host, seq)))
+                .collect();
             // Through the disk reserve: rows committed centrally must be marked, full disk or not.
-            buffer.with_reserve(|b| b.mark_samples_synced(&stored, now_ms()))?;
+            buffer.with_reserve(|b| b.mark_samples_synced(&identities, now_ms()))?;
             "samples"
         }
         Some(journal) => {
@@ -844,6 +887,7 @@ fn journal_batch(
                 &written,
                 epoch,
                 &mut counts,
+                &HashMap::new(),
             )
             .map_err(Attempt::Fatal)
         },

@@ -16,6 +16,10 @@
 //! allows no inline script.
 
 pub mod api;
+pub mod cancel;
+pub mod families;
+#[cfg(test)]
+mod family_tests;
 pub mod http;
 #[cfg(test)]
 mod tests;
@@ -34,7 +38,10 @@ use crate::config::secret::Secret;
 use http::{Request, Response};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
+const HOST_HTML: &str = include_str!("assets/host.html");
+const COMMON_JS: &str = include_str!("assets/common.js");
 const APP_JS: &str = include_str!("assets/app.js");
+const HOST_JS: &str = include_str!("assets/host.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
 
@@ -92,6 +99,12 @@ impl Site {
 
     /// Answers one request (blocking: reads the buffer).
     pub fn respond(&self, request: &Request) -> Response {
+        self.respond_until(request, &cancel::ReadCancel::never())
+    }
+
+    /// Answers one request (blocking: reads the buffer), stopping its read when `cancel`
+    /// fires: the request was abandoned at its deadline.
+    pub fn respond_until(&self, request: &Request, cancel: &cancel::ReadCancel) -> Response {
         if !self.authorized(request) {
             return Response::text(401, "authentication required\n").with_header(
                 "WWW-Authenticate",
@@ -101,10 +114,14 @@ impl Site {
         let response = match request.path.as_str() {
             "/" | "/index.html" => Response::new(200, "text/html; charset=utf-8", INDEX_HTML)
                 .with_header("Content-Security-Policy", CSP),
+            "/host" | "/host.html" => Response::new(200, "text/html; charset=utf-8", HOST_HTML)
+                .with_header("Content-Security-Policy", CSP),
+            "/common.js" => Response::new(200, "text/javascript; charset=utf-8", COMMON_JS),
             "/app.js" => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
+            "/host.js" => Response::new(200, "text/javascript; charset=utf-8", HOST_JS),
             "/style.css" => Response::new(200, "text/css; charset=utf-8", STYLE_CSS),
             "/favicon.svg" => Response::new(200, "image/svg+xml", FAVICON_SVG),
-            path if path.starts_with("/api/") => self.api(request),
+            path if path.starts_with("/api/") => self.api(request, cancel),
             _ => Response::text(404, "not found\n"),
         };
         response
@@ -113,7 +130,7 @@ impl Site {
             .with_header("Referrer-Policy", "no-referrer")
     }
 
-    fn api(&self, request: &Request) -> Response {
+    fn api(&self, request: &Request, cancel: &cancel::ReadCancel) -> Response {
         let context = api::Context {
             appliance: self.appliance.clone(),
             interval: self.interval,
@@ -122,30 +139,62 @@ impl Site {
         };
         let reply = StatusReader::open(&self.buffer_path)
             .map_err(api::ApiError::from)
+            .and_then(|buffer| {
+                if cancel.watch(buffer.conn()) {
+                    Ok(buffer)
+                } else {
+                    Err(api::ApiError::Abandoned)
+                }
+            })
             .and_then(|buffer| match request.path.as_str() {
                 "/api/status" => api::status(&buffer, &context),
                 "/api/hosts" => api::hosts(&buffer, &context),
-                path => match sample_path_host(path) {
-                    Some(Some(host)) => api::samples(
+                path => match host_path(path) {
+                    Some(Some((host, HostPath::Samples))) => api::samples(
                         &buffer,
                         &context,
                         &host,
                         request.query_param("since").as_deref(),
                         request.query_param("until").as_deref(),
                     ),
+                    Some(Some((host, HostPath::Families))) => {
+                        api::families(&buffer, &context, &host)
+                    }
+                    Some(Some((host, HostPath::Family(family)))) => {
+                        let (member, since, until) = (
+                            request.query_param("member"),
+                            request.query_param("since"),
+                            request.query_param("until"),
+                        );
+                        api::family_history(
+                            &buffer,
+                            &context,
+                            &host,
+                            &family,
+                            &api::HistoryQuery {
+                                member: member.as_deref(),
+                                since: since.as_deref(),
+                                until: until.as_deref(),
+                            },
+                        )
+                    }
                     Some(None) => Err(api::ApiError::BadRequest(
                         "the host name is not valid percent-encoded UTF-8".into(),
                     )),
                     None => Err(api::ApiError::NoSuchPath),
                 },
             });
+        if reply.is_err() && cancel.cancelled() {
+            tracing::info!(path = %request.path,
+                "request abandoned at its deadline: its buffer read was interrupted");
+        }
         match reply {
             Ok(body) => Response::new(200, JSON, body),
             Err(error) => {
                 let status = match error {
                     api::ApiError::BadRequest(_) => 400,
                     api::ApiError::UnknownHost(_) | api::ApiError::NoSuchPath => 404,
-                    api::ApiError::Buffer(_) => 503,
+                    api::ApiError::Buffer(_) | api::ApiError::Abandoned => 503,
                 };
                 Response::new(status, JSON, api::error(&error.to_string()))
             }
@@ -153,11 +202,39 @@ impl Site {
     }
 }
 
-/// The host of `/api/hosts/NAME/samples`: `None` for another path,
-/// `Some(None)` when NAME does not decode.
-fn sample_path_host(path: &str) -> Option<Option<String>> {
-    let name = path.strip_prefix("/api/hosts/")?.strip_suffix("/samples")?;
-    Some(http::percent_decode(name).filter(|n| !n.is_empty()))
+/// What a `/api/hosts/NAME/...` path asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum HostPath {
+    /// `/samples`.
+    Samples,
+    /// `/families`.
+    Families,
+    /// `/families/FAMILY`.
+    Family(String),
+}
+
+/// The host and the part of `/api/hosts/NAME/samples`, `.../families` or
+/// `.../families/FAMILY`: `None` for another path, `Some(None)` when NAME
+/// does not decode. A host name may hold `/` (encoded or not), so the part
+/// is matched from the end.
+fn host_path(path: &str) -> Option<Option<(String, HostPath)>> {
+    let rest = path.strip_prefix("/api/hosts/")?;
+    let (name, part) = if let Some(name) = rest.strip_suffix("/samples") {
+        (name, HostPath::Samples)
+    } else if let Some(name) = rest.strip_suffix("/families") {
+        (name, HostPath::Families)
+    } else {
+        let (name, family) = rest.rsplit_once("/families/")?;
+        if family.is_empty() || family.contains('/') {
+            return None;
+        }
+        (name, HostPath::Family(family.to_string()))
+    };
+    Some(
+        http::percent_decode(name)
+            .filter(|n| !n.is_empty())
+            .map(|n| (n, part)),
+    )
 }
 
 /// Constant-time equality of two secrets of any lengths: their SHA-256
@@ -180,8 +257,19 @@ pub fn start(config: &Config, appliance: &str) -> anyhow::Result<Option<smol::Ta
         .with_context(|| format!("binding the status page on {listen} ([web] listen)"))?;
     let site = Arc::new(Site::new(config, appliance));
     tracing::info!(%listen, auth = site.password.is_some(), "status page listening");
-    Ok(Some(smol::spawn(http::serve(listener, move |request| {
-        let site = site.clone();
-        async move { smol::unblock(move || site.respond(&request)).await }
-    }))))
+    let limits = http::Limits {
+        request_timeout: config.web.request_timeout,
+    };
+    Ok(Some(smol::spawn(http::serve_with(
+        listener,
+        limits,
+        move |request| {
+            let site = site.clone();
+            async move {
+                // Dropped with this future, finished or abandoned: stops a read still running.
+                let (_guard, cancel) = cancel::pair();
+                smol::unblock(move || site.respond_until(&request, &cancel)).await
+            }
+        },
+    ))))
 }

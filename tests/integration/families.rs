@@ -1,332 +1,292 @@
-//! The agent's metric families on namespace hosts (issue 22): a tmpfs filled with `dd`
-//! inside a host shows its used and available bytes, a second interface set down shows
-//! `down`, a watched process killed counts 0, and a change of the watches on reconfigure
-//! (SIGHUP) restarts the host's resident agent with them; a FUSE mount whose daemon is
-//! stopped is reported `hanging` while the host's samples keep arriving, with one worker
-//! stuck however many rounds pass; 500 interfaces are cut at `max_members` with the rest
-//! counted.
+//! Metric families through the central layer (issue 22 item 3): every member of every
+//! section reaches its child table exactly once with the values the buffer holds (checked by
+//! [`assert_families_complete`], which `sync::assert_complete` runs, so every sync and bulk
+//! test, the kill -9 ones included, checks the families too); the child tables agree with the
+//! family specs column by column (information_schema); a version 3 database with rows is
+//! upgraded to version 4 in place and then receives families; samples of a 1.0 agent (no
+//! sections) are stored beside them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
-use edgemon::collect::Collector;
-use edgemon::collect::outcome::HostOutcome;
-use edgemon::config::{AgentOptions, CollectConfig, HostConfig, HostKeyPolicy};
-use edgemon::report::Report;
-use edgemon::report::family::filesystems::Filesystem;
-use edgemon::report::family::interfaces::{self, Interface};
-use edgemon::report::family::options::{Watch, WatchBy};
-use edgemon::report::family::processes::Watched;
-use edgemon::report::family::system::System;
+use edgemon::buffer::StatusReader;
+use edgemon::report::family::{FAMILIES, FamilySpec, Kind, Member, Value};
+use edgemon::sync::SyncTask;
+use edgemon::sync::families;
+use mysql::prelude::Queryable;
 
 use crate::skip_or_fail;
-use crate::support::netns::{Conditions, NetnsHost, Site};
-use crate::support::{temp_dir, wait_until};
+use crate::support::mariadb::MariaDb;
+use crate::support::temp_dir;
+use crate::sync::{assert_complete, buffer_config, count, drain, seed, sync_config};
 
-const MIB: u64 = 1 << 20;
+/// (host, seq, member key) -> values, for one family.
+type Rows = BTreeMap<(String, i64, String), Vec<Option<Value>>>;
 
-fn settings() -> CollectConfig {
-    CollectConfig {
-        interval: Duration::from_secs(60),
-        concurrency: 4,
-        connect_timeout: Duration::from_secs(5),
-        auth_timeout: Duration::from_secs(15),
-        command_timeout: Duration::from_secs(30),
-        known_hosts: None,
-        host_key_policy: HostKeyPolicy::AcceptNew,
-        agent_dir: "~/.cache/edgemon".to_string(),
-        persistent_sessions: true,
-        resident_agent: true,
-        agent_idle_timeout: Duration::from_secs(300),
-        max_reply_bytes: 1 << 20,
-        max_clock_skew: Duration::from_secs(300),
-    }
-}
-
-fn entry(site: &Site, host: &NetnsHost, agent: AgentOptions) -> HostConfig {
-    HostConfig {
-        agent,
-        ..crate::ssh::ssh_entry(
-            "fam",
-            &host.address(),
-            host.port(),
-            site.user(),
-            crate::ssh::key(site.key()),
-        )
-    }
-}
-
-fn collector(entries: Vec<HostConfig>, scratch: &Path) -> Collector {
-    Collector::new(
-        entries,
-        settings(),
-        scratch.join("unused-local-agent"),
-        scratch.join("host-keys"),
-    )
-}
-
-/// One round over the single host: its report (the round's outcome must be a sample).
-fn sample(collector: &Collector, label: &str) -> Report {
-    let outcomes: Vec<HostOutcome> = smol::block_on(collector.round());
-    match outcomes.into_iter().next().map(|o| o.result) {
-        Some(Ok(report)) => report,
-        other => panic!("{label}: no sample: {other:?}"),
-    }
-}
-
-/// Runs `script` as root inside the host; its stdout.
-fn sh(host: &NetnsHost, script: &str) -> String {
-    let out = host
-        .run_as(None, script)
-        .unwrap_or_else(|e| panic!("in {}: {script}: {e:#}", host.namespace()));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn fs(report: &Report, mount: &str) -> Filesystem {
-    report
-        .typed::<Filesystem>()
-        .into_iter()
-        .find(|f| f.mount == mount)
-        .unwrap_or_else(|| panic!("{mount} not reported: {:?}", report.typed::<Filesystem>()))
-}
-
-fn interface(report: &Report, name: &str) -> Interface {
-    report
-        .typed::<Interface>()
-        .into_iter()
-        .find(|i| i.name == name)
-        .unwrap_or_else(|| panic!("{name} not reported: {:?}", report.typed::<Interface>()))
-}
-
-fn watched(report: &Report, name: &str) -> Option<u64> {
-    report
-        .typed::<Watched>()
-        .into_iter()
-        .find(|w| w.name == name)
-        .and_then(|w| w.count)
-}
-
-fn watch(name: &str, by: WatchBy, pattern: &str) -> Watch {
-    Watch {
-        name: name.into(),
-        by,
-        pattern: pattern.into(),
-    }
-}
-
-#[test]
-fn a_filled_tmpfs_a_downed_link_and_a_killed_process_show_in_the_families() {
-    let site = skip_or_fail!(Site::start());
-    let host = skip_or_fail!(site.host(Conditions::default()));
-    let scratch = temp_dir();
-    let tag = format!("em-watch-{}", host.namespace());
-    let pid = sh(
-        &host,
-        &format!(
-            "mkdir -p /tmp/fill && mount -t tmpfs -o size=64m tmpfs /tmp/fill \
-             && dd if=/dev/zero of=/tmp/fill/a bs=1M count=20 status=none \
-             && ip link add eth1 type veth peer name eth1p \
-             && ip link set eth1 up && ip link set eth1p up \
-             && {{ python3 -c 'import time; time.sleep(3600)' {tag} >/dev/null 2>&1 & echo $!; }}"
-        ),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || sh(
-            &host,
-            "cat /sys/class/net/eth1/operstate"
-        ) == "up"),
-        "eth1 never came up"
-    );
-    let options = AgentOptions {
-        watch: vec![watch("worker", WatchBy::Cmdline, &format!("*{tag}*"))],
-        ..AgentOptions::default()
-    };
-    let collector = collector(vec![entry(&site, &host, options.clone())], scratch.path());
-
-    let first = sample(&collector, "round 1");
-    let fill = fs(&first, "/tmp/fill");
-    assert_eq!(fill.fstype.as_deref(), Some("tmpfs"));
-    assert_eq!(fill.size, Some(64 * MIB), "{fill:?}");
-    assert_eq!(fill.used, Some(20 * MIB), "{fill:?}");
-    assert_eq!(fill.avail, Some(44 * MIB), "{fill:?}");
-    assert_eq!(fill.used_percent().map(f64::round), Some(31.0));
-    assert_eq!((fill.readonly, fill.hanging), (Some(false), false));
-    assert_eq!(interface(&first, "eth1").oper.as_deref(), Some("up"));
-    assert_eq!(interface(&first, "eth0").oper.as_deref(), Some("up"));
-    assert!(
-        first.typed::<Interface>().iter().all(|i| i.name != "lo"),
-        "loopback excluded by default"
-    );
-    assert_eq!(watched(&first, "worker"), Some(1));
-    let sys = first.typed::<System>();
-    assert!(sys[0].mem_available.is_some_and(|m| m > 0), "{sys:?}");
-    assert!(first.section(&interfaces::SPEC).is_some_and(|s| s.cut == 0));
-
-    sh(
-        &host,
-        &format!(
-            "dd if=/dev/zero of=/tmp/fill/b bs=1M count=20 status=none \
-             && ip link set eth1 down && kill {pid}"
-        ),
-    );
-    assert!(wait_until(Duration::from_secs(10), || sh(
-        &host,
-        &format!("kill -0 {pid} 2>/dev/null && echo alive || echo gone")
-    ) == "gone"));
-    let second = sample(&collector, "round 2");
-    let fill = fs(&second, "/tmp/fill");
-    assert_eq!((fill.used, fill.avail), (Some(40 * MIB), Some(24 * MIB)));
-    assert_eq!(interface(&second, "eth1").oper.as_deref(), Some("down"));
-    assert_eq!(watched(&second, "worker"), Some(0), "the killed process");
-
-    // SIGHUP with a new watch: the resident agent is restarted with the new options.
-    let mut changed = options.clone();
-    changed
-        .watch
-        .push(watch("ssh server", WatchBy::Name, "sshd"));
-    let collector = collector.reconfigure(
-        vec![entry(&site, &host, changed)],
-        settings(),
-        scratch.path().join("unused-local-agent"),
-        scratch.path().join("host-keys"),
-    );
-    let third = sample(&collector, "round 3, after reconfigure");
-    assert!(
-        watched(&third, "ssh server").is_some_and(|n| n >= 1),
-        "the agent runs with the new watches: {:?}",
-        third.typed::<Watched>()
-    );
-    assert_eq!(watched(&third, "worker"), Some(0));
-}
-
-/// Threads of the host's agent processes: (named `statvfs`, inside the `statfs` syscall).
-fn statvfs_threads(host: &NetnsHost) -> (usize, usize) {
-    let out = Command::new("ip")
-        .args(["netns", "pids", host.namespace()])
-        .output()
-        .expect("ip netns pids");
-    let (mut named, mut in_statfs) = (0, 0);
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if !comm.starts_with("edgemon-agent") {
-            continue;
-        }
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if name.trim() != "statvfs" {
+/// The buffer's members of `family` for samples that are not quarantined.
+fn buffer_rows(path: &Path, family: &'static FamilySpec) -> (Rows, u64) {
+    let conn = rusqlite::Connection::open(path).expect("open the buffer file");
+    let hosts: Vec<String> = conn
+        .prepare("SELECT name FROM hosts")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("hosts");
+    let quarantined: Vec<(String, i64)> = conn
+        .prepare("SELECT h.name, s.seq FROM samples s JOIN hosts h ON h.id = s.host_id WHERE s.sync_state NOT IN (0, 1)")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("quarantined");
+    let reader = StatusReader::open(path).expect("reader");
+    let mut rows = Rows::new();
+    let mut sections = 0;
+    for host in hosts {
+        for point in reader
+            .family_history(&host, family, None, i64::MIN, i64::MAX)
+            .expect("history")
+        {
+            if quarantined.contains(&(host.clone(), point.seq)) {
                 continue;
             }
-            named += 1;
-            // x86_64: statfs(2) is syscall 137, what a statvfs blocked on FUSE sits in.
-            let call = std::fs::read_to_string(task.path().join("syscall")).unwrap_or_default();
-            if call.split_whitespace().next() == Some("137") {
-                in_statfs += 1;
+            sections += 1;
+            for m in point.members {
+                rows.insert((host.clone(), point.seq, m.key), m.values);
             }
         }
     }
-    (named, in_statfs)
+    (rows, sections)
 }
 
-#[test]
-fn a_mount_that_never_answers_is_hanging_and_the_sample_still_arrives() {
-    let site = skip_or_fail!(Site::start());
-    let host = skip_or_fail!(site.host(Conditions::default()));
-    skip_or_fail!(crate::support::require_file("/usr/bin/sshfs", "sshfs"));
-    let scratch = temp_dir();
-    // sshfs to the host's own sshd, then stop its daemon: every statvfs on the mount waits.
-    sh(
-        &host,
+/// The central members of `family` for `appliance`, read back into values by the spec.
+fn central_rows(db: &MariaDb, appliance: &str, family: &'static FamilySpec) -> (Rows, u64) {
+    let mut conn = db.conn().expect("connect");
+    let key = if family.is_singleton() {
+        "''".to_string()
+    } else {
+        format!("CAST(f.`{}` AS CHAR)", family.key)
+    };
+    let fields: Vec<String> = family
+        .fields
+        .iter()
+        .map(|f| format!("f.`{}`", f.name))
+        .collect();
+    let query = format!(
+        "SELECT CAST(h.name AS CHAR), f.seq, {key}, {} FROM {} f JOIN hosts h ON h.id = f.host_id
+         JOIN appliances a ON a.id = f.appliance_id WHERE a.name = ?",
+        fields.join(", "),
+        families::table(family)
+    );
+    let result: Vec<mysql::Row> = conn.exec(query, (appliance,)).expect("child rows");
+    let mut rows = Rows::new();
+    for row in result {
+        let host: String = row.get(0).expect("host");
+        let seq: i64 = row.get(1).expect("seq");
+        let key: String = row.get(2).expect("key");
+        let mut member = Member::new(family, key.clone());
+        for (i, field) in family.fields.iter().enumerate() {
+            let at = 3 + i;
+            member.values[i] = match field.kind {
+                Kind::U64 => row.get::<Option<u64>, _>(at).flatten().map(Value::U64),
+                Kind::F64 => row.get::<Option<f64>, _>(at).flatten().map(Value::F64),
+                Kind::Bool => row.get::<Option<bool>, _>(at).flatten().map(Value::Bool),
+                Kind::Text => row.get::<Option<String>, _>(at).flatten().map(Value::Text),
+            };
+        }
+        let old = rows.insert((host, seq, key), member.values);
+        assert!(old.is_none(), "a member twice in {}", family.name);
+    }
+    let sections = count(
+        db,
         &format!(
-            "mkdir -p /tmp/hang && sshfs -o allow_other,BatchMode=yes,StrictHostKeyChecking=no,\
-             UserKnownHostsFile=/dev/null,IdentityFile={key} {user}@127.0.0.1: /tmp/hang",
-            key = site.key().display(),
-            user = site.user(),
+            "SELECT COUNT(*) FROM sample_sections x JOIN appliances a ON a.id = x.appliance_id
+             WHERE a.name = '{appliance}' AND x.family = '{}'",
+            family.name
         ),
     );
-    let daemon = sh(
-        &host,
-        "for p in $(ls /proc | grep -E '^[0-9]+$'); do \
-           [ \"$(cat /proc/$p/comm 2>/dev/null)\" = sshfs ] && grep -q /tmp/hang /proc/$p/cmdline 2>/dev/null && echo $p; \
-         done; true",
-    );
-    let daemon = daemon
-        .lines()
-        .next()
-        .expect("the sshfs daemon runs")
-        .to_string();
-    let options = AgentOptions {
-        statfs_timeout_ms: 1000,
-        ..AgentOptions::default()
-    };
-    let collector = collector(vec![entry(&site, &host, options)], scratch.path());
-    let before = sample(&collector, "before the stop");
-    let mount = fs(&before, "/tmp/hang");
-    assert!(!mount.hanging && mount.size.is_some(), "{mount:?}");
+    (rows, sections as u64)
+}
 
-    sh(&host, &format!("kill -STOP {daemon}"));
-    let mut counts = Vec::new();
-    for round in 1..=4 {
-        let report = sample(&collector, &format!("round {round} with the mount hung"));
-        let hung = fs(&report, "/tmp/hang");
-        assert!(hung.hanging, "round {round}: {hung:?}");
-        assert_eq!((hung.size, hung.used, hung.avail), (None, None, None));
-        assert_eq!(hung.fstype.as_deref(), Some("fuse.sshfs"));
-        // The host's other filesystems are still measured.
-        assert!(
-            report
-                .typed::<Filesystem>()
-                .iter()
-                .any(|f| f.mount == "/tmp" && f.size.is_some()),
-            "round {round}: {:?}",
-            report.typed::<Filesystem>()
+/// Every family's members and section rows are in MySQL exactly as the buffer holds them:
+/// none missing, none twice, every value equal.
+pub(crate) fn assert_families_complete(db: &MariaDb, buffer: &Path, appliance: &str) {
+    for family in FAMILIES {
+        let (local, local_sections) = buffer_rows(buffer, family);
+        let (central, central_sections) = central_rows(db, appliance, family);
+        assert_eq!(
+            central_sections, local_sections,
+            "sample_sections rows of {} for {appliance}",
+            family.name
         );
-        counts.push(statvfs_threads(&host));
+        assert_eq!(
+            central.len(),
+            local.len(),
+            "members of {} for {appliance}",
+            family.name
+        );
+        for (key, values) in &local {
+            assert_eq!(
+                central.get(key),
+                Some(values),
+                "{} member {key:?} differs in MySQL",
+                family.name
+            );
+        }
     }
-    assert!(
-        counts.iter().all(|&(_, stuck)| stuck == 1),
-        "one worker stuck in statfs, not one per round: {counts:?}"
-    );
-    assert!(
-        counts.windows(2).all(|w| w[1].0 <= w[0].0),
-        "no thread piles up: {counts:?}"
-    );
+}
 
-    // The server is back: the stuck call returns and the mount is measured again.
-    sh(&host, &format!("kill -CONT {daemon}"));
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            !fs(&sample(&collector, "after the resume"), "/tmp/hang").hanging
-        }),
-        "the mount never answered again"
-    );
-    assert_eq!(statvfs_threads(&host).1, 0);
-    sh(&host, "umount -l /tmp/hang; true");
+/// The child tables agree with the specs: every column of every field, with its SQL type,
+/// and the identity and key as the primary key.
+fn assert_schema_matches_the_specs(db: &MariaDb) {
+    let mut conn = db.conn().expect("connect");
+    for family in FAMILIES {
+        let table = families::table(family);
+        let columns: Vec<(String, String)> = conn
+            .exec(
+                "SELECT CAST(column_name AS CHAR), CAST(column_type AS CHAR) FROM information_schema.columns
+                 WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+                (&table,),
+            )
+            .expect("columns");
+        let mut want: Vec<(String, String)> = ["appliance_id", "epoch", "host_id", "seq"]
+            .iter()
+            .zip([
+                "int(10) unsigned",
+                "bigint(20)",
+                "int(10) unsigned",
+                "bigint(20)",
+            ])
+            .map(|(c, t)| (c.to_string(), t.to_string()))
+            .collect();
+        if !family.is_singleton() {
+            want.push((family.key.to_string(), "varchar(255)".into()));
+        }
+        for field in family.fields {
+            let t = match field.kind {
+                Kind::U64 => "bigint(20) unsigned",
+                Kind::F64 => "double",
+                Kind::Bool => "tinyint(1)",
+                Kind::Text => "varchar(255)",
+            };
+            want.push((field.name.to_string(), t.to_string()));
+        }
+        assert_eq!(
+            columns, want,
+            "table {table} differs from the spec of {}",
+            family.name
+        );
+        let key: Vec<String> = conn
+            .exec(
+                "SELECT CAST(column_name AS CHAR) FROM information_schema.key_column_usage
+                 WHERE table_schema = DATABASE() AND table_name = ? AND constraint_name = 'PRIMARY'
+                 ORDER BY ordinal_position",
+                (&table,),
+            )
+            .expect("primary key");
+        let mut want_key = vec!["appliance_id", "epoch", "host_id", "seq"];
+        if !family.is_singleton() {
+            want_key.push(family.key);
+        }
+        assert_eq!(key, want_key, "primary key of {table}");
+        let views = count(
+            db,
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()
+                 AND table_name = 'family_{}' AND column_name = 'time'",
+                family.name
+            ),
+        );
+        assert_eq!(views, 1, "view family_{} has a time column", family.name);
+    }
 }
 
 #[test]
-fn five_hundred_interfaces_are_cut_at_max_members_and_counted() {
-    let site = skip_or_fail!(Site::start());
-    let host = skip_or_fail!(site.host(Conditions::default()));
-    let scratch = temp_dir();
-    sh(
-        &host,
-        "for i in $(seq -w 0 249); do echo \"link add v$i type veth peer name p$i\"; done \
-         | ip -batch -",
+fn families_reach_mysql_exactly_once_beside_samples_without_sections() {
+    let db = skip_or_fail!(MariaDb::start());
+    let dir = temp_dir();
+    let path = dir.path().join("buffer.sqlite");
+    // sync::report gives three of four samples the example sections; the fourth is a 1.0
+    // agent's (no sections).
+    seed(&path, 4, 0, 40);
+    let task = SyncTask::new(&sync_config(&db.url(), 25), &buffer_config(&path), "site-f");
+    drain(&task);
+    assert_schema_matches_the_specs(&db);
+    assert!(count(&db, "SELECT COUNT(*) FROM sample_filesystems") > 0);
+    let without = count(
+        &db,
+        "SELECT COUNT(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM sample_sections x
+           WHERE x.appliance_id = s.appliance_id AND x.epoch = s.epoch AND x.host_id = s.host_id AND x.seq = s.seq)",
     );
-    let collector = collector(
-        vec![entry(&site, &host, AgentOptions::default())],
-        scratch.path(),
+    assert!(without > 0, "samples without sections are stored too");
+    assert_complete(&db, &path, "site-f");
+    // A second drain sends nothing again: exactly once.
+    let again = drain(&task);
+    assert_eq!(again.samples, 0);
+    assert_complete(&db, &path, "site-f");
+    // The Grafana view answers a host's panel with UTC times.
+    let rows = count(
+        &db,
+        "SELECT COUNT(*) FROM family_filesystems WHERE host = 'host-000' AND mount = '/var'
+           AND time BETWEEN '2023-01-01 00:00:00' AND '2030-01-01 00:00:00'",
     );
-    let report = sample(&collector, "500 interfaces");
-    let section = report.section(&interfaces::SPEC).expect("interfaces");
-    // eth0 and the 500 (lo excluded): 64 reported, the rest counted.
-    assert_eq!(section.members.len(), 64);
-    assert_eq!(section.cut, 501 - 64);
-    let names: Vec<&str> = section.members.iter().map(|m| m.key.as_str()).collect();
-    assert_eq!(names[0], "eth0");
-    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted: {names:?}");
+    assert!(rows > 0);
+}
+
+#[test]
+fn a_version_3_database_with_rows_is_upgraded_to_4_in_place_and_takes_families() {
+    let db = skip_or_fail!(MariaDb::start());
+    db.apply_fixture("mysql-v3.sql")
+        .expect("apply the v3 schema");
+    let dir = temp_dir();
+    // Rows a version 3 edgemon wrote: samples without families (this build's sync writes
+    // them the same way; the families of the fixture database start at version 4).
+    {
+        let mut conn = db.conn().expect("connect");
+        conn.query_drop("SET time_zone = '+00:00'").expect("utc");
+        for statement in [
+            "INSERT INTO appliances (id, name) VALUES (1, 'site-v3')",
+            "INSERT INTO buffers (appliance_id, epoch) VALUES (1, 9)",
+            "INSERT INTO hosts (id, appliance_id, name, address) VALUES (1, 1, 'a', 'a:22')",
+            "INSERT INTO samples (appliance_id, epoch, host_id, seq, collected_at, received_at, cpu, mem_used,
+                                  mem_total, swap_used, swap_total, uptime_s, checksum)
+             SELECT 1, 9, 1, s.seq, '2024-01-01' + INTERVAL s.seq MINUTE, '2024-01-01' + INTERVAL s.seq MINUTE,
+                    1, 1, 2, 0, 0, s.seq, s.seq FROM seq_1_to_60 s",
+            "INSERT INTO sample_cores (appliance_id, epoch, host_id, seq, core, cpu)
+             SELECT 1, 9, 1, x.seq, 0, 1 FROM samples x",
+            "INSERT INTO watermarks (appliance_id, epoch, host_id, first_seq, last_seq, stored_last_seq, samples_stored)
+             VALUES (1, 9, 1, 1, 60, 60, 60)",
+        ] {
+            conn.query_drop(statement).expect("v3 rows");
+        }
+    }
+    let fingerprint = || {
+        count(
+            &db,
+            "SELECT CAST(SUM(CRC32(CONCAT_WS('|', appliance_id, epoch, host_id, seq, collected_at, checksum))) AS SIGNED) FROM samples",
+        )
+    };
+    let before = (
+        fingerprint(),
+        count(&db, "SELECT COUNT(*) FROM sample_cores"),
+    );
+    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 3);
+
+    let path = dir.path().join("buffer.sqlite");
+    seed(&path, 3, 0, 12);
+    let task = SyncTask::new(
+        &sync_config(&db.url(), 10),
+        &buffer_config(&path),
+        "site-v4",
+    );
+    drain(&task);
+    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 4);
+    assert_eq!(
+        (
+            count(
+                &db,
+                "SELECT CAST(SUM(CRC32(CONCAT_WS('|', appliance_id, epoch, host_id, seq, collected_at, checksum))) AS SIGNED) FROM samples WHERE epoch = 9"
+            ),
+            count(&db, "SELECT COUNT(*) FROM sample_cores WHERE epoch = 9")
+        ),
+        before,
+        "a version 3 row changed or vanished"
+    );
+    assert_schema_matches_the_specs(&db);
+    assert_complete(&db, &path, "site-v4");
 }
