@@ -1055,6 +1055,17 @@ fn families_default_to_the_agents_defaults_and_watches_resolve_per_host() {
         ]
     );
 
+    let (env, _dir) = load_env(
+        &format!("{BASE}{host}"),
+        &[
+            ("EDGEMON__COLLECT__FAMILIES__IF_EXCLUDE", "lo, eth9*"),
+            ("EDGEMON__COLLECT__FAMILIES__MAX_MEMBERS", "16"),
+        ],
+    );
+    let agent = &env.expect("valid with the environment").config.hosts[0].agent;
+    assert_eq!(agent.if_exclude, ["lo", "eth9*"]);
+    assert_eq!(agent.max_members, 16);
+
     let bad = errors(&format!(
         "{BASE}[collect.families]\nmax_members = 0\n{host}watch = [\"a=x\", \"a=y\", \"=z\"]\n"
     ))
