@@ -265,7 +265,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
     epoch         BIGINT          NOT NULL DEFAULT 0,
     local_id      BIGINT          NOT NULL,
     host_id       INT UNSIGNED    NOT NULL,
-    rule          VARCHAR(32)     NOT NULL COMMENT 'cpu, memory, swap, reboot, unreachable',
+    rule          VARCHAR(300)    NOT NULL COMMENT 'cpu, memory, swap, reboot, unreachable, or a family rule with its member: fs-used:/var (v4: 300, a 255-byte member and the rule)',
     kind          VARCHAR(16)     NOT NULL COMMENT 'firing, reminder, resolved, flapping, stale',
     value         DOUBLE          NULL,
     threshold     DOUBLE          NULL,

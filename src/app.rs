@@ -467,12 +467,14 @@ pub fn status_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         &config.silences,
         crate::buffer::now_ms(),
     ));
+    let families = crate::status::host_families(&buffer, &status)?;
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &status)?;
+        serde_json::to_writer_pretty(&mut out, &crate::status::to_json(&status, &families)?)?;
         writeln!(out)?;
     } else {
         crate::status::print_table(&mut out, &status)?;
+        crate::status::print_families(&mut out, &families)?;
     }
     Ok(ExitCode::SUCCESS)
 }

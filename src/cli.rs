@@ -72,7 +72,7 @@ pub enum Command {
         config: ConfigArg,
         /// The host's name in the configuration.
         host: String,
-        /// The rule: cpu, memory, swap, reboot, unreachable.
+        /// The rule: cpu, memory, swap, reboot, unreachable, or a family rule with its member (fs-used:/var, if-down:eth1, oom-kills).
         rule: String,
         /// Why, shown with the acknowledgement.
         #[arg(long)]

@@ -386,7 +386,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 Err(err) => tracing::error!("recording the round failed: {err:#}"),
             }
         }
-        if let Some(why) = buffer.damage_seen().map(str::to_string) {
+        if let Some(why) = buffer.damage_seen() {
             // A damaged buffer file: sync and mail hold connections on it, so they are
             // joined before it is set aside, and restarted on the new buffer.
             let old = std::mem::take(&mut background);

@@ -1,11 +1,108 @@
 //! `edgemon status`: reads the buffer read-only (so it works while the daemon
 //! runs) and prints a table, or JSON with the stable field names of
-//! [`BufferStatus`](crate::buffer::BufferStatus).
+//! [`BufferStatus`](crate::buffer::BufferStatus). Per host it adds what the
+//! newest sample's metric families show ([`FamilySummary`], the same summary
+//! as the status page's hosts table): the worst filesystem, failed units,
+//! missing watched processes, hanging mounts and members cut or refused; in
+//! JSON as each host's `families` object.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::buffer::{BufferStatus, now_ms};
+use crate::buffer::{BufferStatus, StatusReader, now_ms};
+use crate::web::families::FamilySummary;
+
+/// The family summary of every host of `status`, by name, from its newest sample.
+pub fn host_families(
+    reader: &StatusReader,
+    status: &BufferStatus,
+) -> crate::buffer::Result<BTreeMap<String, FamilySummary>> {
+    let mut out = BTreeMap::new();
+    for h in &status.hosts {
+        let summary = reader
+            .latest_sections(&h.name)?
+            .map(|s| FamilySummary::of(&s.sections))
+            .unwrap_or_default();
+        out.insert(h.name.clone(), summary);
+    }
+    Ok(out)
+}
+
+/// `status` as JSON, each host with its `families` summary.
+pub fn to_json(
+    status: &BufferStatus,
+    families: &BTreeMap<String, FamilySummary>,
+) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(status)?;
+    if let Some(hosts) = value.get_mut("hosts").and_then(|h| h.as_array_mut()) {
+        for host in hosts {
+            let name = host
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default();
+            let summary = families.get(name).cloned().unwrap_or_default();
+            host["families"] = serde_json::to_value(summary)?;
+        }
+    }
+    Ok(value)
+}
+
+/// Prints the hosts' family summaries as a table, when any host has something to show.
+pub fn print_families(
+    out: &mut impl Write,
+    families: &BTreeMap<String, FamilySummary>,
+) -> std::io::Result<()> {
+    let shown = |s: &FamilySummary| *s != FamilySummary::default();
+    if !families.values().any(shown) {
+        return Ok(());
+    }
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let width = families.keys().map(String::len).max().unwrap_or(4).max(4);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:width$}  {:28}  {:24}  {:20}  NOT REPORTED / OTHER",
+        "HOST", "WORST FILESYSTEM", "FAILED UNITS", "MISSING PROCESSES"
+    )?;
+    for (name, s) in families.iter().filter(|(_, s)| shown(s)) {
+        let worst = s.worst_filesystem.as_ref().map_or("-".to_string(), |w| {
+            let free = w
+                .avail
+                .map(|a| format!(" ({:.1} GiB free)", a as f64 / 1_073_741_824.0))
+                .unwrap_or_default();
+            format!("{} {:.1}%{free}", w.mount, w.used_percent)
+        });
+        let mut other: Vec<String> = s
+            .shortfalls
+            .iter()
+            .map(|f| format!("{}: {} cut, {} refused", f.family, f.cut, f.refused))
+            .collect();
+        if !s.hanging_filesystems.is_empty() {
+            other.push(format!("HANGING {}", s.hanging_filesystems.join(", ")));
+        }
+        if !s.readonly_filesystems.is_empty() {
+            other.push(format!("read-only {}", s.readonly_filesystems.join(", ")));
+        }
+        if !s.interfaces_down.is_empty() {
+            other.push(format!("down {}", s.interfaces_down.join(", ")));
+        }
+        writeln!(
+            out,
+            "{name:width$}  {worst:28}  {:24}  {:20}  {}",
+            list(&s.failed_units),
+            list(&s.missing_processes),
+            list(&other)
+        )?;
+    }
+    Ok(())
+}
 
 /// Prints `status` as a human-readable table.
 pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Result<()> {

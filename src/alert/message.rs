@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::rules::{EventKind, Rule, Transition};
+use super::rules::{EventKind, FamilyRule, Rule, Transition};
 use crate::buffer::SampleBrief;
 
 /// Most alerts written out in full in one mail; beyond that, a summary.
@@ -44,7 +44,7 @@ pub struct Composed {
 }
 
 /// `97%`, `97.3%`; failed rounds and uptimes as plain numbers.
-fn value(rule: Rule, v: f64) -> String {
+fn value(rule: &Rule, v: f64) -> String {
     let num = if (v - v.round()).abs() < 0.05 {
         format!("{v:.0}")
     } else {
@@ -70,15 +70,114 @@ fn kind_word(kind: EventKind) -> &'static str {
         EventKind::Resolved => "RESOLVED",
         EventKind::Flapping => "FLAPPING",
         EventKind::Stale => "STALE",
+        EventKind::Escalated => "ESCALATED",
+        EventKind::Deescalated => "DEESCALATED",
     }
 }
 
-/// The one-line description of a transition, e.g. `FIRING cpu 97% > 20% on web-1`.
+/// A duration in seconds as `3h 20m`, `45m`, `2d 4h` (minutes at most; seconds below one).
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// The detail of a family rule's headline: `85% > 80% (warning)`, `full in 3h 10m`.
+fn family_detail(rule: FamilyRule, t: &Transition) -> String {
+    let r = &t.rule;
+    let v = |x: Option<f64>| x.map(|x| value(r, x)).unwrap_or_else(|| "?".into());
+    let level = t
+        .level
+        .map(|l| format!(" ({})", l.as_str()))
+        .unwrap_or_default();
+    let resolved = t.kind == EventKind::Resolved;
+    if resolved && rule == FamilyRule::UnitFailed {
+        // A unit that recovers leaves the section of failed units.
+        return "no longer failed".to_string();
+    }
+    if resolved && t.value.is_none() {
+        return "no longer reported".to_string();
+    }
+    if t.kind == EventKind::Stale {
+        return "no data".to_string();
+    }
+    match rule {
+        FamilyRule::FsUsed | FamilyRule::FsInodes => {
+            let what = if rule == FamilyRule::FsUsed {
+                "used"
+            } else {
+                "inodes used"
+            };
+            if resolved {
+                format!("{what} {} < {}", v(t.value), v(t.clear))
+            } else {
+                format!("{what} {} > {}{level}", v(t.value), v(t.limit))
+            }
+        }
+        FamilyRule::FsFilling => match t.value.filter(|s| *s >= 0.0) {
+            Some(s) if !resolved => format!(
+                "full in {} < {}{level}",
+                human_duration(s),
+                human_duration(t.limit.unwrap_or(0.0))
+            ),
+            Some(s) => format!(
+                "full in {}, beyond {}",
+                human_duration(s),
+                human_duration(t.limit.unwrap_or(0.0))
+            ),
+            None if resolved => "no longer filling".to_string(),
+            None => format!("filling{level}"),
+        },
+        FamilyRule::FsReadonly if resolved => "writable again".to_string(),
+        FamilyRule::FsReadonly => "turned read-only (was writable)".to_string(),
+        FamilyRule::FsHanging if resolved => "statvfs answers again".to_string(),
+        FamilyRule::FsHanging => "statvfs hanging (no answer within the deadline)".to_string(),
+        FamilyRule::IfDown if resolved => "link up again".to_string(),
+        FamilyRule::IfDown => "link down (was up)".to_string(),
+        FamilyRule::IfErrors if resolved => format!("errors {} < {}", v(t.value), v(t.clear)),
+        FamilyRule::IfErrors => format!("errors {} > {} of packets", v(t.value), v(t.limit)),
+        FamilyRule::OomKills if resolved => "no OOM kill since the last sample".to_string(),
+        FamilyRule::OomKills => format!("{} OOM kills since the last sample", v(t.value)),
+        FamilyRule::UnitFailed if resolved => "no longer failed".to_string(),
+        FamilyRule::UnitFailed => "unit failed".to_string(),
+        FamilyRule::ProcessMissing if resolved => format!("running again ({})", v(t.value)),
+        FamilyRule::ProcessMissing => "no process running".to_string(),
+        FamilyRule::MemAvailable if resolved => {
+            format!("available {} > {}", v(t.value), v(t.clear))
+        }
+        FamilyRule::MemAvailable => format!("available {} < {}", v(t.value), v(t.limit)),
+        FamilyRule::Fds | FamilyRule::Procs => {
+            let of = if rule == FamilyRule::Fds {
+                "file-max"
+            } else {
+                "pid_max"
+            };
+            if resolved {
+                format!("{} < {} of {of}", v(t.value), v(t.clear))
+            } else {
+                format!("{} > {} of {of}", v(t.value), v(t.limit))
+            }
+        }
+        FamilyRule::ClockSkew if resolved => format!("offset {}s < {}s", v(t.value), v(t.clear)),
+        FamilyRule::ClockSkew => format!("offset {}s > {}s", v(t.value), v(t.limit)),
+    }
+}
+
+/// The one-line description of a transition, e.g. `FIRING cpu 97% > 20% on web-1`,
+/// `ESCALATED fs-used:/var used 93% > 90% (critical) on web-1`.
 pub fn headline(host: &str, t: &Transition) -> String {
     let word = kind_word(t.kind);
-    let rule = t.rule;
+    let rule = &t.rule;
     let v = |x: Option<f64>| x.map(|x| value(rule, x)).unwrap_or_else(|| "?".into());
     let detail = match (rule, t.kind) {
+        (Rule::Family(kind, _), _) => family_detail(*kind, t),
         (Rule::Reboot, _) => format!(
             "uptime {}s (was {}s)",
             v(t.value),
@@ -108,15 +207,31 @@ fn subject(items: &[AlertItem]) -> String {
 
 fn detail(out: &mut String, item: &AlertItem) {
     let t = &item.transition;
-    let rule = t.rule;
-    let opt = |x: Option<f64>| x.map(|x| value(rule, x)).unwrap_or_else(|| "-".into());
+    let rule = &t.rule;
+    let filling = matches!(rule, Rule::Family(FamilyRule::FsFilling, _));
+    let opt = |x: Option<f64>| match x {
+        Some(x) if filling && x < 0.0 => "not filling".into(),
+        Some(x) if filling => human_duration(x),
+        Some(x) => value(rule, x),
+        None => "-".into(),
+    };
     let _ = writeln!(out, "{}", headline(&item.host, t));
     let _ = writeln!(out);
     let _ = writeln!(out, "Host:      {}", item.host);
     let _ = writeln!(out, "Address:   {}", item.address);
     let _ = writeln!(out, "Metric:    {rule}");
-    let _ = writeln!(out, "Value:     {}", opt(t.value));
+    if filling {
+        let _ = writeln!(out, "Full in:   {}", opt(t.value));
+    } else {
+        let _ = writeln!(out, "Value:     {}", opt(t.value));
+    }
+    if let Some(level) = t.level {
+        let _ = writeln!(out, "Level:     {}", level.as_str());
+    }
     match (t.limit, t.clear) {
+        (Some(_), _) if filling => {
+            let _ = writeln!(out, "Horizon:   {}", opt(t.limit));
+        }
         (Some(_), Some(_)) => {
             let _ = writeln!(
                 out,
@@ -275,6 +390,7 @@ mod tests {
                 clear: Some(limit - 5.0),
                 previous: None,
                 since: 1_700_000_000_000,
+                level: None,
             },
             event_id: 7,
             at: 1_700_000_060_000,
@@ -355,6 +471,62 @@ mod tests {
         assert!(
             a.starts_with("<5.9.") && a.ends_with("@site-a.edgemon>"),
             "{a}"
+        );
+    }
+
+    fn family(rule: FamilyRule, member: &str, kind: EventKind, v: f64, limit: f64) -> AlertItem {
+        let mut i = item("db", Rule::Family(rule, member.into()), kind, v, limit);
+        i.transition.level = Some(crate::alert::rules::Level::Critical);
+        i
+    }
+
+    #[test]
+    fn family_headlines_say_the_member_the_level_and_when_it_is_full() {
+        let i = family(
+            FamilyRule::FsFilling,
+            "/var",
+            EventKind::Firing,
+            3.0 * 3600.0 + 600.0,
+            4.0 * 3600.0,
+        );
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "FIRING fs-filling:/var full in 3h 10m < 4h (critical) on db"
+        );
+        let mail = detailed("x", &[i]);
+        for needle in [
+            "Full in:   3h 10m",
+            "Level:     critical",
+            "Horizon:   4h",
+            "Metric:    fs-filling:/var",
+        ] {
+            assert!(
+                mail.body.contains(needle),
+                "{needle:?} missing in\n{}",
+                mail.body
+            );
+        }
+        let i = family(FamilyRule::FsUsed, "/var", EventKind::Escalated, 93.0, 90.0);
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "ESCALATED fs-used:/var used 93% > 90% (critical) on db"
+        );
+        let mut i = family(
+            FamilyRule::UnitFailed,
+            "nginx.service",
+            EventKind::Resolved,
+            1.0,
+            0.0,
+        );
+        i.transition.value = None;
+        assert_eq!(
+            headline(&i.host, &i.transition),
+            "RESOLVED unit-failed:nginx.service no longer failed on db"
+        );
+        assert_eq!(human_duration(59.0), "59s");
+        assert_eq!(
+            human_duration(2.0 * 86_400.0 + 4.0 * 3600.0 + 60.0),
+            "2d 4h"
         );
     }
 }

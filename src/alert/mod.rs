@@ -7,6 +7,8 @@
 //! only through [`Mailer`], which marks a row sent after the server accepted it.
 //!
 //! - `rules`: the pure lifecycle (`evaluate`), no IO;
+//! - `families`: the rules of the metric families (filesystems, interfaces, units,
+//!   watched processes, system limits) on the same lifecycle, no IO;
 //! - `message`: mail text and Message-IDs, no IO;
 //! - `mail`: the only module that knows SMTP (lettre).
 //!
@@ -15,6 +17,7 @@
 //! recipient who already had `rate_limit` mails within `rate_window` gets
 //! nothing until the window allows, then one summary of what was held back.
 
+pub mod families;
 pub mod mail;
 pub mod message;
 pub mod operator;
@@ -62,7 +65,7 @@ pub enum AlertLog {
         /// Host name.
         host: String,
         /// Rule name.
-        rule: &'static str,
+        rule: String,
         /// Event kind.
         kind: &'static str,
         /// The headline.
@@ -80,7 +83,7 @@ pub enum AlertLog {
         /// Host name.
         host: String,
         /// Rule name.
-        rule: &'static str,
+        rule: String,
         /// Event kind.
         kind: &'static str,
         /// Why.
@@ -295,6 +298,14 @@ impl Alerting {
                 .filter(|r| r.unmailed)
                 .filter_map(|r| Rule::parse(&r.rule))
                 .collect();
+            let (families, memory) = match &outcome.result {
+                Ok(report) => {
+                    let received_at = outcome.started_at_ms + outcome.duration.as_millis() as i64;
+                    let obs = families::FamilyObservation::from_report(report, received_at);
+                    (Some(obs), family_memory(tx, rec.host_id, report)?)
+                }
+                Err(_) => (None, families::Memory::default()),
+            };
             let (observation, error) = match &outcome.result {
                 Ok(report) => (
                     Observation::Sample(Measures {
@@ -321,6 +332,8 @@ impl Alerting {
                 error,
                 state,
                 unmailed,
+                families,
+                memory,
             });
         }
         snap.silences = tx.silences(now)?;
@@ -360,15 +373,24 @@ impl Alerting {
     /// Writes a plan through the round's transaction.
     fn apply(&self, tx: &RoundTx<'_>, plan: Plan, now: i64) -> buffer::Result<RoundAlerts> {
         for s in &plan.states {
-            let mut row = to_row(s.rule, &s.state);
+            // A family alert back to nothing (its member gone, or ended) leaves no row.
+            if matches!(s.rule, Rule::Family(..)) && s.state == RuleState::default() && !s.unmailed
+            {
+                tx.delete_alert_state(s.host_id, &s.rule.as_str())?;
+                continue;
+            }
+            let mut row = to_row(&s.rule, &s.state);
             row.unmailed = s.unmailed;
             tx.save_alert_state(s.host_id, &row)?;
+        }
+        for (host_id, w) in &plan.family_writes {
+            apply_family_writes(tx, *host_id, w)?;
         }
         let mut ids = Vec::with_capacity(plan.events.len());
         for e in &plan.events {
             ids.push(tx.insert_alert_event(&NewAlertEvent {
                 host_id: e.host_id,
-                rule: e.rule.as_str(),
+                rule: &e.rule.as_str(),
                 kind: e.kind.as_str(),
                 value: e.value,
                 threshold: e.threshold,
@@ -469,6 +491,65 @@ fn percent(used: u64, total: u64) -> f64 {
     }
 }
 
+/// What the family rules kept for a host, read only for the sections its report carries.
+fn family_memory(
+    tx: &RoundTx<'_>,
+    host_id: i64,
+    report: &crate::report::Report,
+) -> buffer::Result<families::Memory> {
+    use crate::report::family;
+    let mut memory = families::Memory::default();
+    if report.section(&family::filesystems::SPEC).is_some() {
+        for b in tx.fill_buckets(host_id)? {
+            memory
+                .buckets
+                .entry(b.mount)
+                .or_default()
+                .push(families::Bucket {
+                    start: b.start,
+                    n: b.n,
+                    su: b.su,
+                    sy: b.sy,
+                    suu: b.suu,
+                    suy: b.suy,
+                });
+        }
+    }
+    if report.section(&family::system::SPEC).is_some()
+        || report.section(&family::interfaces::SPEC).is_some()
+    {
+        memory.counters = tx.alert_counters(host_id)?.into_iter().collect();
+    }
+    Ok(memory)
+}
+
+fn apply_family_writes(tx: &RoundTx<'_>, host_id: i64, w: &families::Writes) -> buffer::Result<()> {
+    if let Some(before) = w.prune_before {
+        tx.prune_fill_buckets(host_id, before)?;
+    }
+    for (mount, b) in &w.buckets {
+        tx.save_fill_bucket(
+            host_id,
+            &buffer::FillBucketRow {
+                mount: mount.clone(),
+                start: b.start,
+                n: b.n,
+                su: b.su,
+                sy: b.sy,
+                suu: b.suu,
+                suy: b.suy,
+            },
+        )?;
+    }
+    for (series, value) in &w.counters {
+        tx.save_alert_counter(host_id, series, *value)?;
+    }
+    for series in &w.drop_counters {
+        tx.delete_alert_counter(host_id, series)?;
+    }
+    Ok(())
+}
+
 fn from_row(row: &AlertRow) -> Option<(Rule, RuleState)> {
     let rule = Rule::parse(&row.rule)?;
     let state = RuleState {
@@ -482,13 +563,14 @@ fn from_row(row: &AlertRow) -> Option<(Rule, RuleState)> {
             .split(',')
             .filter_map(|t| t.trim().parse().ok())
             .collect(),
+        level: rules::Level::from_code(row.level),
     };
     Some((rule, state))
 }
 
-fn to_row(rule: Rule, s: &RuleState) -> AlertRow {
+fn to_row(rule: &Rule, s: &RuleState) -> AlertRow {
     AlertRow {
-        rule: rule.as_str().to_string(),
+        rule: rule.as_str().into_owned(),
         state: s.phase.as_str().to_string(),
         breaches: i64::from(s.breaches),
         since: s.since,
@@ -501,6 +583,7 @@ fn to_row(rule: Rule, s: &RuleState) -> AlertRow {
             .collect::<Vec<_>>()
             .join(","),
         unmailed: false,
+        level: rules::Level::code(s.level),
     }
 }
 

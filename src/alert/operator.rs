@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 use super::plan::{LOSS_RULE, SITE_RULE};
-use super::rules::Rule;
+use super::rules::{FamilyRule, Rule};
 use crate::buffer::{Buffer, NewSilence, SilenceRow, now_ms};
 use crate::config::Config;
 
@@ -58,13 +58,26 @@ pub struct SilenceRequest {
     pub comment: String,
 }
 
+/// A silence may name a rule (`cpu`, `fs-used:/var`), a family rule alone for all its
+/// members (`fs-used`), or a glob (`fs-*:/var*`).
 fn valid_rule(rule: &str) -> bool {
-    Rule::parse(rule).is_some() || rule == SITE_RULE || rule == LOSS_RULE
+    Rule::parse(rule).is_some()
+        || FamilyRule::parse(rule).is_some()
+        || rule.contains(['*', '?'])
+        || rule == SITE_RULE
+        || rule == LOSS_RULE
 }
 
 fn rule_names() -> String {
-    let mut names: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
-    names.extend([SITE_RULE, LOSS_RULE]);
+    let mut names: Vec<String> = Rule::ALL.iter().map(|r| r.as_str().into_owned()).collect();
+    names.extend(FamilyRule::ALL.iter().map(|r| {
+        if r.has_members() {
+            format!("{}[:MEMBER]", r.as_str())
+        } else {
+            r.as_str().to_string()
+        }
+    }));
+    names.extend([SITE_RULE.to_string(), LOSS_RULE.to_string()]);
     names.join(", ")
 }
 
@@ -225,8 +238,8 @@ pub fn ack(
 ) -> anyhow::Result<ExitCode> {
     if Rule::parse(rule).is_none() {
         bail!(
-            "unknown rule {rule:?}; rules are {}",
-            Rule::ALL.map(|r| r.as_str()).join(", ")
+            "unknown rule {rule:?}; rules are {} (a family rule with its member, e.g. fs-used:/var)",
+            rule_names()
         );
     }
     let by = operator_name();

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::families;
 use super::message::{self, AlertItem};
 use super::rules::{self, EventKind, HostState, Observation, Phase, Rule, Transition};
 use super::{AlertLog, Alerting};
@@ -47,6 +48,10 @@ pub struct HostInput {
     pub state: HostState,
     /// Rules whose current episode's FIRING was not mailed.
     pub unmailed: BTreeSet<Rule>,
+    /// What its report says for the family rules (`None`: the round failed).
+    pub families: Option<families::FamilyObservation>,
+    /// What the family rules kept from earlier rounds.
+    pub memory: families::Memory,
 }
 
 /// The site alert while it fires (kept in the buffer's kv table).
@@ -98,7 +103,10 @@ impl Snapshot {
     }
 }
 
-/// Whether silence `s` covers `rule` of `host` (`None`: the site itself) at `now`.
+/// Whether silence `s` covers `rule` of `host` (`None`: the site itself) at `now`. A
+/// silence's rule covers the rule of that name, every member of a family rule when it
+/// names the rule alone (`fs-used` covers `fs-used:/var`), and what it matches as a glob
+/// (`fs-*:/var*`).
 pub fn silence_matches(s: &SilenceRow, host: Option<&str>, rule: &str, now: i64) -> bool {
     let in_time = s.starts_at <= now && now < s.ends_at;
     let host_ok = match (&s.host, host) {
@@ -106,8 +114,17 @@ pub fn silence_matches(s: &SilenceRow, host: Option<&str>, rule: &str, now: i64)
         (Some(h), Some(name)) => h == name,
         (Some(_), None) => false,
     };
-    let rule_ok = s.rules.is_empty() || s.rules.iter().any(|r| r == rule);
+    let rule_ok = s.rules.is_empty() || s.rules.iter().any(|r| rule_covers(r, rule));
     in_time && host_ok && rule_ok
+}
+
+/// Whether a silence's or an acknowledgement's rule `pattern` covers the alert `rule`.
+pub fn rule_covers(pattern: &str, rule: &str) -> bool {
+    pattern == rule
+        || rule
+            .split_once(':')
+            .is_some_and(|(kind, _)| kind == pattern)
+        || edgemon_proto::report::family::options::glob_match(pattern, rule)
 }
 
 /// The rules' verdict on one host.
@@ -119,26 +136,39 @@ pub struct Evaluated {
     pub next: HostState,
     /// The transitions, in rule order.
     pub transitions: Vec<Transition>,
+    /// The family rules' buckets and counters to write.
+    pub writes: families::Writes,
 }
 
-/// Runs the rules of every host of the snapshot.
+/// Runs the rules of every host of the snapshot: the host rules, then the family rules.
 pub fn evaluate(alerting: &Alerting, snap: &Snapshot, now: i64) -> Vec<Evaluated> {
     snap.hosts
         .iter()
         .enumerate()
         .filter_map(|(index, h)| {
             let rules = alerting.hosts.get(&h.host)?;
-            let (next, transitions) = rules::evaluate(
+            let (mut next, mut transitions) = rules::evaluate(
                 &rules.limits,
                 &alerting.policy,
                 &h.state,
                 &h.observation,
                 now,
             );
+            let verdict = families::evaluate(
+                &rules.limits.families,
+                &alerting.policy,
+                &h.state,
+                h.families.as_ref(),
+                &h.memory,
+                now,
+            );
+            next.extend(verdict.next);
+            transitions.extend(verdict.transitions);
             Some(Evaluated {
                 index,
                 next,
                 transitions,
+                writes: verdict.writes,
             })
         })
         .collect()
@@ -242,6 +272,8 @@ pub struct Plan {
     pub kv: Vec<(&'static str, Option<String>)>,
     /// Lines to log after the commit.
     pub logs: Vec<AlertLog>,
+    /// The family rules' buckets and counters, per host id.
+    pub family_writes: Vec<(i64, families::Writes)>,
 }
 
 /// kv key of the site alert's state.
@@ -267,6 +299,9 @@ pub fn plan(
         let Some(rules) = alerting.hosts.get(&h.host) else {
             continue;
         };
+        if !ev.writes.is_empty() {
+            plan.family_writes.push((h.host_id, ev.writes.clone()));
+        }
         let items = plan_host(snap, h, ev, &site, recent, now, &mut plan);
         if items.is_empty() {
             continue;
@@ -496,14 +531,14 @@ fn plan_host(
             clear: None,
             previous: None,
             since: s.since.unwrap_or(now),
+            level: None,
         });
     }
     let mut items = Vec::new();
     for mut t in transitions {
-        let silenced = snap.silenced(Some(&h.host), t.rule.as_str(), now);
-        let acked = snap
-            .acks
-            .contains(&(h.host_id, t.rule.as_str().to_string()));
+        let name = t.rule.as_str();
+        let silenced = snap.silenced(Some(&h.host), &name, now);
+        let acked = snap.acks.contains(&(h.host_id, name.to_string()));
         let site_hold = t.rule == Rule::Unreachable && site.firing;
         let (mail, why) = match t.kind {
             EventKind::Firing | EventKind::Flapping => {
@@ -511,7 +546,7 @@ fn plan_host(
                 if mail {
                     unmailed.remove(&t.rule);
                 } else {
-                    unmailed.insert(t.rule);
+                    unmailed.insert(t.rule.clone());
                 }
                 (
                     mail,
@@ -537,14 +572,22 @@ fn plan_host(
                 };
                 (mail, why)
             }
+            // A step up to critical is news even while acknowledged; a silence holds it.
+            EventKind::Escalated => {
+                let mail = !silenced;
+                if mail && unmailed.remove(&t.rule) {
+                    t.kind = EventKind::Firing;
+                }
+                (mail, "silenced")
+            }
             EventKind::Resolved => (!unmailed.remove(&t.rule), "its FIRING was not mailed"),
-            EventKind::Stale => (false, ""),
+            EventKind::Stale | EventKind::Deescalated => (false, ""),
         };
         let line = message::headline(&h.host, &t);
         let event = EventRef::Planned(plan.events.len());
         plan.events.push(PlannedEvent {
             host_id: h.host_id,
-            rule: t.rule,
+            rule: t.rule.clone(),
             kind: t.kind,
             value: t.value,
             threshold: t.limit,
@@ -552,7 +595,7 @@ fn plan_host(
         });
         plan.logs.push(AlertLog::Transition {
             host: h.host.clone(),
-            rule: t.rule.as_str(),
+            rule: t.rule.as_str().into_owned(),
             kind: t.kind.as_str(),
             line,
         });
@@ -563,7 +606,7 @@ fn plan_host(
             plan.withheld += 1;
             plan.logs.push(AlertLog::Withheld {
                 host: h.host.clone(),
-                rule: t.rule.as_str(),
+                rule: t.rule.as_str().into_owned(),
                 kind: t.kind.as_str(),
                 why,
             });
@@ -579,23 +622,24 @@ fn plan_host(
         };
         items.push((item, event));
     }
-    for rule in Rule::ALL {
+    let keys: BTreeSet<&Rule> = h.state.keys().chain(ev.next.keys()).collect();
+    for rule in keys {
         let default = rules::RuleState::default();
-        let old = h.state.get(&rule).unwrap_or(&default);
-        let new = ev.next.get(&rule).unwrap_or(&default);
+        let old = h.state.get(rule).unwrap_or(&default);
+        let new = ev.next.get(rule).unwrap_or(&default);
         // An episode that ended forgets whether it was mailed.
         let active = matches!(new.phase, Phase::Firing | Phase::Flapping | Phase::Stale);
-        let was = h.unmailed.contains(&rule);
-        let is = active && unmailed.contains(&rule);
+        let was = h.unmailed.contains(rule);
+        let is = active && unmailed.contains(rule);
         if old != new || was != is {
             plan.states.push(PlannedState {
                 host_id: h.host_id,
-                rule,
+                rule: rule.clone(),
                 state: new.clone(),
                 unmailed: is,
             });
         }
-        let key = (h.host_id, rule.as_str().to_string());
+        let key = (h.host_id, rule.as_str().into_owned());
         if !active && snap.acks.contains(&key) {
             plan.clear_acks.push(key);
         }

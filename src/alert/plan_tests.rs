@@ -24,7 +24,7 @@ enum Seen {
 }
 
 /// The host's alert before the round.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Prior {
     Nothing,
     /// Firing since two hours (so a reminder is due); `true`: its FIRING was not mailed.
@@ -48,7 +48,9 @@ struct Case {
 }
 
 fn hosts(n: usize, seen: Seen, prior: Prior) -> Vec<(String, Seen, Prior)> {
-    (0..n).map(|i| (format!("h{i:02}"), seen, prior)).collect()
+    (0..n)
+        .map(|i| (format!("h{i:02}"), seen, prior.clone()))
+        .collect()
 }
 
 fn alerting(names: &[String], rate_limit: u32) -> Alerting {
@@ -64,6 +66,7 @@ fn alerting(names: &[String], rate_limit: u32) -> Alerting {
                 swap: None,
                 reboot: false,
                 unreachable_after: Some(2),
+                families: Default::default(),
             },
             agent: Default::default(),
         })
@@ -85,6 +88,7 @@ fn alerting(names: &[String], rate_limit: u32) -> Alerting {
         site_unreachable_share: 0.5,
         site_min_hosts: 4,
         loss_horizon: Duration::from_secs(86_400),
+        families: Default::default(),
     };
     Alerting::from_parts("site-x", &policy, &mail, &hosts)
 }
@@ -111,10 +115,12 @@ fn snapshot(case: &Case) -> Snapshot {
             error: matches!(seen, Seen::Failed(_)).then(|| "unreachable: refused".into()),
             state: Default::default(),
             unmailed: BTreeSet::new(),
+            families: None,
+            memory: Default::default(),
         };
-        if let Prior::Firing(rule, unmailed) = *prior {
+        if let Prior::Firing(rule, unmailed) = prior.clone() {
             input.state.insert(
-                rule,
+                rule.clone(),
                 RuleState {
                     phase: Phase::Firing,
                     breaches: 3,
@@ -122,6 +128,7 @@ fn snapshot(case: &Case) -> Snapshot {
                     last_value: Some(90.0),
                     last_notified_at: Some(NOW - 2 * HOUR),
                     flips: Vec::new(),
+                    level: None,
                 },
             );
             if unmailed {

@@ -19,14 +19,20 @@
 //!   after a whole `flap_window` without a flip, as firing or resolved.
 //!
 //! `reboot` is a one-shot: it fires when uptime goes down between samples.
+//!
+//! The rules of the metric families (filesystems, interfaces, units, watched processes,
+//! system limits) live in `super::families`; they share this lifecycle ([`step`]) and, for
+//! the rules with a warning and a critical level, add the level on top of it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use super::families::FamilyRule;
 use crate::config::{AlertLimits, AlertPolicy};
 
-/// An alert rule of a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// An alert rule of a host: one of the host rules, or a family rule with its member.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {
     /// Total CPU %.
     Cpu,
@@ -38,6 +44,9 @@ pub enum Rule {
     Reboot,
     /// N consecutive failed rounds.
     Unreachable,
+    /// A family rule and its member (mount, interface, unit, watch; `""` for the host-wide
+    /// ones such as `oom-kills`), named `fs-used:/var` or `oom-kills`.
+    Family(FamilyRule, String),
 }
 
 impl Rule {
@@ -50,31 +59,81 @@ impl Rule {
         Rule::Unreachable,
     ];
 
-    /// The stable name used in the buffer, MySQL and mail.
-    pub fn as_str(self) -> &'static str {
-        match self {
+    /// The stable name used in the buffer, MySQL and mail (`cpu`, `fs-used:/var`).
+    pub fn as_str(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Rule::Cpu => "cpu",
             Rule::Memory => "memory",
             Rule::Swap => "swap",
             Rule::Reboot => "reboot",
             Rule::Unreachable => "unreachable",
-        }
+            Rule::Family(rule, member) if member.is_empty() => rule.as_str(),
+            Rule::Family(rule, member) => {
+                return Cow::Owned(format!("{}:{member}", rule.as_str()));
+            }
+        })
     }
 
-    /// The rule named `name`.
+    /// The rule named `name` (`cpu`, `oom-kills`, `fs-used:/var`).
     pub fn parse(name: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.as_str() == name)
+        if let Some(rule) = Rule::ALL.into_iter().find(|r| r.as_str() == name) {
+            return Some(rule);
+        }
+        let (family, member) = name.split_once(':').unwrap_or((name, ""));
+        let rule = FamilyRule::parse(family)?;
+        (rule.has_members() != member.is_empty()).then(|| Rule::Family(rule, member.to_string()))
     }
 
     /// Whether values of this rule are percentages.
-    pub fn is_percent(self) -> bool {
-        matches!(self, Rule::Cpu | Rule::Memory | Rule::Swap)
+    pub fn is_percent(&self) -> bool {
+        match self {
+            Rule::Cpu | Rule::Memory | Rule::Swap => true,
+            Rule::Family(rule, _) => rule.is_percent(),
+            Rule::Reboot | Rule::Unreachable => false,
+        }
     }
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.as_str())
+    }
+}
+
+/// The level of an alert with two (the filesystem rules): warning, then critical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Past the warning limit.
+    Warning,
+    /// Past the critical limit.
+    Critical,
+}
+
+impl Level {
+    /// The stable name (`warning`, `critical`), as mail shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+
+    /// The number stored in the buffer's `alert_state.level` (1, 2; 0 is no level).
+    pub fn code(level: Option<Level>) -> i64 {
+        match level {
+            None => 0,
+            Some(Level::Warning) => 1,
+            Some(Level::Critical) => 2,
+        }
+    }
+
+    /// The level stored as `code`.
+    pub fn from_code(code: i64) -> Option<Level> {
+        match code {
+            1 => Some(Level::Warning),
+            2 => Some(Level::Critical),
+            _ => None,
+        }
     }
 }
 
@@ -133,6 +192,8 @@ pub struct RuleState {
     pub last_notified_at: Option<i64>,
     /// Times of recent fire/resolve flips, Unix ms, oldest first.
     pub flips: Vec<i64>,
+    /// The level while firing, for rules with two (`None` otherwise).
+    pub level: Option<Level>,
 }
 
 /// The state of every rule of one host; a missing rule is [`RuleState::default`].
@@ -176,6 +237,10 @@ pub enum EventKind {
     Flapping,
     /// The host stopped reporting while the alert was firing.
     Stale,
+    /// A firing alert went from its warning to its critical level (mailed).
+    Escalated,
+    /// A firing alert went back from critical to warning (recorded, not mailed).
+    Deescalated,
 }
 
 impl EventKind {
@@ -187,6 +252,8 @@ impl EventKind {
             EventKind::Resolved => "resolved",
             EventKind::Flapping => "flapping",
             EventKind::Stale => "stale",
+            EventKind::Escalated => "escalated",
+            EventKind::Deescalated => "deescalated",
         }
     }
 }
@@ -208,24 +275,32 @@ pub struct Transition {
     pub previous: Option<f64>,
     /// Start of the episode, Unix ms.
     pub since: i64,
+    /// The level, for rules with two.
+    pub level: Option<Level>,
 }
 
 impl Transition {
     /// Whether this transition is mailed (stale alerts are recorded only: the
-    /// `unreachable` rule speaks for a silent host).
+    /// `unreachable` rule speaks for a silent host; a step back from critical to
+    /// warning is recorded only, the next reminder says warning).
     pub fn notifies(&self) -> bool {
-        self.kind != EventKind::Stale
+        !matches!(self.kind, EventKind::Stale | EventKind::Deescalated)
     }
 }
 
 /// What one rule reads from an observation.
 #[derive(Debug, Clone, Copy)]
-struct Reading {
-    value: f64,
-    breach: bool,
-    clear: bool,
-    limit: f64,
-    clear_at: Option<f64>,
+pub(crate) struct Reading {
+    /// The observed value.
+    pub(crate) value: f64,
+    /// Whether it breaches.
+    pub(crate) breach: bool,
+    /// Whether it is clear of the limit (with hysteresis).
+    pub(crate) clear: bool,
+    /// The limit shown.
+    pub(crate) limit: f64,
+    /// The clear threshold shown.
+    pub(crate) clear_at: Option<f64>,
 }
 
 /// Evaluates every rule of one host against one observation.
@@ -241,15 +316,16 @@ pub fn evaluate(
     for rule in Rule::ALL {
         let old = state.get(&rule).cloned().unwrap_or_default();
         let (new, transition) = match rule {
+            Rule::Family(..) => continue,
             Rule::Reboot => reboot(limits.reboot, &old, observation, now),
             Rule::Unreachable => match limits.unreachable_after {
-                Some(n) => step(rule, &old, unreachable(n, observation), 1, policy, now),
+                Some(n) => step(&rule, &old, unreachable(n, observation), 1, policy, now),
                 None => (RuleState::default(), None),
             },
-            _ => match limit_of(limits, rule) {
+            _ => match limit_of(limits, &rule) {
                 Some(limit) => {
-                    let reading = limit_reading(rule, limit, policy.clear_margin, observation);
-                    step(rule, &old, reading, policy.fire_after, policy, now)
+                    let reading = limit_reading(&rule, limit, policy.clear_margin, observation);
+                    step(&rule, &old, reading, policy.fire_after, policy, now)
                 }
                 // A limit removed from the configuration ends its alert silently.
                 None => (RuleState::default(), None),
@@ -263,17 +339,17 @@ pub fn evaluate(
     (next, transitions)
 }
 
-fn limit_of(limits: &AlertLimits, rule: Rule) -> Option<f64> {
+fn limit_of(limits: &AlertLimits, rule: &Rule) -> Option<f64> {
     match rule {
         Rule::Cpu => limits.cpu,
         Rule::Memory => limits.memory,
         Rule::Swap => limits.swap,
-        Rule::Reboot | Rule::Unreachable => None,
+        Rule::Reboot | Rule::Unreachable | Rule::Family(..) => None,
     }
     .map(|p| p.value())
 }
 
-fn limit_reading(rule: Rule, limit: f64, margin: f64, obs: &Observation) -> Option<Reading> {
+fn limit_reading(rule: &Rule, limit: f64, margin: f64, obs: &Observation) -> Option<Reading> {
     let Observation::Sample(m) = obs else {
         return None;
     };
@@ -281,7 +357,7 @@ fn limit_reading(rule: Rule, limit: f64, margin: f64, obs: &Observation) -> Opti
         Rule::Cpu => m.cpu,
         Rule::Memory => m.memory,
         Rule::Swap => m.swap,
-        Rule::Reboot | Rule::Unreachable => return None,
+        Rule::Reboot | Rule::Unreachable | Rule::Family(..) => return None,
     };
     let clear_at = (limit - margin.max(0.0)).max(0.0);
     Some(Reading {
@@ -338,13 +414,14 @@ fn reboot(
         clear: None,
         previous: old.last_value,
         since: booted_at,
+        level: None,
     };
     (new, Some(transition))
 }
 
-/// The lifecycle machine shared by the limit rules and `unreachable`.
-fn step(
-    rule: Rule,
+/// The lifecycle machine shared by the limit rules, `unreachable` and the family rules.
+pub(crate) fn step(
+    rule: &Rule,
     old: &RuleState,
     reading: Option<Reading>,
     fire_after: u32,
@@ -401,7 +478,7 @@ fn step(
 
 /// Fires (`up`) or resolves, or marks the alert flapping when it flips too often.
 fn flip(
-    rule: Rule,
+    rule: &Rule,
     s: &mut RuleState,
     r: &Reading,
     policy: &AlertPolicy,
@@ -432,7 +509,7 @@ fn flip(
 }
 
 fn remind(
-    rule: Rule,
+    rule: &Rule,
     s: &mut RuleState,
     r: &Reading,
     policy: &AlertPolicy,
@@ -450,7 +527,7 @@ fn remind(
 
 /// While flapping, only the underlying condition (with hysteresis) is tracked;
 /// after a whole window without a flip the alert settles, mailed once.
-fn flapping(rule: Rule, s: &mut RuleState, r: &Reading, now: i64) -> Option<Transition> {
+fn flapping(rule: &Rule, s: &mut RuleState, r: &Reading, now: i64) -> Option<Transition> {
     let active = s.breaches > 0;
     if active && r.clear {
         s.breaches = 0;
@@ -479,15 +556,16 @@ fn flapping(rule: Rule, s: &mut RuleState, r: &Reading, now: i64) -> Option<Tran
     Some(t)
 }
 
-fn transition(rule: Rule, kind: EventKind, s: &RuleState, r: Option<&Reading>) -> Transition {
+fn transition(rule: &Rule, kind: EventKind, s: &RuleState, r: Option<&Reading>) -> Transition {
     Transition {
-        rule,
+        rule: rule.clone(),
         kind,
         value: r.map(|r| r.value).or(s.last_value),
         limit: r.map(|r| r.limit),
         clear: r.and_then(|r| r.clear_at),
         previous: None,
         since: s.since.unwrap_or_default(),
+        level: s.level,
     }
 }
 

@@ -34,6 +34,7 @@ fn policy(fire_after: u32) -> AlertPolicy {
         site_unreachable_share: 0.5,
         site_min_hosts: 4,
         loss_horizon: Duration::from_secs(86_400),
+        families: Default::default(),
     }
 }
 
@@ -44,6 +45,7 @@ fn check(case: &Case) {
         swap: None,
         reboot: true,
         unreachable_after: Some(3),
+        families: Default::default(),
     };
     let policy = policy(case.fire_after);
     let mut state = HostState::new();
@@ -227,6 +229,7 @@ fn a_removed_limit_ends_its_alert_silently() {
         swap: None,
         reboot: false,
         unreachable_after: None,
+        families: Default::default(),
     };
     let sample = Observation::Sample(Measures {
         cpu: 97.0,
@@ -251,6 +254,7 @@ fn transitions_carry_value_limit_and_clear_threshold() {
         swap: None,
         reboot: false,
         unreachable_after: None,
+        families: Default::default(),
     };
     let sample = Observation::Sample(Measures {
         cpu: 97.0,

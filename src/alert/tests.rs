@@ -24,6 +24,7 @@ fn host(name: &str) -> HostConfig {
             swap: None,
             reboot: true,
             unreachable_after: Some(2),
+            families: Default::default(),
         },
         agent: Default::default(),
     }
@@ -50,6 +51,7 @@ fn policy() -> AlertPolicy {
         site_unreachable_share: 0.5,
         site_min_hosts: 4,
         loss_horizon: Duration::from_secs(86_400),
+        families: Default::default(),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct AlertRow {
     pub flips: String,
     /// The current episode's FIRING was not mailed (silenced, or held for a site alert).
     pub unmailed: bool,
+    /// The level of a two-level alert: 0 none, 1 warning, 2 critical (migration 6).
+    pub level: i64,
 }
 
 /// A new `alert_events` row.
@@ -95,7 +97,8 @@ impl RoundTx<'_> {
         let mut stmt = self
             .tx()
             .prepare_cached(
-                "SELECT rule, state, breaches, since, last_value, last_notified_at, flips, unmailed
+                "SELECT rule, state, breaches, since, last_value, last_notified_at, flips, unmailed,
+                        level
                  FROM alert_state WHERE host_id = ?1 ORDER BY rule",
             )
             .map_err(&e)?;
@@ -110,6 +113,7 @@ impl RoundTx<'_> {
                     last_notified_at: r.get(5)?,
                     flips: r.get(6)?,
                     unmailed: r.get(7)?,
+                    level: r.get(8)?,
                 })
             })
             .map_err(&e)?;
@@ -120,12 +124,12 @@ impl RoundTx<'_> {
     pub fn save_alert_state(&self, host_id: i64, row: &AlertRow) -> Result<()> {
         self.tx()
             .prepare_cached(
-                "INSERT INTO alert_state (host_id, rule, state, breaches, since, last_value, last_notified_at, flips, unmailed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO alert_state (host_id, rule, state, breaches, since, last_value, last_notified_at, flips, unmailed, level)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (host_id, rule) DO UPDATE SET
                     state = excluded.state, breaches = excluded.breaches, since = excluded.since,
                     last_value = excluded.last_value, last_notified_at = excluded.last_notified_at,
-                    flips = excluded.flips, unmailed = excluded.unmailed",
+                    flips = excluded.flips, unmailed = excluded.unmailed, level = excluded.level",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -137,7 +141,8 @@ impl RoundTx<'_> {
                     row.last_value,
                     row.last_notified_at,
                     row.flips,
-                    row.unmailed
+                    row.unmailed,
+                    row.level
                 ])
             })
             .map(drop)

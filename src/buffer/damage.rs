@@ -49,6 +49,24 @@ pub struct Damage {
     pub unreadable_ranges: u64,
 }
 
+/// The last damage any connection of this process met, per buffer file: sync, mail and
+/// status reads cannot replace the buffer themselves, the round writer can.
+static REPORTED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers that a connection on `path` met damage (called where errors are classified).
+pub(crate) fn report(path: &Path, detail: &str) {
+    let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+    reported.retain(|(at, _)| at != path);
+    reported.push((path.to_path_buf(), detail.to_string()));
+}
+
+/// Takes the damage reported for `path`, if any.
+fn take_reported(path: &Path) -> Option<String> {
+    let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+    let at = reported.iter().position(|(at, _)| at == path)?;
+    Some(reported.remove(at).1)
+}
+
 /// True for the SQLite errors that mean the file itself is damaged.
 pub(crate) fn is_damage(error: &rusqlite::Error) -> bool {
     matches!(
@@ -112,20 +130,33 @@ pub struct QueuedMail {
 }
 
 /// One unsynced sample read from a damaged file.
-struct Salvaged {
-    host: String,
-    address: String,
+struct Salvaged<'a> {
+    host: &'a str,
+    address: &'a str,
     values: [rusqlite::types::Value; 18],
 }
 
-/// Reads the unsynced samples still readable from the damaged file at `aside`, skipping
-/// what cannot be read; returns them (oldest first), its epoch and the ranges skipped.
-fn read_damaged(aside: &Path) -> (Vec<Salvaged>, Option<i64>, u64) {
+/// What reading a damaged file gave.
+struct Read {
+    epoch: Option<i64>,
+    copied: u64,
+    skipped: u64,
+}
+
+/// Streams the unsynced samples still readable from the damaged file at `aside` to `copy`,
+/// oldest first, 500 at a time (never the whole backlog in memory), skipping what cannot be
+/// read: an unreadable chunk is stepped over by a growing stride from the last good id.
+fn read_damaged(aside: &Path, mut copy: impl FnMut(&Salvaged<'_>) -> Result<()>) -> Result<Read> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let Ok(conn) = Connection::open_with_flags(aside, flags) else {
-        return (Vec::new(), None, 1);
+    let mut read = Read {
+        epoch: None,
+        copied: 0,
+        skipped: 1,
     };
-    let epoch = conn
+    let Ok(conn) = Connection::open_with_flags(aside, flags) else {
+        return Ok(read);
+    };
+    read.epoch = conn
         .query_row("SELECT epoch FROM buffer_identity", [], |r| r.get(0))
         .ok();
     let mut hosts = std::collections::HashMap::new();
@@ -142,24 +173,23 @@ fn read_damaged(aside: &Path) -> (Vec<Salvaged>, Option<i64>, u64) {
             hosts.insert(id, (name, address));
         }
     }
-    if hosts.is_empty() {
-        return (Vec::new(), epoch, 1);
-    }
-    let max_id: i64 = conn
-        .query_row("SELECT MAX(id) FROM samples", [], |r| r.get(0))
-        .unwrap_or(i64::MAX / 2);
-    let mut out = Vec::new();
-    let mut skipped = 0u64;
-    let mut after = 0i64;
-    let mut step = 1i64;
     let Ok(mut stmt) = conn.prepare(
         "SELECT id, host_id, sync_state, collected_at, received_at, clock_skewed, cpu, cores,
                 mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s, load1, load5,
                 load15, hostname, os, kernel, extras
          FROM samples WHERE id > ?1 ORDER BY id LIMIT 500",
     ) else {
-        return (Vec::new(), epoch, 1);
+        return Ok(read);
     };
+    if hosts.is_empty() {
+        return Ok(read);
+    }
+    read.skipped = 0;
+    let max_id: i64 = conn
+        .query_row("SELECT MAX(id) FROM samples", [], |r| r.get(0))
+        .unwrap_or(i64::MAX / 2);
+    let mut after = 0i64;
+    let mut step = 1i64;
     while after < max_id {
         let chunk: rusqlite::Result<Vec<RawRow>> = stmt
             .query_map([after], |r| {
@@ -183,63 +213,53 @@ fn read_damaged(aside: &Path) -> (Vec<Salvaged>, Option<i64>, u64) {
                     if state != 0 {
                         continue;
                     }
-                    out.push(Salvaged {
-                        host: host.clone(),
-                        address: address.clone(),
+                    copy(&Salvaged {
+                        host,
+                        address,
                         values,
-                    });
+                    })?;
+                    read.copied += 1;
                 }
             }
             Err(_) => {
                 // A damaged page under these ids: skip ahead, further each time.
-                skipped += 1;
+                read.skipped += 1;
                 after = after.saturating_add(step);
                 step = (step * 2).min(1 << 16);
-                if skipped > 100_000 {
+                if read.skipped > 100_000 {
                     break;
                 }
             }
         }
     }
-    (out, epoch, skipped)
+    Ok(read)
 }
 
 impl Buffer {
     /// Copies the unsynced samples still readable from the damaged file at `aside` into
     /// this (new) buffer as new samples of its epoch (see the module doc), records the
     /// [`Damage`] in `kv` and queues `mails` (the operator mail, composed by the caller
-    /// from the returned note), all in one transaction.
+    /// from the note), all in one transaction.
     pub fn salvage(
         &mut self,
         aside: &Path,
         error: &str,
         now_ms: i64,
-        mails: impl FnOnce(&Damage) -> Vec<QueuedMail>,
+        mails: impl Fn(&Damage) -> Vec<QueuedMail>,
     ) -> Result<Damage> {
-        let (rows, old_epoch, unreadable_ranges) = read_damaged(aside);
-        let damage = Damage {
-            detected_at: now_ms,
-            set_aside: aside.display().to_string(),
-            error: error.to_string(),
-            old_epoch,
-            salvaged_samples: rows.len() as u64,
-            unreadable_ranges,
-        };
-        let queued = mails(&damage);
         let path = self.path.clone();
         let e = move |source| super::classify(&path, "salvaging a damaged buffer", source);
-        let note = serde_json::to_string(&damage).unwrap_or_default();
         self.with_reserve(|buffer| {
             let tx = buffer
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&e)?;
-            for row in &rows {
-                super::upsert_host(&tx, &row.host, &row.address).map_err(&e)?;
+            let read = read_damaged(aside, |row| {
+                super::upsert_host(&tx, row.host, row.address).map_err(&e)?;
                 let (host_id, seq): (i64, i64) = tx
                     .query_row(
                         "SELECT id, next_seq FROM hosts WHERE name = ?1",
-                        [&row.host],
+                        [row.host],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .map_err(&e)?;
@@ -258,16 +278,26 @@ impl Buffer {
                     ])
                 })
                 .map_err(&e)?;
-                tx.execute(
-                    "UPDATE hosts SET next_seq = ?2 WHERE id = ?1",
-                    params![host_id, seq + 1],
-                )
-                .map_err(&e)?;
-            }
+                tx.prepare_cached("UPDATE hosts SET next_seq = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![host_id, seq + 1]))
+                    .map_err(&e)?;
+                Ok(())
+            })?;
+            let damage = Damage {
+                detected_at: now_ms,
+                set_aside: aside.display().to_string(),
+                error: error.to_string(),
+                old_epoch: read.epoch,
+                salvaged_samples: read.copied,
+                unreadable_ranges: read.skipped,
+            };
             tx.execute(
                 "INSERT INTO kv (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![super::state::key::BUFFER_DAMAGE, note],
+                params![
+                    super::state::key::BUFFER_DAMAGE,
+                    serde_json::to_string(&damage).unwrap_or_default()
+                ],
             )
             .map_err(&e)?;
             let round = super::RoundTx {
@@ -275,7 +305,7 @@ impl Buffer {
                 path: buffer.path.clone(),
                 dict: &buffer.dict,
             };
-            for mail in &queued {
+            for mail in mails(&damage) {
                 round.insert_outbox(&NewMail {
                     message_id: &mail.message_id,
                     recipient: &mail.recipient,
@@ -284,9 +314,9 @@ impl Buffer {
                     created_at: now_ms,
                 })?;
             }
-            round.tx.commit().map_err(&e)
-        })?;
-        Ok(damage)
+            round.tx.commit().map_err(&e)?;
+            Ok(damage)
+        })
     }
 
     /// The damaged buffer this one replaced, if any (kept until the buffer file is replaced).
@@ -294,9 +324,32 @@ impl Buffer {
         read_note(self.conn()).map_err(self.err("reading the damage note"))
     }
 
-    /// Set by a round that met a damaged file: the daemon replaces the buffer before the next.
-    pub fn damage_seen(&self) -> Option<&str> {
-        self.damaged.as_deref()
+    /// Why this buffer must be replaced, if it must: a write of its own met a damaged file,
+    /// or another role of this process (sync, mail, a status read) did and the page check of
+    /// the file now confirms it (a report from a connection on an earlier, set-aside file is
+    /// dropped when the check passes). The daemon asks after every round.
+    pub fn damage_seen(&mut self) -> Option<String> {
+        let reported = take_reported(&self.path);
+        if let Some(own) = &self.damaged {
+            return Some(own.clone());
+        }
+        let reported = reported?;
+        if std::fs::metadata(&self.path).map_or(0, |m| m.len()) > CHECK_AT_OPEN_MAX {
+            tracing::error!(buffer = %self.path.display(), error = %reported, "the buffer was reported damaged; too large to check every page now, a failing round will replace it");
+            return None;
+        }
+        // On a connection of its own: the writer's page cache may still hold good copies.
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let checked = Connection::open_with_flags(&self.path, flags)
+            .map_err(|e| e.to_string())
+            .and_then(|conn| quick_check(&conn));
+        match checked {
+            Err(complaint) => Some(format!("{reported} (page check: {complaint})")),
+            Ok(()) => {
+                tracing::debug!(buffer = %self.path.display(), error = %reported, "a damage report the page check does not confirm (an earlier file's connection)");
+                None
+            }
+        }
     }
 
     /// Closes the file (the handle is left on an empty in-memory database), so that it can
@@ -325,4 +378,122 @@ pub(crate) fn read_note(conn: &Connection) -> rusqlite::Result<Option<Damage>> {
         )
         .optional()?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::outcome::HostOutcome;
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+
+    fn buffer_with_rounds(path: &Path, rounds: usize) -> i64 {
+        let mut buffer = Buffer::open(path).unwrap();
+        for _ in 0..rounds {
+            let now = super::super::now_ms();
+            let outcomes: Vec<HostOutcome> = (0..4)
+                .map(|i| HostOutcome {
+                    host: format!("h{i}"),
+                    address: format!("h{i}:22"),
+                    started_at_ms: now,
+                    duration: Duration::ZERO,
+                    result: Ok(crate::buffer::tests::report(5.0, now)),
+                })
+                .collect();
+            buffer
+                .record_round(&outcomes, Duration::from_secs(300), |_, _| Ok(()))
+                .unwrap();
+        }
+        buffer.read_epoch().unwrap()
+    }
+
+    fn garble(path: &Path, page: u64) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&[0xA5; 4096], page * 4096).unwrap();
+    }
+
+    #[test]
+    fn a_file_whose_first_page_is_garbage_is_set_aside_and_replaced_by_a_new_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        let old = buffer_with_rounds(&path, 3);
+        garble(&path, 0);
+        let error = Buffer::open_checked(&path).err().expect("damage found");
+        assert!(error.is_damaged(), "{error}");
+        let (buffer, damage) =
+            Buffer::replace_damaged(&path, &error.to_string(), 1_000, |_| Vec::new()).unwrap();
+        assert_ne!(buffer.read_epoch().unwrap(), old);
+        assert_eq!(damage.salvaged_samples, 0);
+        assert!(Path::new(&damage.set_aside).exists());
+        assert_eq!(buffer.damage().unwrap(), Some(damage));
+    }
+
+    #[test]
+    fn damage_another_role_reports_replaces_the_buffer_only_when_the_page_check_confirms_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        buffer_with_rounds(&path, 200);
+        let mut writer = Buffer::open(&path).unwrap();
+        report(&path, "a stale report");
+        assert_eq!(writer.damage_seen(), None, "a healthy file is kept");
+        let pages = std::fs::metadata(&path).unwrap().len() / 4096;
+        garble(&path, pages / 2);
+        report(
+            &path,
+            "sync: reading unsynced samples: database disk image is malformed",
+        );
+        let why = writer.damage_seen().expect("confirmed");
+        assert!(why.contains("page check"), "{why}");
+        assert_eq!(writer.damage_seen(), None, "a report is taken once");
+    }
+
+    #[test]
+    fn a_damaged_leaf_is_skipped_and_the_rest_of_the_unsynced_samples_salvaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sqlite");
+        buffer_with_rounds(&path, 400);
+        let pages = std::fs::metadata(&path).unwrap().len() / 4096;
+        assert!(pages > 10, "{pages} pages");
+        let error = match Buffer::open_checked(&path) {
+            Ok(_) => {
+                // A middle leaf of `samples`: a table leaf page (type 0x0D) holding the
+                // samples' "Debian 12" text.
+                let bytes = std::fs::read(&path).unwrap();
+                let leaves: Vec<u64> = (1..pages)
+                    .filter(|&p| {
+                        let page = &bytes[(p * 4096) as usize..((p + 1) * 4096) as usize];
+                        page[0] == 0x0D && page.windows(9).any(|w| w == b"Debian 12")
+                    })
+                    .collect();
+                assert!(leaves.len() > 4, "{leaves:?}");
+                garble(&path, leaves[leaves.len() / 2]);
+                Buffer::open_checked(&path).err().expect("damage found")
+            }
+            Err(error) => panic!("healthy file refused: {error}"),
+        };
+        assert!(error.is_damaged(), "{error}");
+        let (buffer, damage) = Buffer::replace_damaged(&path, "test", 1_000, |d| {
+            vec![QueuedMail {
+                message_id: "<d@x>".into(),
+                recipient: "ops@x".into(),
+                subject: format!("{} salvaged", d.salvaged_samples),
+                body: String::new(),
+            }]
+        })
+        .unwrap();
+        assert!(
+            damage.salvaged_samples > 0 && damage.salvaged_samples < 1600,
+            "{damage:?}"
+        );
+        let (held, mails): (i64, i64) = buffer
+            .conn()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM samples), (SELECT COUNT(*) FROM outbox)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(held as u64, damage.salvaged_samples);
+        assert_eq!(mails, 1);
+    }
 }

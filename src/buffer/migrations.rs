@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite-4.sql"),
     include_str!("../../schema/sqlite-5.sql"),
     include_str!("../../schema/sqlite-6.sql"),
+    include_str!("../../schema/sqlite-7.sql"),
 ];
 
 /// The schema version this build writes.
@@ -170,7 +171,7 @@ mod tests {
         assert_eq!(journal, 0);
         assert_eq!(buffer.unsynced_depth().unwrap().0, 1);
         // Seq 5 synced under the new epoch, then lost centrally: it goes back.
-        buffer.mark_samples_synced(&[("a", 5)], 0).unwrap();
+        buffer.mark_samples_synced(&[(5, "a", 5)], 0).unwrap();
         let requeued = buffer
             .requeue_missing_samples(&std::collections::HashMap::new())
             .unwrap();

@@ -25,6 +25,7 @@ mod alert_queries;
 mod counts;
 mod damage;
 mod disk;
+mod family_alert_queries;
 mod family_queries;
 mod horizon;
 mod migrations;
@@ -42,6 +43,7 @@ mod web_queries;
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
 pub use damage::{CHECK_AT_OPEN_MAX, Damage, QueuedMail};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use family_alert_queries::FillBucketRow;
 pub use family_queries::{FamilyPoint, HostSections};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
@@ -57,7 +59,9 @@ pub use sync_queries::{
     COLLIDED, Collision, HostMark, Journal, JournalFields, JournalRow, MarkedHost, SyncQueue,
     SyncSample,
 };
-pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
+pub use web_queries::{
+    ActiveAlert, FillingPrediction, MemberPoint, NewestSections, Series, SeriesPoint, WebHost,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -253,7 +257,7 @@ impl Buffer {
         path: &Path,
         error: &str,
         now_ms: i64,
-        mails: impl FnOnce(&Damage) -> Vec<damage::QueuedMail>,
+        mails: impl Fn(&Damage) -> Vec<damage::QueuedMail>,
     ) -> Result<(Buffer, Damage)> {
         let aside = damage::set_aside(path, now_ms)?;
         let mut buffer = Buffer::open(path)?;
@@ -662,6 +666,8 @@ fn classify(path: &Path, doing: &'static str, source: rusqlite::Error) -> Error 
             Error::Busy { path, doing }
         }
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            let detail = format!("{doing}: {source}");
+            damage::report(&path, &detail);
             Error::Damaged {
                 path,
                 doing,

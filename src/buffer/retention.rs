@@ -668,11 +668,11 @@ mod tests {
 
     fn sync_all(buffer: &mut Buffer) {
         let mut queue = buffer.sync_queue();
-        let ids: Vec<(String, i64)> = queue
+        let ids: Vec<(i64, String, i64)> = queue
             .unsynced_samples(usize::MAX >> 1)
             .unwrap()
             .iter()
-            .map(|s| (s.host.clone(), s.seq))
+            .map(|s| (s.id, s.host.clone(), s.seq))
             .collect();
         queue.mark_samples_synced(&ids, now_ms()).unwrap();
     }

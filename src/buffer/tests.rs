@@ -331,7 +331,10 @@ fn live_rows_are_found_from_the_newest_end_and_stream_splits_are_kept_and_pruned
     assert_eq!(queue.live_floor(now_ms() + 60_000).unwrap(), None);
     assert!(queue.is_unsynced("a", 3).unwrap());
     queue
-        .mark_samples_synced(&[("a", 4), ("b", 4), ("a", 5), ("b", 5)], now_ms())
+        .mark_samples_synced(
+            &[(7, "a", 4), (8, "b", 4), (9, "a", 5), (10, "b", 5)],
+            now_ms(),
+        )
         .unwrap();
     assert!(!queue.is_unsynced("a", 4).unwrap());
     assert_eq!(queue.newest_unsynced_id().unwrap(), Some(6));

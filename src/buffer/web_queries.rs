@@ -158,3 +158,146 @@ impl StatusReader {
         }))
     }
 }
+
+/// The newest sample's family sections of a host, with each family's
+/// section of the sample before (for rates of counters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewestSections {
+    /// Receive time of the newest sample (Unix ms).
+    pub at: i64,
+    /// Its sections (a family absent: not measured).
+    pub sections: Vec<crate::report::family::Section>,
+    /// Per family of `sections`, its section in the latest earlier sample
+    /// within the look-back, with that sample's receive time.
+    pub previous: Vec<(i64, crate::report::family::Section)>,
+}
+
+/// A "filling up" alert's prediction for one mount.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillingPrediction {
+    /// The mount point.
+    pub mount: String,
+    /// Seconds until full, as the alert step last predicted.
+    pub seconds: f64,
+    /// The alert's state (`pending`, `firing`, ...).
+    pub state: String,
+}
+
+/// One member of a family at one stored sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberPoint {
+    /// Receive time of the sample (Unix ms).
+    pub at: i64,
+    /// The member's values in that sample.
+    pub member: crate::report::family::Member,
+}
+
+impl StatusReader {
+    /// The newest sample of `host` with its sections and, per family, the
+    /// section of the latest sample received up to `lookback_ms` before it
+    /// (through [`StatusReader::latest_sections`] and
+    /// [`StatusReader::family_history`]); `None` when the buffer has no such
+    /// host, empty sections when it has no sample yet.
+    pub fn newest_sections(&self, host: &str, lookback_ms: i64) -> Result<Option<NewestSections>> {
+        if self.host_id(host)?.is_none() {
+            return Ok(None);
+        }
+        let Some(newest) = self.latest_sections(host)? else {
+            return Ok(Some(NewestSections {
+                at: 0,
+                sections: Vec::new(),
+                previous: Vec::new(),
+            }));
+        };
+        let at = newest.received_at;
+        let mut previous = Vec::new();
+        for section in &newest.sections {
+            let points =
+                self.family_history(host, section.family, None, at - lookback_ms.max(1), at - 1)?;
+            if let Some(p) = points.into_iter().next_back() {
+                previous.push((
+                    p.received_at,
+                    crate::report::family::Section {
+                        family: section.family,
+                        members: p.members,
+                        cut: p.cut,
+                        refused: p.refused,
+                    },
+                ));
+            }
+        }
+        Ok(Some(NewestSections {
+            at,
+            sections: newest.sections,
+            previous,
+        }))
+    }
+
+    /// The values of member `member` of `family` (`""` in a singleton) in the
+    /// samples of `host` received in `since..=until`, oldest first (samples
+    /// without it left out); `None` when the buffer has no such host.
+    pub fn member_history(
+        &self,
+        host: &str,
+        family: &'static crate::report::family::FamilySpec,
+        member: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Option<Vec<MemberPoint>>> {
+        if self.host_id(host)?.is_none() {
+            return Ok(None);
+        }
+        let points = self.family_history(host, family, Some(member), since, until)?;
+        Ok(Some(
+            points
+                .into_iter()
+                .filter_map(|p| {
+                    let at = p.received_at;
+                    p.members
+                        .into_iter()
+                        .next()
+                        .map(|member| MemberPoint { at, member })
+                })
+                .collect(),
+        ))
+    }
+
+    /// The "filling up" alerts' predictions of `host`: per mount, the seconds
+    /// to full the alert step last computed (`alert_state` rows of rule
+    /// `fs-filling:MOUNT` with a value of 0 or more; the step keeps rows only
+    /// while an alert is pending, firing or flapping, and -1 means no
+    /// prediction), with the alert's state.
+    pub fn filling_predictions(&self, host: &str) -> Result<Vec<FillingPrediction>> {
+        let e = self
+            .core
+            .err("reading the filling-up predictions for the status page");
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT substr(a.rule, 12), a.last_value, a.state
+                 FROM alert_state a JOIN hosts h ON h.id = a.host_id
+                 WHERE h.name = ?1 AND a.rule LIKE 'fs-filling:%' AND a.last_value >= 0",
+            )
+            .map_err(&e)?;
+        stmt.query_map([host], |r| {
+            Ok(FillingPrediction {
+                mount: r.get(0)?,
+                seconds: r.get(1)?,
+                state: r.get(2)?,
+            })
+        })
+        .map_err(&e)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&e)
+    }
+
+    /// The buffer's id of host `host`.
+    fn host_id(&self, host: &str) -> Result<Option<i64>> {
+        let e = self.core.err("looking a host up for the status page");
+        self.core
+            .conn()
+            .query_row("SELECT id FROM hosts WHERE name = ?1", [host], |r| r.get(0))
+            .optional()
+            .map_err(&e)
+    }
+}

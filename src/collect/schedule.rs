@@ -176,3 +176,57 @@ impl Scheduler {
         Some(ClosedRound { outcomes, wall })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(host: &str) -> HostOutcome {
+        HostOutcome {
+            host: host.to_string(),
+            address: format!("{host}:22"),
+            started_at_ms: 0,
+            duration: Duration::ZERO,
+            result: Err(CollectError::new(ErrorClass::Unreachable, "down")),
+        }
+    }
+
+    fn open(scheduler: &mut Scheduler, hosts: &[&str]) {
+        scheduler.open = Some(OpenRound {
+            opened: Instant::now(),
+            opened_ms: 7,
+            hosts: hosts
+                .iter()
+                .map(|h| (h.to_string(), format!("{h}:22")))
+                .collect(),
+            entries: HashMap::new(),
+        });
+    }
+
+    #[test]
+    fn a_round_closes_when_every_host_has_its_entry_in_configuration_order() {
+        let mut scheduler = Scheduler::new();
+        open(&mut scheduler, &["a", "b"]);
+        assert!(scheduler.land(outcome("b")).is_none());
+        assert!(!scheduler.idle());
+        let round = scheduler.land(outcome("a")).expect("complete");
+        let hosts: Vec<&str> = round.outcomes.iter().map(|o| o.host.as_str()).collect();
+        assert_eq!(hosts, ["a", "b"]);
+        assert!(scheduler.idle());
+    }
+
+    #[test]
+    fn a_host_without_an_answer_at_the_close_is_in_flight_and_strangers_are_dropped() {
+        let mut scheduler = Scheduler::new();
+        open(&mut scheduler, &["a", "b"]);
+        assert!(scheduler.land(outcome("removed-by-reload")).is_none());
+        assert!(scheduler.land(outcome("a")).is_none());
+        let round = scheduler.close().expect("an open round");
+        assert_eq!(round.outcomes.len(), 2);
+        let b = &round.outcomes[1];
+        assert_eq!(b.host, "b");
+        assert_eq!(b.started_at_ms, 7);
+        assert!(matches!(&b.result, Err(e) if e.class == ErrorClass::InFlight));
+        assert!(scheduler.close().is_none(), "closed once");
+    }
+}

@@ -131,6 +131,87 @@ pub struct AlertsSection {
     pub reboot: Option<bool>,
     /// Failed rounds before "unreachable"; 0 turns it off.
     pub unreachable_after: Option<i64>,
+    // Family rules (issue 22): limits, flags, ignore patterns and per-member entries.
+    /// Filesystem used % warning.
+    pub fs_used: Option<String>,
+    /// Filesystem used % critical.
+    pub fs_used_critical: Option<String>,
+    /// Inodes used % warning.
+    pub fs_inodes: Option<String>,
+    /// Inodes used % critical.
+    pub fs_inodes_critical: Option<String>,
+    /// Turned read-only.
+    pub fs_readonly: Option<bool>,
+    /// Mount hanging.
+    pub fs_hanging: Option<bool>,
+    /// Filling up.
+    pub fs_filling: Option<bool>,
+    /// Mount patterns to ignore.
+    pub fs_ignore: Option<Vec<String>>,
+    /// Link down.
+    pub if_down: Option<bool>,
+    /// Interface error ratio limit.
+    pub if_errors: Option<String>,
+    /// Interface patterns to ignore.
+    pub if_ignore: Option<Vec<String>>,
+    /// Failed units.
+    pub unit_failed: Option<bool>,
+    /// Unit patterns to ignore.
+    pub unit_ignore: Option<Vec<String>>,
+    /// Watched process missing.
+    pub process_missing: Option<bool>,
+    /// Watch patterns to ignore.
+    pub process_ignore: Option<Vec<String>>,
+    /// OOM kills.
+    pub oom_kills: Option<bool>,
+    /// Memory available floor.
+    pub mem_available: Option<String>,
+    /// Open files vs file-max.
+    pub fds: Option<String>,
+    /// Processes vs pid_max.
+    pub procs: Option<String>,
+    /// Clock offset beyond collect.max_clock_skew.
+    pub clock_skew: Option<bool>,
+    /// Per-mount entries.
+    #[serde(default)]
+    pub mounts: Vec<MountSection>,
+    /// Per-interface entries.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceSection>,
+}
+
+/// One `[[defaults.alerts.mounts]]` / `[[hosts.alerts.mounts]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSection {
+    /// Glob over mount points.
+    pub mount: Option<String>,
+    /// Used % warning.
+    pub used: Option<String>,
+    /// Used % critical.
+    pub used_critical: Option<String>,
+    /// Inodes % warning.
+    pub inodes: Option<String>,
+    /// Inodes % critical.
+    pub inodes_critical: Option<String>,
+    /// Read-only rule.
+    pub readonly: Option<bool>,
+    /// Hanging rule.
+    pub hanging: Option<bool>,
+    /// Filling-up rule.
+    pub filling: Option<bool>,
+}
+
+/// One `[[defaults.alerts.interfaces]]` / `[[hosts.alerts.interfaces]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSection {
+    /// Glob over interface names.
+    pub name: Option<String>,
+    /// Link-down rule.
+    pub down: Option<bool>,
+    /// Error ratio limit.
+    pub errors: Option<String>,
 }
 
 /// `[defaults]`.
@@ -310,6 +391,16 @@ pub struct AlertSection {
     pub site_min_hosts: i64,
     /// Time-to-first-loss below which the operators are mailed.
     pub loss_horizon: String,
+    /// Filling-up: least-squares window.
+    pub fill_window: String,
+    /// Filling-up: warning horizon.
+    pub fill_warning: String,
+    /// Filling-up: critical horizon.
+    pub fill_critical: String,
+    /// Filling-up: only while available % is below this.
+    pub fill_below: f64,
+    /// Filling-up: how long the prediction must hold.
+    pub fill_hold: String,
 }
 
 /// `[metrics]`.

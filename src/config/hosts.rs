@@ -272,6 +272,7 @@ impl Resolver<'_> {
             swap,
             reboot: own.reboot.or(defaults.reboot).unwrap_or(true),
             unreachable_after,
+            families: self.family_limits(own, defaults, at),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod error;
 mod families;
+mod family_alerts;
 pub mod file;
 mod hosts;
 mod keys;

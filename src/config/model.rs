@@ -154,7 +154,198 @@ pub struct AlertLimits {
     pub reboot: bool,
     /// Alert after this many consecutive failed rounds.
     pub unreachable_after: Option<u32>,
+    /// The rules of the metric families (filesystems, interfaces, units, ...).
+    pub families: FamilyLimits,
 }
+
+// --- Family alert limits (issue 22) -------------------------------------------------------
+
+/// The family alert limits of one host, `[defaults.alerts]` merged with its own
+/// `[hosts.alerts]`. [`Default`] turns every family rule off.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FamilyLimits {
+    /// Limits of every mount no pattern overrides.
+    pub fs: MountLimits,
+    /// Per-mount overrides, the host's entries before the defaults'; per setting, the
+    /// first entry whose pattern matches and that sets it wins.
+    pub mounts: Vec<MountOverride>,
+    /// Mount patterns no filesystem rule looks at.
+    pub fs_ignore: Vec<String>,
+    /// Limits of every interface no pattern overrides.
+    pub iface: InterfaceLimits,
+    /// Per-interface overrides, as [`FamilyLimits::mounts`].
+    pub interfaces: Vec<InterfaceOverride>,
+    /// Interface patterns no interface rule looks at.
+    pub if_ignore: Vec<String>,
+    /// Alert on each failed systemd unit.
+    pub unit_failed: bool,
+    /// Unit patterns that never alert.
+    pub unit_ignore: Vec<String>,
+    /// Alert when a watched process has no running instance.
+    pub process_missing: bool,
+    /// Watch patterns that never alert.
+    pub process_ignore: Vec<String>,
+    /// Alert when the OOM-kill counter went up.
+    pub oom_kills: bool,
+    /// Alert when memory available falls below this share of the total.
+    pub mem_available: Option<Percent>,
+    /// Alert when open files exceed this share of `file-max`.
+    pub fds: Option<Percent>,
+    /// Alert when processes exceed this share of `pid_max`.
+    pub procs: Option<Percent>,
+    /// Alert when the agent's clock is off by more than `collect.max_clock_skew`.
+    pub clock_skew: bool,
+}
+
+/// The filesystem rules of one mount.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MountLimits {
+    /// Used % (of used + available) warning level.
+    pub used: Option<Percent>,
+    /// Used % critical level.
+    pub used_critical: Option<Percent>,
+    /// Inodes used % warning level.
+    pub inodes: Option<Percent>,
+    /// Inodes used % critical level.
+    pub inodes_critical: Option<Percent>,
+    /// Alert when the mount turns read-only.
+    pub readonly: bool,
+    /// Alert when its `statvfs` hangs.
+    pub hanging: bool,
+    /// Alert when it is predicted to fill up.
+    pub filling: bool,
+}
+
+/// One `[[defaults.alerts.mounts]]` / `[[hosts.alerts.mounts]]` entry; `None` leaves a
+/// setting to the next entry or the host's level, `Some(None)` is `"off"`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MountOverride {
+    /// Glob over the mount point (`*`, `?`).
+    pub pattern: String,
+    /// Used % warning.
+    pub used: Option<Option<Percent>>,
+    /// Used % critical.
+    pub used_critical: Option<Option<Percent>>,
+    /// Inodes % warning.
+    pub inodes: Option<Option<Percent>>,
+    /// Inodes % critical.
+    pub inodes_critical: Option<Option<Percent>>,
+    /// Read-only rule.
+    pub readonly: Option<bool>,
+    /// Hanging rule.
+    pub hanging: Option<bool>,
+    /// Filling-up rule.
+    pub filling: Option<bool>,
+}
+
+/// The interface rules of one interface.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct InterfaceLimits {
+    /// Alert when the link goes down (it was up).
+    pub down: bool,
+    /// Alert when errors / packets over a sample interval exceed this.
+    pub errors: Option<Percent>,
+}
+
+/// One `[[defaults.alerts.interfaces]]` / `[[hosts.alerts.interfaces]]` entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InterfaceOverride {
+    /// Glob over the interface name.
+    pub pattern: String,
+    /// Link-down rule.
+    pub down: Option<bool>,
+    /// Error ratio limit.
+    pub errors: Option<Option<Percent>>,
+}
+
+/// Whether `pattern` (a glob with `*` and `?`) matches `text`.
+fn glob(pattern: &str, text: &str) -> bool {
+    edgemon_proto::report::family::options::glob_match(pattern, text)
+}
+
+impl FamilyLimits {
+    /// The rules of mount `mount`, or `None` when it is ignored.
+    pub fn mount(&self, mount: &str) -> Option<MountLimits> {
+        if self.fs_ignore.iter().any(|p| glob(p, mount)) {
+            return None;
+        }
+        let hits: Vec<&MountOverride> = self
+            .mounts
+            .iter()
+            .filter(|o| glob(&o.pattern, mount))
+            .collect();
+        let pick = |f: fn(&MountOverride) -> Option<Option<Percent>>, own: Option<Percent>| {
+            hits.iter().find_map(|o| f(o)).unwrap_or(own)
+        };
+        let flag = |f: fn(&MountOverride) -> Option<bool>, own: bool| {
+            hits.iter().find_map(|o| f(o)).unwrap_or(own)
+        };
+        Some(MountLimits {
+            used: pick(|o| o.used, self.fs.used),
+            used_critical: pick(|o| o.used_critical, self.fs.used_critical),
+            inodes: pick(|o| o.inodes, self.fs.inodes),
+            inodes_critical: pick(|o| o.inodes_critical, self.fs.inodes_critical),
+            readonly: flag(|o| o.readonly, self.fs.readonly),
+            hanging: flag(|o| o.hanging, self.fs.hanging),
+            filling: flag(|o| o.filling, self.fs.filling),
+        })
+    }
+
+    /// The rules of interface `name`, or `None` when it is ignored.
+    pub fn interface(&self, name: &str) -> Option<InterfaceLimits> {
+        if self.if_ignore.iter().any(|p| glob(p, name)) {
+            return None;
+        }
+        let hits: Vec<&InterfaceOverride> = self
+            .interfaces
+            .iter()
+            .filter(|o| glob(&o.pattern, name))
+            .collect();
+        Some(InterfaceLimits {
+            down: hits.iter().find_map(|o| o.down).unwrap_or(self.iface.down),
+            errors: hits
+                .iter()
+                .find_map(|o| o.errors)
+                .unwrap_or(self.iface.errors),
+        })
+    }
+}
+
+/// `[alert]`'s settings of the family rules that are the same for every host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyPolicy {
+    /// The least-squares window of the filling-up prediction.
+    pub fill_window: Duration,
+    /// Predicted full within this: warning.
+    pub fill_warning: Duration,
+    /// Predicted full within this: critical.
+    pub fill_critical: Duration,
+    /// The prediction only counts while available space is below this share.
+    pub fill_below: Percent,
+    /// The prediction must hold this long before it fires.
+    pub fill_hold: Duration,
+    /// `collect.interval`, which turns `fill_hold` into samples.
+    pub interval: Duration,
+    /// `collect.max_clock_skew`, the limit of `clock-skew`.
+    pub max_clock_skew: Duration,
+}
+
+impl Default for FamilyPolicy {
+    /// The shipped defaults (12 h window, 24 h / 4 h horizons, below 40 %, held 1 h).
+    fn default() -> FamilyPolicy {
+        FamilyPolicy {
+            fill_window: Duration::from_secs(12 * 3600),
+            fill_warning: Duration::from_secs(24 * 3600),
+            fill_critical: Duration::from_secs(4 * 3600),
+            fill_below: Percent::new(40.0).unwrap_or(Percent::ZERO),
+            fill_hold: Duration::from_secs(3600),
+            interval: Duration::from_secs(60),
+            max_clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+// --- end of family alert limits ------------------------------------------------------------
 
 /// One monitored host.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,6 +500,8 @@ pub struct AlertPolicy {
     pub site_min_hosts: u32,
     /// The operators are mailed when time-to-first-loss falls below this (zero: never).
     pub loss_horizon: Duration,
+    /// The family rules' settings shared by every host (filling-up, clock skew).
+    pub families: FamilyPolicy,
 }
 
 /// A `[[silence]]` entry: a weekly window (UTC) in which matching alerts are not mailed.

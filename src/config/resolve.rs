@@ -98,6 +98,7 @@ pub(crate) fn resolve(
         ),
         site_min_hosts: r.count("alert.site_min_hosts", raw.alert.site_min_hosts),
         loss_horizon: r.duration("alert.loss_horizon", &raw.alert.loss_horizon),
+        families: r.family_policy(&raw.alert, collect.interval, collect.max_clock_skew),
     };
     let metrics = MetricsConfig {
         listen: r.listen("metrics.listen", raw.metrics.listen.as_deref()),
@@ -332,6 +333,11 @@ impl Resolver<'_> {
             Some(Checked::Int(count)) => u32::try_from(count).unwrap_or(0),
             _ => 0,
         }
+    }
+
+    /// A number within the bounds of `key_path` (for the other files of this module).
+    pub(crate) fn number_checked(&mut self, key_path: &str, value: f64) -> f64 {
+        self.number(key_path, value)
     }
 
     /// A number within the bounds of `key_path`.

@@ -748,7 +748,7 @@ fn example_site_documents_every_key() {
     for line in text.lines() {
         let line = line.trim_start_matches(['#', ' ']);
         if let Some(header) = line.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
-            section = format!("{}[]", header.0);
+            section = format!("{}[]", header.0.replace("hosts.", "hosts[]."));
         } else if let Some(header) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
             section = header.0.replace("hosts.", "hosts[].");
         } else if let Some((name, _)) = line.split_once('=') {
@@ -1065,4 +1065,80 @@ fn families_default_to_the_agents_defaults_and_watches_resolve_per_host() {
         "{bad}"
     );
     assert!(bad.contains("name before `=` is empty"), "{bad}");
+}
+
+// --- Family alert rules (issue 22) ---------------------------------------------------------
+
+use super::units::Percent;
+
+#[test]
+fn family_alert_defaults_host_overrides_and_glob_entries_resolve() {
+    let config = ok(&format!(
+        "{BASE}[defaults.alerts]\nfs_used = \"85%\"\nunit_ignore = [\"user@*\"]\n\
+         [[defaults.alerts.mounts]]\nmount = \"/backup*\"\nused = \"95%\"\nfilling = false\n\
+         [[hosts]]\nname = \"a\"\ntransport = \"local\"\n\
+         [[hosts]]\nname = \"b\"\ntransport = \"local\"\n\
+         [hosts.alerts]\nfs_used_critical = \"off\"\nunit_ignore = []\nmem_available = \"5%\"\n\
+         [[hosts.alerts.mounts]]\nmount = \"/backup/db*\"\nused = \"99%\"\n\
+         [[hosts.alerts.interfaces]]\nname = \"wg*\"\ndown = false\nerrors = \"off\"\n\
+         [alert]\nfill_window = \"6h\"\nfill_below = 20\n"
+    ));
+    let a = &config.hosts[0].alerts.families;
+    let b = &config.hosts[1].alerts.families;
+    // Shipped defaults where nothing is set, the file's defaults where set.
+    assert_eq!(a.fs.used, Percent::new(85.0));
+    assert_eq!(a.fs.used_critical, Percent::new(90.0));
+    assert_eq!(a.iface.errors, Percent::new(1.0));
+    assert_eq!(a.mem_available, Percent::new(10.0));
+    assert!(a.fs.filling && a.unit_failed && a.clock_skew);
+    assert_eq!(a.unit_ignore, ["user@*"]);
+    // The host's own keys win; its ignore list replaces the default one.
+    assert_eq!(b.fs.used_critical, None);
+    assert!(b.unit_ignore.is_empty());
+    assert_eq!(b.mem_available, Percent::new(5.0));
+    // Entries: the host's first, then the defaults'; per setting the first match wins.
+    let db = b.mount("/backup/db1").expect("not ignored");
+    assert_eq!((db.used, db.filling), (Percent::new(99.0), false));
+    let other = b.mount("/backup/www").expect("not ignored");
+    assert_eq!(other.used, Percent::new(95.0));
+    assert_eq!(b.mount("/var").map(|m| m.used), Some(Percent::new(85.0)));
+    let wg = b.interface("wg0").expect("not ignored");
+    assert_eq!((wg.down, wg.errors), (false, None));
+    assert_eq!(
+        config.alert.families.fill_window,
+        Duration::from_secs(6 * 3600)
+    );
+    assert_eq!(
+        config.alert.families.fill_below,
+        Percent::new(20.0).expect("20%")
+    );
+    assert_eq!(
+        config.alert.families.fill_warning,
+        Duration::from_secs(24 * 3600)
+    );
+    assert_eq!(
+        config.alert.families.max_clock_skew,
+        config.collect.max_clock_skew
+    );
+}
+
+#[test]
+fn family_alert_mistakes_name_their_key() {
+    let text = errors(&format!(
+        "{BASE}[defaults.alerts]\nfs_used = \"180%\"\n\
+         [[defaults.alerts.mounts]]\nused = \"90%\"\n\
+         [[hosts]]\nname = \"a\"\ntransport = \"local\"\n[hosts.alerts]\nfs_typo = true\n\
+         [[hosts.alerts.interfaces]]\nname = \"eth*\"\nerrors = \"lots\"\n\
+         [alert]\nfill_critical = \"2d\"\n"
+    ))
+    .to_string();
+    for needle in [
+        "defaults.alerts.fs_used",
+        "defaults.alerts.mounts[0].mount",
+        "hosts[0].alerts.fs_typo",
+        "hosts[0].alerts.interfaces[0].errors",
+        "alert.fill_critical",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
 }

@@ -12,6 +12,9 @@ use std::time::Duration;
 pub struct Percent(f64);
 
 impl Percent {
+    /// 0 %.
+    pub const ZERO: Percent = Percent(0.0);
+
     /// A percentage, if `value` lies in `0..=100`.
     pub fn new(value: f64) -> Option<Percent> {
         (value.is_finite() && (0.0..=100.0).contains(&value)).then_some(Percent(value))

@@ -334,6 +334,20 @@ impl SyncTask {
             state.central = None;
             state.endpoints.disconnected();
         }
+        if let Some(central) = state.central.as_mut()
+            && let Err(error) = central.recheck_ready()
+        {
+            // Made read-only (or out of the Galera primary) under this connection.
+            if let Some(index) = state.endpoints.current() {
+                let wait = state
+                    .endpoints
+                    .failed(index, Instant::now(), &error.to_string());
+                tracing::warn!(server = %state.endpoints.shown(index), %error, skipped_for = ?wait,
+                    "central server no longer ready; trying the next one listed");
+            }
+            state.central = None;
+            state.endpoints.disconnected();
+        }
         if state.central.is_none() {
             self.connect(state, epoch)?;
         }
@@ -426,9 +440,9 @@ impl SyncTask {
             }
             let (good, unreadable): (Vec<_>, Vec<_>) =
                 rows.into_iter().partition(|r| r.cores.is_ok());
-            let unreadable: Vec<(i64, String)> = unreadable
+            let unreadable: Vec<(String, i64, String)> = unreadable
                 .into_iter()
-                .map(|r| (r.id, r.cores.err().unwrap_or_default()))
+                .map(|r| (r.host, r.seq, r.cores.err().unwrap_or_default()))
                 .collect();
             if !unreadable.is_empty() {
                 buffer.with_reserve(|b| b.quarantine_samples(&unreadable, now_ms()))?;
@@ -795,9 +809,9 @@ fn samples_batch(
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
-            Ok(buffer
-                .borrow_mut()
-                .with_reserve(|b| b.quarantine_samples(&[(row.id, message.clone())], now_ms()))?)
+            Ok(buffer.borrow_mut().with_reserve(|b| {
+                b.quarantine_samples(&[(row.host.as_str(), row.seq, message.clone())], now_ms())
+            })?)
         },
     )?;
     Ok((done, counts))
@@ -817,9 +831,9 @@ fn settle(
     let stored: Vec<i64> = written.stored().collect();
     let table = match journal {
         None => {
-            let identities: Vec<(&str, i64)> = stored
+            let identities: Vec<(i64, &str, i64)> = stored
                 .iter()
-                .filter_map(|id| keys.get(id).copied())
+                .filter_map(|id| keys.get(id).map(|&(host, seq)| (*id, host, seq)))
                 .collect();
             // Through the disk reserve: rows committed centrally must be marked, full disk or not.
             buffer.with_reserve(|b| b.mark_samples_synced(&identities, now_ms()))?;

@@ -1,5 +1,8 @@
-//! The JSON API behind the status page: `/api/status`, `/api/hosts` and
-//! `/api/hosts/NAME/samples?since=...&until=...`. Field names are a
+//! The JSON API behind the status page: `/api/status`, `/api/hosts`,
+//! `/api/hosts/NAME/samples?since=...&until=...`, and the metric families:
+//! `/api/hosts/NAME/families` (the newest sample's sections, every family)
+//! and `/api/hosts/NAME/families/FAMILY?member=KEY&since=...&until=...` (one
+//! member's history), both built from the family specs (`families.rs`). Field names are a
 //! contract documented in the README: add fields, never rename them.
 //!
 //! Times are Unix milliseconds. Every reply is built from one read-only
@@ -53,6 +56,8 @@ struct ApiHost<'a> {
     alerts: &'a [ActiveAlert],
     /// Silences in force for this host (its own and `--all` ones).
     silences: Vec<&'a crate::buffer::SilenceRow>,
+    /// The newest sample's families at a glance (worst filesystem, failed units, ...).
+    families: super::families::FamilySummary,
 }
 
 /// Why a request of the API is refused.
@@ -80,9 +85,15 @@ pub fn hosts(buffer: &StatusReader, context: &Context) -> Result<String, ApiErro
     let hosts = buffer.web_hosts()?;
     let mut silences = buffer.silences(context.now)?;
     silences.extend(crate::alert::weekly_in_force(&context.weekly, context.now));
+    let summaries = hosts
+        .iter()
+        .map(|h| host_summary(buffer, &h.status.name))
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let rows: Vec<ApiHost<'_>> = hosts
         .iter()
-        .map(|h| ApiHost {
+        .zip(summaries)
+        .map(|(h, families)| ApiHost {
+            families,
             status: &h.status,
             state: host_state(&h.status, context),
             alerts: &h.alerts,
@@ -153,6 +164,155 @@ pub fn samples(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<String, ApiError> {
+    let (since, until) = range(context, since, until)?;
+    let series = buffer
+        .host_series(host, since, until, MAX_POINTS)?
+        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))?;
+    let points: &[SeriesPoint] = &series.points;
+    Ok(to_json(&json!({
+        "host": host,
+        "since": since,
+        "until": until,
+        "interval_ms": context.interval.as_millis() as u64,
+        "samples": series.samples,
+        "bucket_ms": series.bucket_ms,
+        "points": points,
+    })))
+}
+
+/// The family summary of `host`'s newest sample (empty when it has none).
+pub fn host_summary(
+    buffer: &StatusReader,
+    host: &str,
+) -> Result<super::families::FamilySummary, ApiError> {
+    Ok(buffer
+        .latest_sections(host)?
+        .map(|s| super::families::FamilySummary::of(&s.sections))
+        .unwrap_or_default())
+}
+
+/// `/api/hosts/NAME/families`: the newest sample's section of every family,
+/// counters as rates against the sample before, filesystems with a "full in"
+/// estimate from their stored history.
+pub fn families(buffer: &StatusReader, context: &Context, host: &str) -> Result<String, ApiError> {
+    // The sample before the newest, for rates: within three rounds and some slack.
+    let lookback = 3 * context.interval.as_millis() as i64 + 30_000;
+    let newest = buffer
+        .newest_sections(host, lookback)?
+        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))?;
+    // One read of the filesystems' history for every mount's "full in".
+    let since = context.now - super::families::FULL_IN_WINDOW.as_millis() as i64;
+    let filesystems = &crate::report::family::filesystems::SPEC;
+    let mut by_mount: std::collections::HashMap<String, Vec<crate::buffer::MemberPoint>> =
+        std::collections::HashMap::new();
+    if newest
+        .sections
+        .iter()
+        .any(|s| s.family.id == filesystems.id)
+    {
+        for point in buffer.family_history(host, filesystems, None, since, context.now)? {
+            for member in point.members {
+                by_mount
+                    .entry(member.key.clone())
+                    .or_default()
+                    .push(crate::buffer::MemberPoint {
+                        at: point.received_at,
+                        member,
+                    });
+            }
+        }
+    }
+    // The alert's prediction where its state holds one, else the estimate.
+    let predictions = buffer.filling_predictions(host)?;
+    let full_in = |mount: &str| {
+        predictions
+            .iter()
+            .find(|p| p.mount == mount)
+            .map(|p| (p.seconds, "alert"))
+            .or_else(|| {
+                by_mount
+                    .get(mount)
+                    .and_then(|history| super::families::full_in_s(history))
+                    .map(|s| (s, "estimate"))
+            })
+    };
+    let mut value = super::families::latest_json(host, &newest, &full_in);
+    value["now"] = json!(context.now);
+    value["interval_ms"] = json!(context.interval.as_millis() as u64);
+    Ok(to_json(&value))
+}
+
+/// `/api/hosts/NAME/families/FAMILY` for `member` (required unless the
+/// family is a singleton), `since` and `until` as given in the query: the
+/// member's numeric columns per point, at most [`MAX_POINTS`] points.
+pub fn family_history(
+    buffer: &StatusReader,
+    context: &Context,
+    host: &str,
+    family: &str,
+    query: &HistoryQuery<'_>,
+) -> Result<String, ApiError> {
+    let spec = crate::report::family::by_name(family).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "no family named {family:?}; known: {}",
+            crate::report::family::FAMILIES
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let member = match (query.member, spec.is_singleton()) {
+        (_, true) => "",
+        (Some(m), false) if !m.is_empty() => m,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "member= is required: the {} {} of the {} family",
+                spec.key, spec.member, spec.name
+            )));
+        }
+    };
+    let (since, until) = range(context, query.since, query.until)?;
+    let history = buffer
+        .member_history(host, spec, member, since, until)?
+        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))?;
+    let (points, bucket_ms) = super::families::history_points(spec, &history, MAX_POINTS);
+    let columns: Vec<serde_json::Value> = super::families::columns(spec)
+        .into_iter()
+        .filter(|c| c.kind != "text")
+        .map(|c| json!({ "name": c.name, "unit": c.unit, "doc": c.doc }))
+        .collect();
+    Ok(to_json(&json!({
+        "host": host,
+        "family": spec.name,
+        "member": member,
+        "since": since,
+        "until": until,
+        "interval_ms": context.interval.as_millis() as u64,
+        "samples": history.len(),
+        "bucket_ms": bucket_ms,
+        "columns": columns,
+        "points": points,
+    })))
+}
+
+/// The query of a family history request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryQuery<'a> {
+    /// `member=`: the member's key (mount, interface, device, ...).
+    pub member: Option<&'a str>,
+    /// `since=`.
+    pub since: Option<&'a str>,
+    /// `until=`.
+    pub until: Option<&'a str>,
+}
+
+/// `since` and `until` of a query (default: the last [`DEFAULT_RANGE`]).
+fn range(
+    context: &Context,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(i64, i64), ApiError> {
     let parse = |name: &str, text: Option<&str>, default: i64| match text {
         None | Some("") => Ok(default),
         Some(text) => {
@@ -168,19 +328,7 @@ pub fn samples(
     if until < since {
         return Err(ApiError::BadRequest("until is before since".into()));
     }
-    let series = buffer
-        .host_series(host, since, until, MAX_POINTS)?
-        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))?;
-    let points: &[SeriesPoint] = &series.points;
-    Ok(to_json(&json!({
-        "host": host,
-        "since": since,
-        "until": until,
-        "interval_ms": context.interval.as_millis() as u64,
-        "samples": series.samples,
-        "bucket_ms": series.bucket_ms,
-        "points": points,
-    })))
+    Ok((since, until))
 }
 
 /// `{"error": message}`.

@@ -17,6 +17,9 @@
 
 pub mod api;
 pub mod cancel;
+pub mod families;
+#[cfg(test)]
+mod family_tests;
 pub mod http;
 #[cfg(test)]
 mod tests;
@@ -35,7 +38,10 @@ use crate::config::secret::Secret;
 use http::{Request, Response};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
+const HOST_HTML: &str = include_str!("assets/host.html");
+const COMMON_JS: &str = include_str!("assets/common.js");
 const APP_JS: &str = include_str!("assets/app.js");
+const HOST_JS: &str = include_str!("assets/host.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
 
@@ -108,7 +114,11 @@ impl Site {
         let response = match request.path.as_str() {
             "/" | "/index.html" => Response::new(200, "text/html; charset=utf-8", INDEX_HTML)
                 .with_header("Content-Security-Policy", CSP),
+            "/host" | "/host.html" => Response::new(200, "text/html; charset=utf-8", HOST_HTML)
+                .with_header("Content-Security-Policy", CSP),
+            "/common.js" => Response::new(200, "text/javascript; charset=utf-8", COMMON_JS),
             "/app.js" => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
+            "/host.js" => Response::new(200, "text/javascript; charset=utf-8", HOST_JS),
             "/style.css" => Response::new(200, "text/css; charset=utf-8", STYLE_CSS),
             "/favicon.svg" => Response::new(200, "image/svg+xml", FAVICON_SVG),
             path if path.starts_with("/api/") => self.api(request, cancel),
@@ -139,14 +149,35 @@ impl Site {
             .and_then(|buffer| match request.path.as_str() {
                 "/api/status" => api::status(&buffer, &context),
                 "/api/hosts" => api::hosts(&buffer, &context),
-                path => match sample_path_host(path) {
-                    Some(Some(host)) => api::samples(
+                path => match host_path(path) {
+                    Some(Some((host, HostPath::Samples))) => api::samples(
                         &buffer,
                         &context,
                         &host,
                         request.query_param("since").as_deref(),
                         request.query_param("until").as_deref(),
                     ),
+                    Some(Some((host, HostPath::Families))) => {
+                        api::families(&buffer, &context, &host)
+                    }
+                    Some(Some((host, HostPath::Family(family)))) => {
+                        let (member, since, until) = (
+                            request.query_param("member"),
+                            request.query_param("since"),
+                            request.query_param("until"),
+                        );
+                        api::family_history(
+                            &buffer,
+                            &context,
+                            &host,
+                            &family,
+                            &api::HistoryQuery {
+                                member: member.as_deref(),
+                                since: since.as_deref(),
+                                until: until.as_deref(),
+                            },
+                        )
+                    }
                     Some(None) => Err(api::ApiError::BadRequest(
                         "the host name is not valid percent-encoded UTF-8".into(),
                     )),
@@ -171,11 +202,39 @@ impl Site {
     }
 }
 
-/// The host of `/api/hosts/NAME/samples`: `None` for another path,
-/// `Some(None)` when NAME does not decode.
-fn sample_path_host(path: &str) -> Option<Option<String>> {
-    let name = path.strip_prefix("/api/hosts/")?.strip_suffix("/samples")?;
-    Some(http::percent_decode(name).filter(|n| !n.is_empty()))
+/// What a `/api/hosts/NAME/...` path asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum HostPath {
+    /// `/samples`.
+    Samples,
+    /// `/families`.
+    Families,
+    /// `/families/FAMILY`.
+    Family(String),
+}
+
+/// The host and the part of `/api/hosts/NAME/samples`, `.../families` or
+/// `.../families/FAMILY`: `None` for another path, `Some(None)` when NAME
+/// does not decode. A host name may hold `/` (encoded or not), so the part
+/// is matched from the end.
+fn host_path(path: &str) -> Option<Option<(String, HostPath)>> {
+    let rest = path.strip_prefix("/api/hosts/")?;
+    let (name, part) = if let Some(name) = rest.strip_suffix("/samples") {
+        (name, HostPath::Samples)
+    } else if let Some(name) = rest.strip_suffix("/families") {
+        (name, HostPath::Families)
+    } else {
+        let (name, family) = rest.rsplit_once("/families/")?;
+        if family.is_empty() || family.contains('/') {
+            return None;
+        }
+        (name, HostPath::Family(family.to_string()))
+    };
+    Some(
+        http::percent_decode(name)
+            .filter(|n| !n.is_empty())
+            .map(|n| (n, part)),
+    )
 }
 
 /// Constant-time equality of two secrets of any lengths: their SHA-256

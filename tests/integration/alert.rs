@@ -41,6 +41,7 @@ fn host(name: &str, mail: Option<&str>) -> HostConfig {
             swap: None,
             reboot: true,
             unreachable_after: Some(3),
+            families: Default::default(),
         },
         agent: Default::default(),
     }
@@ -90,6 +91,7 @@ impl Site {
                 site_unreachable_share: 0.5,
                 site_min_hosts: 4,
                 loss_horizon: Duration::from_secs(86_400),
+                families: Default::default(),
             },
         }
     }

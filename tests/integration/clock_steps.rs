@@ -49,75 +49,65 @@ fn local_count(buffer: &Path, sql: &str) -> i64 {
         .unwrap_or(-1)
 }
 
-/// A box that booted five years in the past collects with MySQL down, then NTP steps its clock
-/// forward by five years, then MySQL returns: nothing is shed (before the fix every sample of
-/// the backlog was dropped as "unsynced for longer than buffer.max_unsynced_age"), the step is
-/// logged, the samples stamped before it are flagged clock_skewed, and every one reaches MySQL.
-/// Then the clock steps back by three hours while a mail waits for its retry (the SMTP server
-/// was down): the mail goes as soon as the server is back, not three hours later.
-#[test]
-fn a_clock_stepped_forward_by_years_or_back_by_hours_sheds_nothing_and_delays_no_mail() {
-    let lib = skip_or_fail!(libfaketime());
-    let mut db = skip_or_fail!(MariaDb::start());
-    let mut smtp = skip_or_fail!(Smtp::start());
-    smtp.stop().expect("stop the SMTP server");
-    db.stop().expect("stop MariaDB");
-    let dir = temp_dir();
-    let fake = dir.path().join("faketime");
-    std::fs::write(&fake, "-1825d\n").expect("faketime file");
-    let buffer = dir.path().join("buffer.sqlite");
+/// The daemon's configuration: `HOSTS` local hosts every second, `max_unsynced_age` at its
+/// minimum (1 minute), a memory alert that fires at once, sync to `db_url`, mail to `smtp_port`.
+fn config(dir: &Path, db_url: &str, smtp_port: u16) -> PathBuf {
     let mut text = format!(
         "[appliance]\nid = \"clock\"\ndata_dir = \"{}\"\n\n\
          [collect]\ninterval = \"1s\"\n\n\
          [buffer]\npath = \"{}\"\nmax_unsynced_age = \"1m\"\n\n\
-         [sync]\nurl = \"{}\"\ninterval = \"1s\"\nmax_backoff = \"2s\"\ntimeout = \"10s\"\n\n\
+         [sync]\nurl = \"{db_url}\"\ninterval = \"1s\"\nmax_backoff = \"2s\"\ntimeout = \"10s\"\n\n\
          [alert]\nrepeat = \"1h\"\n\n\
          [defaults.alerts]\nmemory = \"0%\"\ncpu = \"off\"\nswap = \"off\"\n\n\
-         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\n\
          [mail]\nfrom = \"edgemon@localhost\"\nrecipients = [\"ops@localhost\"]\nrate_limit = 10000\n\n",
-        dir.path().join("data").display(),
-        buffer.display(),
-        db.url(),
-        smtp.port()
+        dir.join("data").display(),
+        dir.join("buffer.sqlite").display(),
     );
     for i in 0..HOSTS {
         text.push_str(&format!(
             "[[hosts]]\nname = \"clock-{i}\"\ntransport = \"local\"\n\n"
         ));
     }
-    let config = dir.path().join("edgemon.toml");
+    let config = dir.join("edgemon.toml");
     std::fs::write(&config, text).expect("write config");
+    config
+}
+
+/// A box that booted five years in the past collects with MySQL down, then NTP steps its clock
+/// forward by five years while retention runs every second, then MySQL returns. Before the fix
+/// every sample of the backlog was dropped as "unsynced for longer than
+/// buffer.max_unsynced_age". Asserted: no drop record, locally or centrally; the step is logged;
+/// the samples stamped before it are flagged clock_skewed, locally and in MySQL; every one of
+/// them reaches MySQL.
+#[test]
+fn a_clock_stepped_forward_by_years_sheds_nothing_and_flags_what_it_stamped() {
+    let lib = skip_or_fail!(libfaketime());
+    let mut db = skip_or_fail!(MariaDb::start());
+    db.stop().expect("stop MariaDB");
+    let dir = temp_dir();
+    let fake = dir.path().join("faketime");
+    std::fs::write(&fake, "-1825d\n").expect("faketime file");
+    let buffer = dir.path().join("buffer.sqlite");
+    let config = config(dir.path(), &db.url(), 1);
     let mut daemon = Daemon::start_with_env(dir.path(), &config, &faketime_env(&lib, &fake));
 
-    // Five years in the past: a backlog builds while MySQL is down, and mail fails.
+    // Five years in the past: a backlog builds while MySQL is down.
     let samples = || local_count(&buffer, "SELECT COUNT(*) FROM samples");
     assert!(
         wait_until(Duration::from_secs(120), || samples() >= 5 * HOSTS as i64),
         "no samples; log:\n{}",
         daemon.log()
     );
-    assert!(
-        wait_until(Duration::from_secs(60), || daemon
-            .log_count("mail not sent; will retry")
-            > 0),
-        "no mail attempt; log:\n{}",
-        daemon.log()
-    );
     let before = local_count(&buffer, "SELECT MAX(id) FROM samples");
-    let now_real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let four_years_ago = now() - 4 * 365 * 86_400_000;
     let stamped_past = local_count(
         &buffer,
-        &format!(
-            "SELECT COUNT(*) FROM samples WHERE received_at < {}",
-            now_real - 4 * 365 * 86_400_000
-        ),
+        &format!("SELECT COUNT(*) FROM samples WHERE received_at < {four_years_ago}"),
     );
     assert!(
-        stamped_past >= 5 * HOSTS as i64,
-        "faketime had no effect ({stamped_past} stamped in the past)"
+        stamped_past >= before,
+        "faketime had no effect ({stamped_past} of {before} stamped in the past)"
     );
 
     // NTP steps the clock forward by five years; retention runs every second meanwhile.
@@ -135,11 +125,10 @@ fn a_clock_stepped_forward_by_years_or_back_by_hours_sheds_nothing_and_delays_no
         "samples collected seconds ago were shed; log:\n{}",
         daemon.log()
     );
-    assert!(
-        wait_until(Duration::from_secs(60), || daemon
-            .log_count("the wall clock stepped")
-            > 0),
-        "the step was not logged; log:\n{}",
+    assert_eq!(
+        daemon.log_count("the wall clock stepped"),
+        1,
+        "the step was not logged once; log:\n{}",
         daemon.log()
     );
     let flagged = local_count(
@@ -147,39 +136,83 @@ fn a_clock_stepped_forward_by_years_or_back_by_hours_sheds_nothing_and_delays_no
         &format!("SELECT COUNT(*) FROM samples WHERE id <= {before} AND clock_skewed = 1"),
     );
     assert_eq!(
-        flagged,
-        local_count(
-            &buffer,
-            &format!("SELECT COUNT(*) FROM samples WHERE id <= {before}")
-        )
+        flagged, before,
+        "samples stamped before the step are flagged"
     );
 
     // MySQL returns: everything arrives, nothing was dropped.
     db.restart().expect("restart MariaDB");
     assert!(
-        wait_until(Duration::from_secs(120), || {
-            local_count(&buffer, "SELECT COUNT(*) FROM samples WHERE sync_state = 0") == 0
-                && db.sample_count().unwrap_or(0) >= grown
-        }),
+        wait_until(Duration::from_secs(120), || local_count(
+            &buffer,
+            &format!("SELECT COUNT(*) FROM samples WHERE id <= {before} AND sync_state = 1")
+        ) == before),
         "the backlog did not drain; log:\n{}",
         daemon.log()
     );
+    assert!(daemon.stop().success(), "log:\n{}", daemon.log());
     assert_eq!(count(&db, "SELECT COUNT(*) FROM drops"), 0);
+    assert!(count(&db, "SELECT COUNT(*) FROM samples WHERE clock_skewed") >= before);
+    let seqs = count(
+        &db,
+        "SELECT COUNT(*) FROM samples s JOIN hosts h ON h.id = s.host_id WHERE s.seq <= 5",
+    );
+    assert_eq!(
+        seqs,
+        5 * HOSTS as i64,
+        "the first rounds of every host are in MySQL"
+    );
+}
 
-    // A step back by three hours with a mail waiting for its retry, then the server returns.
-    std::fs::write(&fake, "-3h\n").expect("step back");
+/// A mail that failed (the SMTP server down) waits for its retry, 30 s ahead on the wall clock;
+/// then the clock steps back by three hours and the server returns. Before the fix the retry
+/// waited out the step (due three hours later); now a retry due further ahead than any backoff
+/// goes at once. Asserted: the mail arrives once the server is back, and the step is logged.
+#[test]
+fn a_clock_stepped_back_by_hours_delays_no_mail() {
+    let lib = skip_or_fail!(libfaketime());
+    let mut smtp = skip_or_fail!(Smtp::start());
+    smtp.stop().expect("stop the SMTP server");
+    let dir = temp_dir();
+    let fake = dir.path().join("faketime");
+    std::fs::write(&fake, "+0\n").expect("faketime file");
+    let config = config(
+        dir.path(),
+        "mysql://edgemon@127.0.0.1:1/edgemon",
+        smtp.port(),
+    );
+    let mut daemon = Daemon::start_with_env(dir.path(), &config, &faketime_env(&lib, &fake));
     assert!(
         wait_until(Duration::from_secs(60), || daemon
-            .log_count("the wall clock stepped")
-            > 1),
-        "the step back was not logged; log:\n{}",
+            .log_count("mail not sent; will retry")
+            > 0),
+        "no mail attempt; log:\n{}",
         daemon.log()
     );
+    // The mail that failed, by its Message-ID (later rounds may queue other mail).
+    let log = daemon.log();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("mail not sent; will retry"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("message_id="))
+        })
+        .map(|id| id.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no message_id in the retry line; log:\n{log}"));
+    std::fs::write(&fake, "-3h\n").expect("step back");
     smtp.start_again().expect("start SMTP again");
-    let mail = smtp.wait_for_messages(1, Duration::from_secs(120));
+    let arrived = wait_until(Duration::from_secs(240), || {
+        smtp.messages().iter().any(|m| m.message_id() == failed)
+    });
     assert!(
-        mail.is_some(),
-        "the mail waited out the step back; log:\n{}",
+        arrived,
+        "the mail {failed} waited out the step back; log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log_count("the wall clock stepped") > 0,
+        "the step back was not logged; log:\n{}",
         daemon.log()
     );
     assert!(daemon.stop().success(), "log:\n{}", daemon.log());

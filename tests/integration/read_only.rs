@@ -3,7 +3,8 @@
 //! account privileged to write there anyway (`READ_ONLY ADMIN`, as a DBA's
 //! account often is). Sync sends every row to the primary listed second and
 //! leaves the replica untouched (not even the schema); central prune skips
-//! the replica and runs on the primary.
+//! the replica and runs on the primary. A primary made read-only under the open sync
+//! connection gets no further row.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -36,6 +37,10 @@ fn a_read_only_replica_listed_first_gets_no_row_and_prune_runs_on_the_primary() 
     let task = SyncTask::new(&sync, &buffer_config(&path), "read-only-it");
     let report = drain(&task);
 
+    let buffered: i64 = rusqlite::Connection::open(&path)
+        .expect("open the buffer")
+        .query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))
+        .expect("count the buffer's samples");
     let on_primary = count(&primary, "SELECT COUNT(*) FROM samples");
     let replica_tables: i64 = root
         .query_first(
@@ -48,7 +53,7 @@ fn a_read_only_replica_listed_first_gets_no_row_and_prune_runs_on_the_primary() 
          edgemon tables on the replica",
         report.samples
     );
-    assert_eq!(on_primary, 30, "every sample reaches the primary");
+    assert_eq!(on_primary, buffered, "every sample reaches the primary");
     assert_eq!(
         replica_tables, 0,
         "the read-only replica was written to (schema or rows)"
@@ -75,5 +80,34 @@ fn a_read_only_replica_listed_first_gets_no_row_and_prune_runs_on_the_primary() 
         pruned.server,
         primary.port()
     );
-    assert_eq!(pruned.samples, 30, "the primary's old samples are counted");
+    assert_eq!(
+        pruned.samples as i64, buffered,
+        "the primary's old samples are counted"
+    );
+
+    // The primary is made read-only under the open sync connection, for an account that could
+    // still write there: the next pass sends it nothing (and no other server is ready).
+    let mut primary_root = primary.root_conn().expect("root on the primary");
+    primary_root
+        .query_drop("GRANT READ_ONLY ADMIN ON *.* TO 'edgemon'@'%'")
+        .expect("grant READ_ONLY ADMIN");
+    primary_root
+        .query_drop("SET GLOBAL read_only = 1")
+        .expect("read_only");
+    seed(&path, 3, 10, 5);
+    let refused = task.drain(&AtomicBool::new(false), &mut |_| {});
+    let after = count(&primary, "SELECT COUNT(*) FROM samples");
+    eprintln!(
+        "primary made read-only under the session: pass {:?}, {after} samples on it \
+         (was {on_primary})",
+        refused
+            .as_ref()
+            .map(|r| r.samples)
+            .map_err(|e| e.to_string())
+    );
+    assert!(refused.is_err(), "no server is ready: the pass must fail");
+    assert_eq!(
+        after, on_primary,
+        "a server made read-only under the session got rows"
+    );
 }

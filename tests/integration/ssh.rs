@@ -70,6 +70,7 @@ pub(crate) fn ssh_entry(
             swap: None,
             reboot: false,
             unreachable_after: None,
+            families: Default::default(),
         },
         agent: Default::default(),
     }

@@ -453,3 +453,306 @@ fn a_password_file_puts_the_page_behind_basic_auth() {
         "{said}"
     );
 }
+
+/// Checks every line of a `/metrics` body against the text exposition format
+/// (a `# HELP`/`# TYPE` comment, or `name{label="value",...} number` with
+/// escaped label values); the samples' names with their label text.
+fn exposition_samples(body: &str) -> Vec<(String, String)> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut out = Vec::new();
+    for line in body.lines() {
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+        {
+            assert!(name_ok(rest.split(' ').next().unwrap_or("")), "{line:?}");
+            continue;
+        }
+        let (name, labels, value) = match line.find('{') {
+            Some(open) => {
+                let close = line.rfind("} ").unwrap_or_else(|| panic!("{line:?}"));
+                (&line[..open], &line[open + 1..close], &line[close + 2..])
+            }
+            None => {
+                let (n, v) = line.split_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+                (n, "", v)
+            }
+        };
+        assert!(name_ok(name), "{line:?}");
+        assert!(value.parse::<f64>().is_ok(), "value of {line:?}");
+        // Label values: quoted, only \\ \" \n escapes, no raw newline.
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("{line:?}"));
+            assert!(
+                name_ok(key) && !key.contains(':'),
+                "label {key:?} of {line:?}"
+            );
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\\')) => {
+                        let escaped = chars.next().map(|c| c.1);
+                        assert!(matches!(escaped, Some('\\' | '"' | 'n')), "{line:?}");
+                    }
+                    Some((i, '"')) => break i,
+                    Some(_) => {}
+                    None => panic!("unterminated label value in {line:?}"),
+                }
+            };
+            rest = after[end + 1..]
+                .strip_prefix(',')
+                .unwrap_or(&after[end + 1..]);
+        }
+        out.push((name.to_string(), labels.to_string()));
+    }
+    out
+}
+
+/// The daemon collects this box through the local transport with the agent's
+/// families on and two watched processes (one running: the daemon itself; one
+/// missing). The API serves every family from the specs with rates after two
+/// samples, a member's history, the hosts table's summary; `status --json`
+/// and the table say the same; `/metrics` is valid exposition with the seed's
+/// and the families' series and no `error` label; and headless Chromium draws
+/// the host page with a table per family and 24 h charts (screenshot kept
+/// under `EDGEMON_SCREENSHOT_DIR`).
+#[test]
+fn the_host_page_shows_every_family_with_charts_in_a_real_browser() {
+    let dir = temp_dir();
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = local_config(
+        dir.path(),
+        0,
+        &format!(
+            "[[hosts]]\nname = \"self-0\"\ntransport = \"local\"\n\
+             watch = [\"edgemon\", \"ghost=no-such-process-xq\"]\n\n\
+             [web]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+        ),
+    );
+    let (_daemon, log) = start_daemon(dir.path(), &config);
+    wait_for_samples(port, "self-0", 3, &log, None);
+    // Rates need the sample before the newest one with its sections.
+    let families = wait_for(Duration::from_secs(60), || {
+        let reply = request(port, "GET", "/api/hosts/self-0/families", None)?;
+        let value = reply.json();
+        value["previous_at"].as_i64().map(|_| value)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no families with a previous sample; log:\n{}",
+            log_tail(&log, 4000)
+        )
+    });
+    let family = |name: &str| {
+        families["families"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["name"] == name))
+            .unwrap_or_else(|| panic!("no family {name}: {families:#}"))
+            .clone()
+    };
+    let fss = family("filesystems");
+    assert_eq!(fss["measured"], true, "{fss:#}");
+    let root = fss["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["key"] == "/"))
+        .unwrap_or_else(|| panic!("no / in {fss:#}"));
+    let used = root["used_percent"].as_f64().expect("used %");
+    assert!(used > 0.0 && used < 100.0, "{root}");
+    assert!(root["avail"].as_u64().is_some_and(|a| a > 0), "{root}");
+    let ifs = family("interfaces");
+    let eth0 = ifs["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["key"] == "eth0"))
+        .unwrap_or_else(|| panic!("no eth0 in {ifs:#}"));
+    assert!(eth0["rx_bytes_per_s"].as_f64().is_some(), "a rate: {eth0}");
+    let procs = family("processes");
+    let count = |name: &str| {
+        procs["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["key"] == name))
+            .and_then(|m| m["count"].as_u64())
+    };
+    assert!(count("edgemon").is_some_and(|c| c >= 1), "{procs:#}");
+    assert_eq!(count("ghost"), Some(0), "{procs:#}");
+    let system = family("system");
+    assert!(
+        system["members"][0]["procs_percent"].as_f64().is_some(),
+        "{system:#}"
+    );
+    let history = get(port, "/api/hosts/self-0/families/filesystems?member=%2F").json();
+    assert!(
+        history["samples"].as_u64().is_some_and(|n| n >= 3),
+        "{history:#}"
+    );
+    assert!(
+        history["points"][0]["used_percent"].as_f64().is_some(),
+        "{history:#}"
+    );
+
+    let hosts = get(port, "/api/hosts").json();
+    let summary = &hosts["hosts"][0]["families"];
+    assert_eq!(
+        summary["missing_processes"],
+        serde_json::json!(["ghost"]),
+        "{hosts:#}"
+    );
+    assert!(
+        summary["worst_filesystem"]["used_percent"]
+            .as_f64()
+            .is_some(),
+        "{hosts:#}"
+    );
+
+    let status = crate::local::status_json(dir.path(), &config);
+    assert_eq!(
+        status["hosts"][0]["families"]["missing_processes"],
+        serde_json::json!(["ghost"]),
+        "{status:#}"
+    );
+    let table = Edgemon::new(dir.path())
+        .args(["status", "--config"])
+        .arg(&config)
+        .stdout();
+    assert!(
+        table.contains("MISSING PROCESSES") && table.contains("ghost"),
+        "{table}"
+    );
+
+    let metrics = get(metrics_port, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let samples = exposition_samples(&metrics.body);
+    assert!(
+        !samples.iter().any(|(_, labels)| labels.contains("error=")),
+        "{}",
+        metrics.body
+    );
+    for (name, labels) in [
+        ("edgemon_host_up", "host=\"self-0\""),
+        ("edgemon_host_cpu_percent", "host=\"self-0\""),
+        ("edgemon_host_memory_total_bytes", "host=\"self-0\""),
+        ("edgemon_host_uptime_seconds", "host=\"self-0\""),
+        (
+            "edgemon_filesystems_avail_bytes",
+            "host=\"self-0\",family=\"filesystems\",member=\"/\"",
+        ),
+        (
+            "edgemon_interfaces_rx_bytes_total",
+            "host=\"self-0\",family=\"interfaces\",member=\"eth0\"",
+        ),
+        (
+            "edgemon_processes_count",
+            "host=\"self-0\",family=\"processes\",member=\"ghost\"",
+        ),
+    ] {
+        assert!(
+            samples.iter().any(|s| s.0 == name && s.1 == labels),
+            "no {name}{{{labels}}} in\n{}",
+            metrics.body
+        );
+    }
+    assert!(
+        metrics
+            .body
+            .contains("# TYPE edgemon_interfaces_rx_bytes_total counter"),
+        "{}",
+        metrics.body
+    );
+
+    let url = format!("http://127.0.0.1:{port}/host?name=self-0");
+    let dom = skip_or_fail!(chromium(
+        dir.path(),
+        &url,
+        &["--dump-dom", "--window-size=1280,1400"]
+    ));
+    for id in [
+        "family-system",
+        "family-filesystems",
+        "family-interfaces",
+        "family-devices",
+        "family-units",
+        "family-processes",
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "no {id} on the page:\n{dom}"
+        );
+    }
+    let panel = |name: &str| {
+        let start = dom
+            .find(&format!("id=\"family-{name}\""))
+            .unwrap_or_else(|| panic!("{name}"));
+        let rest = &dom[start..];
+        rest[..rest.find("</section>").unwrap_or(rest.len())].to_string()
+    };
+    let fs_panel = panel("filesystems");
+    let root_row = row_of(&fs_panel, "/");
+    assert!(
+        root_row.contains("col-used_percent") && root_row.contains('%'),
+        "{root_row}"
+    );
+    let points = chart_points(&root_row).unwrap_or(0);
+    assert!(points >= 2, "the / chart has {points} points:\n{root_row}");
+    let ghost = row_of(&panel("processes"), "ghost");
+    assert!(ghost.contains("class=\"member bad\""), "{ghost}");
+    assert!(
+        chart_points(&row_of(&panel("interfaces"), "eth0")).unwrap_or(0) >= 2,
+        "{}",
+        panel("interfaces")
+    );
+    let overview = &dom[dom.find("id=\"overview-chart\"").expect("overview chart")..];
+    assert!(chart_points(overview).unwrap_or(0) >= 2, "{overview}");
+    assert!(
+        dom.contains(">self-0</span>"),
+        "the host's name in the header:\n{dom}"
+    );
+
+    let shot = dir.path().join("host-page.png");
+    let arg = format!("--screenshot={}", shot.display());
+    skip_or_fail!(chromium(
+        dir.path(),
+        &url,
+        &[&arg, "--window-size=1280,1800"]
+    ));
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Some(keep) = std::env::var_os("EDGEMON_SCREENSHOT_DIR") {
+        let kept = Path::new(&keep).join("host-page.png");
+        std::fs::copy(&shot, &kept).expect("keep the screenshot");
+        eprintln!("screenshot: {}", kept.display());
+    }
+
+    // The hosts page links the host and shows its worst filesystem.
+    let dom = skip_or_fail!(chromium(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}/"),
+        &["--dump-dom", "--window-size=1280,900"]
+    ));
+    let host_row = row(&dom, "self-0");
+    assert!(
+        host_row.contains("href=\"/host?name=self-0\""),
+        "{host_row}"
+    );
+    assert!(host_row.contains("class=\"worst-fs"), "{host_row}");
+    assert!(host_row.contains("missing ghost"), "{host_row}");
+}
+
+/// The part of a family panel from the row of member `key` to the row's end.
+fn row_of(panel: &str, key: &str) -> String {
+    let start = panel
+        .find(&format!("data-member=\"{key}\""))
+        .unwrap_or_else(|| panic!("no row of {key}:\n{panel}"));
+    let start = panel[..start].rfind("<tr").unwrap_or(start);
+    let rest = &panel[start..];
+    rest[..rest.find("</tr>").unwrap_or(rest.len())].to_string()
+}

@@ -213,7 +213,7 @@ fn a_page_request_abandoned_at_its_deadline_stops_its_buffer_read() {
         .stdout();
     let buffer = dir.path().join("data/buffer.sqlite");
     let grown = Instant::now();
-    const ROWS: i64 = 1_500_000;
+    const ROWS: i64 = 1_000_000;
     grow_buffer(&buffer, "self-0", ROWS);
     eprintln!("{ROWS} samples written in {:?}", grown.elapsed());
     // What the same read costs when nobody abandons it.

@@ -36,9 +36,10 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
-    /// A Galera node that is not ready for clients (`wsrep_ready` OFF, not Synced, or not in
-    /// the primary component): the caller tries another server.
-    #[error("MySQL at {server} is a Galera node not ready for clients: {message}")]
+    /// A server not ready for clients: read-only (a replica), a Galera node with
+    /// `wsrep_ready` OFF, not Synced or not in the primary component, or shutting down: the
+    /// caller tries another server.
+    #[error("MySQL at {server} is not ready for clients: {message}")]
     NotReady {
         /// `host:port`.
         server: String,
@@ -119,8 +120,10 @@ pub(in crate::sync) fn conflict_pause(conflicts: u32) -> Duration {
 
 /// Codes that mean the server cannot serve this connection now, so another node should:
 /// 1047 (a Galera node not in the primary component or not synced), 1053 (server shutdown in
-/// progress), 1927 (connection killed, e.g. by a shutdown), 1040 (too many connections).
-const UNAVAILABLE_CODES: &[u16] = &[1047, 1053, 1927, 1040];
+/// progress), 1927 (connection killed, e.g. by a shutdown), 1040 (too many connections),
+/// 1290 (running with `--read-only`: a server made read-only after this session connected)
+/// and 1836 (MySQL's read-only mode).
+const UNAVAILABLE_CODES: &[u16] = &[1047, 1053, 1927, 1040, 1290, 1836];
 
 /// Maps a driver error to [`Error`].
 pub(in crate::sync) fn classify(server: &str, error: mysql::Error) -> Error {

@@ -3,84 +3,10 @@
 // setAttribute, never as markup. No libraries, nothing from the internet.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 const CHART = { width: 240, height: 56, pad: 2 };
 const SERIES = ["cpu", "memory_percent", "swap_percent"];
 const CLASSES = { cpu: "cpu", memory_percent: "memory", swap_percent: "swap" };
 let charts = new Map(); // host name -> the chart cell's current content
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value !== null && value !== undefined) node.setAttribute(key, value);
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
-function svg(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-  return node;
-}
-
-async function fetchJson(url) {
-  const reply = await fetch(url, { cache: "no-store", credentials: "same-origin" });
-  const body = await reply.json().catch(() => ({}));
-  if (!reply.ok) throw new Error(`${url}: ${reply.status} ${body.error || reply.statusText}`);
-  return body;
-}
-
-function duration(seconds) {
-  if (seconds === null || seconds === undefined) return "–";
-  seconds = Math.max(0, Math.round(seconds));
-  const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
-  const parts = [];
-  for (const [unit, size] of units) {
-    if (seconds >= size || (unit === "s" && parts.length === 0)) {
-      parts.push(Math.floor(seconds / size) + unit);
-      seconds %= size;
-    }
-    if (parts.length === 2) break;
-  }
-  return parts.join(" ");
-}
-
-function ago(at, now) {
-  return at === null || at === undefined ? "never" : `${duration((now - at) / 1000)} ago`;
-}
-
-function clock(at, withDay) {
-  const d = new Date(at);
-  const pad = (n) => String(n).padStart(2, "0");
-  const day = withDay ? `${d.toLocaleDateString(undefined, { month: "short", day: "numeric" })} ` : "";
-  return `${day}${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-function count(n) {
-  return Number(n).toLocaleString();
-}
-
-function percent(value) {
-  return value === null || value === undefined ? "–" : `${value.toFixed(1)}%`;
-}
-
-function bytes(n) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
-
-function fact(id, label, value, note, level) {
-  return el("div", { class: `fact ${level || ""}`, id },
-    el("div", { class: "label" }, label),
-    el("div", { class: "value" }, value),
-    note ? el("div", { class: "note", title: note }, note) : null);
-}
 
 function renderStatus(s) {
   document.getElementById("appliance").textContent = s.appliance;
@@ -137,6 +63,10 @@ function hostRow(host, now) {
     alerts.append(el("span", { class: "silence", title: `${s.comment} (by ${s.created_by})` },
       `silenced ${rules} until ${new Date(s.ends_at).toLocaleString()}`));
   }
+  const f = host.families || {};
+  for (const unit of f.failed_units || []) alerts.append(el("span", { class: "problem" }, `failed ${unit}`));
+  for (const name of f.missing_processes || []) alerts.append(el("span", { class: "problem" }, `missing ${name}`));
+  for (const mount of f.hanging_filesystems || []) alerts.append(el("span", { class: "problem" }, `hanging ${mount}`));
   const error = el("td", { class: "error" });
   if (host.last_error_class) {
     const old = host.consecutive_failures === 0;
@@ -151,14 +81,26 @@ function hostRow(host, now) {
   const failing = host.consecutive_failures > 0
     ? el("div", { class: "failures" }, `${host.consecutive_failures} failed`) : null;
   return el("tr", { class: `host ${host.state}`, "data-host": host.name },
-    el("th", { scope: "row", class: "name" }, host.name, el("div", { class: "address" }, host.address)),
+    el("th", { scope: "row", class: "name" },
+      el("a", { href: `/host?name=${encodeURIComponent(host.name)}` }, host.name),
+      el("div", { class: "address" }, host.address)),
     el("td", {}, el("span", { class: `state ${host.state}` }, host.state), failing),
     el("td", { class: "when" }, ago(host.last_sample_at, now)),
     el("td", { class: "num cpu" }, percent(host.cpu)),
     el("td", { class: "num memory" }, percent(host.memory_percent)),
     el("td", { class: "num swap" }, percent(host.swap_percent)),
     el("td", { class: "num" }, duration(host.uptime_s)),
-    alerts, error, chart);
+    worstFilesystem(host.families), alerts, error, chart);
+}
+
+// The host's filesystem with the highest used %, coloured from 80 % and 90 %.
+function worstFilesystem(families) {
+  const w = families && families.worst_filesystem;
+  if (!w) return el("td", { class: "worst-fs none" }, "–");
+  const level = w.used_percent >= 90 ? "bad" : w.used_percent >= 80 ? "warn" : "";
+  const free = w.avail === null ? "" : ` · ${bytes(w.avail)} free`;
+  return el("td", { class: `worst-fs ${level}`, title: `${w.mount}${free}` },
+    percent(w.used_percent), el("div", { class: "mount" }, w.mount));
 }
 
 function drawChart(series, now) {
@@ -274,12 +216,6 @@ function applyFilter() {
   for (const row of document.querySelectorAll("#hosts tbody tr")) {
     row.hidden = text !== "" && !row.dataset.host.toLowerCase().includes(text);
   }
-}
-
-function showBanner(text) {
-  const banner = document.getElementById("banner");
-  banner.textContent = text;
-  banner.hidden = !text;
 }
 
 function refreshMs(status) {
