@@ -392,13 +392,21 @@ fn outside(key: &keys::Key) -> Vec<(toml::Value, String)> {
 /// `smtp.x` beside an SMTP host), as TOML text.
 fn with_value(path: &str, value: toml::Value) -> String {
     let mut table: toml::Table = toml::from_str(BASE).expect("BASE is TOML");
-    let (mut at, rest) = match path.strip_prefix("hosts[].") {
+    let (mut at, rest) = match path
+        .strip_prefix("hosts[].")
+        .or_else(|| path.strip_prefix("bastions[]."))
+    {
         Some(rest) => {
             let host: toml::Table =
                 toml::from_str("name = \"h\"\naddress = \"a\"\nuser = \"u\"\nuse_agent = true\n")
                     .expect("host TOML");
-            table.insert("hosts".into(), toml::Value::Array(vec![host.into()]));
-            let Some(toml::Value::Array(hosts)) = table.get_mut("hosts") else {
+            let array = if path.starts_with("hosts") {
+                "hosts"
+            } else {
+                "bastions"
+            };
+            table.insert(array.into(), toml::Value::Array(vec![host.into()]));
+            let Some(toml::Value::Array(hosts)) = table.get_mut(array) else {
                 unreachable!("just inserted");
             };
             let Some(toml::Value::Table(host)) = hosts.get_mut(0) else {
@@ -430,6 +438,8 @@ fn with_value(path: &str, value: toml::Value) -> String {
     cursor.insert(parts[parts.len() - 1].to_string(), value);
     if path.starts_with("hosts[].") {
         table.insert("hosts".into(), toml::Value::Array(vec![at.into()]));
+    } else if path.starts_with("bastions[].") {
+        table.insert("bastions".into(), toml::Value::Array(vec![at.into()]));
     } else {
         table = at;
     }
@@ -440,7 +450,10 @@ fn with_value(path: &str, value: toml::Value) -> String {
 fn every_bounded_key_refuses_values_outside_its_bounds_in_file_and_environment() {
     let mut checked = 0;
     for key in keys::KEYS {
-        let concrete = key.path.replace("hosts[]", "hosts[0]");
+        let concrete = key
+            .path
+            .replace("hosts[]", "hosts[0]")
+            .replace("bastions[]", "bastions[0]");
         let name = key.path.rsplit('.').next().expect("a name");
         for (value, env_text) in outside(key) {
             let toml = with_value(key.path, value);
@@ -1015,4 +1028,141 @@ fn sync_schedule_timezone_and_rate_limit_are_parsed_and_bad_ones_named_with_thei
     ok(&format!(
         "{BASE}schedule = \"Sun 01:00-02:00\"\n[buffer]\nmax_unsynced_age = \"8d\"\n"
     ));
+}
+
+// --- Addresses and bastions (issue 21) ---
+
+fn ssh_of(config: &Config, name: &str) -> SshTarget {
+    match &config
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .expect("host")
+        .transport
+    {
+        Transport::Ssh(target) => target.clone(),
+        Transport::Local => panic!("{name} is local"),
+    }
+}
+
+#[test]
+fn ipv6_addresses_are_accepted_bare_in_brackets_and_with_a_port() {
+    let config = ok(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\n\
+         [[hosts]]\nname = \"bare\"\naddress = \"::1\"\n\
+         [[hosts]]\nname = \"brackets\"\naddress = \"[::1]\"\nport = 2222\n\
+         [[hosts]]\nname = \"with-port\"\naddress = \"[::1]:2222\"\n\
+         [[hosts]]\nname = \"name-port\"\naddress = \"box.example.org:2200\"\n"
+    ));
+    for (name, port) in [("bare", 22), ("brackets", 2222), ("with-port", 2222)] {
+        let t = ssh_of(&config, name);
+        assert_eq!((t.address.as_str(), t.port), ("::1", port), "{name}");
+    }
+    let t = ssh_of(&config, "name-port");
+    assert_eq!((t.address.as_str(), t.port), ("box.example.org", 2200));
+    let host = config
+        .hosts
+        .iter()
+        .find(|h| h.name == "with-port")
+        .expect("host");
+    assert_eq!(host.display_address(), "u@[::1]:2222");
+    assert_eq!(
+        super::hosts::parse_address("[::1]:2222"),
+        Ok(("::1".to_string(), Some(2222)))
+    );
+}
+
+#[test]
+fn bad_addresses_and_contradicting_ports_are_named() {
+    let errors = errors(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\n\
+         [[hosts]]\nname = \"a\"\naddress = \"[::1\"\n\
+         [[hosts]]\nname = \"b\"\naddress = \"fe80::1:22:x\"\n\
+         [[hosts]]\nname = \"c\"\naddress = \"[::1]:2222\"\nport = 22\n\
+         [[hosts]]\nname = \"d\"\naddress = \"[box]:22\"\n"
+    ));
+    let text = errors.to_string();
+    assert!(
+        text.contains("hosts[0].address") && text.contains("without ']'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[1].address") && text.contains("[address]:port"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[2].port") && text.contains("contradicts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[3].address") && text.contains("not an IPv6"),
+        "{text}"
+    );
+}
+
+#[test]
+fn via_names_bastions_and_chains_expand_outermost_first() {
+    let config = ok(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\nvia = \"edge\"\n\
+         [[bastions]]\nname = \"edge\"\naddress = \"[2001:db8::1]:2200\"\nuser = \"jump\"\n\
+         identity_file = \"/nonexistent/jump_key\"\nhost_key_policy = \"strict\"\n\
+         [[bastions]]\nname = \"inner\"\naddress = \"10.1.0.1\"\nvia = \"edge\"\nhandshakes = 3\n\
+         [[hosts]]\nname = \"default-via\"\naddress = \"10.1.0.10\"\n\
+         [[hosts]]\nname = \"chain\"\naddress = \"10.2.0.10\"\nvia = \"inner\"\n\
+         [[hosts]]\nname = \"explicit\"\naddress = \"10.2.0.11\"\nvia = [\"edge\", \"inner\"]\n\
+         [[hosts]]\nname = \"direct\"\naddress = \"10.0.0.1\"\nvia = []\n"
+    ));
+    let names = |t: &SshTarget| t.via.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ssh_of(&config, "default-via")), ["edge"]);
+    assert_eq!(names(&ssh_of(&config, "chain")), ["edge", "inner"]);
+    // A bastion named twice on the way is passed once per mention, as ProxyJump would.
+    assert_eq!(
+        names(&ssh_of(&config, "explicit")),
+        ["edge", "edge", "inner"]
+    );
+    assert!(ssh_of(&config, "direct").via.is_empty());
+    let edge = &ssh_of(&config, "default-via").via[0];
+    assert_eq!(edge.login.address, "2001:db8::1");
+    assert_eq!(edge.login.port, 2200);
+    assert_eq!(edge.login.user, "jump");
+    assert_eq!(edge.login.host_key_policy, HostKeyPolicy::Strict);
+    assert_eq!(edge.handshakes, super::hosts::DEFAULT_HANDSHAKES);
+    assert!(edge.login.via.is_empty());
+    let inner = &ssh_of(&config, "chain").via[1];
+    assert_eq!((inner.login.user.as_str(), inner.handshakes), ("u", 3));
+    assert_eq!(
+        inner.login.auth,
+        Auth::Agent,
+        "defaults' method when it sets none"
+    );
+}
+
+#[test]
+fn unknown_bastions_cycles_and_bad_names_are_errors_of_their_key() {
+    let errors = errors(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\n\
+         [[bastions]]\nname = \"a\"\naddress = \"10.0.0.1\"\nvia = \"b\"\n\
+         [[bastions]]\nname = \"b\"\naddress = \"10.0.0.2\"\nvia = \"a\"\n\
+         [[bastions]]\nname = \"bad name\"\naddress = \"10.0.0.3\"\n\
+         [[bastions]]\nname = \"b\"\naddress = \"10.0.0.4\"\n\
+         [[hosts]]\nname = \"x\"\naddress = \"10.0.1.1\"\nvia = \"nowhere\"\n\
+         [[hosts]]\nname = \"y\"\naddress = \"10.0.1.2\"\nvia = \"a\"\n"
+    ));
+    let text = errors.to_string();
+    assert!(
+        text.contains("hosts[0].via") && text.contains("no bastion named \"nowhere\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[1].via") && text.contains("reached through itself"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bastions[2].name") && text.contains("not a bastion name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bastions[3].name") && text.contains("duplicate bastion"),
+        "{text}"
+    );
 }
