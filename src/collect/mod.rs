@@ -130,6 +130,11 @@ impl Collector {
         self.pool.lock().map(|p| p.len()).unwrap_or(0)
     }
 
+    /// How many bastion sessions are open (one per chain of jump hosts in use).
+    pub fn open_bastions(&self) -> usize {
+        self.shared.bastions.open()
+    }
+
     /// Collects every host once, at most `concurrency` at a time; outcomes in host order.
     pub async fn round(&self) -> Vec<HostOutcome> {
         let limit = Arc::new(Semaphore::new(self.shared.settings.concurrency.max(1)));

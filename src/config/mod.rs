@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use hosts::parse_address;
 pub use model::*;
 
 /// Loads `path` with the process environment's overrides and validates it.

@@ -8,6 +8,7 @@ mod full_disk;
 mod galera;
 mod harness;
 mod identity;
+mod jump;
 mod local;
 mod sites;
 mod ssh;

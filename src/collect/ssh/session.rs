@@ -257,7 +257,7 @@ pub fn open_over(
             format!("{display} presented no host key"),
         )
     })?;
-    let host = known_hosts_name(&target.address, target.port);
+    let host = pin_name(name, target, matches!(socket, Socket::Tunnel(_)));
     shared
         .host_keys
         .verify(name, &host, blob, target.host_key_policy)
@@ -268,6 +268,24 @@ pub fn open_over(
     authenticate(&session, target, &display)?;
     drop(gate);
     Ok((session, socket))
+}
+
+/// The name a host's key is pinned under: its `address:port` as OpenSSH writes it when the
+/// appliance reaches it directly; its configured `name` when it is reached through a bastion
+/// (like OpenSSH's `HostKeyAlias`), since private addresses behind two bastions may be equal.
+/// A name that cannot be a known_hosts token falls back to the address.
+pub fn pin_name(name: &str, target: &SshTarget, tunneled: bool) -> String {
+    let token = !name.is_empty()
+        && !name.contains(|c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ',' | '#' | '|' | '@' | '*' | '?' | '!' | '[' | ']')
+        });
+    if tunneled && token {
+        name.to_string()
+    } else {
+        known_hosts_name(&target.address, target.port)
+    }
 }
 
 /// Connects and handshakes only, and returns the host key blob (for `edgemon hosts trust`).

@@ -34,6 +34,7 @@ pub struct SshdBuilder {
     force_command: Option<String>,
     password_auth: bool,
     password_user: bool,
+    ipv6: bool,
 }
 
 impl SshdBuilder {
@@ -55,6 +56,12 @@ impl SshdBuilder {
     pub fn password_user(mut self) -> SshdBuilder {
         self.password_user = true;
         self.password_auth = true;
+        self
+    }
+
+    /// Also listens on `[::1]` (same port).
+    pub fn ipv6(mut self) -> SshdBuilder {
+        self.ipv6 = true;
         self
     }
 
@@ -95,8 +102,12 @@ impl SshdBuilder {
         sshd.new_host_key()?;
         with_free_port(|port| {
             let dir = sshd.dir.path();
+            let mut listen = vec![format!("127.0.0.1:{port}")];
+            if self.ipv6 {
+                listen.push(format!("[::1]:{port}"));
+            }
             let text = self.config_text(
-                &[format!("127.0.0.1:{port}")],
+                &listen,
                 &dir.join("host_ed25519"),
                 &dir.join("authorized_keys"),
                 &dir.join("sshd.pid"),
