@@ -553,6 +553,32 @@ fn a_dead_bastion_is_one_mail_naming_it_and_its_hosts_heal_within_two_rounds() {
     let (status, stderr) = daemon.wait(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
     assert_eq!(smtp.messages().len(), 2);
+
+    // `hosts trust` reaches a target through its bastion, and pins a bastion by its name.
+    rig.targets[0].change_host_key().expect("rekey target");
+    let out = crate::support::Edgemon::new(dir.path())
+        .args(["hosts", "trust", "plc0", "--config"])
+        .arg(&config)
+        .assert_exit_code(0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("plc0 (plc0): pinned"), "{text}");
+    assert!(
+        text.contains(rig.targets[0].host_key_fingerprint()),
+        "{text}"
+    );
+    rig.jump.change_host_key().expect("rekey bastion");
+    let refused = crate::support::Edgemon::new(dir.path())
+        .args(["hosts", "trust", "plc1", "--config"])
+        .arg(&config)
+        .assert_err();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("via bastion ns-jump"), "{stderr}");
+    let out = crate::support::Edgemon::new(dir.path())
+        .args(["hosts", "trust", "ns-jump", "--config"])
+        .arg(&config)
+        .assert_exit_code(0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(rig.jump.host_key_fingerprint()), "{text}");
 }
 
 const WAIT: Duration = Duration::from_secs(120);

@@ -433,3 +433,23 @@ pub fn fetch_host_key(
 ) -> Result<Vec<u8>, CollectError> {
     session::fetch_host_key(target, timeout)
 }
+
+/// The host key `target` (configured as `name`) presents now and the name it is pinned under,
+/// without checking it (for `edgemon hosts trust`). Behind bastions, the tunnel is opened as
+/// for a collection: every bastion's key is checked against its pin on the way.
+pub fn fetch_host_key_via(
+    name: &str,
+    target: &SshTarget,
+    shared: &Shared,
+    timeout: std::time::Duration,
+) -> Result<(Vec<u8>, String), CollectError> {
+    if target.via.is_empty() {
+        let blob = session::fetch_host_key(target, timeout)?;
+        return Ok((blob, session::pin_name(name, target, false)));
+    }
+    let tunnel = shared
+        .bastions
+        .tunnel(target, shared, Instant::now() + timeout)?;
+    let blob = session::fetch_host_key_over(target, Socket::Tunnel(tunnel.stream), timeout)?;
+    Ok((blob, session::pin_name(name, target, true)))
+}

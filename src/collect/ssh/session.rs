@@ -290,8 +290,17 @@ pub fn pin_name(name: &str, target: &SshTarget, tunneled: bool) -> String {
 
 /// Connects and handshakes only, and returns the host key blob (for `edgemon hosts trust`).
 pub fn fetch_host_key(target: &SshTarget, timeout: Duration) -> Result<Vec<u8>, CollectError> {
+    let socket = connect(&target.socket_text(), target, timeout)?;
+    fetch_host_key_over(target, Socket::Tcp(socket), timeout)
+}
+
+/// Handshakes over `socket` (to `target`, direct or tunnelled) and returns the host key blob.
+pub fn fetch_host_key_over(
+    target: &SshTarget,
+    socket: Socket,
+    timeout: Duration,
+) -> Result<Vec<u8>, CollectError> {
     let display = target.socket_text();
-    let socket = connect(&display, target, timeout)?;
     let mut session = Session::new().map_err(|e| {
         fail(
             ErrorClass::Internal,
