@@ -11,14 +11,17 @@
 //! (`xml_import`). It does not open files other than the configuration and
 //! the secret and key files it names.
 
+pub mod ansible_import;
 mod error;
 pub mod file;
+pub mod host_import;
 mod hosts;
 mod keys;
 mod model;
 mod resolve;
 pub mod secret;
 mod source_map;
+pub mod ssh_import;
 pub mod units;
 pub mod xml_import;
 

@@ -1166,3 +1166,196 @@ fn unknown_bastions_cycles_and_bad_names_are_errors_of_their_key() {
         "{text}"
     );
 }
+
+// --- hosts import (issue 21) ---
+
+fn imported_config(import: &super::host_import::Import) -> Config {
+    let text = format!(
+        "{BASE}[defaults]\nuser = \"monitor\"\nuse_agent = true\n{}",
+        import.render("test")
+    );
+    ok(&text)
+}
+
+fn fixture(name: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("tests/data/import").join(name)).expect("fixture")
+}
+
+fn via_of(config: &Config, host: &str) -> Vec<String> {
+    ssh_of(config, host)
+        .via
+        .iter()
+        .map(|b| b.name.clone())
+        .collect()
+}
+
+#[test]
+fn an_ssh_config_with_proxyjump_chains_imports_into_a_config_that_loads() {
+    let import = super::ssh_import::import(&fixture("ssh_config"));
+    let config = imported_config(&import);
+    let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jump-dmz",
+            "ot-gw",
+            "plc-1",
+            "plc-2",
+            "historian",
+            "legacy-hmi",
+            "build"
+        ]
+    );
+    assert_eq!(via_of(&config, "ot-gw"), ["jump-dmz"]);
+    assert_eq!(via_of(&config, "plc-1"), ["jump-dmz", "ot-gw"]);
+    let plc2 = ssh_of(&config, "plc-2");
+    assert_eq!(
+        (plc2.address.as_str(), plc2.port, plc2.user.as_str()),
+        ("fd00:7::12", 2222, "scada")
+    );
+    let dmz = &plc2.via[0];
+    assert_eq!(
+        (
+            dmz.login.address.as_str(),
+            dmz.login.port,
+            dmz.login.user.as_str()
+        ),
+        ("jump.plant7.example.org", 2201, "jumper")
+    );
+    assert_eq!(dmz.login.host_key_policy, HostKeyPolicy::Strict);
+    assert!(
+        matches!(&dmz.login.auth, Auth::IdentityFile { path, .. } if path.ends_with(".ssh/id_dmz"))
+    );
+    // A user@host:port jump and a ProxyCommand `ssh -W` jump are bastions of their own.
+    let historian = ssh_of(&config, "historian");
+    assert_eq!(historian.via[0].login.user, "ops");
+    let hmi = ssh_of(&config, "legacy-hmi");
+    assert_eq!(
+        (hmi.via[0].login.user.as_str(), hmi.via[0].login.port),
+        ("jumper", 2201)
+    );
+    assert!(via_of(&config, "build").is_empty(), "ProxyJump none");
+    let unmapped = import.unmapped.join("\n");
+    for expected in [
+        "line 45: Match host *.lab",
+        "line 38: ForwardAgent yes",
+        "line 43: StrictHostKeyChecking no",
+        "line 3: ServerAliveInterval 30",
+    ] {
+        assert!(
+            unmapped.contains(expected),
+            "{expected:?} not listed in:\n{unmapped}"
+        );
+    }
+}
+
+#[test]
+fn an_ini_inventory_with_groups_children_and_jump_args_imports_into_a_config_that_loads() {
+    let import = super::ansible_import::import(&fixture("inventory.ini")).expect("import");
+    let config = imported_config(&import);
+    let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jump",
+            "plc-01",
+            "plc-02",
+            "plc-03",
+            "hmi-1",
+            "hist-1",
+            "localhost"
+        ]
+    );
+    let plc = ssh_of(&config, "plc-02");
+    assert_eq!(
+        (plc.address.as_str(), plc.user.as_str()),
+        ("plc-02", "scada")
+    );
+    assert!(
+        matches!(&plc.auth, Auth::IdentityFile { path, .. } if path.ends_with(".ssh/id_scada"))
+    );
+    let jump = &plc.via[0];
+    assert_eq!(
+        (
+            jump.login.address.as_str(),
+            jump.login.port,
+            jump.login.user.as_str()
+        ),
+        ("jump.plant7.example.org", 2201, "jumper")
+    );
+    // The parent group's -J reaches hist-1 (not in scada); the child's args win for scada.
+    assert_eq!(via_of(&config, "hist-1"), via_of(&config, "plc-01"));
+    let local = config
+        .hosts
+        .iter()
+        .find(|h| h.name == "localhost")
+        .expect("local");
+    assert_eq!(local.transport, Transport::Local);
+    assert!(!names.contains(&"win-eng"));
+    let unmapped = import.unmapped.join("\n");
+    for expected in [
+        "win-eng: ansible_connection=winrm",
+        "ansible_password (secret",
+        "ansible_become",
+        "StrictHostKeyChecking=no",
+    ] {
+        assert!(
+            unmapped.contains(expected),
+            "{expected:?} not listed in:\n{unmapped}"
+        );
+    }
+}
+
+#[test]
+fn a_yaml_inventory_with_nested_children_imports_into_a_config_that_loads() {
+    let import = super::ansible_import::import(&fixture("inventory.yml")).expect("import");
+    let config = imported_config(&import);
+    let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jump.plant7.example.org",
+            "plc-1",
+            "plc-2",
+            "hmi-1",
+            "robot-a1"
+        ]
+    );
+    let robot = ssh_of(&config, "robot-a1");
+    assert_eq!(
+        (robot.address.as_str(), robot.user.as_str()),
+        ("fd00:7::a1", "robot")
+    );
+    assert_eq!(
+        robot.via.len(),
+        1,
+        "the ot group's ProxyCommand reaches its child group"
+    );
+    assert_eq!(robot.via[0].login.user, "jumper");
+    assert_eq!(ssh_of(&config, "plc-1").user, "monitor", "all's vars");
+    assert!(import.unmapped.join("\n").contains("ansible_host_note"));
+}
+
+#[test]
+fn jump_specs_and_ssh_arguments_parse_as_ssh_writes_them() {
+    use super::host_import::{jump_of_proxy_command, jumps_in_ssh_args, parse_jump};
+    let j = parse_jump("ssh://ops@[2001:db8::1]:2200").expect("jump");
+    assert_eq!(
+        (j.address.as_str(), j.port, j.user.as_deref()),
+        ("2001:db8::1", Some(2200), Some("ops"))
+    );
+    assert_eq!(
+        jumps_in_ssh_args("-o ProxyJump=a,b -o ServerAliveInterval=5"),
+        (Some("a,b".into()), vec!["-o ServerAliveInterval=5".into()])
+    );
+    assert_eq!(
+        jumps_in_ssh_args("-J u@j:2201").0.as_deref(),
+        Some("u@j:2201")
+    );
+    assert_eq!(
+        jump_of_proxy_command("ssh -W %h:%p -q -l u -p 2201 j").as_deref(),
+        Ok("u@j:2201")
+    );
+    assert!(jump_of_proxy_command("nc -X connect -x proxy:3128 %h %p").is_err());
+}

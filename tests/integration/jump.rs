@@ -582,3 +582,81 @@ fn a_dead_bastion_is_one_mail_naming_it_and_its_hosts_heal_within_two_rounds() {
 }
 
 const WAIT: Duration = Duration::from_secs(120);
+
+/// An ssh_config and an Ansible inventory describing the rig (a bastion, two hosts behind it
+/// with ProxyJump / `-J`) import into configurations that `config check` accepts and that
+/// collect through the bastion.
+#[test]
+fn an_imported_ssh_config_and_inventory_collect_through_the_bastion() {
+    let rig = skip_or_fail!(rig(2));
+    let dir = temp_dir();
+    let key = rig.site.key().display().to_string();
+    let user = rig.site.user();
+    let ssh_config = format!(
+        "Host *\n    IdentityFile {key}\n    ServerAliveInterval 15\n\n\
+         Host ns-jump\n    HostName {jump}\n    User {user}\n\n\
+         Host plc-*\n    User {user}\n    ProxyJump ns-jump\n\n\
+         Host plc-a\n    HostName {a}\n\nHost plc-b\n    HostName {b}\n    Port 22\n",
+        jump = rig.jump.address(),
+        a = rig.targets[0].address(),
+        b = rig.targets[1].address(),
+    );
+    let inventory = format!(
+        "[ot]\nplc-a ansible_host={a}\nplc-b ansible_host={b} ansible_port=22\n\n\
+         [ot:vars]\nansible_user={user}\nansible_ssh_private_key_file={key}\n\
+         ansible_ssh_common_args='-J {user}@{jump}:22'\n",
+        jump = rig.jump.address(),
+        a = rig.targets[0].address(),
+        b = rig.targets[1].address(),
+    );
+    for (from, name, text) in [
+        ("ssh-config", "ssh_config", ssh_config),
+        ("ansible", "hosts.ini", inventory),
+    ] {
+        let source = dir.path().join(name);
+        std::fs::write(&source, text).expect("write source");
+        let out = crate::support::Edgemon::new(dir.path())
+            .args(["hosts", "import", "--from", from])
+            .arg(&source)
+            .assert_exit_code(0);
+        let imported = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if from == "ssh-config" {
+            assert!(
+                stderr.contains("ServerAliveInterval 15"),
+                "listed as not mapped: {stderr}"
+            );
+        }
+        let data = dir.path().join(format!("data-{from}"));
+        let config = dir.path().join(format!("{from}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[appliance]\nid = \"import-it\"\ndata_dir = \"{}\"\n\n\
+                 [collect]\ncommand_timeout = \"20s\"\n\n\
+                 [sync]\nurl = \"mysql://edgemon@127.0.0.1:1/edgemon\"\n\n\
+                 [defaults]\nidentity_file = \"{key}\"\n\n{imported}",
+                data.display()
+            ),
+        )
+        .expect("write config");
+        let check = crate::support::Edgemon::new(dir.path())
+            .args(["config", "check"])
+            .arg(&config)
+            .output();
+        assert!(
+            check.status.success(),
+            "{from}: {}\n{imported}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let table = crate::support::Edgemon::new(dir.path())
+            .args(["collect", "--config"])
+            .arg(&config)
+            .stdout();
+        let hosts = if from == "ssh-config" { 3 } else { 2 };
+        assert!(
+            table.contains(&format!("{hosts} hosts: {hosts} ok, 0 failed")),
+            "{from}:\n{table}\n{imported}"
+        );
+    }
+}
