@@ -99,6 +99,15 @@ impl Collector {
         if settings != self.shared.settings || host_keys != self.shared.host_keys.path() {
             return Collector::new(hosts, settings, local_agent, host_keys);
         }
+        // Bastion sessions no remaining host needs close.
+        let chains: Vec<_> = hosts
+            .iter()
+            .filter_map(|h| match &h.transport {
+                Transport::Ssh(t) if !t.via.is_empty() => Some(t.via.clone()),
+                _ => None,
+            })
+            .collect();
+        self.shared.bastions.retain(&chains);
         let mut kept = HashMap::new();
         if let Ok(mut old) = self.pool.lock() {
             for host in &hosts {

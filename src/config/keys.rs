@@ -350,7 +350,7 @@ pub(crate) const KEYS: &[Key] = &[
     number("alert.site_unreachable_share", 0.5, 0.0, 1.0, "More than this share of hosts unreachable at once: one site-unreachable alert instead of one per host."),
     int("alert.site_min_hosts", Some(4), 1, 100_000, "Fewest hosts in a round for site awareness to apply."),
     list("silence[].hosts", "Hosts a recurring silence covers; every host when absent."),
-    list("silence[].rules", "Rules it covers (cpu, memory, swap, reboot, unreachable, site-unreachable, time-to-first-loss); every rule when absent."),
+    list("silence[].rules", "Rules it covers (cpu, memory, swap, reboot, unreachable, site-unreachable, bastion-unreachable, time-to-first-loss); every rule when absent."),
     text("silence[].weekly", None, "Weekly window in UTC, e.g. \"Sat 22:00-Sun 06:00\"."),
     text("silence[].comment", None, "Why (shown in status and on the page)."),
     duration("alert.loss_horizon", Some("24h"), Duration::ZERO, times(DAY, 3650), "Mail the operators when time-to-first-loss falls below this; 0s = off."),
