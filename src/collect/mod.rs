@@ -76,7 +76,13 @@ impl Collector {
             .iter()
             .filter(|h| matches!(h.transport, Transport::Ssh(_)))
             .count();
-        ensure_fd_limit(ssh_hosts);
+        // A host behind a bastion holds three: its socket-pair end, the session's clone of
+        // it, and the pump's end.
+        let tunneled = hosts
+            .iter()
+            .filter(|h| matches!(&h.transport, Transport::Ssh(t) if !t.via.is_empty()))
+            .count();
+        ensure_fd_limit(ssh_hosts + tunneled.div_ceil(2));
         Collector {
             hosts,
             local_agent,

@@ -335,13 +335,13 @@ impl Hop {
         self.dead.lock().map(|d| d.is_none()).unwrap_or(false)
     }
 
-    /// Why the session ended ("" while alive).
+    /// Why the session ended.
     pub fn why(&self) -> String {
         self.dead
             .lock()
             .ok()
             .and_then(|d| d.clone())
-            .unwrap_or_default()
+            .unwrap_or_else(|| "its session ended".to_string())
     }
 
     /// The error of a target whose tunnel failed because this bastion's session ended.
@@ -562,11 +562,16 @@ impl Pipe {
 impl Pump {
     fn run(self) {
         self.session.set_blocking(false);
-        let why = self.serve();
+        let mut pipes: Vec<Pipe> = Vec::new();
+        let mut pending: VecDeque<Request> = VecDeque::new();
+        let why = self.serve(&mut pipes, &mut pending);
         tracing::debug!(bastion = self.name, why, "bastion session ended");
+        // Said before the waiting requests and the tunnels go, so that their tasks read why.
         if let Ok(mut dead) = self.dead.lock() {
             *dead = Some(why);
         }
+        drop(pending);
+        drop(pipes);
         let _ = self
             .session
             .disconnect(None, "edgemon: bastion session closed", None);
@@ -574,9 +579,7 @@ impl Pump {
     }
 
     /// Pumps until the session fails or the hop is dropped; returns why.
-    fn serve(&self) -> String {
-        let mut pipes: Vec<Pipe> = Vec::new();
-        let mut pending: VecDeque<Request> = VecDeque::new();
+    fn serve(&self, pipes: &mut Vec<Pipe>, pending: &mut VecDeque<Request>) -> String {
         let mut buf = vec![0u8; CHUNK];
         let mut last_keepalive = Instant::now();
         loop {
@@ -635,7 +638,7 @@ impl Pump {
                     }
                 }
             }
-            for pipe in &mut pipes {
+            for pipe in pipes.iter_mut() {
                 match pipe.step(&self.session, &mut buf) {
                     Ok(moved) => progress |= moved,
                     Err(why) => return why,
@@ -661,7 +664,7 @@ impl Pump {
             if progress || pipes.iter().any(Pipe::buffered) {
                 continue;
             }
-            if let Err(why) = self.wait(&pipes, !pending.is_empty(), last_keepalive) {
+            if let Err(why) = self.wait(pipes, !pending.is_empty(), last_keepalive) {
                 return why;
             }
         }
