@@ -660,3 +660,45 @@ fn an_imported_ssh_config_and_inventory_collect_through_the_bastion() {
         );
     }
 }
+
+/// 40 hosts behind one bastion, all in the first round at once (concurrency 64), against an
+/// sshd with its default `MaxStartups 10:30:100` serving bastion and targets: the bastion's
+/// pacing (8 inner handshakes at once) keeps sshd from throttling, so every host is collected.
+#[test]
+fn paced_inner_handshakes_never_trip_max_startups() {
+    let sshd = skip_or_fail!(Sshd::builder().max_startups("10:30:100").start());
+    let scratch = temp_dir();
+    let agent_dir = format!("/tmp/edgemon-it-jumpms-{}", std::process::id());
+    let jump = bastion(
+        "lo-jump",
+        login(
+            "127.0.0.1",
+            sshd.port(),
+            sshd.user(),
+            key(sshd.ed25519_key()),
+        ),
+    );
+    assert_eq!(jump.handshakes, 8);
+    let hosts: Vec<HostConfig> = (0..40)
+        .map(|i| {
+            let mut target = login(
+                "127.0.0.1",
+                sshd.port(),
+                sshd.user(),
+                key(sshd.ed25519_key()),
+            );
+            target.via = vec![jump.clone()];
+            entry(&format!("paced{i:02}"), target)
+        })
+        .collect();
+    let mut config = settings(&agent_dir);
+    config.concurrency = 64;
+    let c = collector(hosts, config, scratch.path());
+    let outcomes = smol::block_on(c.round());
+    assert!(failures(&outcomes).is_empty(), "{:?}", failures(&outcomes));
+    assert!(
+        !sshd.log().contains("MaxStartups throttling"),
+        "{}",
+        sshd.log()
+    );
+}

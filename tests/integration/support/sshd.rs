@@ -35,6 +35,7 @@ pub struct SshdBuilder {
     password_auth: bool,
     password_user: bool,
     ipv6: bool,
+    max_startups: Option<String>,
 }
 
 impl SshdBuilder {
@@ -56,6 +57,12 @@ impl SshdBuilder {
     pub fn password_user(mut self) -> SshdBuilder {
         self.password_user = true;
         self.password_auth = true;
+        self
+    }
+
+    /// `MaxStartups` as given (default here 1000; sshd's own default is `10:30:100`).
+    pub fn max_startups(mut self, value: &str) -> SshdBuilder {
+        self.max_startups = Some(value.to_string());
         self
     }
 
@@ -145,7 +152,7 @@ impl SshdBuilder {
              PasswordAuthentication {pw}\n\
              KbdInteractiveAuthentication no\n\
              UsePAM no\n\
-             MaxStartups 1000\n\
+             MaxStartups {max_startups}\n\
              MaxSessions 100\n\
              MaxAuthTries 10\n\
              LoginGraceTime 60\n\
@@ -157,6 +164,7 @@ impl SshdBuilder {
             pid_file = pid_file.display(),
             authorized_keys = authorized_keys.display(),
             pw = yes_no(self.password_auth),
+            max_startups = self.max_startups.as_deref().unwrap_or("1000"),
         );
         if let Some(command) = &self.force_command {
             // Writing to a String cannot fail.
