@@ -36,6 +36,7 @@ fn sample_report(i: usize) -> Report {
         os: Some("Debian GNU/Linux 12".into()),
         kernel: Some("6.1.0-28-amd64".into()),
         extras: Vec::new(),
+        sections: Vec::new(),
     }
 }
 

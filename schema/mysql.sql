@@ -1,4 +1,4 @@
--- edgemon central schema, version 3 (MySQL 8 / MariaDB 10.6+), InnoDB, utf8mb4.
+-- edgemon central schema, version 4 (MySQL 8 / MariaDB 10.6+), InnoDB, utf8mb4.
 --
 -- Applied by edgemon itself when missing (`edgemon sync` or the daemon), printed by
 -- `edgemon schema mysql`. Every statement is idempotent (IF NOT EXISTS / OR REPLACE), so
@@ -6,7 +6,9 @@
 -- versions applied; an edgemon that finds a newer version than it knows refuses to write.
 -- A database of version 1 is upgraded in place (schema/mysql-v2.sql, under the lock
 -- 'edgemon.schema'): its rows are kept and get the legacy epoch 0. A database of version 2 gets
--- the prune horizons of version 3 (schema/mysql-v3.sql, the same lock).
+-- the prune horizons of version 3 (schema/mysql-v3.sql, the same lock); a database of version 3
+-- gets the metric family tables and views of version 4 (schema/mysql-v4.sql: nothing to alter,
+-- the tables below are new).
 --
 -- Many appliances share one database: every row carries its appliance, and each row's
 -- primary key starts with appliance_id, so appliances never collide nor wait on each other.
@@ -15,8 +17,11 @@
 -- reinstall) restarts its sequence numbers under a new epoch, and two boxes configured with
 -- the same appliance id sync side by side (view appliance_buffers lists them); neither ever
 -- overwrites or is mistaken for the other's rows.
--- Times are DATETIME(3) in UTC (edgemon sets time_zone = '+00:00' on its sessions), which
--- Grafana's MySQL data source reads directly ($__timeFilter(collected_at)).
+-- Every time is a DATETIME(3) in UTC, everywhere (edgemon sets time_zone = '+00:00' on its
+-- sessions and writes UTC; the values carry no zone): read them in a UTC session. Grafana's
+-- MySQL data source connects in UTC and reads them directly ($__timeFilter(collected_at));
+-- each metric family has a view family_<name> whose `time` column (UTC) is the sample's
+-- collected_at, with the host's and appliance's names.
 -- Statements are separated by a semicolon at the end of a line.
 
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -101,6 +106,130 @@ CREATE TABLE IF NOT EXISTS sample_cores (
     core          SMALLINT UNSIGNED NOT NULL,
     cpu           DOUBLE            NOT NULL COMMENT 'CPU % of this core, 0-100',
     PRIMARY KEY (appliance_id, epoch, host_id, seq, core)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+
+-- Metric families (version 4). Each family of crates/proto/src/report/family has a child table
+-- sample_<family>, keyed by the sample's identity plus the member's key (none for the singleton
+-- family system), one column per field of the family's spec, NULL where the agent did not
+-- measure a value. Its rows are written in the transaction of their sample and only with it, so
+-- the sample's checksum (which covers them) and its watermark account for them too.
+-- sample_sections holds, per sample that carried sections, one row per family measured: a family
+-- without a row was not measured; `members` 0 means measured, none (no failed unit); `cut` counts
+-- members the agent left out (its per-family cap), `refused` members the collector refused.
+CREATE TABLE IF NOT EXISTS sample_sections (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    family              VARCHAR(32)     NOT NULL COMMENT 'the family: its rows are in sample_<family>',
+    members             INT UNSIGNED    NOT NULL,
+    cut                 INT UNSIGNED    NOT NULL COMMENT 'members the agent left out (per-family cap)',
+    refused             INT UNSIGNED    NOT NULL COMMENT 'members the collector refused as invalid',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, family)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Family system: CPU by mode, memory available, OOM kills, processes and open files vs limits. One row per sample;
+-- columns as in crates/proto/src/report/family/system.rs (a test checks they agree).
+CREATE TABLE IF NOT EXISTS sample_system (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    `cpu_user`          DOUBLE          NULL COMMENT 'CPU time in user mode (with nice) (percent)',
+    `cpu_system`        DOUBLE          NULL COMMENT 'CPU time in the kernel (with irq, softirq) (percent)',
+    `cpu_iowait`        DOUBLE          NULL COMMENT 'CPU time idle waiting for I/O (percent)',
+    `cpu_steal`         DOUBLE          NULL COMMENT 'CPU time taken by the hypervisor (percent)',
+    `cpu_idle`          DOUBLE          NULL COMMENT 'CPU time idle (percent)',
+    `mem_available`     BIGINT UNSIGNED NULL COMMENT 'memory available without swapping (bytes)',
+    `oom_kills`         BIGINT UNSIGNED NULL COMMENT 'processes killed by the OOM killer since boot (count)',
+    `procs`             BIGINT UNSIGNED NULL COMMENT 'processes and threads (count)',
+    `pid_max`           BIGINT UNSIGNED NULL COMMENT 'the kernel''s pid_max (count)',
+    `files_open`        BIGINT UNSIGNED NULL COMMENT 'open file handles (count)',
+    `files_max`         BIGINT UNSIGNED NULL COMMENT 'the kernel''s file-max (count)',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Family filesystems: mounted filesystems: space, inodes, read-only, hanging. One row per member (mount) of a sample;
+-- columns as in crates/proto/src/report/family/filesystems.rs (a test checks they agree).
+CREATE TABLE IF NOT EXISTS sample_filesystems (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    `mount`             VARCHAR(255)    NOT NULL,
+    `fstype`            VARCHAR(255)    NULL COMMENT 'filesystem type (ext4, xfs, nfs4, tmpfs, ...)',
+    `device`            VARCHAR(255)    NULL COMMENT 'mounted device or source',
+    `size`              BIGINT UNSIGNED NULL COMMENT 'total size (bytes)',
+    `used`              BIGINT UNSIGNED NULL COMMENT 'space in use (size minus free) (bytes)',
+    `avail`             BIGINT UNSIGNED NULL COMMENT 'space available to unprivileged users (bytes)',
+    `files`             BIGINT UNSIGNED NULL COMMENT 'inodes in all (count)',
+    `files_free`        BIGINT UNSIGNED NULL COMMENT 'inodes free (count)',
+    `readonly`          BOOLEAN         NULL COMMENT 'mounted read-only',
+    `hanging`           BOOLEAN         NULL COMMENT 'statvfs did not answer within the deadline',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `mount`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Family interfaces: network interfaces: traffic, errors, drops, state, speed. One row per member (name) of a sample;
+-- columns as in crates/proto/src/report/family/interfaces.rs (a test checks they agree).
+CREATE TABLE IF NOT EXISTS sample_interfaces (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    `name`              VARCHAR(255)    NOT NULL,
+    `oper`              VARCHAR(255)    NULL COMMENT 'operational state (up, down, ...)',
+    `speed`             BIGINT UNSIGNED NULL COMMENT 'link speed (Mbit/s)',
+    `rx_bytes`          BIGINT UNSIGNED NULL COMMENT 'bytes received (bytes)',
+    `rx_packets`        BIGINT UNSIGNED NULL COMMENT 'packets received (count)',
+    `rx_errors`         BIGINT UNSIGNED NULL COMMENT 'receive errors (count)',
+    `rx_drops`          BIGINT UNSIGNED NULL COMMENT 'received packets dropped (count)',
+    `tx_bytes`          BIGINT UNSIGNED NULL COMMENT 'bytes sent (bytes)',
+    `tx_packets`        BIGINT UNSIGNED NULL COMMENT 'packets sent (count)',
+    `tx_errors`         BIGINT UNSIGNED NULL COMMENT 'transmit errors (count)',
+    `tx_drops`          BIGINT UNSIGNED NULL COMMENT 'packets dropped on transmit (count)',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Family devices: block devices: operations, bytes, time busy. One row per member (name) of a sample;
+-- columns as in crates/proto/src/report/family/devices.rs (a test checks they agree).
+CREATE TABLE IF NOT EXISTS sample_devices (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    `name`              VARCHAR(255)    NOT NULL,
+    `reads`             BIGINT UNSIGNED NULL COMMENT 'reads completed (count)',
+    `writes`            BIGINT UNSIGNED NULL COMMENT 'writes completed (count)',
+    `read_bytes`        BIGINT UNSIGNED NULL COMMENT 'bytes read (bytes)',
+    `write_bytes`       BIGINT UNSIGNED NULL COMMENT 'bytes written (bytes)',
+    `busy_ms`           BIGINT UNSIGNED NULL COMMENT 'time with I/O in flight (ms)',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Family units: systemd units in the failed state. One row per member (name) of a sample;
+-- columns as in crates/proto/src/report/family/units.rs (a test checks they agree).
+CREATE TABLE IF NOT EXISTS sample_units (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    `name`              VARCHAR(255)    NOT NULL,
+    `sub`               VARCHAR(255)    NULL COMMENT 'sub-state',
+    `result`            VARCHAR(255)    NULL COMMENT 'why it failed (exit-code, signal, timeout, oom-kill, ...)',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Family processes: watched processes and how many are running. One row per member (name) of a sample;
+-- columns as in crates/proto/src/report/family/processes.rs (a test checks they agree).
+CREATE TABLE IF NOT EXISTS sample_processes (
+    appliance_id        INT UNSIGNED    NOT NULL,
+    epoch               BIGINT          NOT NULL,
+    host_id             INT UNSIGNED    NOT NULL,
+    seq                 BIGINT          NOT NULL,
+    `name`              VARCHAR(255)    NOT NULL,
+    `count`             BIGINT UNSIGNED NULL COMMENT 'running processes that match the watch (count)',
+    PRIMARY KEY (appliance_id, epoch, host_id, seq, `name`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Failed collection attempts. Identity: (appliance_id, epoch, local_id), local_id being the
@@ -281,5 +410,138 @@ WHERE g.last_missing >= g.first_missing
         WHERE d.appliance_id = g.appliance_id AND d.epoch = g.epoch AND d.host_id = g.host_id
           AND d.first_seq <= g.last_missing AND d.last_seq >= g.first_missing);
 
-INSERT INTO schema_version (version, applied_by) VALUES (3, COALESCE(@edgemon_appliance, CURRENT_USER()))
+-- Grafana's read path, one view per family: `time` is the sample's collected_at (UTC), with
+-- the appliance's and host's names. A panel of one host over 30 days filters on host and time:
+-- the server finds the host's id by name, reads samples through samples_host_time
+-- (host_id, collected_at) and the family's rows by primary key. Example:
+--   SELECT time, mount AS metric, 100 * used / (used + avail) AS value FROM family_filesystems
+--   WHERE host = 'db1' AND $__timeFilter(time) ORDER BY time
+CREATE OR REPLACE VIEW family_system AS
+SELECT s.collected_at AS time,
+       a.name AS appliance,
+       h.name AS host,
+       f.`cpu_user`,
+       f.`cpu_system`,
+       f.`cpu_iowait`,
+       f.`cpu_steal`,
+       f.`cpu_idle`,
+       f.`mem_available`,
+       f.`oom_kills`,
+       f.`procs`,
+       f.`pid_max`,
+       f.`files_open`,
+       f.`files_max`,
+       s.received_at,
+       f.appliance_id,
+       f.epoch,
+       f.host_id,
+       f.seq
+FROM sample_system f
+JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
+JOIN hosts h ON h.id = f.host_id
+JOIN appliances a ON a.id = f.appliance_id;
+
+CREATE OR REPLACE VIEW family_filesystems AS
+SELECT s.collected_at AS time,
+       a.name AS appliance,
+       h.name AS host,
+       f.`mount`,
+       f.`fstype`,
+       f.`device`,
+       f.`size`,
+       f.`used`,
+       f.`avail`,
+       f.`files`,
+       f.`files_free`,
+       f.`readonly`,
+       f.`hanging`,
+       s.received_at,
+       f.appliance_id,
+       f.epoch,
+       f.host_id,
+       f.seq
+FROM sample_filesystems f
+JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
+JOIN hosts h ON h.id = f.host_id
+JOIN appliances a ON a.id = f.appliance_id;
+
+CREATE OR REPLACE VIEW family_interfaces AS
+SELECT s.collected_at AS time,
+       a.name AS appliance,
+       h.name AS host,
+       f.`name`,
+       f.`oper`,
+       f.`speed`,
+       f.`rx_bytes`,
+       f.`rx_packets`,
+       f.`rx_errors`,
+       f.`rx_drops`,
+       f.`tx_bytes`,
+       f.`tx_packets`,
+       f.`tx_errors`,
+       f.`tx_drops`,
+       s.received_at,
+       f.appliance_id,
+       f.epoch,
+       f.host_id,
+       f.seq
+FROM sample_interfaces f
+JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
+JOIN hosts h ON h.id = f.host_id
+JOIN appliances a ON a.id = f.appliance_id;
+
+CREATE OR REPLACE VIEW family_devices AS
+SELECT s.collected_at AS time,
+       a.name AS appliance,
+       h.name AS host,
+       f.`name`,
+       f.`reads`,
+       f.`writes`,
+       f.`read_bytes`,
+       f.`write_bytes`,
+       f.`busy_ms`,
+       s.received_at,
+       f.appliance_id,
+       f.epoch,
+       f.host_id,
+       f.seq
+FROM sample_devices f
+JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
+JOIN hosts h ON h.id = f.host_id
+JOIN appliances a ON a.id = f.appliance_id;
+
+CREATE OR REPLACE VIEW family_units AS
+SELECT s.collected_at AS time,
+       a.name AS appliance,
+       h.name AS host,
+       f.`name`,
+       f.`sub`,
+       f.`result`,
+       s.received_at,
+       f.appliance_id,
+       f.epoch,
+       f.host_id,
+       f.seq
+FROM sample_units f
+JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
+JOIN hosts h ON h.id = f.host_id
+JOIN appliances a ON a.id = f.appliance_id;
+
+CREATE OR REPLACE VIEW family_processes AS
+SELECT s.collected_at AS time,
+       a.name AS appliance,
+       h.name AS host,
+       f.`name`,
+       f.`count`,
+       s.received_at,
+       f.appliance_id,
+       f.epoch,
+       f.host_id,
+       f.seq
+FROM sample_processes f
+JOIN samples s ON s.appliance_id = f.appliance_id AND s.epoch = f.epoch AND s.host_id = f.host_id AND s.seq = f.seq
+JOIN hosts h ON h.id = f.host_id
+JOIN appliances a ON a.id = f.appliance_id;
+
+INSERT INTO schema_version (version, applied_by) VALUES (4, COALESCE(@edgemon_appliance, CURRENT_USER()))
     ON DUPLICATE KEY UPDATE version = version;

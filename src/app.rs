@@ -20,9 +20,14 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sync::Backoff;
 
-/// Opens (creating and migrating) the buffer of `config` and registers its hosts.
+/// Opens (creating and migrating) the buffer of `config` and registers its hosts. A damaged
+/// file (found by the page check at open or by SQLite's errors) is set aside and replaced
+/// ([`replace_damaged_buffer`]): the appliance carries on under a new buffer.
 pub fn open_buffer(config: &Config) -> anyhow::Result<Buffer> {
-    let mut buffer = Buffer::open(&config.buffer.path)?;
+    let mut buffer = match Buffer::open_checked(&config.buffer.path) {
+        Err(error) if error.is_damaged() => replace_damaged_buffer(config, &error.to_string())?,
+        other => other?,
+    };
     buffer.register_hosts(
         config
             .hosts
@@ -30,6 +35,61 @@ pub fn open_buffer(config: &Config) -> anyhow::Result<Buffer> {
             .map(|h| (h.name.as_str(), h.display_address())),
     )?;
     Ok(buffer)
+}
+
+/// Sets the damaged buffer of `config` aside (renamed with a timestamp, never deleted),
+/// carries on under a new one (a new epoch) with the unsynced samples the damaged file still
+/// gives copied in, and says so loudly: an error in the log, the note `edgemon status`, the
+/// page and `/api/status` show, and one operator mail queued with the salvage.
+pub fn replace_damaged_buffer(config: &Config, error: &str) -> anyhow::Result<Buffer> {
+    let path = &config.buffer.path;
+    let (buffer, damage) = Buffer::replace_damaged(path, error, crate::buffer::now_ms(), |d| {
+        damage_mails(config, d)
+    })
+    .with_context(|| format!("replacing the damaged buffer {}", path.display()))?;
+    tracing::error!(
+        buffer = %path.display(),
+        set_aside = %damage.set_aside,
+        %error,
+        salvaged_samples = damage.salvaged_samples,
+        unreadable_ranges = damage.unreadable_ranges,
+        "the buffer file is damaged: set aside for salvage, collecting under a new buffer"
+    );
+    Ok(buffer)
+}
+
+/// Message-ID tag of the damaged-buffer operator mail (beside `alert::plan`'s tags).
+const TAG_DAMAGE: i64 = -4;
+
+/// The operator mail about a replaced damaged buffer, one per global recipient.
+fn damage_mails(config: &Config, damage: &crate::buffer::Damage) -> Vec<crate::buffer::QueuedMail> {
+    let id = crate::identity::appliance_id(&config.appliance)
+        .unwrap_or_else(|_| "unnamed-appliance".to_string());
+    let subject = format!("[edgemon] DAMAGED buffer replaced on {id}");
+    let body = format!(
+        "The local buffer of appliance {id} is damaged and was replaced:\n\n  {}\n\n\
+         The damaged file is kept as\n  {}\nfor salvage by hand; it is never deleted by edgemon.\n\
+         Collection goes on under a new buffer (a new epoch). {} unsynced sample(s) could still be\n\
+         read and were copied into it (they sync as samples of the new epoch); {} unreadable\n\
+         range(s) were skipped. Check the storage (SD card, power) of the appliance.\n\n\
+         Observed:  {}\nAppliance: {id}\n",
+        damage.error,
+        damage.set_aside,
+        damage.salvaged_samples,
+        damage.unreadable_ranges,
+        crate::alert::message::time(damage.detected_at),
+    );
+    config
+        .mail
+        .recipients
+        .iter()
+        .map(|to| crate::buffer::QueuedMail {
+            message_id: crate::alert::message::message_id(&id, damage.detected_at, TAG_DAMAGE, to),
+            recipient: to.clone(),
+            subject: subject.clone(),
+            body: body.clone(),
+        })
+        .collect()
 }
 
 /// Builds the collector of `config`, installing the local agent under the data directory.
@@ -88,6 +148,11 @@ pub fn record(
     outcomes: &[HostOutcome],
 ) -> anyhow::Result<RoundTotals> {
     let now = crate::buffer::now_ms();
+    // A step of the wall clock is logged and the samples stamped before it flagged; ages
+    // are measured on the buffer's monotonic clock, so nothing is shed for it.
+    if let Err(error) = buffer.check_clock(now) {
+        tracing::debug!(%error, "cannot check the wall clock this round");
+    }
     match buffer.prepare_round(&config.buffer, now) {
         Ok(Room::Ok) => {}
         Ok(Room::Full { avail, reserve }) => {
@@ -109,6 +174,7 @@ pub fn record(
             Ok(totals)
         }
         Err(error) => {
+            buffer.note_damage(&error);
             let disk_full = matches!(error, crate::buffer::Error::DiskFull { .. });
             Err(lost_round(
                 buffer,
@@ -175,6 +241,22 @@ pub fn background_jobs(config: &Config, metrics: &Arc<Metrics>) -> Vec<Job> {
         jobs.push(prune_job(config, retention));
     }
     jobs
+}
+
+/// Whether a reload from `old` to `new` changed what background job `name` is built from
+/// (each job's constructor below reads exactly these sections); an unchanged job keeps its
+/// thread across the reload.
+pub fn job_changed(name: &str, old: &Config, new: &Config) -> bool {
+    match name {
+        "sync" => {
+            old.appliance != new.appliance || old.buffer != new.buffer || old.sync != new.sync
+        }
+        "mail" => old.mail != new.mail || old.buffer.path != new.buffer.path,
+        "prune" => {
+            old.appliance != new.appliance || old.sync != new.sync || old.central != new.central
+        }
+        _ => true,
+    }
 }
 
 /// First central prune after the daemon starts (so a restart loop does not prune in a loop,

@@ -7,11 +7,17 @@
 //! finishes its MySQL batch and marks it, the mailer finishes the mail it is
 //! sending, SSH sessions close; then `run` returns. A round still waiting on
 //! hosts is abandoned: nothing of it was stored, so nothing is lost.
+//! Rounds are per-host ticks ([`crate::collect::schedule`]): a host still in
+//! flight is not started again, and a round commits at the latest at the next
+//! tick, so one silent host never sets the others' pace.
 //! SIGHUP reloads the configuration from the same file; buffer, alert state
 //! and outbox stay as they are, hosts whose settings did not change keep their
-//! SSH sessions, and the sync and mail threads are stopped, joined and started
-//! again only when their sections changed. A second daemon on the same data
-//! directory is refused by an exclusive lock on `<data_dir>/edgemon.lock`.
+//! SSH sessions, and a background thread is restarted only when the sections
+//! its job reads changed. The reload never waits on a thread: the old one is
+//! told to stop and the new one joins it before starting, off the collection
+//! loop, so a mail stuck on a dead server delays no round. A second daemon on
+//! the same data directory is refused by an exclusive lock on
+//! `<data_dir>/edgemon.lock`.
 //!
 //! Lifecycle: one [`Shutdown`] reaches every loop. The sync and mail threads
 //! sleep on it and wake at once when it fires; the collection loop and the
@@ -32,6 +38,8 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use crate::app;
+use crate::collect::outcome::ErrorClass;
+use crate::collect::schedule::{ClosedRound, Scheduler};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -126,42 +134,155 @@ impl DataDirLock {
     }
 }
 
-/// The background threads of one configuration (sync, mail), stopped by their own child of
-/// the daemon's shutdown. Dropping it fires that child and joins every thread, so no thread
-/// outlives it: the daemon drops it before the lock file, and before starting the next
-/// generation on SIGHUP.
+/// The background threads (sync, mail, prune), one per job, each stopped by its own child of
+/// the daemon's shutdown.
+///
+/// A reload restarts only the jobs whose inputs changed ([`app::job_changed`]) and never waits
+/// for the old thread: it fires the old thread's stop and starts the new one, whose first act
+/// is to join the old (a mailer must never send beside its predecessor, nor two syncs drain one
+/// queue), so the collection loop goes on at once whatever the old thread is stuck on (a mail
+/// on a blackholed server, a schema lock wait). Every thread, current or superseded, is joined
+/// through this value: dropping it fires every stop and joins them all, and the daemon drops it
+/// before the lock file.
 #[derive(Default)]
 struct Background {
+    parent: Shutdown,
+    workers: Vec<Worker>,
+    /// Threads of jobs a reload removed (prune turned off): stopped, joined on drop.
+    retired: Vec<Worker>,
+}
+
+struct Worker {
+    name: &'static str,
     stop: Shutdown,
-    threads: Vec<(&'static str, JoinHandle<()>)>,
+    handle: JoinHandle<()>,
 }
 
 impl Background {
     /// Starts every background job of `config` on its own thread.
     fn start(config: &Config, metrics: &Arc<Metrics>, parent: &Shutdown) -> anyhow::Result<Self> {
         let mut background = Background {
-            stop: parent.child(),
-            threads: Vec::new(),
+            parent: parent.clone(),
+            workers: Vec::new(),
+            retired: Vec::new(),
         };
         for job in app::background_jobs(config, metrics) {
-            let (stop, run) = (background.stop.clone(), job.run);
             // On error, `background` drops here and joins the threads already started.
-            let handle = std::thread::Builder::new()
-                .name(format!("edgemon-{}", job.name))
-                .spawn(move || run(&stop))
-                .with_context(|| format!("starting the {} thread", job.name))?;
-            background.threads.push((job.name, handle));
+            let worker = background.spawn(job, Vec::new())?;
+            background.workers.push(worker);
         }
         Ok(background)
+    }
+
+    /// Applies a reload: restarts the jobs whose inputs changed between `old` and `new`,
+    /// starts new ones and stops removed ones, without waiting for any thread. Returns the
+    /// names of the jobs (re)started.
+    fn reload(
+        &mut self,
+        old: &Config,
+        new: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Vec<&'static str>> {
+        self.retired.retain(|w| !w.handle.is_finished());
+        let mut restarted = Vec::new();
+        for job in app::background_jobs(new, metrics) {
+            let running = self.workers.iter().position(|w| w.name == job.name);
+            if running.is_some() && !app::job_changed(job.name, old, new) {
+                continue;
+            }
+            // The job's current thread and any stopped one still ending: the new thread joins
+            // them all before it runs, so two generations never work at once.
+            let mut previous: Vec<Worker> = running
+                .map(|i| self.workers.remove(i))
+                .into_iter()
+                .collect();
+            let (same, others): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.retired)
+                .into_iter()
+                .partition(|w| w.name == job.name);
+            self.retired = others;
+            previous.extend(same);
+            let name = job.name;
+            let worker = self.spawn(job, previous)?;
+            self.workers.push(worker);
+            restarted.push(name);
+        }
+        // Jobs the new configuration no longer has.
+        let names: Vec<&str> = app::background_jobs(new, metrics)
+            .iter()
+            .map(|j| j.name)
+            .collect();
+        let (keep, gone): (Vec<Worker>, Vec<Worker>) = std::mem::take(&mut self.workers)
+            .into_iter()
+            .partition(|w| names.contains(&w.name));
+        self.workers = keep;
+        for worker in gone {
+            worker.stop.fire();
+            tracing::info!(task = worker.name, "stopped by the reload");
+            self.retired.push(worker);
+        }
+        Ok(restarted)
+    }
+
+    /// Starts `job` on its own thread; that thread first stops and joins `previous` (earlier
+    /// threads of the same job), and runs the job only if not stopped meanwhile. When the
+    /// thread cannot start, `previous` are stopped and kept in `retired`, still to be joined.
+    fn spawn(&mut self, job: app::Job, previous: Vec<Worker>) -> anyhow::Result<Worker> {
+        let stop = self.parent.child();
+        for worker in &previous {
+            worker.stop.fire();
+        }
+        let handed = Arc::new(std::sync::Mutex::new(previous));
+        let (name, run, own) = (job.name, job.run, stop.clone());
+        let body = {
+            let handed = handed.clone();
+            move || {
+                let previous: Vec<Worker> =
+                    std::mem::take(&mut *handed.lock().unwrap_or_else(|p| p.into_inner()));
+                for worker in previous {
+                    let started = Instant::now();
+                    if worker.handle.join().is_err() {
+                        tracing::error!(task = name, "background task panicked");
+                    }
+                    tracing::info!(
+                        task = name,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "previous generation joined; starting with the new settings"
+                    );
+                }
+                if !own.is_fired() {
+                    run(&own);
+                }
+            }
+        };
+        match std::thread::Builder::new()
+            .name(format!("edgemon-{name}"))
+            .spawn(body)
+        {
+            Ok(handle) => Ok(Worker { name, stop, handle }),
+            Err(error) => {
+                let previous =
+                    std::mem::take(&mut *handed.lock().unwrap_or_else(|p| p.into_inner()));
+                self.retired.extend(previous);
+                Err(anyhow::Error::new(error).context(format!("starting the {name} thread")))
+            }
+        }
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.stop.fire();
-        for (name, handle) in self.threads.drain(..) {
-            if handle.join().is_err() {
-                tracing::error!(task = name, "background task panicked");
+        let workers: Vec<Worker> = self
+            .workers
+            .drain(..)
+            .chain(self.retired.drain(..))
+            .collect();
+        for worker in &workers {
+            worker.stop.fire();
+        }
+        for worker in workers {
+            // A thread that superseded another joins it first, so this joins both.
+            if worker.handle.join().is_err() {
+                tracing::error!(task = worker.name, "background task panicked");
             }
         }
     }
@@ -205,6 +326,7 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
 
     let mut background = Background::start(&config, &metrics, &shutdown)?;
     let mut config = config;
+    let mut scheduler = Scheduler::new();
     let mut next = Instant::now();
     loop {
         let event = async {
@@ -222,20 +344,22 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 .await
                 .map_or(Event::Stop, |()| Event::Reload)
         })
+        .or(async { Event::Landed(Box::new(scheduler.next_landed().await)) })
         .await;
-        match event {
+        let closed = match event {
             Event::Stop => break,
             Event::Reload => {
+                // Nothing here waits on a thread: a reload never delays a round.
                 match reload(&config, &mut buffer) {
                     Ok(new_config) => {
                         collector = app::reconfigure_collector(&new_config, &collector)?;
-                        if background_changed(&config, &new_config) {
-                            // The old generation finishes its work in flight and is joined
-                            // before the new one opens the same buffer and servers.
-                            let old = std::mem::take(&mut background);
-                            smol::unblock(move || drop(old)).await;
-                            background = Background::start(&new_config, &metrics, &shutdown)?;
-                            tracing::info!("sync and mail restarted with the new settings");
+                        match background.reload(&config, &new_config, &metrics) {
+                            Ok(restarted) if restarted.is_empty() => {}
+                            Ok(restarted) => tracing::info!(
+                                restarted = restarted.join(", "),
+                                "background jobs restarting with the new settings"
+                            ),
+                            Err(error) => tracing::error!("{error:#}"),
                         }
                         tracing::info!(
                             hosts = new_config.hosts.len(),
@@ -250,25 +374,33 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
                 }
                 continue;
             }
-            Event::Tick => {}
-        }
-        next = Instant::now() + config.collect.interval;
-        // A round still waiting on hosts is abandoned at shutdown; one in hand is recorded.
-        let round = async { Some(timed_round(&config, &collector, &mut buffer).await) };
-        let stopped = async {
-            shutdown.wait().await;
-            None
+            Event::Tick => {
+                next = Instant::now() + config.collect.interval;
+                scheduler.tick(&collector)
+            }
+            Event::Landed(outcome) => scheduler.land(*outcome),
         };
-        match round.or(stopped).await {
-            Some(Ok((outcomes, wall))) => metrics.record_round(&outcomes, wall),
-            Some(Err(err)) => tracing::error!("recording the round failed: {err:#}"),
-            None => {
-                tracing::info!(
-                    "shutdown during a round: its samples were not stored yet, nothing is lost"
-                );
-                break;
+        if let Some(round) = closed {
+            match record_round(&config, &mut buffer, &round) {
+                Ok(()) => metrics.record_round(&round.outcomes, round.wall),
+                Err(err) => tracing::error!("recording the round failed: {err:#}"),
             }
         }
+        if let Some(why) = buffer.damage_seen().map(str::to_string) {
+            // A damaged buffer file: sync and mail hold connections on it, so they are
+            // joined before it is set aside, and restarted on the new buffer.
+            let old = std::mem::take(&mut background);
+            smol::unblock(move || drop(old)).await;
+            buffer.close();
+            buffer = app::replace_damaged_buffer(&config, &why)?;
+            background = Background::start(&config, &metrics, &shutdown)?;
+        }
+    }
+    if !scheduler.idle() {
+        tracing::info!(
+            in_flight = scheduler.in_flight(),
+            "shutdown during a round: its samples were not stored yet, nothing is lost"
+        );
     }
     shutdown.fire();
     smol::unblock(move || drop(background)).await;
@@ -280,19 +412,35 @@ pub async fn run(config: Config, control: Control, once: bool) -> anyhow::Result
     Ok(())
 }
 
-/// Whether a reload changed what the background jobs were built from.
-fn background_changed(old: &Config, new: &Config) -> bool {
-    old.appliance != new.appliance
-        || old.buffer != new.buffer
-        || old.sync != new.sync
-        || old.mail != new.mail
-        || old.central != new.central
-}
-
 enum Event {
     Tick,
     Stop,
     Reload,
+    Landed(Box<crate::collect::outcome::HostOutcome>),
+}
+
+/// Records a closed round of the scheduler in one transaction and logs it.
+fn record_round(
+    config: &Config,
+    buffer: &mut crate::buffer::Buffer,
+    round: &ClosedRound,
+) -> anyhow::Result<()> {
+    app::record(config, buffer, &round.outcomes)?;
+    let ok = round.outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let in_flight = round
+        .outcomes
+        .iter()
+        .filter(|o| matches!(&o.result, Err(e) if e.class == ErrorClass::InFlight))
+        .count();
+    tracing::info!(
+        hosts = round.outcomes.len(),
+        ok,
+        failed = round.outcomes.len() - ok,
+        in_flight,
+        wall_ms = round.wall.as_millis() as u64,
+        "round recorded"
+    );
+    Ok(())
 }
 
 async fn timed_round(

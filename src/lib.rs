@@ -8,6 +8,7 @@
 pub mod agent_bin;
 pub mod alert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod logging;

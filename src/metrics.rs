@@ -348,12 +348,20 @@ pub async fn serve(
         async move {
             match request.path.as_str() {
                 "/metrics" => {
-                    let buffer = smol::unblock(move || StatusReader::open(&buffer_path).ok()).await;
-                    Response::new(
-                        200,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        metrics.render(buffer.as_ref()),
-                    )
+                    // Open, read and render on the blocking pool: the status read is SQLite
+                    // work, and on smol's executor thread it would stall every host's
+                    // deadline timer for as long as it takes.
+                    // Dropped with this future: a scrape abandoned at its deadline interrupts
+                    // its read (`web::cancel`) instead of holding a blocking-pool thread.
+                    let (_guard, cancel) = crate::web::cancel::pair();
+                    let body = smol::unblock(move || {
+                        let buffer = StatusReader::open(&buffer_path)
+                            .ok()
+                            .filter(|buffer| cancel.watch(buffer.conn()));
+                        metrics.render(buffer.as_ref())
+                    })
+                    .await;
+                    Response::new(200, "text/plain; version=0.0.4; charset=utf-8", body)
                 }
                 "/healthz" => Response::text(200, "ok\n"),
                 _ => Response::text(404, "not found\n"),

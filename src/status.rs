@@ -112,6 +112,18 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
     if let Some(warning) = &status.buffer_warning {
         writeln!(out, "WARNING: {warning}")?;
     }
+    if let Some(damage) = &status.damaged {
+        writeln!(
+            out,
+            "DAMAGED BUFFER replaced {}: the old file is kept as {} ({}); {} unsynced sample(s) \
+             salvaged into this buffer, {} unreadable range(s) skipped",
+            ago(now, Some(damage.detected_at)),
+            damage.set_aside,
+            damage.error,
+            damage.salvaged_samples,
+            damage.unreadable_ranges
+        )?;
+    }
     print_disk(out, now, status)?;
     if !status.silences.is_empty() {
         writeln!(out, "silences:")?;

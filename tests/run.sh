@@ -16,12 +16,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # libssl-dev and pkg-config: ssh2 and the TLS of mysql/lettre link the system OpenSSL.
 # chromium: the status page's browser test (tests/integration/web.rs), headless.
-# iproute2 and nftables: the namespace test hosts (tests/integration/support/netns.rs).
+# iproute2 and nftables: the namespace test hosts (tests/integration/support/netns.rs);
+# sshfs: a FUSE mount whose daemon is stopped, for the hung-mount test (tests/integration/families.rs).
 # galera-4, rsync and iproute2 (ss): the Galera cluster's provider and its rsync state transfer
 # (wsrep_sst_rsync finds rsync and ss on PATH); util-linux gives setpriv, which drops the
 # nodes to nobody when the tests run as root.
 PACKAGES=(openssh-server openssh-client mariadb-server galera-4 rsync iproute2 util-linux
-          python3-aiosmtpd passwd libssl-dev pkg-config chromium nftables)
+          python3-aiosmtpd passwd libssl-dev pkg-config chromium nftables faketime libfaketime
+          sshfs)
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -31,8 +33,10 @@ missing_servers() {
     [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || echo "MariaDB server (/usr/sbin/mariadbd)"
     [[ -x /usr/bin/mariadb-install-db ]] || echo "MariaDB (/usr/bin/mariadb-install-db)"
     [[ -x /usr/bin/chromium ]] || echo "Chromium for the status page's browser test (/usr/bin/chromium)"
+    compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || echo "libfaketime for the clock-step tests (libfaketime)"
     [[ -x /usr/sbin/ip ]] || echo "iproute2 for namespace test hosts (/usr/sbin/ip)"
     [[ -x /usr/sbin/nft ]] || echo "nftables for namespace test hosts (/usr/sbin/nft)"
+    [[ -x /usr/bin/sshfs ]] || echo "sshfs for the hung-mount test (/usr/bin/sshfs)"
     [[ -f /usr/lib/galera/libgalera_smm.so ]] || echo "Galera provider (galera-4: /usr/lib/galera/libgalera_smm.so)"
     [[ -x /usr/bin/wsrep_sst_rsync ]] || echo "Galera rsync SST script (mariadb-server: /usr/bin/wsrep_sst_rsync)"
     [[ -x /usr/bin/rsync ]] || echo "rsync (/usr/bin/rsync, Galera state transfer)"

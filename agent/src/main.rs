@@ -8,23 +8,34 @@
 //! - 2: bad usage or a bad request (diagnostic on stderr);
 //! - 3: no request within `--idle-timeout` seconds (default 600).
 
+mod family;
 mod sample;
 mod serve;
 
+use edgemon_proto::report::family::options::AgentOptions;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: edgemon-agent [--idle-timeout SECS] | --version | --help
+const USAGE: &str =
+    "usage: edgemon-agent [--idle-timeout SECS] [--options TOKEN] | --version | --help
 Reads length-prefixed envelope requests on stdin and writes one sealed stats
 report per request on stdout. Exits 0 at end of input, 3 after SECS (default
-600) without a request, 2 on a bad request.";
+600) without a request, 2 on a bad request or bad arguments. TOKEN is the
+collector's encoding of what to measure (exclusions, caps, watched processes);
+without it the defaults apply.";
+
+/// What the arguments ask for.
+struct Args {
+    idle: Duration,
+    options: AgentOptions,
+}
 
 /// Default idle timeout: a resident agent never outlives its collector by long.
 const DEFAULT_IDLE_SECS: u64 = 600;
 
 fn main() -> ExitCode {
-    let idle = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(idle)) => idle,
+    let Args { idle, options } = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
         Ok(None) => return ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("edgemon-agent: {message}\n{USAGE}");
@@ -32,7 +43,7 @@ fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    match serve::run(std::io::stdin(), &mut stdout, idle) {
+    match serve::run(std::io::stdin(), &mut stdout, idle, options) {
         serve::Outcome::Eof => ExitCode::SUCCESS,
         serve::Outcome::Output(e) => {
             eprintln!("edgemon-agent: writing the reply to stdout: {e}");
@@ -52,10 +63,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The idle timeout, or `None` when the arguments asked only for version or help.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Duration>, String> {
+/// The arguments, or `None` when they asked only for version or help.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut idle_secs = DEFAULT_IDLE_SECS;
+    let mut options = AgentOptions::default();
     while let Some(arg) = args.next() {
+        if arg == "--options" || arg.starts_with("--options=") {
+            let token = match arg.strip_prefix("--options=") {
+                Some(token) => token.to_owned(),
+                None => args.next().ok_or("--options needs a token")?,
+            };
+            options = AgentOptions::from_token(&token).map_err(|e| format!("--options: {e}"))?;
+            continue;
+        }
         let value = match arg.as_str() {
             "--version" | "-V" => {
                 println!("edgemon-agent {}", env!("CARGO_PKG_VERSION"));
@@ -82,5 +102,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Duration>
             }
         };
     }
-    Ok(Some(Duration::from_secs(idle_secs)))
+    Ok(Some(Args {
+        idle: Duration::from_secs(idle_secs),
+        options,
+    }))
 }

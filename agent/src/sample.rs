@@ -1,6 +1,9 @@
-//! Measuring one sample of this host with sysinfo. This module owns how CPU
-//! usage is measured between requests; it knows nothing of the wire.
+//! Measuring one sample of this host: the original figures with sysinfo, the metric
+//! families with [`crate::family`]. This module owns how CPU usage is measured between
+//! requests (total and by mode over one window); it knows nothing of the wire.
 
+use crate::family::{Families, system};
+use edgemon_proto::report::family::options::AgentOptions;
 use edgemon_proto::report::{REPORT_VERSION, Report};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sysinfo::System;
@@ -16,14 +19,19 @@ const MIN_DELTA: Duration = Duration::from_millis(100);
 pub struct Sampler {
     sys: System,
     last_cpu_refresh: Option<Instant>,
+    /// `/proc/stat` read at the last CPU refresh: the start of the next window.
+    last_stat: Option<system::CpuTimes>,
+    families: Families,
 }
 
 impl Sampler {
-    /// A sampler with no CPU reading yet.
-    pub fn new() -> Sampler {
+    /// A sampler with no CPU reading yet, measuring the families with `options`.
+    pub fn new(options: AgentOptions) -> Sampler {
         Sampler {
             sys: System::new(),
             last_cpu_refresh: None,
+            last_stat: None,
+            families: Families::new(options),
         }
     }
 
@@ -34,11 +42,20 @@ impl Sampler {
             .is_some_and(|at| at.elapsed() >= MIN_DELTA);
         if !reusable {
             self.sys.refresh_cpu_usage();
+            self.last_stat = system::read_stat();
             std::thread::sleep(FIRST_WINDOW.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
         }
         self.sys.refresh_cpu_usage();
+        // Read right after sysinfo's refresh: the modes cover the total's window.
+        let stat = system::read_stat();
+        let modes = match (&self.last_stat, &stat) {
+            (Some(before), Some(after)) => system::cpu_modes(before, after),
+            _ => None,
+        };
+        self.last_stat = stat;
         self.last_cpu_refresh = Some(Instant::now());
         self.sys.refresh_memory();
+        let sections = self.families.measure(Some(system::measure(modes)));
 
         let mem_total = self.sys.total_memory();
         let swap_total = self.sys.total_swap();
@@ -68,6 +85,7 @@ impl Sampler {
             os: System::long_os_version(),
             kernel: System::kernel_version(),
             extras: Vec::new(),
+            sections,
         }
     }
 }

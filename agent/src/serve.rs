@@ -4,6 +4,7 @@
 
 use crate::sample::Sampler;
 use edgemon_proto::envelope::{self, FrameError, REQUEST_LEN};
+use edgemon_proto::report::family::options::AgentOptions;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
@@ -28,7 +29,12 @@ pub enum Outcome {
 ///
 /// `input` is read on its own thread so the idle timeout applies to a
 /// blocking stdin; that thread is left behind when the process exits.
-pub fn run(input: impl Read + Send + 'static, output: &mut impl Write, idle: Duration) -> Outcome {
+pub fn run(
+    input: impl Read + Send + 'static,
+    output: &mut impl Write,
+    idle: Duration,
+    options: AgentOptions,
+) -> Outcome {
     let (tx, rx) = mpsc::sync_channel::<Result<Option<Vec<u8>>, FrameError>>(1);
     std::thread::spawn(move || {
         let mut input = input;
@@ -41,7 +47,7 @@ pub fn run(input: impl Read + Send + 'static, output: &mut impl Write, idle: Dur
         }
     });
 
-    let mut sampler = Sampler::new();
+    let mut sampler = Sampler::new(options);
     loop {
         // This reply's key pair, made while waiting rather than after the request arrives;
         // `respond_with` consumes it, so each serves one reply.

@@ -96,3 +96,98 @@ fn version_and_usage() {
     let out = agent().arg("--bogus").output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_report_carries_the_families_and_honours_the_options() {
+    use edgemon_proto::report::family::filesystems::Filesystem;
+    use edgemon_proto::report::family::options::{AgentOptions, Watch, WatchBy};
+    use edgemon_proto::report::family::processes::Watched;
+    use edgemon_proto::report::family::system::System;
+    use edgemon_proto::report::family::{filesystems, interfaces, processes, system};
+
+    let options = AgentOptions {
+        fs_exclude_types: Vec::new(),
+        watch: vec![
+            Watch {
+                name: "me".into(),
+                by: WatchBy::Cmdline,
+                pattern: "*edgemon-agent*--options*".into(),
+            },
+            Watch {
+                name: "nothing".into(),
+                by: WatchBy::Name,
+                pattern: "no-such-process-x".into(),
+            },
+        ],
+        ..AgentOptions::default()
+    };
+    let mut child = agent()
+        .args(["--options", &options.to_token()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let init = Initiator::new();
+    write_frame(&mut stdin, &init.request()).expect("request written");
+    stdin.flush().expect("flushed");
+    let reply = read_frame(&mut stdout, MAX_REPLY)
+        .expect("frame")
+        .expect("reply");
+    let report = parse(&init.open(&reply, MAX_REPLY).expect("opens")).expect("parses");
+    drop(stdin);
+    let _ = child.wait();
+
+    let sys: Vec<System> = report.typed();
+    let sys = sys.first().expect("system section");
+    let modes = [
+        sys.cpu_user,
+        sys.cpu_system,
+        sys.cpu_iowait,
+        sys.cpu_steal,
+        sys.cpu_idle,
+    ];
+    let sum: f64 = modes.iter().map(|m| m.expect("every mode measured")).sum();
+    assert!((sum - 100.0).abs() < 0.01, "modes sum to {sum}: {sys:?}");
+    assert!(sys.mem_available.is_some_and(|m| m > 0));
+    assert!(sys.procs.is_some_and(|p| p > 0) && sys.pid_max.is_some_and(|p| p > 0));
+    assert!(sys.files_max.is_some_and(|f| f > 0));
+    assert!(report.section(&system::SPEC).is_some());
+
+    let fs: Vec<Filesystem> = report.typed();
+    let root = fs.iter().find(|f| f.mount == "/").expect("/ reported");
+    assert!(
+        root.size.is_some_and(|s| s > 0) && !root.hanging,
+        "{root:?}"
+    );
+    assert!(
+        fs.iter().all(|f| !f.mount.starts_with("/proc")),
+        "default mount exclusions apply"
+    );
+    assert!(report.section(&filesystems::SPEC).is_some());
+    assert!(report.section(&interfaces::SPEC).is_some());
+
+    let watched: Vec<Watched> = report.typed();
+    let count = |name: &str| {
+        watched
+            .iter()
+            .find(|w| w.name == name)
+            .and_then(|w| w.count)
+    };
+    assert_eq!(count("me"), Some(1), "{watched:?}");
+    assert_eq!(count("nothing"), Some(0));
+    assert!(report.section(&processes::SPEC).is_some());
+}
+
+#[test]
+fn a_bad_options_token_exits_2_and_names_it() {
+    let out = agent().args(["--options", "zz"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--options") && stderr.contains("not hex"),
+        "{stderr}"
+    );
+}

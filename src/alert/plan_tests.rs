@@ -65,6 +65,7 @@ fn alerting(names: &[String], rate_limit: u32) -> Alerting {
                 reboot: false,
                 unreachable_after: Some(2),
             },
+            agent: Default::default(),
         })
         .collect();
     let mail = MailConfig {

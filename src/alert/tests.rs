@@ -25,6 +25,7 @@ fn host(name: &str) -> HostConfig {
             reboot: true,
             unreachable_after: Some(2),
         },
+        agent: Default::default(),
     }
 }
 
@@ -75,6 +76,7 @@ fn outcome(name: &str, cpu: Option<f64>, now: i64) -> HostOutcome {
                 os: None,
                 kernel: None,
                 extras: Vec::new(),
+                sections: Vec::new(),
             }),
             None => Err(CollectError::new(ErrorClass::Timeout, "timed out")),
         },

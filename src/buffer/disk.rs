@@ -30,6 +30,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::{Buffer, Error, Result};
@@ -394,16 +395,9 @@ impl Buffer {
         through_reserve(self, |b| b, write)
     }
 
-    /// Copies the WAL into the main file and truncates it (best effort: readers may hold it).
+    /// Copies the WAL into the main file and truncates it, opportunistically (see [`checkpoint`]).
     pub(crate) fn checkpoint(&self) {
-        let result: rusqlite::Result<(i64, i64, i64)> =
-            self.conn()
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                });
-        if let Err(error) = result {
-            tracing::debug!(%error, "checkpoint failed");
-        }
+        checkpoint(self.conn(), &self.path);
     }
 
     /// Gives free pages back to the filesystem (`auto_vacuum = INCREMENTAL`), in steps of
@@ -439,6 +433,124 @@ impl Buffer {
         }
         self.checkpoint();
     }
+}
+
+/// Copies the WAL into the main file and truncates it, opportunistically: it never waits.
+///
+/// A `TRUNCATE` checkpoint takes the writer lock and then waits, through the busy
+/// handler, for every reader to leave the WAL, blocking every writer meanwhile: with
+/// an operator's `sqlite3 .backup` or a long status read that cost whole rounds. Here
+/// the busy handler is off for the checkpoint, so when the writer lock is taken or a
+/// reader still needs the WAL it degrades to a passive checkpoint of what it can copy
+/// and returns at once (SQLite's documented behaviour); the next one finishes the job.
+/// Invariant: no reader blocks the round's writer.
+pub(crate) fn checkpoint(conn: &Connection, path: &Path) {
+    if let Err(error) = conn.busy_timeout(std::time::Duration::ZERO) {
+        tracing::debug!(%error, "cannot turn the busy handler off for a checkpoint");
+        return;
+    }
+    let result: rusqlite::Result<(i64, i64, i64)> =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        });
+    match result {
+        Ok((1, _, _)) => tracing::debug!("checkpoint incomplete: a reader holds the WAL"),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "checkpoint failed"),
+    }
+    if let Err(error) = conn.busy_timeout(super::BUSY_TIMEOUT) {
+        tracing::warn!(buffer = %path.display(), %error, "cannot restore the busy timeout after a checkpoint");
+    }
+}
+
+/// Brings the schema and the derived bookkeeping (`counts.rs`) up to date at open, on any
+/// disk: a migration meeting a full filesystem first gets the reserve's space (released,
+/// then checkpointed), then, while it still does not fit, synced rows are shed — samples
+/// MySQL holds, synced collection errors, sent mail: nothing that is not already central
+/// or delivered — in small chunks, each checkpointed and its pages given back, and the
+/// migration is tried again. Generic: it knows no migration, only SQLITE_FULL, so every
+/// future migration has the same way out. Invariant: a migration never needs space the
+/// reserve and synced rows cannot give; only a disk full of unsynced data can stop one,
+/// and that is an error naming the file, not a loop.
+pub(crate) fn migrate_with_room(
+    conn: &mut Connection,
+    disk: &Disk,
+    path: &Path,
+) -> std::result::Result<(), super::migrations::MigrateError> {
+    let pending = super::migrations::pending(conn)?;
+    let mut released = false;
+    let mut shed = 0u64;
+    loop {
+        let result = super::migrations::migrate(conn).and_then(|()| {
+            super::counts::ensure(conn)
+                .map(drop)
+                .map_err(super::migrations::MigrateError::from)
+        });
+        match result {
+            Err(error) if error.is_disk_full() => {
+                checkpoint(conn, path);
+                if !released {
+                    released = true;
+                    tracing::warn!(buffer = %path.display(), %error, "no room to bring the buffer schema up to date; using the disk reserve");
+                    if disk.release_reserve() {
+                        checkpoint(conn, path);
+                        continue;
+                    }
+                }
+                let n = shed_synced_for_migration(conn, path);
+                if n == 0 {
+                    tracing::error!(buffer = %path.display(), %error, shed, "no room to bring the buffer schema up to date even after shedding every synced row");
+                    return Err(error);
+                }
+                shed += n;
+            }
+            Err(error) => return Err(error),
+            Ok(()) => {
+                if pending || shed > 0 {
+                    tracing::info!(buffer = %path.display(), version = super::migrations::LATEST, synced_rows_shed = shed, reserve_used = released, "buffer schema up to date");
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One step of making room for a migration: deletes up to a few thousand synced rows in
+/// chunks, each followed by a checkpoint and (with incremental vacuum) giving the freed
+/// pages back. Only columns of schema version 1 are used, so it works at any version.
+/// The newest sample is never deleted, so its rowid is never reused. Returns rows deleted.
+fn shed_synced_for_migration(conn: &Connection, path: &Path) -> u64 {
+    const CHUNK: i64 = 200;
+    let statements = [
+        "DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE sync_state = 1
+             AND id < (SELECT MAX(id) FROM samples) ORDER BY id LIMIT ?1)",
+        "DELETE FROM collection_errors WHERE id IN (SELECT id FROM collection_errors
+             WHERE sync_state = 1 AND id < (SELECT MAX(id) FROM collection_errors) ORDER BY id LIMIT ?1)",
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'sent'
+             AND id < (SELECT MAX(id) FROM outbox) ORDER BY id LIMIT ?1)",
+    ];
+    let mut total = 0u64;
+    for sql in statements {
+        for _ in 0..10 {
+            match conn.execute(sql, [CHUNK]) {
+                Ok(0) => break,
+                Ok(n) => total += n as u64,
+                Err(error) => {
+                    tracing::debug!(buffer = %path.display(), %error, "shedding synced rows for a migration stopped");
+                    break;
+                }
+            }
+            let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+            checkpoint(conn, path);
+        }
+        if total > 0 {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::warn!(buffer = %path.display(), rows = total, "shed synced rows to make room for a buffer migration (they are in MySQL)");
+    }
+    total
 }
 
 /// [`Buffer::with_reserve`] for any role of the buffer: runs `write` on `role`; when it

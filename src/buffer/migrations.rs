@@ -10,6 +10,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite.sql"),
     include_str!("../../schema/sqlite-2.sql"),
     include_str!("../../schema/sqlite-3.sql"),
+    include_str!("../../schema/sqlite-4.sql"),
+    include_str!("../../schema/sqlite-5.sql"),
 ];
 
 /// The schema version this build writes.
@@ -26,7 +28,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)
             .map_err(|source| MigrateError::Step { version, source })?;
         tx.pragma_update(None, "user_version", version)?;
@@ -59,6 +61,23 @@ pub enum MigrateError {
     /// Reading or writing the version failed.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl MigrateError {
+    /// True when the migration failed for lack of space (SQLITE_FULL).
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            MigrateError::TooNew { .. } => return false,
+            MigrateError::Step { source, .. } | MigrateError::Sqlite(source) => source,
+        };
+        source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+/// True when a migration is still to be applied to `conn`.
+pub fn pending(conn: &Connection) -> Result<bool, MigrateError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok(current < LATEST)
 }
 
 #[cfg(test)]
@@ -150,7 +169,7 @@ mod tests {
         assert_eq!(journal, 0);
         assert_eq!(buffer.unsynced_depth().unwrap().0, 1);
         // Seq 5 synced under the new epoch, then lost centrally: it goes back.
-        buffer.mark_samples_synced(&[5], 0).unwrap();
+        buffer.mark_samples_synced(&[("a", 5)], 0).unwrap();
         let requeued = buffer
             .requeue_missing_samples(&std::collections::HashMap::new())
             .unwrap();

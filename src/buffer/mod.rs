@@ -22,12 +22,17 @@
 //! `kv` table is typed (`state.rs`): no loop passes another a text key.
 
 mod alert_queries;
+mod counts;
+mod damage;
 mod disk;
+mod family_queries;
 mod horizon;
 mod migrations;
+pub mod mono;
 mod outbox;
 mod retention;
 mod round;
+mod sections;
 mod silence_queries;
 mod state;
 mod status;
@@ -35,12 +40,15 @@ mod sync_queries;
 mod web_queries;
 
 pub use alert_queries::{AlertRow, NewAlertEvent, NewMail, SampleBrief};
+pub use damage::{CHECK_AT_OPEN_MAX, Damage, QueuedMail};
 pub use disk::{DiskFullState, FsSpace, Room, Unstored, fs_space, reserve_size};
+pub use family_queries::{FamilyPoint, HostSections};
 pub use horizon::{HorizonInput, TTFL_KEY, time_to_first_loss};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{Outbox, OutboxRow};
 pub use retention::RetentionReport;
 pub use round::Round;
+pub use sections::{DecodeError, example_sections};
 pub use silence_queries::{AckRow, NewSilence, SilenceRow};
 pub(crate) use state::key as kv_key;
 pub use state::{SyncStatus, WARNING_KEY};
@@ -52,7 +60,7 @@ pub use sync_queries::{
 pub use web_queries::{ActiveAlert, Series, SeriesPoint, WebHost};
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
@@ -94,6 +102,17 @@ pub enum Error {
         /// What was being done.
         doing: &'static str,
     },
+    /// The file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed check at open): the
+    /// round writer sets it aside and carries on under a new buffer (`damage.rs`).
+    #[error("buffer {path} is damaged ({doing}): {detail}")]
+    Damaged {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// SQLite's error or the check's complaint.
+        detail: String,
+    },
     /// Any other SQLite failure.
     #[error("buffer {path}: {doing}: {source}")]
     Sql {
@@ -106,16 +125,32 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// True when the error says the file itself is damaged, whatever was being done.
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            Error::Damaged { .. } => true,
+            Error::Open { source, .. } | Error::Sql { source, .. } => damage::is_damage(source),
+            Error::Migrate { source, .. } => match source {
+                migrations::MigrateError::Step { source, .. }
+                | migrations::MigrateError::Sqlite(source) => damage::is_damage(source),
+                migrations::MigrateError::TooNew { .. } => false,
+            },
+            Error::DiskFull { .. } | Error::Busy { .. } => false,
+        }
+    }
+}
+
 /// Result of buffer operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The current time as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// How long a connection waits for another's lock before SQLITE_BUSY. Readers never hold a
+/// lock a writer waits for (WAL), and checkpoints never wait (`disk.rs`), so only another
+/// writer's transaction can make a writer wait, and those are short.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The current time as Unix milliseconds (the buffer's timestamps), from [`crate::clock`].
+pub use crate::clock::now_ms;
 
 /// An open buffer, as the round writer holds it (and the connection each role wraps).
 ///
@@ -130,6 +165,10 @@ pub struct Buffer {
     conn: Connection,
     path: PathBuf,
     disk: disk::Disk,
+    /// Set when a write met a damaged file (see [`Buffer::note_damage`]).
+    damaged: Option<String>,
+    /// Cache of the `dictionary` table (member keys and text values of the sections).
+    dict: std::sync::Mutex<sections::Dictionary>,
 }
 
 /// What [`Buffer::record_round`] stored for one host.
@@ -168,20 +207,75 @@ impl Buffer {
                 ))),
             })?;
         }
+        let disk = disk::Disk::new(path);
+        let conn = match Self::connect(path, &disk) {
+            // Opening needs a little space of its own (the WAL index `-shm`, the WAL, the
+            // bookkeeping): on a full disk the reserve gives it, as it does to marking.
+            Err(error) if disk.reserve_present() && disk.space().is_some_and(|s| disk.tight(s)) => {
+                tracing::warn!(buffer = %path.display(), %error, "cannot open the buffer on a full disk; using the disk reserve");
+                disk.release_reserve();
+                Self::connect(path, &disk)?
+            }
+            other => other?,
+        };
+        let buffer = Buffer {
+            conn,
+            path: path.to_path_buf(),
+            disk,
+            damaged: None,
+            dict: Default::default(),
+        };
+        buffer.convert_to_incremental_vacuum();
+        Ok(buffer)
+    }
+
+    /// [`Buffer::open`] for the round writer at start: also checks every page of files up to
+    /// [`CHECK_AT_OPEN_MAX`] (`PRAGMA quick_check`), so a damaged file is found before the
+    /// first round rather than by it. [`Error::is_damaged`] tells the caller to set it aside.
+    pub fn open_checked(path: &Path) -> Result<Buffer> {
+        let buffer = Buffer::open(path)?;
+        if std::fs::metadata(path).map_or(0, |m| m.len()) <= CHECK_AT_OPEN_MAX
+            && let Err(detail) = damage::quick_check(&buffer.conn)
+        {
+            return Err(Error::Damaged {
+                path: path.to_path_buf(),
+                doing: "checking its pages at open",
+                detail,
+            });
+        }
+        Ok(buffer)
+    }
+
+    /// Sets the damaged buffer at `path` aside (renamed with a timestamp, never deleted),
+    /// opens a new one in its place (a new epoch) and salvages into it what the damaged
+    /// file still gives ([`Buffer::salvage`]); `mails` composes the operator mail.
+    pub fn replace_damaged(
+        path: &Path,
+        error: &str,
+        now_ms: i64,
+        mails: impl FnOnce(&Damage) -> Vec<damage::QueuedMail>,
+    ) -> Result<(Buffer, Damage)> {
+        let aside = damage::set_aside(path, now_ms)?;
+        let mut buffer = Buffer::open(path)?;
+        let damage = buffer.salvage(&aside, error, now_ms, mails)?;
+        Ok((buffer, damage))
+    }
+
+    /// The writer's connection on `path`: pragmas, then the schema brought up to date
+    /// ([`disk::migrate_with_room`]).
+    fn connect(path: &Path, disk: &disk::Disk) -> Result<Connection> {
         let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // Before the first table exists, so that a new buffer can give freed pages back to
         // the filesystem (retention's `buffer.min_free`); older files are converted below.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        let disk = disk::Disk::new(path);
         // Checkpoint well before the WAL outgrows the reserve: a checkpoint must be able to
         // grow the main file out of the reserve on a full disk (see `disk.rs`).
         let wal_pages = (disk.reserve_size / 2 / disk::PAGE).clamp(32, 1000);
@@ -193,17 +287,12 @@ impl Buffer {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        migrations::migrate(&mut conn).map_err(|source| Error::Migrate {
+        disk::migrate_with_room(&mut conn, disk, path).map_err(|source| Error::Migrate {
             path: path.to_path_buf(),
             source,
         })?;
-        let buffer = Buffer {
-            conn,
-            path: path.to_path_buf(),
-            disk,
-        };
-        buffer.convert_to_incremental_vacuum();
-        Ok(buffer)
+        mono::start(&mut conn, path);
+        Ok(conn)
     }
 
     /// Buffers created before `auto_vacuum = INCREMENTAL` keep freed pages for reuse but never
@@ -254,12 +343,13 @@ impl Buffer {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         Ok(Buffer {
             conn,
             path: path.to_path_buf(),
             disk: disk::Disk::new(path),
+            damaged: None,
+            dict: Default::default(),
         })
     }
 
@@ -283,7 +373,10 @@ impl Buffer {
         self.with_reserve(|buffer| {
             let path = buffer.path.clone();
             let e = move |source| classify(&path, "registering hosts", source);
-            let tx = buffer.conn.transaction().map_err(&e)?;
+            let tx = buffer
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&e)?;
             for (name, address) in &hosts {
                 upsert_host(&tx, name, address).map_err(&e)?;
             }
@@ -324,6 +417,7 @@ impl Buffer {
 pub struct RoundTx<'a> {
     tx: Transaction<'a>,
     path: PathBuf,
+    dict: &'a std::sync::Mutex<sections::Dictionary>,
 }
 
 impl RoundTx<'_> {
@@ -424,8 +518,19 @@ impl RoundTx<'_> {
             Ok(report) => {
                 let skewed =
                     (report.collected_at_ms - received_at).unsigned_abs() > skew.as_millis() as u64;
-                insert_sample(&self.tx, host_id, next_seq, received_at, skewed, report)
-                    .map_err(&e)?;
+                let mono = mono::now(&self.tx).map_err(&e)?;
+                let mut dict = self.dict.lock().unwrap_or_else(|p| p.into_inner());
+                insert_sample(
+                    &self.tx,
+                    &mut dict,
+                    host_id,
+                    next_seq,
+                    [received_at, mono],
+                    skewed,
+                    report,
+                )
+                .map_err(&e)?;
+                drop(dict);
                 self.tx
                     .execute(
                         "UPDATE hosts SET next_seq = ?2, last_sample_at = ?3, last_attempt_at = ?4,
@@ -490,9 +595,10 @@ fn upsert_host(tx: &Transaction<'_>, name: &str, address: &str) -> rusqlite::Res
 
 fn insert_sample(
     tx: &Transaction<'_>,
+    dict: &mut sections::Dictionary,
     host_id: i64,
     seq: i64,
-    received_at: i64,
+    [received_at, received_mono]: [i64; 2],
     skewed: bool,
     r: &Report,
 ) -> rusqlite::Result<()> {
@@ -513,11 +619,13 @@ fn insert_sample(
         Some(serde_json::Value::Object(map).to_string())
     };
     let [load1, load5, load15] = r.load.map(|l| l.map(Some)).unwrap_or([None; 3]);
+    let sections = sections::encode(&r.sections, |text| dict.intern(tx, text))?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO samples (host_id, seq, collected_at, received_at, clock_skewed, cpu, cores,
                               mem_used, mem_total, swap_used, swap_total, uptime_s, boot_time_s,
-                              load1, load5, load15, hostname, os, kernel, extras)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                              load1, load5, load15, hostname, os, kernel, extras, received_mono,
+                              sections)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     )?;
     stmt.execute(params![
         host_id,
@@ -540,6 +648,8 @@ fn insert_sample(
         r.os,
         r.kernel,
         extras,
+        received_mono,
+        sections,
     ])?;
     Ok(())
 }
@@ -550,6 +660,13 @@ fn classify(path: &Path, doing: &'static str, source: rusqlite::Error) -> Error 
         Some(rusqlite::ErrorCode::DiskFull) => Error::DiskFull { path, doing },
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             Error::Busy { path, doing }
+        }
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            Error::Damaged {
+                path,
+                doing,
+                detail: source.to_string(),
+            }
         }
         _ => Error::Sql {
             path,

@@ -85,15 +85,22 @@ impl Buffer {
             self.checkpoint();
         }
         let chunk = if tight { TIGHT_CHUNK } else { SHED_CHUNK } as i64;
+        // Sample ages on the buffer's monotonic clock (`mono.rs`): a step of the wall clock
+        // sheds nothing. Rows from before migration 4 have only their wall time.
+        let mono = self.mono_now()?;
+        let cutoff = |age: Duration| Cutoff {
+            mono: mono - ms(age),
+            wall: now_ms - ms(age),
+        };
 
         let keep_before = now_ms - ms(config.keep_synced);
         report.journal_deleted += self.shed_loop(tight, |b| {
             b.delete_synced_journal(Some(keep_before), chunk, true)
         })?;
-        report.synced_deleted +=
-            self.shed_loop(tight, |b| b.delete_synced(Some(keep_before), chunk))?;
+        let keep = cutoff(config.keep_synced);
+        report.synced_deleted += self.shed_loop(tight, |b| b.delete_synced(Some(keep), chunk))?;
 
-        let age_limit = now_ms - ms(config.max_unsynced_age);
+        let age_limit = cutoff(config.max_unsynced_age);
         let reason = format!(
             "unsynced for longer than buffer.max_unsynced_age ({})",
             humantime::format_duration(config.max_unsynced_age)
@@ -150,7 +157,7 @@ impl Buffer {
             self.release_free_pages(if tight { 16 } else { 0 });
         }
         self.disk.ensure_reserve(self.headroom(config));
-        report.warning = self.update_warning(config, &bound, now_ms)?;
+        report.warning = self.update_warning(config, &bound, now_ms, mono)?;
         if report.unsynced_dropped > 0 {
             tracing::error!(
                 dropped = report.unsynced_dropped,
@@ -239,10 +246,10 @@ impl Buffer {
 
     /// Deletes synced and quarantined samples received before `before` (all when `None`),
     /// oldest first, at most `limit`.
-    fn delete_synced(&mut self, before: Option<i64>, limit: i64) -> Result<u64> {
+    fn delete_synced(&mut self, before: Option<Cutoff>, limit: i64) -> Result<u64> {
         let path = self.path().to_path_buf();
         let e = move |source| super::classify(&path, "deleting synced data", source);
-        let before = before.unwrap_or(i64::MAX);
+        let before = before.unwrap_or(Cutoff::ALL);
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -256,8 +263,10 @@ impl Buffer {
         let n = tx
             .execute(
                 "INSERT INTO temp.shed (id) SELECT id FROM samples
-                 WHERE sync_state IN (1, 2) AND received_at < ?1 ORDER BY id LIMIT ?2",
-                params![before, limit],
+                 WHERE sync_state IN (1, 2)
+                   AND CASE WHEN received_mono IS NULL THEN received_at < ?3 ELSE received_mono < ?1 END
+                 ORDER BY id LIMIT ?2",
+                params![before.mono, limit, before.wall],
             )
             .map_err(&e)?;
         tx.execute(
@@ -346,29 +355,35 @@ impl Buffer {
     }
 
     /// Drops unsynced samples received before `before` (all when `None`), oldest first, at
-    /// most `limit`, recording one `drops` row per host and contiguous sequence range.
+    /// most `limit`, recording one `drops` row per host and contiguous sequence range. Rows of
+    /// the batch sync has in flight (`SyncQueue::claim_unsynced`) are never dropped: MySQL may
+    /// be committing them, and a drop record would count them twice.
     fn drop_unsynced(
         &mut self,
-        before: Option<i64>,
+        before: Option<Cutoff>,
         limit: i64,
         reason: &str,
         now_ms: i64,
     ) -> Result<u64> {
         let path = self.path().to_path_buf();
         let e = move |source| super::classify(&path, "dropping unsynced samples", source);
-        let before = before.unwrap_or(i64::MAX);
+        let before = before.unwrap_or(Cutoff::ALL);
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&e)?;
+        // Read inside the write lock: a claim is written under it too, so none slips between.
+        let (lo, hi) = super::sync_queries::in_flight(&tx).map_err(&e)?;
         let victims: Vec<(i64, i64, i64)> = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT id, host_id, seq FROM samples WHERE sync_state = 0 AND received_at < ?1
+                    "SELECT id, host_id, seq FROM samples
+                     WHERE sync_state = 0 AND id NOT BETWEEN ?3 AND ?4
+                       AND CASE WHEN received_mono IS NULL THEN received_at < ?5 ELSE received_mono < ?1 END
                      ORDER BY id LIMIT ?2",
                 )
                 .map_err(&e)?;
-            stmt.query_map(params![before, limit], |r| {
+            stmt.query_map(params![before.mono, limit, lo, hi, before.wall], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(&e)?
@@ -402,8 +417,10 @@ impl Buffer {
         config: &BufferConfig,
         bound: &SizeBound,
         now_ms: i64,
+        mono: i64,
     ) -> Result<Option<String>> {
-        let (unsynced, oldest) = self.unsynced_depth()?;
+        let (unsynced, _) = self.unsynced_depth()?;
+        let oldest = self.oldest_unsynced_age(now_ms, mono)?;
         let total = self.sample_count()?;
         let used = self.used_bytes()?;
         // Synced rows can be shed at no loss, so only the unsynced share counts.
@@ -420,8 +437,8 @@ impl Buffer {
                 bound.name
             ));
         }
-        if let Some(oldest) = oldest {
-            let age = (now_ms - oldest).max(0) as f64;
+        if let Some(age) = oldest {
+            let age = age.max(0) as f64;
             let limit = ms(config.max_unsynced_age).max(1) as f64;
             if age >= WARN_AT * limit {
                 reasons.push(format!(
@@ -462,6 +479,47 @@ impl Buffer {
             other => other?,
         }
         Ok(warning)
+    }
+}
+
+/// Samples received before this are old enough: `mono` on the buffer's monotonic clock, `wall`
+/// for rows from before migration 4, which have no monotonic reading.
+#[derive(Debug, Clone, Copy)]
+struct Cutoff {
+    mono: i64,
+    wall: i64,
+}
+
+impl Cutoff {
+    /// Every row.
+    const ALL: Cutoff = Cutoff {
+        mono: i64::MAX,
+        wall: i64::MAX,
+    };
+}
+
+impl Buffer {
+    /// The age of the oldest unsynced sample, ms, on the monotonic clock (`mono` now) or, for
+    /// rows without a monotonic reading, by the wall clock (`now_ms`).
+    fn oldest_unsynced_age(&self, now_ms: i64, mono: i64) -> Result<Option<i64>> {
+        let (oldest_mono, oldest_wall): (Option<i64>, Option<i64>) = self
+            .conn()
+            .query_row(
+                "SELECT MIN(received_mono), MIN(CASE WHEN received_mono IS NULL THEN received_at END)
+                 FROM samples WHERE sync_state = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err("reading the oldest unsynced sample"))?;
+        Ok(
+            match (
+                oldest_mono.map(|m| mono - m),
+                oldest_wall.map(|w| now_ms - w),
+            ) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        )
     }
 }
 
@@ -593,16 +651,25 @@ mod tests {
             buffer
                 .record_round(&outcomes, Duration::from_secs(300), |_, _| Ok(()))
                 .unwrap();
+            // As if received `age` hours ago on the monotonic clock too.
+            buffer
+                .conn()
+                .execute(
+                    "UPDATE samples SET received_mono = received_mono - ?1
+                     WHERE id > (SELECT COALESCE(MAX(id), 0) FROM samples) - ?2",
+                    rusqlite::params![age * HOUR, hosts.len() as i64],
+                )
+                .unwrap();
         }
     }
 
     fn sync_all(buffer: &mut Buffer) {
         let mut queue = buffer.sync_queue();
-        let ids: Vec<i64> = queue
+        let ids: Vec<(String, i64)> = queue
             .unsynced_samples(usize::MAX >> 1)
             .unwrap()
             .iter()
-            .map(|s| s.id)
+            .map(|s| (s.host.clone(), s.seq))
             .collect();
         queue.mark_samples_synced(&ids, now_ms()).unwrap();
     }

@@ -24,14 +24,28 @@ pub struct Round<'a> {
 impl Buffer {
     /// Begins the transaction of one round.
     pub fn begin_round(&mut self) -> Result<Round<'_>> {
-        let Buffer { conn, path, disk } = self;
+        let Buffer {
+            conn,
+            path,
+            disk,
+            dict,
+            ..
+        } = self;
+        // A round that did not commit drew dictionary ids that are gone with it.
+        dict.get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_pending();
+        // A write transaction from its first statement: a deferred one starts as a read and
+        // its upgrade to a write fails at once with SQLITE_BUSY (ignoring the busy timeout)
+        // when another connection committed since, which cost whole rounds after a lost one.
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| classify(path, "recording a round", source))?;
         Ok(Round {
             tx: RoundTx {
                 tx,
                 path: path.clone(),
+                dict,
             },
             disk,
             recorded: Vec::new(),
@@ -87,9 +101,10 @@ impl<'a> Round<'a> {
         let Round {
             tx, disk, totals, ..
         } = self;
-        let RoundTx { tx, path } = tx;
+        let RoundTx { tx, path, dict } = tx;
         tx.commit()
             .map_err(|source| classify(&path, "recording a round", source))?;
+        dict.lock().unwrap_or_else(|p| p.into_inner()).commit();
         if disk.state != DiskFullState::default() {
             let state = std::mem::take(&mut disk.state);
             tracing::warn!(

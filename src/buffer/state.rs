@@ -28,6 +28,19 @@ pub(crate) mod key {
     /// Where live batches opened a new stream of a host's samples ahead of its backlog:
     /// JSON `{host: [seq, ...]}` (see `SyncQueue::add_stream_splits`).
     pub const SYNC_STREAM_SPLITS: &str = "sync.stream_splits";
+    /// The row-id range `lo,hi` of the samples batch sync has in flight (claimed before it is
+    /// sent; see `SyncQueue::claim_unsynced`): retention never sheds an unsynced row in it.
+    pub const SYNC_IN_FLIGHT: &str = "sync.in_flight";
+    /// The boot (`/proc/sys/kernel/random/boot_id`) the buffer's monotonic clock offset is for.
+    pub const CLOCK_BOOT_ID: &str = "clock.boot_id";
+    /// The buffer's monotonic clock minus `CLOCK_BOOTTIME` in this boot, ms (`mono.rs`).
+    pub const CLOCK_OFFSET: &str = "clock.offset_ms";
+    /// The wall clock minus the buffer's monotonic clock when last checked, ms: a change of
+    /// more than `mono::STEP_MS` is a step of the wall clock.
+    pub const CLOCK_WALL_OFFSET: &str = "clock.wall_offset_ms";
+    /// The monotonic time of the last step (or of this boot's start): samples received since
+    /// then are flagged when the next step comes.
+    pub const CLOCK_SINCE: &str = "clock.since_mono_ms";
     /// The operator warning of retention; empty when no bound is near.
     pub const BUFFER_WARNING: &str = "buffer.warning";
     /// Time-to-first-loss as the round writer last computed it, seconds as decimal text.
@@ -40,6 +53,8 @@ pub(crate) mod key {
     pub const ALERT_BASTIONS: &str = "alert.bastions";
     /// The time-to-first-loss alert while it fires: `mailed` or `withheld`.
     pub const ALERT_LOSS: &str = "alert.loss";
+    /// The damaged buffer file this one replaced: JSON `damage::Damage`.
+    pub const BUFFER_DAMAGE: &str = "buffer.damage";
     /// The buffer warning last mailed, so that one episode is mailed once.
     pub const ALERT_BUFFER_WARNING_MAILED: &str = "alert.buffer_warning_mailed";
 }

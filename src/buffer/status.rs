@@ -127,6 +127,8 @@ pub struct BufferStatus {
     pub sync_next_window: Option<String>,
     /// Retention's operator warning (a bound at 80% or more), if any.
     pub buffer_warning: Option<String>,
+    /// The damaged buffer file this one replaced (set aside, salvaged), if any.
+    pub damaged: Option<super::Damage>,
     /// Seconds until retention would shed an unsynced sample if nothing synced from now on,
     /// as the daemon's last round computed it.
     pub time_to_first_loss_s: Option<i64>,
@@ -179,14 +181,8 @@ impl StatusReader {
     pub fn status(&self) -> Result<BufferStatus> {
         let e = self.core.err("reading status");
         let conn = self.core.conn();
-        let (samples, unsynced, oldest_unsynced_at): (i64, i64, Option<i64>) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(sync_state = 0), 0), MIN(CASE WHEN sync_state = 0 THEN received_at END)
-                 FROM samples",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(&e)?;
+        // O(hosts): the per-host counts the writers keep (`counts.rs`), never a scan.
+        let (samples, unsynced, oldest_unsynced_at) = super::counts::read(conn).map_err(&e)?;
         let quarantined: i64 = conn
             .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))
             .map_err(&e)?;
@@ -270,6 +266,7 @@ impl StatusReader {
             sync_paused_until: sync.paused_until.filter(|&at| at > super::now_ms()),
             sync_next_window: None,
             buffer_warning: self.core.buffer_warning()?,
+            damaged: super::damage::read_note(conn).map_err(&e)?,
             time_to_first_loss_s: self.core.time_to_first_loss()?,
             outbox,
             disk: self.disk_status(),

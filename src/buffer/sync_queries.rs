@@ -60,6 +60,8 @@ pub struct SyncSample {
     pub kernel: Option<String>,
     /// JSON object of further report elements.
     pub extras: Option<String>,
+    /// The metric family sections (empty: the report carried none, an agent of format 1.0).
+    pub sections: Vec<crate::report::family::Section>,
 }
 
 /// The small tables synced beside samples, each row identified by (appliance id, buffer epoch,
@@ -227,6 +229,9 @@ impl SyncQueue {
         config: &BufferConfig,
         now_ms: i64,
     ) -> Result<RetentionReport> {
+        if let Err(error) = self.core.check_clock(now_ms) {
+            tracing::debug!(%error, "cannot check the wall clock this time");
+        }
         self.core.enforce_retention(config, now_ms)
     }
 
@@ -455,46 +460,119 @@ impl SyncQueue {
     /// the live rows a pass sends before the backfill. One range of the partial index
     /// `samples_unsynced`, however large the backlog below `from_id`.
     pub fn unsynced_samples_from(&self, from_id: i64, limit: usize) -> Result<Vec<SyncSample>> {
-        let e = self.core.err("reading unsynced samples");
-        let mut stmt = self
-            .conn()
+        let rows = read_unsynced(self.conn(), from_id, limit)
+            .map_err(self.core.err("reading unsynced samples"))?;
+        Ok(self.with_sections(rows))
+    }
+
+    /// The samples with their sections decoded (a blob that does not decode is logged and
+    /// read as none: only the buffer writes them).
+    fn with_sections(&self, rows: Vec<(SyncSample, Option<Vec<u8>>)>) -> Vec<SyncSample> {
+        rows.into_iter()
+            .map(|(mut sample, blob)| {
+                sample.sections =
+                    self.core
+                        .sections_or_log(blob.as_deref(), &sample.host, sample.seq);
+                sample
+            })
+            .collect()
+    }
+
+    /// [`SyncQueue::unsynced_samples_from`] for a batch about to be sent: in the same write
+    /// transaction, records the batch's row-id range as in flight (`kv`), so that retention,
+    /// on whichever connection, never sheds one of its rows while MySQL may be committing it.
+    /// Each claim replaces the previous one: a batch is marked (or abandoned) before the next
+    /// is claimed. Call it through [`SyncQueue::with_reserve`].
+    pub fn claim_unsynced(&mut self, from_id: i64, limit: usize) -> Result<Vec<SyncSample>> {
+        let path = self.core.path().to_path_buf();
+        let e = move |source| super::classify(&path, "claiming a batch of samples", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let rows = read_unsynced(&tx, from_id, limit).map_err(&e)?;
+        let (lo, hi) = match (rows.first(), rows.last()) {
+            (Some((first, _)), Some((last, _))) => (first.id, last.id),
+            _ => (1, 0),
+        };
+        tx.execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![super::state::key::SYNC_IN_FLIGHT, format!("{lo},{hi}")],
+        )
+        .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(self.with_sections(rows))
+    }
+}
+
+/// The row-id range of the samples batch in flight (`lo > hi`: none), as claimed by
+/// [`SyncQueue::claim_unsynced`]. Retention reads it inside its own write transaction.
+pub(crate) fn in_flight(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT value FROM kv WHERE key = ?1",
+            [super::state::key::SYNC_IN_FLIGHT],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let parsed = text.as_deref().and_then(|t| {
+        let (lo, hi) = t.split_once(',')?;
+        Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?))
+    });
+    Ok(parsed.unwrap_or((1, 0)))
+}
+
+/// The `limit` unsynced samples of lowest row id at or above `from_id`.
+/// Each row comes with its sections blob, decoded by [`SyncQueue::with_sections`] once the
+/// read (or the claim's transaction) is over.
+fn read_unsynced(
+    conn: &rusqlite::Connection,
+    from_id: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(SyncSample, Option<Vec<u8>>)>> {
+    {
+        let mut stmt = conn
             .prepare_cached(
                 "SELECT s.id, h.name, h.address, s.seq, s.collected_at, s.received_at, s.clock_skewed,
                         s.cpu, s.cores, s.mem_used, s.mem_total, s.swap_used, s.swap_total, s.uptime_s,
-                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras
+                        s.boot_time_s, s.load1, s.load5, s.load15, s.hostname, s.os, s.kernel, s.extras,
+                        s.sections
                  FROM samples s JOIN hosts h ON h.id = s.host_id
                  WHERE s.sync_state = 0 AND s.id >= ?2 ORDER BY s.id LIMIT ?1",
-            )
-            .map_err(&e)?;
-        let rows = stmt
-            .query_map(params![limit as i64, from_id], |r| {
-                Ok(SyncSample {
-                    id: r.get(0)?,
-                    host: r.get(1)?,
-                    address: r.get(2)?,
-                    seq: r.get(3)?,
-                    collected_at: r.get(4)?,
-                    received_at: r.get(5)?,
-                    clock_skewed: r.get(6)?,
-                    cpu: r.get(7)?,
-                    cores: parse_cores(&r.get::<_, String>(8)?),
-                    mem_used: r.get(9)?,
-                    mem_total: r.get(10)?,
-                    swap_used: r.get(11)?,
-                    swap_total: r.get(12)?,
-                    uptime_s: r.get(13)?,
-                    boot_time_s: r.get(14)?,
-                    load: [r.get(15)?, r.get(16)?, r.get(17)?],
-                    hostname: r.get(18)?,
-                    os: r.get(19)?,
-                    kernel: r.get(20)?,
-                    extras: r.get(21)?,
-                })
-            })
-            .map_err(&e)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(&e)
+            )?;
+        let rows = stmt.query_map(params![limit as i64, from_id], |r| {
+            let blob: Option<Vec<u8>> = r.get(22)?;
+            let sample = SyncSample {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                address: r.get(2)?,
+                seq: r.get(3)?,
+                collected_at: r.get(4)?,
+                received_at: r.get(5)?,
+                clock_skewed: r.get(6)?,
+                cpu: r.get(7)?,
+                cores: parse_cores(&r.get::<_, String>(8)?),
+                mem_used: r.get(9)?,
+                mem_total: r.get(10)?,
+                swap_used: r.get(11)?,
+                swap_total: r.get(12)?,
+                uptime_s: r.get(13)?,
+                boot_time_s: r.get(14)?,
+                load: [r.get(15)?, r.get(16)?, r.get(17)?],
+                hostname: r.get(18)?,
+                os: r.get(19)?,
+                kernel: r.get(20)?,
+                extras: r.get(21)?,
+                sections: Vec::new(),
+            };
+            Ok((sample, blob))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()
     }
+}
 
+impl SyncQueue {
     /// The row id of the newest unsynced sample (`None`: the queue is empty). One step at the
     /// end of the partial index `samples_unsynced`.
     pub fn newest_unsynced_id(&self) -> Result<Option<i64>> {
@@ -589,9 +667,33 @@ impl SyncQueue {
         self.core.unsynced_depth()
     }
 
-    /// Marks samples synced. Call only after the central COMMIT that holds them.
-    pub fn mark_samples_synced(&mut self, ids: &[i64], now_ms: i64) -> Result<()> {
-        self.set_state("samples", ids, 1, Some(now_ms), "marking samples synced")
+    /// Marks samples synced, each named by its identity (host name, seq), never by row id.
+    /// Call only after the central COMMIT that holds them.
+    pub fn mark_samples_synced<S: AsRef<str>>(
+        &mut self,
+        samples: &[(S, i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let path = self.core.path().to_path_buf();
+        let e = move |source| super::classify(&path, "marking samples synced", source);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE samples SET sync_state = 1, synced_at = ?3
+                     WHERE host_id = (SELECT id FROM hosts WHERE name = ?1) AND seq = ?2
+                       AND sync_state IN (0, 1)",
+                )
+                .map_err(&e)?;
+            for (host, seq) in samples {
+                stmt.execute(params![host.as_ref(), seq, now_ms])
+                    .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
     }
 
     /// Quarantines samples MySQL refused for their content: they leave the queue, keep

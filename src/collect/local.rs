@@ -15,14 +15,32 @@ use std::time::Duration;
 use edgemon_proto::envelope::{self, Initiator};
 
 use super::outcome::{CollectError, ErrorClass};
+use crate::config::AgentOptions;
+use crate::report::family::Value;
 use crate::report::{self, Report};
 
-/// Runs the agent at `agent` once: sends a DH request, reads one reply within
-/// `timeout`, opens and parses it.
-pub fn collect(agent: &Path, timeout: Duration, max_reply: usize) -> Result<Report, CollectError> {
+/// The `--options` token for a host's agent options; `None` when they are the agent's
+/// defaults, so a default configuration starts any agent version alike (one older than the
+/// families does not know `--options`).
+pub fn options_token(options: &AgentOptions) -> Option<String> {
+    (*options != AgentOptions::default()).then(|| options.to_token())
+}
+
+/// Runs the agent at `agent` once with the options token `options` (`None`: its defaults):
+/// sends a DH request, reads one reply within `timeout`, opens and parses it.
+pub fn collect(
+    agent: &Path,
+    options: Option<&str>,
+    timeout: Duration,
+    max_reply: usize,
+) -> Result<Report, CollectError> {
     let initiator = Initiator::new();
     let agent_failed = |what: String| CollectError::new(ErrorClass::AgentFailed, what);
-    let mut child = Command::new(agent)
+    let mut command = Command::new(agent);
+    if let Some(token) = options {
+        command.args(["--options", token]);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,6 +145,23 @@ fn clean_report_text(report: &mut Report) {
         clean(name);
         clean(value);
     }
+    for section in &mut report.sections {
+        for member in &mut section.members {
+            clean(&mut member.key);
+            for value in member.values.iter_mut().flatten() {
+                if let Value::Text(text) = value {
+                    clean(text);
+                }
+            }
+        }
+        // Two keys that differed only in control characters are one key now: the first
+        // stays, the other is refused (counted), as the parser does with a duplicate.
+        let before = section.members.len();
+        let mut seen = std::collections::HashSet::new();
+        section.members.retain(|m| seen.insert(m.key.clone()));
+        let dropped = u32::try_from(before - section.members.len()).unwrap_or(u32::MAX);
+        section.refused = section.refused.saturating_add(dropped);
+    }
 }
 
 fn stderr_suffix(text: &str) -> String {
@@ -160,6 +195,7 @@ mod tests {
             os: None,
             kernel: None,
             extras: Vec::new(),
+            sections: Vec::new(),
         };
         report.hostname = Some("web1\x1b]0;pwned\x07".into());
         report.os = Some("Debian\r\n12".into());
@@ -172,5 +208,43 @@ mod tests {
         assert_eq!(report.extras, vec![("disk".into(), "/:50%\u{fffd}".into())]);
         let err = CollectError::new(ErrorClass::AgentFailed, "exit 3; it said: \x1b[31mboom\r");
         assert_eq!(err.message, "exit 3; it said: boom ");
+    }
+
+    /// A report of an agent from before the families (format 1.0, no section) through the
+    /// path every transport's reply takes.
+    #[test]
+    fn a_v1_report_without_sections_is_still_read() {
+        let v1 = br#"<?xml version="1.0" encoding="UTF-8"?>
+<stats version="1">
+  <collected_at>1732500000123</collected_at>
+  <cpu><total>12.5</total><core id="0">10</core><core id="1">15</core></cpu>
+  <memory><used>1024</used><total>4096</total></memory>
+  <swap><used>0</used><total>0</total></swap>
+  <uptime>3600</uptime>
+  <hostname>old-agent</hostname>
+</stats>"#;
+        let initiator = Initiator::new();
+        let reply =
+            envelope::respond_with(envelope::Responder::new(), &initiator.request(), v1).unwrap();
+        let report = open_reply(&initiator, &reply, 1 << 20).expect("a v1 report is read");
+        assert_eq!(report.hostname.as_deref(), Some("old-agent"));
+        assert_eq!((report.mem_used, report.cores.len()), (1024, 2));
+        assert!(report.sections.is_empty(), "no family measured");
+        assert!(
+            report
+                .typed::<crate::report::family::filesystems::Filesystem>()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn default_options_pass_no_token_so_any_agent_starts_alike() {
+        assert_eq!(options_token(&AgentOptions::default()), None);
+        let options = AgentOptions {
+            max_members: 8,
+            ..AgentOptions::default()
+        };
+        let token = options_token(&options).expect("a token");
+        assert_eq!(AgentOptions::from_token(&token), Ok(options));
     }
 }

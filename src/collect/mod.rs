@@ -34,6 +34,7 @@
 pub mod hosts;
 pub mod local;
 pub mod outcome;
+pub mod schedule;
 pub mod ssh;
 mod table;
 
@@ -58,6 +59,9 @@ pub struct Collector {
     local_agent: PathBuf,
     shared: Arc<ssh::Shared>,
     pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
+    /// `collect.concurrency`: hosts working at once, across ticks (a host in flight from an
+    /// earlier tick holds its permit).
+    limit: Arc<Semaphore>,
     /// The key generation started after the last round, until awaited or replaced.
     refill: Mutex<Option<smol::Task<()>>>,
 }
@@ -83,11 +87,13 @@ impl Collector {
             .filter(|h| matches!(&h.transport, Transport::Ssh(t) if !t.via.is_empty()))
             .count();
         ensure_fd_limit(ssh_hosts + tunneled.div_ceil(2));
+        let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Collector {
             hosts,
             local_agent,
             shared: Arc::new(ssh::Shared::new(settings, store)),
             pool: Arc::default(),
+            limit,
             refill: Mutex::default(),
         }
     }
@@ -117,10 +123,11 @@ impl Collector {
         let mut kept = HashMap::new();
         if let Ok(mut old) = self.pool.lock() {
             for host in &hosts {
-                let unchanged = self
-                    .hosts
-                    .iter()
-                    .any(|h| h.name == host.name && h.transport == host.transport);
+                // New agent options need a new agent: the session (and with it the
+                // resident agent) is dropped and the next round starts one with them.
+                let unchanged = self.hosts.iter().any(|h| {
+                    h.name == host.name && h.transport == host.transport && h.agent == host.agent
+                });
                 if let Some(link) = old.remove(&host.name).filter(|_| unchanged) {
                     kept.insert(host.name.clone(), link);
                 }
@@ -131,6 +138,7 @@ impl Collector {
             local_agent,
             shared: self.shared.clone(),
             pool: Arc::new(Mutex::new(kept)),
+            limit: self.limit.clone(),
             refill: Mutex::default(),
         }
     }
@@ -152,33 +160,7 @@ impl Collector {
 
     /// Collects every host once, at most `concurrency` at a time; outcomes in host order.
     pub async fn round(&self) -> Vec<HostOutcome> {
-        let limit = Arc::new(Semaphore::new(self.shared.settings.concurrency.max(1)));
-        let tasks: Vec<_> = self
-            .hosts
-            .iter()
-            .cloned()
-            .map(|host| {
-                let limit = limit.clone();
-                let shared = self.shared.clone();
-                let pool = self.pool.clone();
-                let agent = self.local_agent.clone();
-                smol::spawn(async move {
-                    let _permit = limit.acquire().await;
-                    let started_at_ms = now_ms();
-                    let start = Instant::now();
-                    let address = host.display_address();
-                    let name = host.name.clone();
-                    let result = collect_one(host, shared, pool, agent).await;
-                    HostOutcome {
-                        host: name,
-                        address,
-                        started_at_ms,
-                        duration: start.elapsed(),
-                        result,
-                    }
-                })
-            })
-            .collect();
+        let tasks: Vec<_> = self.hosts.iter().map(|host| self.start(host)).collect();
         let mut outcomes = Vec::with_capacity(tasks.len());
         for task in tasks {
             outcomes.push(task.await);
@@ -187,9 +169,34 @@ impl Collector {
         outcomes
     }
 
+    /// Starts collecting `host` on its own task, which waits for a `concurrency` permit;
+    /// dropping the task abandons the attempt (its blocking work ends at its deadline).
+    pub fn start(&self, host: &HostConfig) -> smol::Task<HostOutcome> {
+        let host = host.clone();
+        let limit = self.limit.clone();
+        let shared = self.shared.clone();
+        let pool = self.pool.clone();
+        let agent = self.local_agent.clone();
+        smol::spawn(async move {
+            let _permit = limit.acquire().await;
+            let started_at_ms = now_ms();
+            let start = Instant::now();
+            let address = host.display_address();
+            let name = host.name.clone();
+            let result = collect_one(host, shared, pool, agent).await;
+            HostOutcome {
+                host: name,
+                address,
+                started_at_ms,
+                duration: start.elapsed(),
+                result,
+            }
+        })
+    }
+
     /// Starts generating the next round's envelope key pairs on the blocking pool, one per
     /// SSH host; the round does not wait for it.
-    fn start_refill(&self) {
+    pub fn start_refill(&self) {
         let ssh_hosts = self
             .hosts
             .iter()
@@ -226,10 +233,14 @@ async fn collect_one(
 ) -> Result<crate::report::Report, CollectError> {
     let settings = &shared.settings;
     let deadline = host_deadline(settings);
+    let options = local::options_token(&host.agent);
     let target = match &host.transport {
         Transport::Local => {
             let (timeout, max) = (settings.command_timeout, max_reply(settings));
-            return smol::unblock(move || local::collect(&local_agent, timeout, max)).await;
+            return smol::unblock(move || {
+                local::collect(&local_agent, options.as_deref(), timeout, max)
+            })
+            .await;
         }
         Transport::Ssh(target) => target.clone(),
     };
@@ -237,7 +248,9 @@ async fn collect_one(
     let watch = Arc::new(ssh::Watch::default());
     let work = {
         let (watch, shared, name) = (watch.clone(), shared.clone(), host.name.clone());
-        smol::unblock(move || ssh::collect(&name, &target, &shared, &watch, link))
+        smol::unblock(move || {
+            ssh::collect(&name, &target, options.as_deref(), &shared, &watch, link)
+        })
     };
     let timer = async {
         async_io::Timer::after(deadline).await;

@@ -33,6 +33,10 @@ pub enum ErrorClass {
     BadEnvelope,
     /// The decrypted report was not valid stats XML.
     BadPayload,
+    /// The host's attempt started at an earlier tick had not answered by the next tick; the
+    /// host was not started again (one attempt per host at a time). Recorded once per round
+    /// without an answer, so every round has one entry per host.
+    InFlight,
     /// A fault inside edgemon itself.
     Internal,
 }
@@ -51,6 +55,7 @@ impl ErrorClass {
             ErrorClass::AgentUntrusted => "agent-untrusted",
             ErrorClass::BadEnvelope => "bad-envelope",
             ErrorClass::BadPayload => "bad-payload",
+            ErrorClass::InFlight => "in-flight",
             ErrorClass::Internal => "internal",
         }
     }

@@ -98,6 +98,26 @@ pub struct CollectSection {
     pub max_reply_size: String,
     /// Largest tolerated clock skew of an agent.
     pub max_clock_skew: String,
+    /// `[collect.families]`: what the agent measures beyond the original sample.
+    pub families: FamiliesSection,
+}
+
+/// `[collect.families]`: the agent's options for the metric families.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamiliesSection {
+    /// Cap of members per family and sample.
+    pub max_members: i64,
+    /// Deadline of a sample's statvfs calls, e.g. `"2s"`.
+    pub statfs_timeout: String,
+    /// Mount points not measured; absent: the agent's defaults.
+    pub fs_exclude_mounts: Option<Vec<String>>,
+    /// Filesystem types not measured.
+    pub fs_exclude_types: Option<Vec<String>>,
+    /// Interfaces not measured.
+    pub if_exclude: Option<Vec<String>>,
+    /// Block devices not measured.
+    pub dev_exclude: Option<Vec<String>>,
 }
 
 /// Limits as written, in `[defaults.alerts]` or `[hosts.alerts]`.
@@ -193,6 +213,8 @@ pub struct HostSection {
     /// Limit overrides.
     #[serde(default)]
     pub alerts: AlertsSection,
+    /// Processes that must be running (`"sshd"`, `"cmdline:GLOB"`, `"NAME=..."`).
+    pub watch: Option<Vec<String>>,
 }
 
 /// One `[[bastions]]` entry.
@@ -343,6 +365,8 @@ pub struct WebSection {
     pub listen: Option<String>,
     /// File holding the basic-auth password.
     pub password_file: Option<String>,
+    /// Deadline of one request, e.g. `"10s"`.
+    pub request_timeout: String,
 }
 
 /// `[central]`: the central database's maintenance.

@@ -17,7 +17,12 @@ use std::net::Ipv6Addr;
 
 impl Resolver<'_> {
     /// Every host, in file order; duplicate names are errors.
-    pub(crate) fn hosts(&mut self, raw: &ConfigFile, policy: HostKeyPolicy) -> Vec<HostConfig> {
+    pub(crate) fn hosts(
+        &mut self,
+        raw: &ConfigFile,
+        policy: HostKeyPolicy,
+        families: &AgentOptions,
+    ) -> Vec<HostConfig> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut hosts = Vec::with_capacity(raw.hosts.len());
         let bastions = self.bastions(raw, policy);
@@ -80,11 +85,16 @@ impl Resolver<'_> {
                     self.mail_address(&key, mail)
                 });
             let alerts = self.limits(&host.alerts, &raw.defaults.alerts, &at);
+            let agent = AgentOptions {
+                watch: self.watches(&at, host.watch.as_deref().unwrap_or_default()),
+                ..families.clone()
+            };
             hosts.push(HostConfig {
                 name,
                 transport,
                 mail,
                 alerts,
+                agent,
             });
         }
         hosts

@@ -55,6 +55,13 @@ pub(crate) enum Kind {
         /// Largest value.
         max: Duration,
     },
+    /// A duration that is either zero (the feature is off) or from `min` to `max` inclusive.
+    DurationOrOff {
+        /// Smallest value other than zero.
+        min: Duration,
+        /// Largest value.
+        max: Duration,
+    },
     /// A size such as `"1GiB"`, in bytes, from `min` to `max` inclusive.
     Size {
         /// Smallest value in bytes.
@@ -124,6 +131,10 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const TIB: u64 = 1 << 40;
 
+/// The shortest central retention (`central.retention`, `edgemon central prune --older-than`)
+/// other than off: anything younger is live data.
+pub(crate) const PRUNE_MIN_AGE: Duration = HOUR;
+
 const fn times(d: Duration, n: u64) -> Duration {
     Duration::from_secs(d.as_secs() * n)
 }
@@ -146,6 +157,21 @@ const fn duration(
         path,
         kind: Kind::Duration { min, max },
         default: text_default(default),
+        doc,
+    }
+}
+
+const fn duration_or_off(
+    path: &'static str,
+    default: &'static str,
+    min: Duration,
+    max: Duration,
+    doc: &'static str,
+) -> Key {
+    Key {
+        path,
+        kind: Kind::DurationOrOff { min, max },
+        default: Some(Default::Text(default)),
         doc,
     }
 }
@@ -269,6 +295,12 @@ pub(crate) const KEYS: &[Key] = &[
     duration("collect.agent_idle_timeout", Some("10m"), SEC, DAY, "A resident agent exits after this long without a request."),
     size("collect.max_reply_size", Some("1MiB"), 4 * KIB, 64 * MIB, "Larger agent replies are refused."),
     duration("collect.max_clock_skew", Some("5m"), SEC, DAY, "Agent clocks further off than this are flagged."),
+    int("collect.families.max_members", Some(64), 1, 1024, "Most mounts, interfaces, devices, failed units and watched processes per sample; the rest are counted as cut."),
+    duration("collect.families.statfs_timeout", Some("2s"), TIMEOUT_MIN, MIN, "Deadline of the statvfs of all mounts of a sample; a mount that does not answer is reported hanging."),
+    list("collect.families.fs_exclude_mounts", "Mount points not measured (globs; default /dev, /proc, /sys and below, /run/credentials/*, container storage; [] = none)."),
+    list("collect.families.fs_exclude_types", "Filesystem types not measured (default: pseudo and container filesystems as node_exporter, tmpfs kept; [] = none)."),
+    list("collect.families.if_exclude", "Interfaces not measured (globs; default lo, veth*, docker*, br-*, cali*, flannel*, cni*, virbr*, vnet*; [] = none)."),
+    list("collect.families.dev_exclude", "Block devices not measured (globs; default loop*, ram*, zram*, sr*, fd*; [] = none)."),
     port("defaults.port", Some(22), "SSH port."),
     text("defaults.user", None, "SSH user."),
     text("defaults.identity_file", None, "Private key file (a missing file is only a warning)."),
@@ -315,6 +347,7 @@ pub(crate) const KEYS: &[Key] = &[
     limit("hosts[].alerts.swap", None, "Swap usage limit, or \"off\"."),
     flag("hosts[].alerts.reboot", None, "Alert when the host's uptime goes down."),
     int("hosts[].alerts.unreachable_after", None, 0, 10_000, "Failed rounds before \"unreachable\"; 0 = off."),
+    list("hosts[].watch", "Processes that must run: \"sshd\" (by name), \"cmdline:GLOB\" (by command line), optionally \"NAME=\" first."),
     text("buffer.path", None, "SQLite file (default: buffer.sqlite in appliance.data_dir)."),
     size("buffer.max_size", Some("1GiB"), MIB, 4 * TIB, "Size of the buffer beyond which data is shed (and recorded)."),
     duration("buffer.max_unsynced_age", Some("30d"), MIN, times(DAY, 3650), "Unsynced samples older than this are shed (and recorded)."),
@@ -357,7 +390,8 @@ pub(crate) const KEYS: &[Key] = &[
     text("metrics.listen", None, "Prometheus endpoint address, e.g. 127.0.0.1:9100; off when absent."),
     text("web.listen", None, "Status page and JSON API address, e.g. 127.0.0.1:9180; off when absent."),
     text("web.password_file", None, "File holding the page's HTTP basic-auth password; required off loopback."),
-    duration("central.retention", Some("0s"), Duration::ZERO, times(DAY, 36_500), "The daemon prunes central rows of this appliance older than this once a day (`edgemon central prune`); 0s = off."),
+    duration("web.request_timeout", Some("10s"), SEC, times(MIN, 5), "Deadline of one request to the page or /metrics; an abandoned request's buffer read is interrupted."),
+    duration_or_off("central.retention", "0s", PRUNE_MIN_AGE, times(DAY, 36_500), "The daemon prunes central rows of this appliance older than this once a day (`edgemon central prune`); 0s = off."),
 ];
 
 /// Sections whose keys get no layered default, because a default would
@@ -538,6 +572,14 @@ pub(crate) fn check_value(key: &Key, value: Raw<'_>) -> Result<Checked, String> 
             within(parsed, min, max, &format!("{text:?}"), format_duration)?;
             Ok(Checked::Duration(parsed))
         }
+        (Kind::DurationOrOff { min, max }, Raw::Text(text)) => {
+            let parsed = units::parse_duration(text)?;
+            if !parsed.is_zero() {
+                within(parsed, min, max, &format!("{text:?}"), format_duration)
+                    .map_err(|message| format!("{message}, or 0s for off"))?;
+            }
+            Ok(Checked::Duration(parsed))
+        }
         (Kind::Size { min, max }, Raw::Text(text)) => {
             let parsed = units::parse_size(text)?;
             within(parsed, min, max, &format!("{text:?}"), format_size)?;
@@ -578,7 +620,7 @@ pub(crate) fn expected(kind: &Kind) -> &'static str {
         Kind::Number { .. } => "a number",
         Kind::Bool => "true or false",
         Kind::TextList => "a list of strings",
-        Kind::Duration { .. } => "a duration string like \"60s\"",
+        Kind::Duration { .. } | Kind::DurationOrOff { .. } => "a duration string like \"60s\"",
         Kind::Size { .. } => "a size string like \"1MiB\"",
         Kind::Limit => "a limit string like \"90%\" or \"off\"",
         Kind::Text | Kind::Choice(_) => "a string",
@@ -647,6 +689,13 @@ pub(crate) fn range(key: &Key) -> String {
     match key.kind {
         Kind::Duration { min, max } => {
             format!("{} to {}", format_duration(min), format_duration(max))
+        }
+        Kind::DurationOrOff { min, max } => {
+            format!(
+                "0s (off), {} to {}",
+                format_duration(min),
+                format_duration(max)
+            )
         }
         Kind::Size { min, max } => format!("{} to {}", format_size(min), format_size(max)),
         Kind::Int { min, max } => format!("{min} to {max}"),

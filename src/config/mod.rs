@@ -13,6 +13,7 @@
 
 pub mod ansible_import;
 mod error;
+mod families;
 pub mod file;
 pub mod host_import;
 mod hosts;
@@ -37,6 +38,7 @@ use anyhow::Context;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use hosts::parse_address;
+pub(crate) use keys::PRUNE_MIN_AGE;
 pub use model::*;
 
 /// Loads `path` with the process environment's overrides and validates it.

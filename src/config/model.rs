@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use edgemon_proto::report::family::options::AgentOptions;
+
 use super::secret::Secret;
 use super::units::Percent;
 
@@ -196,6 +198,9 @@ pub struct HostConfig {
     pub mail: Option<String>,
     /// Its limits.
     pub alerts: AlertLimits,
+    /// What its agent measures (`[collect.families]` and the host's `watch`), passed to the
+    /// agent as `--options TOKEN`; a change restarts the host's resident agent.
+    pub agent: AgentOptions,
 }
 
 impl HostConfig {
@@ -422,4 +427,6 @@ pub struct WebConfig {
     /// The HTTP basic-auth password; always `Some` when `listen` is not a
     /// loopback address (the configuration is refused otherwise).
     pub password: Option<Secret>,
+    /// Deadline of one request (page, API, `/metrics`), from accept to the last byte.
+    pub request_timeout: Duration,
 }

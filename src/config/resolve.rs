@@ -71,7 +71,8 @@ pub(crate) fn resolve(
     r.check_every_value(merged);
     let appliance = r.appliance(&raw);
     let collect = r.collect(&raw);
-    let hosts = r.hosts(&raw, collect.host_key_policy);
+    let families = r.families(&raw.collect.families);
+    let hosts = r.hosts(&raw, collect.host_key_policy, &families);
     let buffer = BufferConfig {
         path: match &raw.buffer.path {
             Some(path) => r.path(path),
@@ -574,7 +575,7 @@ impl Resolver<'_> {
     /// Refuses a schedule that stays closed longer than `buffer.max_unsynced_age`: retention
     /// would shed unsynced samples before the next window opens, every week.
     fn schedule_against_retention(&mut self, sync: &SyncConfig, buffer: &BufferConfig) {
-        let now = crate::buffer::now_ms();
+        let now = crate::clock::now_ms();
         if let Some(gap) = sync.schedule.longest_gap(now, &sync.timezone)
             && gap >= buffer.max_unsynced_age
         {
@@ -738,15 +739,10 @@ impl Resolver<'_> {
         }
     }
 
-    /// `[central]`: a retention below `edgemon central prune`'s minimum would prune live data.
+    /// `[central]`: the key table bounds the retention (0s, or at least `edgemon central
+    /// prune`'s minimum, since anything younger is live data).
     fn central(&mut self, raw: &file::CentralSection) -> CentralConfig {
         let retention = self.duration("central.retention", &raw.retention);
-        if !retention.is_zero() && retention < crate::sync::prune::MIN_AGE {
-            self.error(
-                "central.retention",
-                "is below 1h, which would prune live data; use 0s to turn it off",
-            );
-        }
         CentralConfig {
             retention: (!retention.is_zero()).then_some(retention),
         }
@@ -781,7 +777,12 @@ impl Resolver<'_> {
                 ),
             );
         }
-        WebConfig { listen, password }
+        let request_timeout = self.duration("web.request_timeout", &raw.request_timeout);
+        WebConfig {
+            listen,
+            password,
+            request_timeout,
+        }
     }
 }
 

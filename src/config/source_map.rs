@@ -172,6 +172,7 @@ impl Walker<'_> {
                         }),
                     },
                     Kind::Duration { .. }
+                    | Kind::DurationOrOff { .. }
                     | Kind::Size { .. }
                     | Kind::Text
                     | Kind::Choice(_)

@@ -378,6 +378,10 @@ fn outside(key: &keys::Key) -> Vec<(toml::Value, String)> {
             }
             out
         }
+        Kind::DurationOrOff { min, max } => vec![
+            text(humantime::format_duration(max + Duration::from_secs(1)).to_string()),
+            text(humantime::format_duration(min - Duration::from_millis(1)).to_string()),
+        ],
         Kind::Size { min, max } => vec![text((min - 1).to_string()), text((max + 1).to_string())],
         Kind::Int { min, max } => vec![int(min - 1), int(max + 1)],
         Kind::Number { min, max } => vec![
@@ -1358,4 +1362,50 @@ fn jump_specs_and_ssh_arguments_parse_as_ssh_writes_them() {
         Ok("u@j:2201")
     );
     assert!(jump_of_proxy_command("nc -X connect -x proxy:3128 %h %p").is_err());
+}
+
+#[test]
+fn families_default_to_the_agents_defaults_and_watches_resolve_per_host() {
+    use crate::config::AgentOptions;
+    use edgemon_proto::report::family::options::WatchBy;
+    let host = "[[hosts]]\nname = \"me\"\ntransport = \"local\"\n";
+    let config = ok(&format!("{BASE}{host}"));
+    assert_eq!(config.hosts[0].agent, AgentOptions::default());
+
+    let toml = format!(
+        "{BASE}[collect.families]\nmax_members = 8\nstatfs_timeout = \"500ms\"\n\
+         if_exclude = []\nfs_exclude_types = [\"tmpfs\"]\n\
+         {host}watch = [\"sshd\", \"pg=cmdline:*postgres -D*\"]\n"
+    );
+    let agent = &ok(&toml).hosts[0].agent;
+    assert_eq!((agent.max_members, agent.statfs_timeout_ms), (8, 500));
+    assert!(agent.if_exclude.is_empty(), "[] excludes nothing");
+    assert_eq!(agent.fs_exclude_types, ["tmpfs"]);
+    assert_eq!(
+        agent.fs_exclude_mounts,
+        AgentOptions::default().fs_exclude_mounts
+    );
+    let watched: Vec<(&str, &WatchBy, &str)> = agent
+        .watch
+        .iter()
+        .map(|w| (w.name.as_str(), &w.by, w.pattern.as_str()))
+        .collect();
+    assert_eq!(
+        watched,
+        [
+            ("sshd", &WatchBy::Name, "sshd"),
+            ("pg", &WatchBy::Cmdline, "*postgres -D*")
+        ]
+    );
+
+    let bad = errors(&format!(
+        "{BASE}[collect.families]\nmax_members = 0\n{host}watch = [\"a=x\", \"a=y\", \"=z\"]\n"
+    ))
+    .to_string();
+    assert!(bad.contains("collect.families.max_members"), "{bad}");
+    assert!(
+        bad.contains("hosts[0].watch") && bad.contains("watched twice"),
+        "{bad}"
+    );
+    assert!(bad.contains("name before `=` is empty"), "{bad}");
 }

@@ -14,6 +14,7 @@
 
 use std::fmt::Write;
 
+use super::families::{self, Form};
 use super::sql::{self, PreparedSample};
 
 /// The samples columns, in the order of [`samples`]'s fields.
@@ -35,7 +36,7 @@ pub fn load_statement(table: &str, columns: &str) -> String {
 }
 
 /// One batch's absent samples in primary-key order: the samples file, the sample_cores
-/// file and how many per-core rows the latter holds.
+/// file and how many per-core rows the latter holds, and the child tables' files.
 pub struct Files {
     /// Lines of `samples` ([`SAMPLE_COLUMNS`]).
     pub samples: Vec<u8>,
@@ -43,6 +44,20 @@ pub struct Files {
     pub cores: Vec<u8>,
     /// Lines in `cores`.
     pub core_rows: u64,
+    /// The family child tables with rows in this batch: `sample_sections`, then each family's.
+    pub children: Vec<Child>,
+}
+
+/// The file of one child table.
+pub struct Child {
+    /// The table.
+    pub table: String,
+    /// Its columns, in the order of the fields of each line.
+    pub columns: String,
+    /// The lines.
+    pub data: Vec<u8>,
+    /// Lines in `data`.
+    pub rows: u64,
 }
 
 /// Encodes `rows` (already known absent centrally) under `appliance` and `epoch`, sorted
@@ -53,6 +68,20 @@ pub fn samples(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> File
     let mut samples = String::with_capacity(rows.len() * 200);
     let mut cores = String::with_capacity(rows.len() * 8 * 40);
     let mut core_rows = 0;
+    let mut children: Vec<Child> = families::tables()
+        .into_iter()
+        .enumerate()
+        .map(|(i, table)| Child {
+            columns: match i {
+                0 => families::SECTIONS_COLUMNS.to_string(),
+                _ => families::columns(crate::report::family::FAMILIES[i - 1]),
+            },
+            table,
+            data: Vec::new(),
+            rows: 0,
+        })
+        .collect();
+    let mut line = String::new();
     for p in order {
         let s = p.row;
         let _ = write!(samples, "{appliance}\t{epoch}\t{}\t{}\t", p.host_id, s.seq);
@@ -73,7 +102,7 @@ pub fn samples(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> File
         }
         for text in [&s.hostname, &s.os, &s.kernel, &s.extras] {
             samples.push('\t');
-            push_str(&mut samples, text.as_deref());
+            push_field_str(&mut samples, text.as_deref());
         }
         let _ = writeln!(samples, "\t{}", p.checksum);
         for (core, cpu) in s.cores.as_deref().unwrap_or_default().iter().enumerate() {
@@ -86,17 +115,39 @@ pub fn samples(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> File
             cores.push('\n');
             core_rows += 1;
         }
+        let identity = format!("{appliance}\t{epoch}\t{}\t{}", p.host_id, s.seq);
+        for section in &s.sections {
+            line.clear();
+            families::section_row(&mut line, Form::Field, &identity, section);
+            line.push('\n');
+            children[0].data.extend_from_slice(line.as_bytes());
+            children[0].rows += 1;
+            let Some(at) = crate::report::family::FAMILIES
+                .iter()
+                .position(|f| f.id == section.family.id)
+            else {
+                continue;
+            };
+            let child = &mut children[at + 1];
+            families::member_rows(Form::Field, &identity, section, |row| {
+                child.data.extend_from_slice(row.as_bytes());
+                child.data.push(b'\n');
+                child.rows += 1;
+            });
+        }
     }
+    children.retain(|c| c.rows > 0);
     Files {
         samples: samples.into_bytes(),
         cores: cores.into_bytes(),
         core_rows,
+        children,
     }
 }
 
 /// A string field: `\N` for NULL; backslash, tab, newline, carriage return, NUL and
 /// Ctrl-Z escaped (the reader maps `\0`, `\n`, `\r`, `\t`, `\Z` and `\\` back).
-fn push_str(out: &mut String, s: Option<&str>) {
+pub(super) fn push_field_str(out: &mut String, s: Option<&str>) {
     let Some(s) = s else {
         out.push_str("\\N");
         return;
@@ -156,6 +207,7 @@ mod tests {
             os: None,
             kernel: Some("NULL".into()),
             extras: Some("{\"disk\":\"/:50%\"}".into()),
+            sections: Vec::new(),
         }
     }
 

@@ -49,6 +49,7 @@ mod bulk;
 pub mod central;
 mod command;
 pub mod endpoints;
+pub mod families;
 pub mod pace;
 pub mod prune;
 pub mod schedule;
@@ -386,7 +387,8 @@ impl SyncTask {
             let (rows, live, requested) = match live_from {
                 Some(from) => {
                     let size = batch_size.min(cap_rows);
-                    let rows = buffer.unsynced_samples_from(from, size)?;
+                    // Claimed: retention sheds none of them while they are in flight.
+                    let rows = buffer.with_reserve(|b| b.claim_unsynced(from, size))?;
                     if rows.is_empty() {
                         live_from = None;
                         continue;
@@ -395,7 +397,7 @@ impl SyncTask {
                 }
                 None => {
                     let size = if behind { pace.batch() } else { batch_size }.min(cap_rows);
-                    let rows = buffer.unsynced_samples(size)?;
+                    let rows = buffer.with_reserve(|b| b.claim_unsynced(0, size))?;
                     if rows.is_empty() {
                         break;
                     }
@@ -655,9 +657,9 @@ fn requeue_missing(
     // host whose every central row was pruned must not get them all sent again.
     let horizons = prune::horizons(central)?;
     let mut present = central.present_samples()?;
-    for (host, pruned) in horizons.samples {
-        let newest = present.entry(host).or_insert(0);
-        *newest = (*newest).max(pruned);
+    for (host, pruned) in &horizons.samples {
+        let newest = present.entry(host.clone()).or_insert(0);
+        *newest = (*newest).max(*pruned);
     }
     // Through the disk reserve: a full disk must not stop every pass here (see `drain_locked`).
     for (host, count) in buffer.with_reserve(|b| b.requeue_missing_samples(&present))? {
@@ -675,8 +677,18 @@ fn requeue_missing(
     let splits = buffer.stream_splits()?;
     let firsts = marks(buffer)?;
     for (host, list) in &splits {
-        let mut from = firsts.get(host).map_or(1, |m| m.first_seq);
+        // Nothing at or below the host's prune horizon is re-sent: those rows were deleted on
+        // purpose, and sending them again would count them twice in the watermarks.
+        let pruned = horizons
+            .samples
+            .get(host.trim_end_matches(' '))
+            .copied()
+            .unwrap_or(0);
+        let mut from = firsts.get(host).map_or(1, |m| m.first_seq).max(pruned + 1);
         for &split in list {
+            if split <= from {
+                continue;
+            }
             let above = central
                 .present_between(host, from, split)?
                 .unwrap_or(from - 1);
@@ -767,8 +779,19 @@ fn samples_batch(
         rows,
         &mut |slice| {
             let written = central.write_samples(slice, marks).map_err(attempt)?;
-            settle(&mut buffer.borrow_mut(), None, &written, epoch, &mut counts)
-                .map_err(Attempt::Fatal)
+            let keys: HashMap<i64, (&str, i64)> = slice
+                .iter()
+                .map(|r| (r.id, (r.host.as_str(), r.seq)))
+                .collect();
+            settle(
+                &mut buffer.borrow_mut(),
+                None,
+                &written,
+                epoch,
+                &mut counts,
+                &keys,
+            )
+            .map_err(Attempt::Fatal)
         },
         &mut |row, message| {
             tracing::error!(host = %row.host, seq = row.seq, reason = %message, "MySQL refused a sample; quarantined");
@@ -781,19 +804,25 @@ fn samples_batch(
 }
 
 /// After a COMMIT: marks what is now central synced, records and logs the collisions.
-/// `journal` is `None` for samples.
+/// `journal` is `None` for samples, which are marked by identity: `keys` maps the batch's
+/// row ids to (host, seq).
 fn settle(
     buffer: &mut SyncQueue,
     journal: Option<Journal>,
     written: &central::Written,
     epoch: i64,
     counts: &mut Counts,
+    keys: &HashMap<i64, (&str, i64)>,
 ) -> Result<(), Error> {
     let stored: Vec<i64> = written.stored().collect();
     let table = match journal {
         None => {
+            let identities: Vec<(&str, i64)> = stored
+                .iter()
+                .filter_map(|id| keys.get(id).copied())
+                .collect();
             // Through the disk reserve: rows committed centrally must be marked, full disk or not.
-            buffer.with_reserve(|b| b.mark_samples_synced(&stored, now_ms()))?;
+            buffer.with_reserve(|b| b.mark_samples_synced(&identities, now_ms()))?;
             "samples"
         }
         Some(journal) => {
@@ -844,6 +873,7 @@ fn journal_batch(
                 &written,
                 epoch,
                 &mut counts,
+                &HashMap::new(),
             )
             .map_err(Attempt::Fatal)
         },

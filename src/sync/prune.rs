@@ -9,7 +9,11 @@
 //! raises the series' prune horizon (`watermarks.pruned_through_seq`, `samples_pruned`), so the
 //! `completeness` and `sequence_gaps` views count everything up to it as explained, and the
 //! appliance's sync never sends those rows again (`requeue_missing` reads [`horizons`]). The
-//! series stops at its first sample newer than the cutoff. Journals (collection errors, alert
+//! series stops at its first sample newer than the cutoff, unless that sample is stamped in the
+//! future (more than [`FUTURE_SLACK_MIN`] minutes past the server's clock: the appliance's
+//! clock was ahead and stepped back): such a row was received before every row after it, so
+//! it goes when an older-than-cutoff row follows it (read ahead up to [`LOOKAHEAD_MAX`] rows),
+//! and a step back never stalls the series. Journals (collection errors, alert
 //! events) go the same way along (appliance, epoch, local_id), recording their horizon in
 //! `prune_horizons`; a drop record is deleted only once its whole sequence range is below its
 //! host's horizon, so no gap it explains is left unexplained.
@@ -39,11 +43,18 @@ use crate::config::{Config, SyncConfig};
 /// Rows per transaction unless told otherwise (samples and their per-core values together).
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
 
-/// The shortest age prune accepts: anything younger is live data.
-pub const MIN_AGE: Duration = Duration::from_secs(3600);
+/// The shortest age prune accepts: anything younger is live data (the key table's bound of
+/// `central.retention`).
+pub const MIN_AGE: Duration = crate::config::PRUNE_MIN_AGE;
 
 /// Rows read by the first batch of a series or journal (see `samples_of`).
 const FIRST_READ: usize = 128;
+
+/// A sample stamped this many minutes past the server's clock was stamped under a clock that
+/// was ahead; its time says nothing about its age.
+pub const FUTURE_SLACK_MIN: i64 = 10;
+/// The most rows a series is read ahead past samples stamped in the future.
+pub const LOOKAHEAD_MAX: usize = 100_000;
 
 /// Attempts of a batch that keeps losing conflicts (deadlock, also a Galera certification
 /// conflict, or lock wait timeout: `central::is_conflict`).
@@ -108,6 +119,8 @@ pub struct PruneReport {
     pub samples: u64,
     /// Per-core values deleted with them.
     pub cores: u64,
+    /// Metric family rows (`sample_sections`, `sample_<family>`) deleted with them.
+    pub family_rows: u64,
     /// Collection errors deleted.
     pub collection_errors: u64,
     /// Alert events deleted.
@@ -129,7 +142,12 @@ pub struct PruneReport {
 impl PruneReport {
     /// Every row deleted.
     pub fn rows(&self) -> u64 {
-        self.samples + self.cores + self.collection_errors + self.alert_events + self.drops
+        self.samples
+            + self.cores
+            + self.family_rows
+            + self.collection_errors
+            + self.alert_events
+            + self.drops
     }
 }
 
@@ -215,7 +233,8 @@ struct Pruner<'a> {
     /// ` AND appliance_id = N`, or empty for every appliance.
     scope: String,
     report: PruneReport,
-    /// Rows per sample (the sample and its per-core values) seen so far, to size batches.
+    /// Rows per sample (the sample, its per-core values and family rows) seen so far, to size
+    /// batches.
     per_sample: f64,
     /// Each series' horizon as this run leaves it (also in a dry run, for the drops' count).
     horizons: HashMap<(u32, i64, u32), i64>,
@@ -287,31 +306,67 @@ impl Pruner<'_> {
             if std::mem::take(&mut first) {
                 want = want.min(FIRST_READ);
             }
-            let rows: Vec<(i64, bool)> = self.query(format!(
-                "SELECT seq, received_at < '{cutoff}' FROM samples WHERE {key} AND seq > {after}
-                 ORDER BY seq LIMIT {want}"
-            ))?;
-            let old: Vec<i64> = rows
-                .iter()
-                .take_while(|(_, old)| *old)
-                .map(|(seq, _)| *seq)
-                .collect();
-            let last = old.len() < rows.len() || rows.len() < want;
+            // Until one sample was deleted, how many rows one takes with it (cores, family
+            // members) is unknown: the first transaction of a run deletes one sample.
+            if self.report.samples == 0 {
+                want = 1;
+            }
+            // 1: older than the cutoff; 2: stamped in the future; 0: newer.
+            let mut read = want;
+            let (rows, end, newer_at) = loop {
+                let rows: Vec<(i64, u8)> = self.query(format!(
+                    "SELECT seq, CASE WHEN received_at < '{cutoff}' THEN 1
+                                      WHEN received_at > UTC_TIMESTAMP(3) + INTERVAL {FUTURE_SLACK_MIN} MINUTE THEN 2
+                                      ELSE 0 END
+                     FROM samples WHERE {key} AND seq > {after} ORDER BY seq LIMIT {read}"
+                ))?;
+                let newer_at = rows.iter().position(|(_, s)| *s == 0).unwrap_or(rows.len());
+                // Up to the last old row before the first newer one: future rows before it go.
+                let end = rows[..newer_at]
+                    .iter()
+                    .rposition(|(_, s)| *s == 1)
+                    .map_or(0, |i| i + 1);
+                let only_future = end == 0 && newer_at == rows.len() && !rows.is_empty();
+                if only_future && rows.len() == read && read < LOOKAHEAD_MAX {
+                    read = (read * 4).min(LOOKAHEAD_MAX);
+                    continue;
+                }
+                break (rows, end, newer_at);
+            };
+            let take = end.min(want);
+            let old: Vec<i64> = rows[..take].iter().map(|(seq, _)| *seq).collect();
+            let last = take == end && (newer_at < rows.len() || rows.len() < read);
             let (Some(&lo), Some(&hi)) = (old.first(), old.last()) else {
                 return Ok(true);
             };
             let list = join(&old);
-            let (samples, cores) = if self.options.dry_run {
+            let (samples, cores, family_rows) = if self.options.dry_run {
                 let cores: Option<i64> = self.query_first(format!(
                     "SELECT COUNT(*) FROM sample_cores WHERE {key} AND seq BETWEEN {lo} AND {hi}"
                 ))?;
-                (old.len() as u64, cores.unwrap_or(0).max(0) as u64)
+                let mut count = String::from("SELECT 0");
+                for table in super::families::tables() {
+                    count.push_str(&format!(
+                        " + (SELECT COUNT(*) FROM {table} WHERE {key} AND seq BETWEEN {lo} AND {hi})"
+                    ));
+                }
+                let family_rows: Option<i64> = self.query_first(count)?;
+                (
+                    old.len() as u64,
+                    cores.unwrap_or(0).max(0) as u64,
+                    family_rows.unwrap_or(0).max(0) as u64,
+                )
             } else {
                 self.transaction(|tx| {
                     tx.query_drop(format!(
                         "DELETE FROM sample_cores WHERE {key} AND seq IN ({list})"
                     ))?;
                     let cores = tx.affected_rows();
+                    let mut family_rows = 0;
+                    for table in super::families::tables() {
+                        tx.query_drop(format!("DELETE FROM {table} WHERE {key} AND seq IN ({list})"))?;
+                        family_rows += tx.affected_rows();
+                    }
                     tx.query_drop(format!("DELETE FROM samples WHERE {key} AND seq IN ({list})"))?;
                     let samples = tx.affected_rows();
                     tx.query_drop(format!(
@@ -319,14 +374,16 @@ impl Pruner<'_> {
                                 samples_pruned = samples_pruned + {samples}
                           WHERE {key}"
                     ))?;
-                    Ok((samples, cores))
+                    Ok((samples, cores, family_rows))
                 })?
             };
             self.report.samples += samples;
             self.report.cores += cores;
-            self.report.largest_transaction = self.report.largest_transaction.max(samples + cores);
+            self.report.family_rows += family_rows;
+            let deleted = samples + cores + family_rows;
+            self.report.largest_transaction = self.report.largest_transaction.max(deleted);
             if samples > 0 {
-                let seen = (samples + cores) as f64 / samples as f64;
+                let seen = deleted as f64 / samples as f64;
                 self.per_sample = self.per_sample.max(seen);
             }
             let horizon = self.horizons.entry((appliance, epoch, host)).or_default();
@@ -556,9 +613,10 @@ pub fn command(
     )?;
     writeln!(
         out,
-        "samples: {} (per-core values: {}) over {} host series; collection_errors: {}; alert_events: {}; drops: {}",
+        "samples: {} (per-core values: {}, family rows: {}) over {} host series; collection_errors: {}; alert_events: {}; drops: {}",
         report.samples,
         report.cores,
+        report.family_rows,
         report.series,
         report.collection_errors,
         report.alert_events,

@@ -145,6 +145,7 @@ impl<'a> PreparedSample<'a> {
             text.push('|');
             push_f64(&mut text, Some(*cpu));
         }
+        super::families::checksum_text(&mut text, &row.sections);
         PreparedSample {
             row,
             host_id,
@@ -154,8 +155,8 @@ impl<'a> PreparedSample<'a> {
     }
 }
 
-/// The statements that store `rows` (samples, then their per-core values) under `epoch`.
-/// Rows whose cores did not parse store none.
+/// The statements that store `rows` (samples, then their per-core values, then their family
+/// sections' child rows) under `epoch`. Rows whose cores did not parse store none.
 pub fn sample_inserts(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> Vec<String> {
     let mut samples = MultiInsert::new(
         "INSERT INTO samples (appliance_id, epoch, host_id, seq, collected_at, received_at, clock_skewed, \
@@ -188,7 +189,63 @@ pub fn sample_inserts(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) 
     }
     let mut statements = samples.finish();
     statements.extend(cores.finish());
+    statements.extend(family_inserts(appliance, epoch, &order_by_key(rows)));
     statements
+}
+
+fn order_by_key<'a, 'b>(rows: &'b [&'a PreparedSample<'a>]) -> Vec<&'b PreparedSample<'a>> {
+    let mut order: Vec<&PreparedSample<'_>> = rows.to_vec();
+    order.sort_unstable_by_key(|p| (p.host_id, p.row.seq));
+    order
+}
+
+/// The INSERTs of the child rows of `rows`' sections: `sample_sections`, then one table per
+/// family (see `families.rs`), in primary-key order.
+fn family_inserts(appliance: u32, epoch: i64, rows: &[&PreparedSample<'_>]) -> Vec<String> {
+    use super::families::{self, Form};
+    use crate::report::family::FAMILIES;
+    let heads: Vec<(String, String)> = std::iter::once((
+        format!(
+            "INSERT INTO {} ({})",
+            families::SECTIONS_TABLE,
+            families::SECTIONS_COLUMNS
+        ),
+        families::SECTIONS_UPSERT.to_string(),
+    ))
+    .chain(FAMILIES.iter().map(|f| {
+        (
+            format!(
+                "INSERT INTO {} ({})",
+                families::table(f),
+                families::columns(f)
+            ),
+            families::upsert_tail(f),
+        )
+    }))
+    .collect();
+    let mut inserts: Vec<MultiInsert<'_>> =
+        heads.iter().map(|(h, t)| MultiInsert::new(h, t)).collect();
+    for p in rows {
+        let identity = format!("{appliance},{epoch},{},{}", p.host_id, p.row.seq);
+        for section in &p.row.sections {
+            families::warn_pad_space_twins(&p.row.host, p.row.seq, section);
+            let out = inserts[0].row();
+            out.push('(');
+            families::section_row(out, Form::Literal, &identity, section);
+            out.push(')');
+            let Some(at) = FAMILIES.iter().position(|f| f.id == section.family.id) else {
+                continue;
+            };
+            let insert = &mut inserts[at + 1];
+            families::member_rows(Form::Literal, &identity, section, |row| {
+                let out = insert.row();
+                out.push('(');
+                out.push_str(row);
+                out.push(')');
+            });
+        }
+    }
+    inserts.into_iter().flat_map(MultiInsert::finish).collect()
 }
 
 /// `SELECT host_id, seq, checksum` of the central rows that already hold any identity of `rows`.
@@ -531,6 +588,7 @@ mod tests {
             os: None,
             kernel: None,
             extras: Some("{\"disk\":\"/:50%\"}".into()),
+            sections: Vec::new(),
         }
     }
 
@@ -596,6 +654,17 @@ mod tests {
             PreparedSample::new(&a, 1).checksum,
             PreparedSample::new(&b, 1).checksum
         );
+        // The families are covered: a member's value, a key, a cut count each change it.
+        let mut with = a.clone();
+        with.sections = crate::buffer::example_sections(1, 1);
+        let base = PreparedSample::new(&with, 1).checksum;
+        assert_ne!(base, PreparedSample::new(&a, 1).checksum);
+        let mut other = with.clone();
+        other.sections[2].members[1].values[2] = Some(crate::report::family::Value::U64(7));
+        assert_ne!(base, PreparedSample::new(&other, 1).checksum);
+        other = with.clone();
+        other.sections[1].cut = 1;
+        assert_ne!(base, PreparedSample::new(&other, 1).checksum);
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// No such path under `/api/` (404).
     #[error("no such API path")]
     NoSuchPath,
+    /// The request was abandoned at its deadline before its read started (503).
+    #[error("the request was abandoned at its deadline")]
+    Abandoned,
     /// The buffer could not be read (503).
     #[error(transparent)]
     Buffer(#[from] crate::buffer::Error),
@@ -121,6 +124,7 @@ pub fn status(buffer: &StatusReader, context: &Context) -> Result<String, ApiErr
             "quarantined": s.quarantined,
             "dropped": s.dropped,
             "warning": s.buffer_warning,
+            "damaged": s.damaged,
             "time_to_first_loss_s": s.time_to_first_loss_s,
         },
         "sync": {

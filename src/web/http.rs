@@ -2,30 +2,65 @@
 //! endpoint: one accept loop, one request per connection, read-only.
 //!
 //! Each connection reads a request head of at most [`MAX_HEAD`] bytes (a
-//! body is never read), gets [`CONNECTION_TIMEOUT`] for the whole exchange,
-//! and is answered with `Connection: close`. Only `GET` and `HEAD` reach a
-//! handler; every other method is answered `405` here, so no listener of
-//! edgemon can ever perform a write action. At most [`MAX_CONNECTIONS`] are
-//! served at once; the accept loop waits for a free slot before taking more,
-//! and backs off (10 ms doubling to 1 s) while `accept` fails, for example
-//! when the process is out of file descriptors.
+//! body is never read) and is answered with `Connection: close`. Only `GET`
+//! and `HEAD` reach a handler; every other method is answered `405` here, so
+//! no listener of edgemon can ever perform a write action. The accept loop
+//! backs off (10 ms doubling to 1 s) while `accept` fails, for example when
+//! the process is out of file descriptors.
+//!
+//! Idle and slow clients cannot hold the page shut (issue 19, item 9). The
+//! accept loop never waits for a slot: every connection is accepted at once.
+//! Until its head is complete a connection is only *waiting*: it has
+//! [`HEAD_TIMEOUT`] to send it, and at most [`MAX_WAITING`] wait at once —
+//! when another arrives, the oldest waiting one is closed, so sockets that
+//! never speak are reclaimed by the next arrival instead of locking it out,
+//! and holding the page shut would take a flood of new connections faster
+//! than an operator's browser sends one head. A complete head is answered
+//! within the request's deadline ([`Limits::request_timeout`], from accept to
+//! the last byte); at most [`MAX_HANDLING`] handlers run at once (their
+//! buffer reads share smol's blocking pool with the SSH collection), and a
+//! handler's permit is released before the answer is written, so a client
+//! that reads slowly holds only its own socket. A request past its deadline
+//! is dropped, and so is its handler's future: handlers that read the buffer
+//! interrupt that read when dropped (`web::cancel`), so abandoned work stops.
 //!
 //! It knows nothing of the routes: the handler decides what a path means.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
+use smol::future::FutureExt as _;
 
 /// Largest request head accepted; a larger one is answered `431`.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// Time for reading a request and writing its response.
+/// Default deadline of one request, from accept to the last byte (`web.request_timeout`).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Time a connection has to send its whole request head (a browser sends it at once).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections still sending their head at once; the oldest is closed for a new one.
+pub const MAX_WAITING: usize = 128;
+/// Handlers running at once (each may read the buffer on the blocking pool).
+pub const MAX_HANDLING: usize = 8;
+
+/// What one server allows a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deadline of one request, from accept to the last byte written.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            request_timeout: CONNECTION_TIMEOUT,
+        }
+    }
+}
 
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,17 +135,36 @@ pub fn bind(listen: SocketAddr) -> std::io::Result<Async<TcpListener>> {
     Async::<TcpListener>::bind(listen)
 }
 
-/// Serves connections on `listener` with `handler` until the future is dropped.
+/// Serves connections on `listener` with `handler` and the default [`Limits`] until the
+/// future is dropped.
 pub async fn serve<H, F>(listener: Async<TcpListener>, handler: H)
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    serve_with(listener, Limits::default(), handler).await
+}
+
+/// The connections still sending their head, oldest first; dropping a sender closes its
+/// connection.
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    queue: VecDeque<(u64, smol::channel::Sender<()>)>,
+}
+
+/// Serves connections on `listener` with `handler` under `limits` until the future is dropped.
+pub async fn serve_with<H, F>(listener: Async<TcpListener>, limits: Limits, handler: H)
+where
+    H: Fn(Request) -> F + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
     let handler = Arc::new(handler);
-    let slots = Arc::new(smol::lock::Semaphore::new(MAX_CONNECTIONS));
+    let handling = Arc::new(smol::lock::Semaphore::new(MAX_HANDLING));
+    let waiting = Arc::new(Mutex::new(Waiting::default()));
     let mut pause = Duration::from_millis(10);
+    let mut evicted: u64 = 0;
     loop {
-        let slot = slots.acquire_arc().await;
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
                 pause = Duration::from_millis(10);
@@ -125,31 +179,80 @@ where
                 continue;
             }
         };
-        let handler = handler.clone();
+        let deadline = Instant::now() + limits.request_timeout;
+        let (evict, evicted_rx) = smol::channel::bounded::<()>(1);
+        let id = {
+            let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if waiting.queue.len() >= MAX_WAITING {
+                // Dropping its sender closes the oldest idle connection.
+                waiting.queue.pop_front();
+                evicted += 1;
+                if evicted.is_power_of_two() {
+                    tracing::warn!(
+                        evicted,
+                        "HTTP connections that sent no request closed for new ones"
+                    );
+                }
+            }
+            let id = waiting.next;
+            waiting.next += 1;
+            waiting.queue.push_back((id, evict));
+            id
+        };
+        let (handler, handling, waiting) = (handler.clone(), handling.clone(), waiting.clone());
         smol::spawn(async move {
-            let exchange = exchange(stream, move |request| handler(request));
-            smol::future::or(exchange, async {
-                smol::Timer::after(CONNECTION_TIMEOUT).await;
-            })
-            .await;
-            drop(slot);
+            let mut stream = stream;
+            let head_by = deadline.min(Instant::now() + HEAD_TIMEOUT);
+            let head = async { Some(read_head(&mut stream).await) }
+                .or(async {
+                    smol::Timer::at(head_by).await;
+                    None
+                })
+                .or(async {
+                    let _ = evicted_rx.recv().await;
+                    None
+                })
+                .await;
+            waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .queue
+                .retain(|(other, _)| *other != id);
+            let Some(Some(head)) = head else {
+                return;
+            };
+            let answer = async {
+                answer(stream, head, &handling, move |request| handler(request)).await;
+            };
+            answer
+                .or(async {
+                    smol::Timer::at(deadline).await;
+                })
+                .await;
         })
         .detach();
     }
 }
 
-async fn exchange<F: Future<Output = Response>>(
-    mut stream: Async<TcpStream>,
-    handler: impl FnOnce(Request) -> F,
-) {
+/// Reads a request head (up to [`MAX_HEAD`] and a bit); `None` when the client closed first.
+async fn read_head(stream: &mut Async<TcpStream>) -> Option<Vec<u8>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() <= MAX_HEAD {
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => head.extend_from_slice(&chunk[..n]),
         }
     }
+    Some(head)
+}
+
+async fn answer<F: Future<Output = Response>>(
+    mut stream: Async<TcpStream>,
+    head: Vec<u8>,
+    handling: &smol::lock::Semaphore,
+    handler: impl FnOnce(Request) -> F,
+) {
     let (method, response) = match parse_head(&head) {
         _ if head.len() > MAX_HEAD => (
             String::new(),
@@ -157,7 +260,12 @@ async fn exchange<F: Future<Output = Response>>(
         ),
         None => (String::new(), Response::text(400, "bad request\n")),
         Some(request) if request.method == "GET" || request.method == "HEAD" => {
-            (request.method.clone(), handler(request).await)
+            // The permit covers the handler only: a client that reads slowly holds no slot.
+            let permit = handling.acquire().await;
+            let method = request.method.clone();
+            let response = handler(request).await;
+            drop(permit);
+            (method, response)
         }
         Some(request) => (
             request.method,

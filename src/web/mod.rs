@@ -16,6 +16,7 @@
 //! allows no inline script.
 
 pub mod api;
+pub mod cancel;
 pub mod http;
 #[cfg(test)]
 mod tests;
@@ -92,6 +93,12 @@ impl Site {
 
     /// Answers one request (blocking: reads the buffer).
     pub fn respond(&self, request: &Request) -> Response {
+        self.respond_until(request, &cancel::ReadCancel::never())
+    }
+
+    /// Answers one request (blocking: reads the buffer), stopping its read when `cancel`
+    /// fires: the request was abandoned at its deadline.
+    pub fn respond_until(&self, request: &Request, cancel: &cancel::ReadCancel) -> Response {
         if !self.authorized(request) {
             return Response::text(401, "authentication required\n").with_header(
                 "WWW-Authenticate",
@@ -104,7 +111,7 @@ impl Site {
             "/app.js" => Response::new(200, "text/javascript; charset=utf-8", APP_JS),
             "/style.css" => Response::new(200, "text/css; charset=utf-8", STYLE_CSS),
             "/favicon.svg" => Response::new(200, "image/svg+xml", FAVICON_SVG),
-            path if path.starts_with("/api/") => self.api(request),
+            path if path.starts_with("/api/") => self.api(request, cancel),
             _ => Response::text(404, "not found\n"),
         };
         response
@@ -113,7 +120,7 @@ impl Site {
             .with_header("Referrer-Policy", "no-referrer")
     }
 
-    fn api(&self, request: &Request) -> Response {
+    fn api(&self, request: &Request, cancel: &cancel::ReadCancel) -> Response {
         let context = api::Context {
             appliance: self.appliance.clone(),
             interval: self.interval,
@@ -122,6 +129,13 @@ impl Site {
         };
         let reply = StatusReader::open(&self.buffer_path)
             .map_err(api::ApiError::from)
+            .and_then(|buffer| {
+                if cancel.watch(buffer.conn()) {
+                    Ok(buffer)
+                } else {
+                    Err(api::ApiError::Abandoned)
+                }
+            })
             .and_then(|buffer| match request.path.as_str() {
                 "/api/status" => api::status(&buffer, &context),
                 "/api/hosts" => api::hosts(&buffer, &context),
@@ -139,13 +153,17 @@ impl Site {
                     None => Err(api::ApiError::NoSuchPath),
                 },
             });
+        if reply.is_err() && cancel.cancelled() {
+            tracing::info!(path = %request.path,
+                "request abandoned at its deadline: its buffer read was interrupted");
+        }
         match reply {
             Ok(body) => Response::new(200, JSON, body),
             Err(error) => {
                 let status = match error {
                     api::ApiError::BadRequest(_) => 400,
                     api::ApiError::UnknownHost(_) | api::ApiError::NoSuchPath => 404,
-                    api::ApiError::Buffer(_) => 503,
+                    api::ApiError::Buffer(_) | api::ApiError::Abandoned => 503,
                 };
                 Response::new(status, JSON, api::error(&error.to_string()))
             }
@@ -180,8 +198,19 @@ pub fn start(config: &Config, appliance: &str) -> anyhow::Result<Option<smol::Ta
         .with_context(|| format!("binding the status page on {listen} ([web] listen)"))?;
     let site = Arc::new(Site::new(config, appliance));
     tracing::info!(%listen, auth = site.password.is_some(), "status page listening");
-    Ok(Some(smol::spawn(http::serve(listener, move |request| {
-        let site = site.clone();
-        async move { smol::unblock(move || site.respond(&request)).await }
-    }))))
+    let limits = http::Limits {
+        request_timeout: config.web.request_timeout,
+    };
+    Ok(Some(smol::spawn(http::serve_with(
+        listener,
+        limits,
+        move |request| {
+            let site = site.clone();
+            async move {
+                // Dropped with this future, finished or abandoned: stops a read still running.
+                let (_guard, cancel) = cancel::pair();
+                smol::unblock(move || site.respond_until(&request, &cancel)).await
+            }
+        },
+    ))))
 }

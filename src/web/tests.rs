@@ -28,6 +28,7 @@ fn report(cpu: f64, at_ms: i64) -> Report {
         os: None,
         kernel: None,
         extras: Vec::new(),
+        sections: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn host(name: &str, mail: Option<&str>) -> HostConfig {
             reboot: true,
             unreachable_after: Some(3),
         },
+        agent: Default::default(),
     }
 }
 
@@ -163,6 +164,7 @@ fn outcome(name: &str, cpu: Option<f64>, now: i64, minute: i64) -> HostOutcome {
             os: None,
             kernel: None,
             extras: Vec::new(),
+            sections: Vec::new(),
         }),
         None => Err(CollectError::new(
             ErrorClass::Unreachable,

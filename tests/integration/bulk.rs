@@ -68,8 +68,39 @@ fn central_dump(db: &MariaDb) -> Vec<String> {
          FROM drops d JOIN hosts h ON h.id = d.host_id ORDER BY d.local_id",
         "SELECT CONCAT_WS('|', HEX(name), HEX(address)) FROM hosts ORDER BY name",
     ];
+    // The family child tables, every column of every row as bytes.
+    let mut children = Vec::new();
+    for (i, table) in edgemon::sync::families::tables().iter().enumerate() {
+        let columns: Vec<String> = if i == 0 {
+            ["epoch", "seq", "family", "members", "cut", "refused"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            let spec = edgemon::report::family::FAMILIES[i - 1];
+            let mut c = vec!["epoch".to_string(), "seq".to_string()];
+            if !spec.is_singleton() {
+                c.push(spec.key.to_string());
+            }
+            c.extend(spec.fields.iter().map(|f| f.name.to_string()));
+            c
+        };
+        let hexed: Vec<String> = columns
+            .iter()
+            .map(|c| format!("IFNULL(HEX(x.`{c}`), 'N')"))
+            .collect();
+        let order = if i == 0 {
+            "x.family".to_string()
+        } else {
+            format!("x.`{}`", columns[2])
+        };
+        children.push(format!(
+            "SELECT CONCAT_WS('|', h.name, {}) FROM {table} x JOIN hosts h ON h.id = x.host_id
+             ORDER BY h.name, x.epoch, x.seq, {order}",
+            hexed.join(", ")
+        ));
+    }
     let mut out = Vec::new();
-    for q in queries {
+    for q in queries.iter().map(|q| q.to_string()).chain(children) {
         let rows: Vec<String> = conn.query(q).expect("dump");
         out.push(format!("-- {} rows", rows.len()));
         out.extend(rows);
@@ -96,6 +127,14 @@ fn awkward(i: i64, at: i64) -> Report {
     ];
     r.load = Some([1e300, 0.0, 2.5]);
     r.extras = vec![("path".into(), "C:\\dir\twith\ttabs\nand \\N".into())];
+    if let Some(fs) = r.sections.get_mut(1) {
+        fs.members[0].key = format!("/mnt/tab\there\nnew\r\\N 'q' \"d\" ünï 🚀 {i}");
+        fs.members[1].values[0] = Some(edgemon::report::family::Value::Text("NULL".into()));
+    }
+    if let Some(sys) = r.sections.first_mut() {
+        sys.members[0].values[0] = Some(edgemon::report::family::Value::F64(0.1 + 0.2));
+        sys.members[0].values[1] = Some(edgemon::report::family::Value::F64(1e-7));
+    }
     r
 }
 

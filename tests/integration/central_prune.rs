@@ -231,7 +231,7 @@ fn prune_removes_exactly_the_old_rows_explains_them_and_sync_never_resends_them(
         "{out}"
     );
     assert!(
-        out.contains("samples: 179 (per-core values: 1432) over 4 host series; collection_errors: 10; alert_events: 0; drops: 1"),
+        out.contains("samples: 179 (per-core values: 1432, family rows: 3614) over 4 host series; collection_errors: 10; alert_events: 0; drops: 1"),
         "{out}"
     );
     assert!(out.contains("nothing was changed"), "{out}");
@@ -261,7 +261,7 @@ fn prune_removes_exactly_the_old_rows_explains_them_and_sync_never_resends_them(
     assert!(first.stopped);
     assert_eq!(first.transactions, 1);
     assert!(
-        first.samples > 0 && first.samples + first.cores <= 100,
+        first.samples > 0 && first.samples + first.cores + first.family_rows <= 100,
         "{first:?}"
     );
     assert_no_loss(&db, &["site-a", "site-b"]);
@@ -275,8 +275,9 @@ fn prune_removes_exactly_the_old_rows_explains_them_and_sync_never_resends_them(
     let rest = 179 - first.samples;
     assert!(
         out.contains(&format!(
-            "samples: {rest} (per-core values: {}) over 4 host series; collection_errors: 10; alert_events: 0; drops: 1",
-            rest * 8
+            "samples: {rest} (per-core values: {}, family rows: {}) over 4 host series; collection_errors: 10; alert_events: 0; drops: 1",
+            rest * 8,
+            3614 - first.family_rows
         )),
         "{out}"
     );
@@ -299,6 +300,19 @@ fn prune_removes_exactly_the_old_rows_explains_them_and_sync_never_resends_them(
         ),
         0
     );
+    for table in edgemon::sync::families::tables() {
+        assert_eq!(
+            count(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) FROM {table} c WHERE NOT EXISTS (SELECT 1 FROM samples s
+                      WHERE s.appliance_id = c.appliance_id AND s.epoch = c.epoch AND s.host_id = c.host_id AND s.seq = c.seq)"
+                )
+            ),
+            0,
+            "orphan rows in {table}"
+        );
+    }
     assert_eq!(
         count(
             &db,
@@ -335,7 +349,7 @@ fn prune_removes_exactly_the_old_rows_explains_them_and_sync_never_resends_them(
     let after = fingerprint(&db);
     let out = prune_cli(dir.path(), &config, &[]);
     assert!(
-        out.contains("samples: 0 (per-core values: 0) over 4 host series; collection_errors: 0; alert_events: 0; drops: 0"),
+        out.contains("samples: 0 (per-core values: 0, family rows: 0) over 4 host series; collection_errors: 0; alert_events: 0; drops: 0"),
         "{out}"
     );
     assert_eq!(fingerprint(&db), after);
@@ -369,7 +383,7 @@ fn prune_removes_exactly_the_old_rows_explains_them_and_sync_never_resends_them(
     );
     // site-b: 2 hosts x 50 rounds before the cutoff; site-c: 20.
     assert!(
-        out.contains("samples: 120 (per-core values: 960) over 7 host series"),
+        out.contains("samples: 120 (per-core values: 960, family rows: 3120) over 7 host series"),
         "{out}"
     );
     assert_eq!(
@@ -498,7 +512,7 @@ fn a_version_2_database_is_upgraded_in_place_and_its_rows_pruned_without_loss() 
         &mut |_| {},
     )
     .expect("upgrade and prune");
-    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 3);
+    assert_eq!(count(&db, "SELECT MAX(version) FROM schema_version"), 4);
     assert_eq!((report.samples, report.cores), (50, 100), "{report:?}");
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM samples WHERE seq > 50"),

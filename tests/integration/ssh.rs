@@ -72,6 +72,7 @@ pub(crate) fn ssh_entry(
             reboot: false,
             unreachable_after: None,
         },
+        agent: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn sample() -> Report {
         os: Some("Debian GNU/Linux 12".into()),
         kernel: Some("6.1.0-18-amd64".into()),
         extras: vec![("temperature".into(), "41.5".into())],
+        sections: Vec::new(),
     }
 }
 
@@ -55,6 +56,7 @@ fn a_written_report_parses_back_identically() {
         os: None,
         kernel: None,
         extras: vec![],
+        sections: Vec::new(),
         cores: vec![],
         ..sample()
     };
@@ -65,7 +67,7 @@ fn a_written_report_parses_back_identically() {
 fn the_document_has_the_documented_shape() {
     let xml = String::from_utf8(sample().to_xml()).expect("UTF-8");
     for needle in [
-        "<stats version=\"1\">",
+        "<stats version=\"1.1\">",
         "<collected_at>1732500000123</collected_at>",
         "<core id=\"3\">100</core>",
         "<memory>",
@@ -105,13 +107,13 @@ fn extras_are_bounded() {
 
 #[test]
 fn a_newer_minor_version_is_accepted_and_another_major_is_not() {
-    assert!(parse(&edited("version=\"1\"", "version=\"1.7\"")).is_ok());
+    assert!(parse(&edited("version=\"1.1\"", "version=\"1.7\"")).is_ok());
     assert_eq!(
-        kind(&edited("version=\"1\"", "version=\"2\"")),
+        kind(&edited("version=\"1.1\"", "version=\"2\"")),
         ParseErrorKind::UnsupportedVersion("2".into())
     );
     assert_eq!(
-        kind(&edited(" version=\"1\"", "")),
+        kind(&edited(" version=\"1.1\"", "")),
         ParseErrorKind::Missing("stats@version".into())
     );
 }

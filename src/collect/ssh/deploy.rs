@@ -120,17 +120,36 @@ p() { n=${2:-$1}; l=$(LC_ALL=C ls -ldn -- "$1/.." 2>/dev/null) || { echo "the pa
 s() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; elif command -v shasum >/dev/null 2>&1; then shasum -a 256; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; fi < "$1" 2>/dev/null | cut -c1-64; }
 "#;
 
+/// [`start_command_with`] without options (the tests' shorthand).
+#[cfg(test)]
+pub fn start_command(agent_dir: &str, hash: &str, idle_timeout_s: Option<u64>) -> String {
+    start_command_with(agent_dir, hash, idle_timeout_s, None)
+}
+
 /// The command that checks the agent and runs it; exits [`MISSING`] when it is absent and
-/// [`UNTRUSTED`] (never running it) when a check fails.
+/// [`UNTRUSTED`] (never running it) when a check fails. The agent gets `--idle-timeout` and
+/// its options token (`--options TOKEN`: hex, so it needs no quoting; a token that is not
+/// hex is left out rather than given to the shell).
 ///
 /// After the checks by path it enters the directory and checks `.`, its parent and `./file`
 /// again, then hashes and execs `./file`: what runs is the file in the directory that was
 /// checked, even if an ancestor others may write is swapped meanwhile.
-pub fn start_command(agent_dir: &str, hash: &str, idle_timeout_s: Option<u64>) -> String {
+pub fn start_command_with(
+    agent_dir: &str,
+    hash: &str,
+    idle_timeout_s: Option<u64>,
+    options: Option<&str>,
+) -> String {
     let (dir, file) = remote_path(agent_dir, hash);
-    let args = idle_timeout_s
+    let mut args = idle_timeout_s
         .map(|s| format!(" --idle-timeout {s}"))
         .unwrap_or_default();
+    if let Some(token) =
+        options.filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        args.push_str(" --options ");
+        args.push_str(token);
+    }
     let short = &hash[..16.min(hash.len())];
     format!(
         "{CHECKS}d={dir}; f={file}; b=./edgemon-agent-{short}\n\

@@ -135,9 +135,13 @@ impl From<CollectError> for Failure {
 
 /// Collects `target` (configured as `name`) once. Returns the outcome and the link to keep
 /// for the next round (`None` after any failure, or when sessions are not persistent).
+///
+/// `options` is the agent's options token (`None`: the agent's defaults), given to the agent
+/// when it starts; a changed token needs a new link (the collector drops the old one).
 pub fn collect(
     name: &str,
     target: &SshTarget,
+    options: Option<&str>,
     shared: &Shared,
     watch: &Watch,
     link: Option<Link>,
@@ -153,7 +157,7 @@ pub fn collect(
             Err(e) => return (Err(e), None),
         },
     };
-    let result = match attempt(&mut link, shared, watch, reused) {
+    let result = match attempt(&mut link, options, shared, watch, reused) {
         Err(Failure::Lost(why) | Failure::Ended(why)) if reused && !watch.expired() => {
             tracing::debug!(
                 host = name,
@@ -164,7 +168,7 @@ pub fn collect(
             match connect(name, target, shared, watch) {
                 Ok(fresh) => {
                     link = fresh;
-                    attempt(&mut link, shared, watch, false)
+                    attempt(&mut link, options, shared, watch, false)
                 }
                 Err(e) => return (Err(e), None),
             }
@@ -222,6 +226,7 @@ fn connect(
 /// fresh exec (uploading the agent first when it is missing).
 fn attempt(
     link: &mut Link,
+    options: Option<&str>,
     shared: &Shared,
     watch: &Watch,
     reused: bool,
@@ -244,7 +249,8 @@ fn attempt(
     }
     let resident = shared.settings.resident_agent;
     let idle = resident.then(|| shared.settings.agent_idle_timeout.as_secs().max(1));
-    let command = deploy::start_command(&shared.settings.agent_dir, shared.agent_hash, idle);
+    let command =
+        deploy::start_command_with(&shared.settings.agent_dir, shared.agent_hash, idle, options);
     let seen = shared.deployments.settled(&link.destination);
     let mut uploaded = false;
     loop {

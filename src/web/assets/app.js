@@ -115,7 +115,9 @@ function renderStatus(s) {
         ? "–" : duration(b.time_to_first_loss_s),
       "if nothing synced from now on", b.time_to_first_loss_s !== null && b.time_to_first_loss_s < 86400 ? "warn" : ""),
     fact("retention", "Shed or refused", `${count(b.dropped)} dropped`,
-      b.warning || `${count(b.quarantined)} quarantined`, b.warning || b.dropped ? "warn" : ""));
+      b.warning || `${count(b.quarantined)} quarantined`, b.warning || b.dropped ? "warn" : ""),
+    ...(b.damaged ? [fact("damaged", "Damaged buffer replaced", `${count(b.damaged.salvaged_samples)} salvaged`,
+      `set aside as ${b.damaged.set_aside}: ${b.damaged.error}`, "bad")] : []));
   document.getElementById("updated").textContent =
     `updated ${new Date(s.now).toLocaleTimeString()} · every ${duration(refreshMs(s) / 1000)}`;
 }

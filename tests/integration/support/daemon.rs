@@ -21,12 +21,18 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon in `dir` on `config`; its log goes to `dir/edgemon.log`.
     pub fn start(dir: &Path, config: &Path) -> Daemon {
+        Daemon::start_with_env(dir, config, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. libfaketime's).
+    pub fn start_with_env(dir: &Path, config: &Path, env: &[(&str, String)]) -> Daemon {
         let log = dir.join("edgemon.log");
         let file = std::fs::File::create(&log).expect("create the daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_edgemon"))
             .args(["run", "--config"])
             .arg(config)
             .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("EDGEMON_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

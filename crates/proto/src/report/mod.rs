@@ -25,6 +25,30 @@
 //! </stats>
 //! ```
 //!
+//! # Version 1.1: metric families
+//!
+//! After the elements above, one section per [metric family](family) that the agent
+//! measured, named by the family, with one empty element per member whose attributes are
+//! the member's key and fields (see each family's module for members, units and meaning):
+//!
+//! ```xml
+//!   <filesystems cut="0">
+//!     <fs mount="/var" fstype="ext4" device="/dev/sda2" size="52521566208" used="40001200128"
+//!         avail="9832153088" files="3276800" files_free="3001122" readonly="0" hanging="0"/>
+//!     <fs mount="/mnt/share" fstype="nfs4" device="nas:/share" hanging="1"/>
+//!   </filesystems>
+//!   <interfaces cut="3"><if name="eth0" oper="up" speed="1000" rx_bytes="123" .../></interfaces>
+//!   <system><sys cpu_user="3.5" mem_available="1073741824" .../></system>
+//! ```
+//!
+//! A section that is absent was not measured; an empty one was measured and has no member.
+//! `cut` counts members the agent left out (its per-family cap). An attribute that is absent
+//! is a value not measured. The reader drops (and counts in [`family::Section::refused`]) a
+//! member whose key or values are invalid, a duplicate key, and members past
+//! [`family::MAX_MEMBERS`] (counted in `cut`); it ignores attributes and elements inside a
+//! section that it does not know. A 1.0 reader keeps a 1.1 document readable: sections are
+//! containers of empty leaves to it, which it keeps among its extras or ignores.
+//!
 //! The `version` attribute is `major[.minor]`; a reader accepts any minor of
 //! the major it knows, so a newer agent may add elements. Elements a reader
 //! does not know are kept in [`Report::extras`] (leaf elements only, named by
@@ -35,6 +59,7 @@
 //! than the five predefined ones, and bounds input size, depth and element
 //! count (see [`parse`]).
 
+pub mod family;
 mod parse;
 
 pub use parse::{
@@ -45,8 +70,10 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use std::io;
 
-/// Version of the report format written by this agent.
+/// Major version of the report format written by this agent.
 pub const REPORT_VERSION: u32 = 1;
+/// Minor version written: 1 adds the metric family sections.
+pub const REPORT_MINOR: u32 = 1;
 
 /// One sample of a host's statistics, as the agent measured it.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,10 +108,23 @@ pub struct Report {
     pub kernel: Option<String>,
     /// Elements this collector does not know, kept as name and text.
     pub extras: Vec<(String, String)>,
+    /// The metric family sections measured, each family at most once, in
+    /// [`family::FAMILIES`] order.
+    pub sections: Vec<family::Section>,
 }
 
 impl Report {
-    /// The report as a version-1 XML document (format in the module docs).
+    /// The section of `family`, when the report carries one.
+    pub fn section(&self, family: &family::FamilySpec) -> Option<&family::Section> {
+        self.sections.iter().find(|s| s.family.id == family.id)
+    }
+
+    /// The members of `T`'s family as typed values (empty when not measured).
+    pub fn typed<T: family::Typed>(&self) -> Vec<T> {
+        self.section(T::SPEC).map(|s| s.typed()).unwrap_or_default()
+    }
+
+    /// The report as a version-1.1 XML document (format in the module docs).
     ///
     /// Extras whose name is a plain element name are written back as children
     /// of `stats`; extras that came from deeper paths are not re-emitted.
@@ -98,7 +138,7 @@ impl Report {
 
     fn write(&self, w: &mut Writer<Vec<u8>>) -> io::Result<()> {
         w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-        let version = self.version.to_string();
+        let version = format!("{}.{REPORT_MINOR}", self.version);
         w.create_element("stats")
             .with_attribute(("version", version.as_str()))
             .write_inner_content(|w| {
@@ -136,14 +176,49 @@ impl Report {
                     }
                 }
                 for (name, value) in &self.extras {
-                    if is_plain_name(name) {
+                    if is_plain_name(name) && family::by_name(name).is_none() {
                         leaf(w, name, value)?;
                     }
+                }
+                for section in &self.sections {
+                    write_section(w, section)?;
                 }
                 Ok(())
             })?;
         Ok(())
     }
+}
+
+fn write_section(w: &mut Writer<Vec<u8>>, section: &family::Section) -> io::Result<()> {
+    let spec = section.family;
+    let cut = section.cut.to_string();
+    let mut element = w.create_element(spec.name);
+    if section.cut > 0 {
+        element = element.with_attribute(("cut", cut.as_str()));
+    }
+    if section.members.is_empty() {
+        element.write_empty()?;
+        return Ok(());
+    }
+    element.write_inner_content(|w| {
+        for member in &section.members {
+            let texts: Vec<(&str, String)> = spec
+                .fields
+                .iter()
+                .zip(&member.values)
+                .filter_map(|(field, value)| Some((field.name, value.as_ref()?.to_string())))
+                .collect();
+            let mut element = w.create_element(spec.member);
+            if !spec.is_singleton() {
+                element = element.with_attribute((spec.key, member.key.as_str()));
+            }
+            element
+                .with_attributes(texts.iter().map(|(k, v)| (*k, v.as_str())))
+                .write_empty()?;
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 fn leaf(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> io::Result<()> {

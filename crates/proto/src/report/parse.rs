@@ -3,6 +3,7 @@
 //! anything that could expand (DOCTYPE, custom entities) is refused outright.
 //! Every error carries the byte position where the problem was found.
 
+use super::family::{self, FamilySpec, MAX_MEMBERS, MAX_TEXT, Member, Section, Value};
 use super::{REPORT_VERSION, Report};
 use quick_xml::Reader;
 use quick_xml::escape::EscapeError;
@@ -136,11 +137,12 @@ pub fn parse(xml: &[u8]) -> Result<Report, ParseError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(err(pos, ParseErrorKind::TooDeep(MAX_DEPTH)));
                 }
-                let open = Open::new(&start, &stack, pos)?;
+                let mut open = Open::new(&start, &stack, pos)?;
                 match stack.last_mut() {
                     Some(parent) => parent.has_children = true,
                     None => doc.root(&start, pos)?,
                 }
+                open.place = doc.place(&start, &stack, &open.path, pos)?;
                 stack.push(open);
             }
             Event::End(_) => {
@@ -192,6 +194,17 @@ fn xml_error(e: quick_xml::Error) -> ParseErrorKind {
     }
 }
 
+/// Where an element stands with respect to the family sections.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    /// Outside every section.
+    Plain,
+    /// A section element (the family's index in `Doc::sections`).
+    Section(usize),
+    /// Inside a section (a member or something this reader does not know): not an extra.
+    InSection(usize),
+}
+
 /// An element whose end tag has not been seen yet.
 struct Open {
     /// Path below the root joined with `/`; `""` for the root itself.
@@ -200,6 +213,7 @@ struct Open {
     has_children: bool,
     position: u64,
     core_id: Option<String>,
+    place: Place,
 }
 
 impl Open {
@@ -231,6 +245,7 @@ impl Open {
             has_children: false,
             position,
             core_id,
+            place: Place::Plain,
         })
     }
 }
@@ -255,6 +270,7 @@ struct Doc {
     leaves: BTreeMap<&'static str, (String, u64)>,
     cores: BTreeMap<u32, (f64, u64)>,
     extras: Vec<(String, String)>,
+    sections: Vec<Section>,
 }
 
 /// Leaf elements the format defines; `cpu/core` is handled apart.
@@ -299,9 +315,47 @@ impl Doc {
         Ok(())
     }
 
+    /// Places a new element among the sections: opens a section, reads a member.
+    fn place(
+        &mut self,
+        start: &BytesStart<'_>,
+        stack: &[Open],
+        path: &str,
+        pos: u64,
+    ) -> Result<Place, ParseError> {
+        let parent = stack.last().map_or(Place::Plain, |p| p.place);
+        match parent {
+            Place::Section(index) => {
+                let section = &mut self.sections[index];
+                if start.name().as_ref() == section.family.member.as_bytes() {
+                    read_member(section, start, pos)?;
+                }
+                Ok(Place::InSection(index))
+            }
+            Place::InSection(index) => Ok(Place::InSection(index)),
+            Place::Plain if stack.len() == 1 => {
+                let Some(spec) = family::by_name(path) else {
+                    return Ok(Place::Plain);
+                };
+                if self.sections.iter().any(|s| s.family.id == spec.id) {
+                    return Err(err(pos, ParseErrorKind::Duplicate(path.to_owned())));
+                }
+                let mut section = Section::new(spec);
+                if let Some(cut) = attribute(start, "cut", pos)? {
+                    section.cut = number::<u32>(&format!("{path}@cut"), &cut, pos)?;
+                }
+                self.sections.push(section);
+                Ok(Place::Section(self.sections.len() - 1))
+            }
+            Place::Plain => Ok(Place::Plain),
+        }
+    }
+
     fn close(&mut self, open: Open) -> Result<(), ParseError> {
         let pos = open.position;
-        if open.path.is_empty() {
+        if open.place != Place::Plain {
+            // Sections and what is inside them were read when they opened.
+        } else if open.path.is_empty() {
             self.root_closed = true;
         } else if let Some(id) = open.core_id {
             let id = number::<u32>("cpu/core@id", &id, pos)?;
@@ -367,6 +421,8 @@ impl Doc {
         let uptime_s = self.required::<u64>("uptime", end)?;
         let boot_time_s = self.optional::<u64>("boot_time")?;
         let load = self.load(end)?;
+        let mut sections = std::mem::take(&mut self.sections);
+        sections.sort_by_key(|s| family::FAMILIES.iter().position(|f| f.id == s.family.id));
         Ok(Report {
             version: self.version,
             collected_at_ms,
@@ -383,6 +439,7 @@ impl Doc {
             os: self.text("os"),
             kernel: self.text("kernel"),
             extras: std::mem::take(&mut self.extras),
+            sections,
         })
     }
 
@@ -429,6 +486,53 @@ impl Doc {
         let pos = self.leaves.get(name).map_or(0, |(_, pos)| *pos);
         err(pos, range_kind(name, reason))
     }
+}
+
+/// Reads one member element into `section`: the key and the fields the spec names. A
+/// member that does not fit (a value of the wrong kind, no key or one too long, a key seen
+/// before, a second member of a singleton) is counted in `refused`; one past
+/// [`MAX_MEMBERS`] in `cut`. Attributes the spec does not name are ignored.
+fn read_member(section: &mut Section, start: &BytesStart<'_>, pos: u64) -> Result<(), ParseError> {
+    let spec: &FamilySpec = section.family;
+    if section.members.len() >= MAX_MEMBERS {
+        section.cut = section.cut.saturating_add(1);
+        return Ok(());
+    }
+    let mut member = Member::new(spec, String::new());
+    let mut key: Option<String> = None;
+    let mut fits = true;
+    for attr in start.attributes() {
+        let attr = attr.map_err(|e| err(pos, ParseErrorKind::Xml(e.to_string())))?;
+        let name = attr.key.as_ref();
+        let value = attr.unescape_value().map_err(|e| err(pos, xml_error(e)))?;
+        if !spec.is_singleton() && name == spec.key.as_bytes() {
+            key = Some(value.into_owned());
+        } else if let Some(index) = spec.fields.iter().position(|f| f.name.as_bytes() == name) {
+            match Value::parse(spec.fields[index].kind, &value) {
+                Some(v) => member.values[index] = Some(v),
+                None => fits = false,
+            }
+        }
+    }
+    member.key = match key {
+        _ if spec.is_singleton() => String::new(),
+        Some(key) if !key.is_empty() && key.len() <= MAX_TEXT => key,
+        _ => {
+            fits = false;
+            String::new()
+        }
+    };
+    let taken = if spec.is_singleton() {
+        !section.members.is_empty()
+    } else {
+        section.members.iter().any(|m| m.key == member.key)
+    };
+    if fits && !taken {
+        section.members.push(member);
+    } else {
+        section.refused = section.refused.saturating_add(1);
+    }
+    Ok(())
 }
 
 fn range_kind(name: &str, reason: &str) -> ParseErrorKind {

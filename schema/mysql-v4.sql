@@ -1,0 +1,13 @@
+-- edgemon central schema: upgrade of a version 3 database to version 4, in place.
+--
+-- Run by edgemon under the lock 'edgemon.schema' when it finds version 3 (shipped as
+-- /usr/share/edgemon/schema/mysql-v4.sql). Version 4 adds the metric families (issue 22): the
+-- child tables sample_sections and sample_<family> (filesystems, interfaces, devices, system,
+-- units, processes) and the Grafana views family_<family>, all created by schema/mysql.sql
+-- (CREATE TABLE IF NOT EXISTS, CREATE OR REPLACE VIEW). No existing table is altered and no row
+-- is touched, so the upgrade takes a moment however large the samples are, and an upgrade cut
+-- short simply runs again. Then version 4 is recorded.
+--
+-- By hand: run schema/mysql.sql (edgemon schema mysql) against a version 3 database.
+-- This file holds no statement; it is kept so that every version has its upgrade file.
+-- Never edit this file once shipped.
