@@ -64,6 +64,17 @@ pub struct SiteState {
     pub mailed: bool,
 }
 
+/// A bastion alert while it fires (kept in the buffer's kv table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BastionState {
+    /// When it fired, Unix ms.
+    pub since: i64,
+    /// The hosts that blamed the bastion since then.
+    pub hosts: Vec<String>,
+    /// Whether its FIRING was mailed (a silence may have withheld it).
+    pub mailed: bool,
+}
+
 /// Everything the planner reads, read once inside the round's transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -85,8 +96,8 @@ pub struct Snapshot {
     pub buffer_warning_mailed: String,
     /// The site alert, while it fires.
     pub site: Option<SiteState>,
-    /// The bastion alerts while they fire, by bastion name (`down`: hosts behind it).
-    pub bastions: BTreeMap<String, SiteState>,
+    /// The bastion alerts while they fire, by bastion name.
+    pub bastions: BTreeMap<String, BastionState>,
     /// Time-to-first-loss of this round, seconds, when the round computed it.
     pub loss_horizon_s: Option<i64>,
     /// The loss alert while it fires: whether its FIRING was mailed.
@@ -276,8 +287,10 @@ pub fn plan(
         let Some(rules) = alerting.hosts.get(&h.host) else {
             continue;
         };
-        // A host behind a bastion whose alert fires waits like one behind a site alert.
-        let held = blamed_bastion(h).is_some_and(|b| bastions.firing.contains(b));
+        // A host behind a bastion whose alert fires waits like one behind a site alert (also
+        // while its attempt is still in flight).
+        let held = blamed_bastion(h).is_some_and(|b| bastions.firing.contains(b))
+            || (in_flight(h) && bastions.hosts.contains(&h.host));
         let site = Site {
             firing: site.firing || held,
             resolved_now: site.resolved_now || bastions.resolved_now,
@@ -480,11 +493,19 @@ fn blamed_bastion(h: &HostInput) -> Option<&str> {
     crate::collect::outcome::bastion_of(class, message)
 }
 
-/// The bastion alerts this round: which fire, and whether one resolved now.
+/// The bastion alerts this round: which fire, the hosts behind them, whether one resolved now.
 #[derive(Debug, Default)]
 struct BastionAlerts {
     firing: BTreeSet<String>,
+    hosts: BTreeSet<String>,
     resolved_now: bool,
+}
+
+/// Whether the host's attempt was still running at the round's close: no news about it.
+fn in_flight(h: &HostInput) -> bool {
+    h.error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("in-flight:"))
 }
 
 /// One alert per bastion whose hosts are unreachable through it (each for at least its
@@ -548,10 +569,9 @@ fn plan_bastions(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan
                 }
                 states.insert(
                     name.clone(),
-                    SiteState {
+                    BastionState {
                         since: now,
-                        down: down.len(),
-                        total: snap.hosts.len(),
+                        hosts: down.iter().map(|h| h.host.clone()).collect(),
                         mailed,
                     },
                 );
@@ -562,12 +582,12 @@ fn plan_bastions(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan
                 out.firing.insert(name.clone());
             }
             (Some(state), true) => {
-                // Hosts still failing but no longer blaming it (their own errors) keep waiting
-                // only for their own rounds; one still blaming it keeps the alert.
-                let still = snap
-                    .hosts
-                    .iter()
-                    .any(|h| blamed_bastion(h) == Some(name.as_str()));
+                // One host still blaming it, or one of its hosts still in flight (no news),
+                // keeps the alert; hosts failing on their own errors do not.
+                let still = snap.hosts.iter().any(|h| {
+                    blamed_bastion(h) == Some(name.as_str())
+                        || (in_flight(h) && state.hosts.contains(&h.host))
+                });
                 if still {
                     out.firing.insert(name.clone());
                     continue;
@@ -576,7 +596,7 @@ fn plan_bastions(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan
                 let body = format!(
                     "The bastion {name} of appliance {id} carries its hosts again ({} were\n\
                      unreachable through it since {}).\n\nAppliance: {id}\n",
-                    state.down,
+                    state.hosts.len(),
                     message::time(state.since)
                 );
                 if state.mailed {
@@ -590,9 +610,21 @@ fn plan_bastions(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan
                 out.resolved_now = true;
             }
             (Some(_), false) => {
+                if let Some(state) = states.get_mut(name) {
+                    for h in down {
+                        if !state.hosts.contains(&h.host) {
+                            state.hosts.push(h.host.clone());
+                        }
+                    }
+                }
                 out.firing.insert(name.clone());
             }
             (None, true) => {}
+        }
+    }
+    for name in &out.firing {
+        if let Some(state) = states.get(name) {
+            out.hosts.extend(state.hosts.iter().cloned());
         }
     }
     if states != snap.bastions {

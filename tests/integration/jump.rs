@@ -553,7 +553,11 @@ fn a_dead_bastion_is_one_mail_naming_it_and_its_hosts_heal_within_two_rounds() {
     daemon.signal("TERM");
     let (status, stderr) = daemon.wait(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
-    let subjects: Vec<String> = smtp.messages().iter().map(|m| m.subject().to_string()).collect();
+    let subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| m.subject().to_string())
+        .collect();
     assert_eq!(subjects.len(), 2, "{subjects:#?}");
 
     // `hosts trust` reaches a target through its bastion, and pins a bastion by its name.
