@@ -6,7 +6,8 @@
 #   benches/ssh_round/jump.sh [N] [PARALLELISM] [ROUNDS]     e.g. benches/ssh_round/jump.sh 300 100 6
 #
 # Needs /usr/sbin/sshd, parallel-ssh (Debian pssh), /usr/bin/time. Runs as root on 127.0.0.1
-# only. Uses CARGO_TARGET_DIR if set. Prints a table; raw logs stay in $WORK (printed).
+# only. Uses CARGO_TARGET_DIR if set; BENCH=<ssh_round binary> skips the build. Prints a
+# table; raw logs stay in $WORK (printed).
 set -euo pipefail
 
 N=${1:-300}
@@ -45,8 +46,10 @@ CFG
 /usr/sbin/sshd -f "$WORK/sshd_config" -E "$WORK/sshd.log"
 for _ in $(seq 50); do nc -z 127.0.0.1 "$PORT" 2>/dev/null && break; sleep 0.1; done
 
-(cd "$REPO" && cargo bench --bench ssh_round --no-run 2>&1 | tail -1)
-BENCH=$(ls -t "${CARGO_TARGET_DIR:-$REPO/target}"/release/deps/ssh_round-* | grep -v '\.d$' | head -1)
+if [ -z "${BENCH:-}" ]; then
+  (cd "$REPO" && cargo bench --bench ssh_round --no-run 2>&1 | tail -1)
+  BENCH=$(ls -t "${CARGO_TARGET_DIR:-$REPO/target}"/release/deps/ssh_round-* | grep -v '\.d$' | head -1)
+fi
 
 config() { # dir via?
   local d=$1 via=$2
