@@ -112,7 +112,7 @@ Host *
 CFG
 for i in $(seq "$N"); do echo "127.0.0.1:$PORT"; done > "$WORK/pssh_hosts"
 read -r pw pc < <(measure "$WORK/pssh.log" -- parallel-ssh -h "$WORK/pssh_hosts" -p "$PAR" -t 300 \
-  -x "-F $WORK/ssh_config -o ProxyJump=root@127.0.0.1:$PORT" -l root true)
+  -x "-F $WORK/ssh_config -o ProxyJump=root@localhost:$PORT" -l root true)
 printf "%-34s %10s %10s %8s %6s\n" "parallel-ssh -O ProxyJump (1 run)" "$pw" "$pc" "$N" "$N"
 grep -c SUCCESS "$WORK/pssh.log" | sed 's/^/   pssh successes: /'
 
