@@ -40,6 +40,112 @@ fn sample_report(i: usize) -> Report {
     }
 }
 
+/// `sample_report(i)` with the metric families a typical host sends: the system section,
+/// 8 filesystems, 4 interfaces, 4 block devices, no failed unit, 2 watched processes.
+fn report_with_families(i: usize) -> Report {
+    use edgemon::report::family::Section;
+    use edgemon::report::family::devices::Device;
+    use edgemon::report::family::filesystems::Filesystem;
+    use edgemon::report::family::interfaces::Interface;
+    use edgemon::report::family::processes::Watched;
+    use edgemon::report::family::system::System;
+    use edgemon::report::family::units::FailedUnit;
+    let big = |k: u64| Some(k * 1_000_003 + i as u64);
+    let sys = System {
+        cpu_user: Some(12.5),
+        cpu_system: Some(3.25),
+        cpu_iowait: Some(0.5),
+        cpu_steal: Some(0.0),
+        cpu_idle: Some(83.75),
+        mem_available: big(4_000),
+        oom_kills: Some(0),
+        procs: Some(312),
+        pid_max: Some(4_194_304),
+        files_open: Some(2_848),
+        files_max: Some(9_223_372_036_854_775_807),
+    };
+    let fs: Vec<Filesystem> = [
+        "/", "/boot", "/var", "/var/log", "/home", "/srv", "/tmp", "/data",
+    ]
+    .iter()
+    .map(|m| Filesystem {
+        mount: (*m).to_string(),
+        fstype: Some("ext4".into()),
+        device: Some("/dev/mapper/vg0-root".into()),
+        size: big(50_000),
+        used: big(20_000),
+        avail: big(27_000),
+        files: Some(3_276_800),
+        files_free: Some(3_001_122),
+        readonly: Some(false),
+        hanging: false,
+    })
+    .collect();
+    let ifs: Vec<Interface> = ["eth0", "eth1", "bond0", "wg0"]
+        .iter()
+        .map(|n| Interface {
+            name: (*n).to_string(),
+            oper: Some("up".into()),
+            speed: Some(10_000),
+            rx_bytes: big(9_000_000),
+            rx_packets: big(7_000),
+            rx_errors: Some(0),
+            rx_drops: Some(12),
+            tx_bytes: big(8_000_000),
+            tx_packets: big(6_000),
+            tx_errors: Some(0),
+            tx_drops: Some(0),
+        })
+        .collect();
+    let devs: Vec<Device> = ["sda", "sdb", "nvme0n1", "dm-0"]
+        .iter()
+        .map(|n| Device {
+            name: (*n).to_string(),
+            reads: big(100),
+            writes: big(200),
+            read_bytes: big(50_000),
+            write_bytes: big(90_000),
+            busy_ms: big(10),
+        })
+        .collect();
+    let watched = [
+        Watched {
+            name: "sshd".into(),
+            count: Some(3),
+        },
+        Watched {
+            name: "pg main".into(),
+            count: Some(1),
+        },
+    ];
+    let mut report = sample_report(i);
+    report.sections = vec![
+        Section::from_typed(&[sys]),
+        Section::from_typed(&fs),
+        Section::from_typed(&ifs),
+        Section::from_typed(&devs),
+        Section::from_typed::<FailedUnit>(&[]),
+        Section::from_typed(&watched),
+    ];
+    report
+}
+
+/// Open + parse per sample (medians) of `n` envelopes carrying `payload`.
+fn open_parse_cost(n: usize, payload: &[u8]) -> Duration {
+    let _ = Initiator::new();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let initiator = Initiator::new();
+        let reply = envelope::respond(&initiator.request(), payload).expect("agent side");
+        let t = Instant::now();
+        let opened = initiator.open(&reply, 1 << 20).expect("open");
+        let parsed = report::parse(&opened).expect("parse");
+        times.push(t.elapsed());
+        assert_eq!(parsed.cores.len(), 8);
+    }
+    median(times)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -211,6 +317,29 @@ fn main() {
         ),
         None => println!("  sqlite3 CLI                                 : not available"),
     }
+    // Issue 22: the same open + parse with the metric family sections, alternated.
+    let (plain, families) = (sample_report(0).to_xml(), report_with_families(0).to_xml());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        a.push(open_parse_cost(n, &plain));
+        b.push(open_parse_cost(n, &families));
+    }
+    let (a, b) = (
+        a.iter().sum::<Duration>() / 2,
+        b.iter().sum::<Duration>() / 2,
+    );
+    println!(
+        "  open + parse, no sections ({} B XML)       : {}",
+        plain.len(),
+        micros(a)
+    );
+    println!(
+        "  open + parse, families ({} B XML: 8 fs, 4 if, 4 dev, system, 2 watches): {}  ({:.2}x, +{})",
+        families.len(),
+        micros(b),
+        b.as_secs_f64() / a.as_secs_f64(),
+        micros(b.saturating_sub(a))
+    );
     println!("  total per sample, 256-bit : {}", micros(total_256));
     println!("  total per sample, 2048-bit: {}", micros(total_2048));
     println!(

@@ -193,6 +193,16 @@ pub enum HostsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Print the hosts (and jump hosts) of an ssh_config or an Ansible inventory as
+    /// `[[hosts]]` and `[[bastions]]` TOML to merge into the configuration; what cannot be
+    /// mapped is listed at its top and on stderr.
+    Import {
+        /// The kind of file.
+        #[arg(long, value_enum)]
+        from: crate::config::host_import::Source,
+        /// The file (`~/.ssh/config`, an INI or YAML inventory).
+        file: std::path::PathBuf,
+    },
 }
 
 /// Which DDL `edgemon schema` prints.
@@ -268,6 +278,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             comment.as_deref(),
             &mut std::io::stdout(),
         ),
+        Command::Hosts(HostsCommand::Import { from, file }) => {
+            crate::config::host_import::command(from, &file)
+        }
         Command::Hosts(HostsCommand::Trust {
             config,
             name,

@@ -25,5 +25,5 @@ pub const MYSQL_V1_TO_V2: &str = include_str!("../schema/mysql-v2.sql");
 /// the prune horizons of `edgemon central prune`.
 pub const MYSQL_V2_TO_V3: &str = include_str!("../schema/mysql-v3.sql");
 /// The in-place upgrade of a central database from schema version 3 to 4 (`schema/mysql-v4.sql`):
-/// the metric family tables, which `schema/mysql.sql` creates; nothing is altered.
+/// `alert_events.rule` widened; the metric family tables are created by `schema/mysql.sql`.
 pub const MYSQL_V3_TO_V4: &str = include_str!("../schema/mysql-v4.sql");

@@ -169,6 +169,7 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
             h.consecutive_failures,
         )?;
     }
+    print_bastions(out, status)?;
     writeln!(out)?;
     writeln!(
         out,
@@ -273,6 +274,32 @@ pub fn print_table(out: &mut impl Write, status: &BufferStatus) -> std::io::Resu
 }
 
 /// The filesystem line, and in plain words what a full disk costs.
+/// One line per bastion that hosts are unreachable through, naming them (the hosts' own
+/// lines say the same each; this groups them as the bastion alert does).
+fn print_bastions(out: &mut impl Write, status: &BufferStatus) -> std::io::Result<()> {
+    let mut by_bastion: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for h in &status.hosts {
+        if h.consecutive_failures == 0 {
+            continue;
+        }
+        if let (Some(class), Some(message)) = (&h.last_error_class, &h.last_error)
+            && let Some(bastion) = crate::collect::outcome::bastion_of(class, message)
+        {
+            by_bastion.entry(bastion).or_default().push(&h.name);
+        }
+    }
+    for (bastion, hosts) in by_bastion {
+        writeln!(
+            out,
+            "unreachable via bastion {bastion}: {} host{} ({})",
+            hosts.len(),
+            if hosts.len() == 1 { "" } else { "s" },
+            hosts.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
 fn print_disk(out: &mut impl Write, now: i64, status: &BufferStatus) -> std::io::Result<()> {
     let disk = &status.disk;
     let mib = |b: u64| b as f64 / 1_048_576.0;
@@ -380,5 +407,44 @@ mod tests {
             !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{7}'),
             "{text:?}"
         );
+    }
+
+    /// Hosts unreachable through one bastion are grouped under it in `edgemon status`.
+    #[test]
+    fn hosts_unreachable_via_a_bastion_are_grouped_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).unwrap();
+        let failed = |host: &str, class, message: &str| HostOutcome {
+            host: host.into(),
+            address: format!("{host}:22"),
+            started_at_ms: now_ms(),
+            duration: Duration::ZERO,
+            result: Err(CollectError::new(class, message)),
+        };
+        let outcomes = [
+            failed(
+                "plc1",
+                ErrorClass::UnreachableVia,
+                "via bastion dmz: refused (unreachable)",
+            ),
+            failed(
+                "plc2",
+                ErrorClass::UnreachableVia,
+                "via bastion dmz: refused (unreachable)",
+            ),
+            failed("web", ErrorClass::Unreachable, "TCP connect failed"),
+        ];
+        buffer
+            .record_round(&outcomes, Duration::from_secs(300), |_, _| Ok(()))
+            .unwrap();
+        let status = buffer.reader().status().unwrap();
+        let mut out = Vec::new();
+        super::print_table(&mut out, &status).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("unreachable via bastion dmz: 2 hosts (plc1, plc2)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("bastion web"), "{text}");
     }
 }

@@ -111,7 +111,8 @@ fn the_report_carries_the_families_and_honours_the_options() {
             Watch {
                 name: "me".into(),
                 by: WatchBy::Cmdline,
-                pattern: "*edgemon-agent*--options*".into(),
+                // An idle timeout no other agent on the box uses: only this one matches.
+                pattern: "*edgemon-agent --idle-timeout 86399 --options *".into(),
             },
             Watch {
                 name: "nothing".into(),
@@ -122,7 +123,7 @@ fn the_report_carries_the_families_and_honours_the_options() {
         ..AgentOptions::default()
     };
     let mut child = agent()
-        .args(["--options", &options.to_token()])
+        .args(["--idle-timeout", "86399", "--options", &options.to_token()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -35,11 +35,13 @@ fn main() -> anyhow::Result<()> {
         let (busy, total) = machine_ticks();
         let busy_share = (busy - machine.0) / (total - machine.1).max(1.0);
         println!(
-            "round {round}: wall {wall:.3} s  cpu {:.3} s  ok {ok}/{}  machine busy {:.0}%  rss {} KiB",
+            "round {round}: wall {wall:.3} s  cpu {:.3} s  ok {ok}/{}  machine busy {:.0}%  rss {} KiB  bastions {}  tcp {}",
             cpu_seconds() - cpu,
             outcomes.len(),
             busy_share * 100.0,
-            status_kib("VmRSS:")
+            status_kib("VmRSS:"),
+            collector.open_bastions(),
+            tcp_connections()
         );
         if let Some(err) = outcomes.iter().find_map(|o| o.result.as_ref().err()) {
             println!("  first error: {err}");
@@ -57,6 +59,31 @@ fn main() -> anyhow::Result<()> {
     }
     println!("peak RSS: {} KiB", status_kib("VmHWM:"));
     Ok(())
+}
+
+/// Established TCP connections this process holds (its socket inodes in /proc/net/tcp{,6}):
+/// one per direct host, one per bastion behind which hosts are collected.
+fn tcp_connections() -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // state 01 = ESTABLISHED; field 9 is the inode.
+            f.get(3) == Some(&"01") && f.get(9).is_some_and(|i| inodes.contains(*i))
+        })
+        .count()
 }
 
 /// User + system CPU seconds of this process (all threads), from /proc/self/stat.

@@ -370,6 +370,10 @@ impl Alerting {
         snap.site = tx
             .kv_get(plan::SITE_KEY)?
             .and_then(|v| serde_json::from_str(&v).ok());
+        snap.bastions = tx
+            .kv_get(plan::BASTIONS_KEY)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
         snap.loss_alert = tx.kv_get(plan::LOSS_KEY)?.map(|v| v == "mailed");
         Ok(snap)
     }

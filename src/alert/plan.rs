@@ -28,6 +28,8 @@ use crate::buffer::{SampleBrief, SilenceRow};
 
 /// The rule name of the site alert (silences may name it).
 pub const SITE_RULE: &str = "site-unreachable";
+/// The rule name of the alert on a bastion whose hosts are unreachable through it.
+pub const BASTION_RULE: &str = "bastion-unreachable";
 /// The rule name of the operator alert on time-to-first-loss (silences may name it).
 pub const LOSS_RULE: &str = "time-to-first-loss";
 
@@ -67,6 +69,17 @@ pub struct SiteState {
     pub mailed: bool,
 }
 
+/// A bastion alert while it fires (kept in the buffer's kv table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BastionState {
+    /// When it fired, Unix ms.
+    pub since: i64,
+    /// The hosts that blamed the bastion since then.
+    pub hosts: Vec<String>,
+    /// Whether its FIRING was mailed (a silence may have withheld it).
+    pub mailed: bool,
+}
+
 /// Everything the planner reads, read once inside the round's transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -88,6 +101,8 @@ pub struct Snapshot {
     pub buffer_warning_mailed: String,
     /// The site alert, while it fires.
     pub site: Option<SiteState>,
+    /// The bastion alerts while they fire, by bastion name.
+    pub bastions: BTreeMap<String, BastionState>,
     /// Time-to-first-loss of this round, seconds, when the round computed it.
     pub loss_horizon_s: Option<i64>,
     /// The loss alert while it fires: whether its FIRING was mailed.
@@ -214,6 +229,8 @@ pub enum MailKey {
 pub const TAG_BUFFER_WARNING: i64 = 0;
 /// The site alert's tag.
 pub const TAG_SITE: i64 = -2;
+/// The first bastion alert's tag; the next ones count down from it.
+pub const TAG_BASTION_BASE: i64 = -1000;
 /// The loss alert's tag.
 pub const TAG_LOSS: i64 = -3;
 
@@ -287,6 +304,8 @@ pub struct Plan {
 
 /// kv key of the site alert's state.
 pub const SITE_KEY: &str = crate::buffer::kv_key::ALERT_SITE;
+/// kv key of the bastion alerts' state.
+pub const BASTIONS_KEY: &str = crate::buffer::kv_key::ALERT_BASTIONS;
 /// kv key of the loss alert while it fires (`mailed` or `withheld`).
 pub const LOSS_KEY: &str = crate::buffer::kv_key::ALERT_LOSS;
 /// kv key of the buffer warning last mailed.
@@ -301,6 +320,7 @@ pub fn plan(
     now: i64,
 ) -> Plan {
     let mut plan = Plan::default();
+    let bastions = plan_bastions(alerting, snap, now, &mut plan);
     let site = plan_site(alerting, snap, now, &mut plan);
     let mut by_recipient: BTreeMap<String, Vec<(AlertItem, EventRef)>> = BTreeMap::new();
     for ev in evaluated {
@@ -311,6 +331,14 @@ pub fn plan(
         if !ev.writes.is_empty() {
             plan.family_writes.push((h.host_id, ev.writes.clone()));
         }
+        // A host behind a bastion whose alert fires waits like one behind a site alert (also
+        // while its attempt is still in flight).
+        let held = blamed_bastion(h).is_some_and(|b| bastions.firing.contains(b))
+            || (in_flight(h) && bastions.hosts.contains(&h.host));
+        let site = Site {
+            firing: site.firing || held,
+            resolved_now: site.resolved_now || bastions.resolved_now,
+        };
         let items = plan_host(snap, h, ev, &site, recent, now, &mut plan);
         if items.is_empty() {
             continue;
@@ -412,6 +440,8 @@ fn plan_site(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan) ->
     let down: Vec<&HostInput> = snap
         .hosts
         .iter()
+        // Hosts behind a failed bastion are that bastion's alert, not the site's.
+        .filter(|h| blamed_bastion(h).is_none())
         .filter(|h| {
             let after = alerting
                 .hosts
@@ -499,6 +529,155 @@ fn plan_site(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan) ->
             resolved_now: false,
         },
     }
+}
+
+/// The bastion a failed host's error blames (`unreachable-via: via bastion NAME: ...`).
+fn blamed_bastion(h: &HostInput) -> Option<&str> {
+    let (class, message) = h.error.as_deref()?.split_once(": ")?;
+    crate::collect::outcome::bastion_of(class, message)
+}
+
+/// The bastion alerts this round: which fire, the hosts behind them, whether one resolved now.
+#[derive(Debug, Default)]
+struct BastionAlerts {
+    firing: BTreeSet<String>,
+    hosts: BTreeSet<String>,
+    resolved_now: bool,
+}
+
+/// Whether the host's attempt was still running at the round's close: no news about it.
+fn in_flight(h: &HostInput) -> bool {
+    h.error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("in-flight:"))
+}
+
+/// One alert per bastion whose hosts are unreachable through it (each for at least its
+/// `unreachable_after` rounds), to the operators, naming the bastion and the hosts behind it;
+/// their own unreachable alerts wait while it fires. Resolved when no host blames it any more.
+fn plan_bastions(alerting: &Alerting, snap: &Snapshot, now: i64, plan: &mut Plan) -> BastionAlerts {
+    let mut blamed: BTreeMap<&str, Vec<&HostInput>> = BTreeMap::new();
+    for h in &snap.hosts {
+        let Some(bastion) = blamed_bastion(h) else {
+            continue;
+        };
+        let after = alerting
+            .hosts
+            .get(&h.host)
+            .and_then(|r| r.limits.unreachable_after)
+            .unwrap_or(1)
+            .max(1);
+        if matches!(h.observation, Observation::Failed { consecutive_failures } if consecutive_failures >= after)
+        {
+            blamed.entry(bastion).or_default().push(h);
+        }
+    }
+    let id = &alerting.appliance_id;
+    let mut out = BastionAlerts::default();
+    let mut states = snap.bastions.clone();
+    let names: BTreeSet<String> = states
+        .keys()
+        .cloned()
+        .chain(blamed.keys().map(|k| k.to_string()))
+        .collect();
+    for (index, name) in names.iter().enumerate() {
+        let tag = TAG_BASTION_BASE - index as i64;
+        let down = blamed.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        match (states.get(name), down.is_empty()) {
+            (None, false) => {
+                let mailed = !snap.silenced(None, BASTION_RULE, now);
+                let subject = format!(
+                    "[edgemon] FIRING {BASTION_RULE}: bastion {name}, {} hosts behind it unreachable on {id}",
+                    down.len()
+                );
+                let mut body = format!(
+                    "The bastion (jump host) {name} of appliance {id} is down, refuses edgemon or\n\
+                     dropped its connection: the {} hosts reached through it cannot be collected.\n\
+                     One alert for the bastion instead of one per host; their own unreachable\n\
+                     alerts wait while it fires. Check the bastion, its sshd and the network to it.\n\n\
+                     Hosts behind it:\n",
+                    down.len()
+                );
+                for h in down {
+                    let error = h.error.as_deref().unwrap_or("-");
+                    body.push_str(&format!("  {}  ({})  {error}\n", h.host, h.address));
+                }
+                body.push_str(&format!(
+                    "\nObserved:  {}\nAppliance: {id}\n",
+                    message::time(now)
+                ));
+                if mailed {
+                    operator_mail(alerting, &subject, &body, MailKey::Tag(tag), plan);
+                } else {
+                    plan.withheld += 1;
+                }
+                states.insert(
+                    name.clone(),
+                    BastionState {
+                        since: now,
+                        hosts: down.iter().map(|h| h.host.clone()).collect(),
+                        mailed,
+                    },
+                );
+                plan.logs.push(AlertLog::Site {
+                    line: subject.trim_start_matches("[edgemon] ").to_string(),
+                    mailed,
+                });
+                out.firing.insert(name.clone());
+            }
+            (Some(state), true) => {
+                // One host still blaming it, or one of its hosts still in flight (no news),
+                // keeps the alert; hosts failing on their own errors do not.
+                let still = snap.hosts.iter().any(|h| {
+                    blamed_bastion(h) == Some(name.as_str())
+                        || (in_flight(h) && state.hosts.contains(&h.host))
+                });
+                if still {
+                    out.firing.insert(name.clone());
+                    continue;
+                }
+                let subject = format!("[edgemon] RESOLVED {BASTION_RULE}: bastion {name} on {id}");
+                let body = format!(
+                    "The bastion {name} of appliance {id} carries its hosts again ({} were\n\
+                     unreachable through it since {}).\n\nAppliance: {id}\n",
+                    state.hosts.len(),
+                    message::time(state.since)
+                );
+                if state.mailed {
+                    operator_mail(alerting, &subject, &body, MailKey::Tag(tag), plan);
+                }
+                plan.logs.push(AlertLog::Site {
+                    line: subject.trim_start_matches("[edgemon] ").to_string(),
+                    mailed: state.mailed,
+                });
+                states.remove(name);
+                out.resolved_now = true;
+            }
+            (Some(_), false) => {
+                if let Some(state) = states.get_mut(name) {
+                    for h in down {
+                        if !state.hosts.contains(&h.host) {
+                            state.hosts.push(h.host.clone());
+                        }
+                    }
+                }
+                out.firing.insert(name.clone());
+            }
+            (None, true) => {}
+        }
+    }
+    for name in &out.firing {
+        if let Some(state) = states.get(name) {
+            out.hosts.extend(state.hosts.iter().cloned());
+        }
+    }
+    if states != snap.bastions {
+        let value = (!states.is_empty())
+            .then(|| serde_json::to_string(&states).ok())
+            .flatten();
+        plan.kv.push((BASTIONS_KEY, value));
+    }
+    out
 }
 
 fn operator_mail(alerting: &Alerting, subject: &str, body: &str, key: MailKey, plan: &mut Plan) {

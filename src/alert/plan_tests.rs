@@ -516,3 +516,92 @@ fn a_weekly_window_of_the_config_silences_like_a_cli_silence() {
     assert!(plan.mails.is_empty(), "{:?}", plan.mails);
     assert_eq!((plan.events.len(), plan.withheld), (1, 1));
 }
+
+#[test]
+fn hosts_behind_a_failed_bastion_are_one_mail_naming_it_then_one_resolved() {
+    // 6 hosts: 4 behind bastion dmz (unreachable through it), 1 behind it failing on its own,
+    // 1 healthy. The share of failed hosts is over the site threshold, yet the site alert does
+    // not fire: the bastion explains them.
+    let mut case = Case {
+        hosts: hosts(6, Seen::Failed(2), Prior::Nothing),
+        ..Case::default()
+    };
+    case.hosts[5].1 = Seen::Cpu(1.0);
+    let names: Vec<String> = case.hosts.iter().map(|h| h.0.clone()).collect();
+    let alerting = alerting(&names, 10);
+    let mut snap = snapshot(&case);
+    for h in &mut snap.hosts[..4] {
+        h.error =
+            Some("unreachable-via: via bastion dmz: TCP connect to 198.18.0.2:22 failed".into());
+    }
+    let evaluated = plan::evaluate(&alerting, &snap, NOW);
+    let first = plan::plan(&alerting, &snap, &evaluated, &HashMap::new(), NOW);
+    let subjects: Vec<&str> = first.mails.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(
+        subjects.iter().any(|s| s
+            == &"[edgemon] FIRING bastion-unreachable: bastion dmz, 4 hosts behind it unreachable on site-x"),
+        "{subjects:?}"
+    );
+    // The one host down on its own behind a healthy path is mailed as itself.
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("unreachable") && s.contains("h04")),
+        "{subjects:?}"
+    );
+    assert!(
+        !subjects.iter().any(|s| s.contains(SITE_RULE)),
+        "{subjects:?}"
+    );
+    let bastion_mail = first
+        .mails
+        .iter()
+        .find(|m| m.subject.contains("dmz"))
+        .expect("mail");
+    assert!(
+        bastion_mail
+            .body
+            .contains("h03  (h03:22)  unreachable-via: via bastion dmz")
+    );
+    let (_, state) = first
+        .kv
+        .iter()
+        .find(|(k, _)| *k == plan::BASTIONS_KEY)
+        .expect("state kept");
+    let state: std::collections::BTreeMap<String, plan::BastionState> =
+        serde_json::from_str(state.as_deref().expect("set")).expect("json");
+    assert_eq!(state["dmz"].hosts, ["h00", "h01", "h02", "h03"]);
+
+    // Next round, still down, two of its hosts still in flight: nothing more is mailed.
+    snap.bastions = state.clone();
+    for h in &mut snap.hosts[..2] {
+        h.error = Some("in-flight: no answer since the last tick".into());
+    }
+    let evaluated = plan::evaluate(&alerting, &snap, NOW + 60_000);
+    let again = plan::plan(&alerting, &snap, &evaluated, &HashMap::new(), NOW + 60_000);
+    assert!(
+        !again.mails.iter().any(|m| m.subject.contains("dmz")),
+        "{:?}",
+        again.mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+
+    // The bastion is back: its hosts report again, one RESOLVED names it.
+    for h in &mut snap.hosts[..4] {
+        h.observation = Observation::Sample(Measures {
+            cpu: 1.0,
+            memory: 10.0,
+            swap: 0.0,
+            uptime_s: 1000,
+        });
+        h.error = None;
+    }
+    let evaluated = plan::evaluate(&alerting, &snap, NOW + 120_000);
+    let healed = plan::plan(&alerting, &snap, &evaluated, &HashMap::new(), NOW + 120_000);
+    let subjects: Vec<&str> = healed.mails.iter().map(|m| m.subject.as_str()).collect();
+    assert!(
+        subjects.contains(&"[edgemon] RESOLVED bastion-unreachable: bastion dmz on site-x"),
+        "{subjects:?}"
+    );
+    assert!(healed.kv.contains(&(plan::BASTIONS_KEY, None)));
+}

@@ -49,6 +49,8 @@ pub(crate) mod key {
     pub const ALERT_HELD: &str = "alert.held";
     /// The site-unreachable alert's state while it fires: JSON.
     pub const ALERT_SITE: &str = "alert.site";
+    /// The bastion-unreachable alerts while they fire: JSON `{bastion: state}`.
+    pub const ALERT_BASTIONS: &str = "alert.bastions";
     /// The time-to-first-loss alert while it fires: `mailed` or `withheld`.
     pub const ALERT_LOSS: &str = "alert.loss";
     /// The damaged buffer file this one replaced: JSON `damage::Damage`.

@@ -37,18 +37,26 @@ pub fn trust(
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     let expected = expected.map(normalize_fingerprint).transpose()?;
-    let host = config
-        .hosts
-        .iter()
-        .find(|h| h.name == name)
-        .with_context(|| format!("no host named {name:?} in {}", config.source.display()))?;
-    let Transport::Ssh(target) = &host.transport else {
-        anyhow::bail!("host {name} uses the local transport and has no SSH host key");
+    let target = match config.hosts.iter().find(|h| h.name == name) {
+        Some(host) => match &host.transport {
+            Transport::Ssh(target) => target.clone(),
+            Transport::Local => {
+                anyhow::bail!("host {name} uses the local transport and has no SSH host key")
+            }
+        },
+        None => bastion_target(config, name).with_context(|| {
+            format!(
+                "no host or bastion named {name:?} in {}",
+                config.source.display()
+            )
+        })?,
     };
+    let target = &target;
     let timeout = config.collect.connect_timeout + config.collect.auth_timeout;
-    let blob = ssh::fetch_host_key(target, timeout)
+    // Behind bastions the tunnel checks every bastion's own pin on the way.
+    let shared = ssh::Shared::new(config.collect.clone(), store(config));
+    let (blob, known_name) = ssh::fetch_host_key_via(name, target, &shared, timeout)
         .map_err(|e| anyhow::anyhow!("host {name}: {}", e.message))?;
-    let known_name = hostkeys::known_hosts_name(&target.address, target.port);
     let presented = hostkeys::fingerprint(&blob);
     if let Some(expected) = expected
         && expected != presented
@@ -75,6 +83,20 @@ pub fn trust(
         store.path().display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bastion `name` as a target of its own: its login, reached through the hops before it in
+/// the first chain that names it.
+fn bastion_target(config: &Config, name: &str) -> Option<crate::config::SshTarget> {
+    config.hosts.iter().find_map(|h| {
+        let Transport::Ssh(target) = &h.transport else {
+            return None;
+        };
+        let at = target.via.iter().position(|b| b.name == name)?;
+        let mut login = (*target.via[at].login).clone();
+        login.via = target.via[..at].to_vec();
+        Some(login)
+    })
 }
 
 /// `SHA256:` and unpadded base64, as `ssh-keygen -lf` prints it (padding is tolerated).

@@ -80,7 +80,13 @@ impl Collector {
             .iter()
             .filter(|h| matches!(h.transport, Transport::Ssh(_)))
             .count();
-        ensure_fd_limit(ssh_hosts);
+        // A host behind a bastion holds three: its socket-pair end, the session's clone of
+        // it, and the pump's end.
+        let tunneled = hosts
+            .iter()
+            .filter(|h| matches!(&h.transport, Transport::Ssh(t) if !t.via.is_empty()))
+            .count();
+        ensure_fd_limit(ssh_hosts + tunneled.div_ceil(2));
         let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Collector {
             hosts,
@@ -105,6 +111,15 @@ impl Collector {
         if settings != self.shared.settings || host_keys != self.shared.host_keys.path() {
             return Collector::new(hosts, settings, local_agent, host_keys);
         }
+        // Bastion sessions no remaining host needs close.
+        let chains: Vec<_> = hosts
+            .iter()
+            .filter_map(|h| match &h.transport {
+                Transport::Ssh(t) if !t.via.is_empty() => Some(t.via.clone()),
+                _ => None,
+            })
+            .collect();
+        self.shared.bastions.retain(&chains);
         let mut kept = HashMap::new();
         if let Ok(mut old) = self.pool.lock() {
             for host in &hosts {
@@ -136,6 +151,11 @@ impl Collector {
     /// How many SSH sessions are open between rounds.
     pub fn open_sessions(&self) -> usize {
         self.pool.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// How many bastion sessions are open (one per chain of jump hosts in use).
+    pub fn open_bastions(&self) -> usize {
+        self.shared.bastions.open()
     }
 
     /// Collects every host once, at most `concurrency` at a time; outcomes in host order.

@@ -13,6 +13,9 @@ pub enum ErrorClass {
     /// TCP connect failed or got no answer (refused, no route, DNS, host silent), or an open
     /// connection was lost.
     Unreachable,
+    /// The host is behind a bastion that is down, refused us or dropped the connection; the
+    /// message starts `via bastion NAME:` ([`CollectError::bastion`] reads the name).
+    UnreachableVia,
     /// A connect, handshake, auth or command deadline passed.
     Timeout,
     /// The host refused our credentials.
@@ -43,6 +46,7 @@ impl ErrorClass {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Unreachable => "unreachable",
+            ErrorClass::UnreachableVia => "unreachable-via",
             ErrorClass::Timeout => "timeout",
             ErrorClass::AuthRefused => "auth-refused",
             ErrorClass::HostKeyChanged => "host-key-changed",
@@ -83,6 +87,23 @@ impl CollectError {
             std::borrow::Cow::Owned(clean) => clean,
         };
         CollectError { class, message }
+    }
+}
+
+/// The bastion an `unreachable-via` error names (`via bastion NAME: ...`), from its class and
+/// message as stored in the buffer.
+pub fn bastion_of<'a>(class: &str, message: &'a str) -> Option<&'a str> {
+    if class != ErrorClass::UnreachableVia.as_str() {
+        return None;
+    }
+    let rest = message.strip_prefix("via bastion ")?;
+    rest.split_once(':').map(|(name, _)| name)
+}
+
+impl CollectError {
+    /// The bastion this error blames, when it is `unreachable-via`.
+    pub fn bastion(&self) -> Option<&str> {
+        bastion_of(self.class.as_str(), &self.message)
     }
 }
 

@@ -32,6 +32,9 @@ pub struct ConfigFile {
     /// `[[hosts]]`.
     #[serde(default)]
     pub hosts: Vec<HostSection>,
+    /// `[[bastions]]`: jump hosts that `via` names.
+    #[serde(default)]
+    pub bastions: Vec<BastionSection>,
     /// `[[silence]]`: recurring maintenance windows.
     #[serde(default)]
     pub silence: Vec<SilenceSection>,
@@ -234,6 +237,8 @@ pub struct DefaultsSection {
     pub use_agent: Option<bool>,
     /// Host-key policy (falls back to `[collect]`'s).
     pub host_key_policy: Option<String>,
+    /// Bastions every host passes through unless it sets its own `via`.
+    pub via: Option<Vec<String>>,
     /// Alert mail address.
     pub mail: Option<String>,
     /// Default limits.
@@ -282,6 +287,8 @@ pub struct HostSection {
     pub use_agent: Option<bool>,
     /// Host-key policy.
     pub host_key_policy: Option<String>,
+    /// Bastions to pass through, outermost first; `[]` for a direct connection.
+    pub via: Option<Vec<String>>,
     /// Alert mail address.
     pub mail: Option<String>,
     /// Limit overrides.
@@ -289,6 +296,36 @@ pub struct HostSection {
     pub alerts: AlertsSection,
     /// Processes that must be running (`"sshd"`, `"cmdline:GLOB"`, `"NAME=..."`).
     pub watch: Option<Vec<String>>,
+}
+
+/// One `[[bastions]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BastionSection {
+    /// Unique name that `via` refers to.
+    pub name: Option<String>,
+    /// Host name or IP address.
+    pub address: Option<String>,
+    /// SSH port (default `[defaults]`'s).
+    pub port: Option<i64>,
+    /// SSH user (default `[defaults]`'s).
+    pub user: Option<String>,
+    /// Private key file.
+    pub identity_file: Option<String>,
+    /// Environment variable holding the key's passphrase.
+    pub identity_passphrase_env: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Authenticate with the running ssh-agent.
+    pub use_agent: Option<bool>,
+    /// Host-key policy.
+    pub host_key_policy: Option<String>,
+    /// Bastions to pass through to reach this one.
+    pub via: Option<Vec<String>>,
+    /// Inner handshakes in flight at once through this bastion.
+    pub handshakes: Option<i64>,
 }
 
 /// `[buffer]`.

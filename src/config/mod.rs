@@ -11,16 +11,19 @@
 //! (`xml_import`). It does not open files other than the configuration and
 //! the secret and key files it names.
 
+pub mod ansible_import;
 mod error;
 mod families;
 mod family_alerts;
 pub mod file;
+pub mod host_import;
 mod hosts;
 mod keys;
 mod model;
 mod resolve;
 pub mod secret;
 mod source_map;
+pub mod ssh_import;
 pub mod units;
 pub mod xml_import;
 
@@ -35,6 +38,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use hosts::parse_address;
 pub(crate) use keys::PRUNE_MIN_AGE;
 pub use model::*;
 

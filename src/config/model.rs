@@ -123,6 +123,37 @@ pub struct SshTarget {
     pub auth: Auth,
     /// Host-key policy for this host.
     pub host_key_policy: HostKeyPolicy,
+    /// The bastions to pass through, outermost first (`via`, expanded with each bastion's own
+    /// `via`); empty for a direct connection. Each hop's key is pinned under the hop's name.
+    pub via: Vec<Bastion>,
+}
+
+impl SshTarget {
+    /// `address:port` as operators write it: `[::1]:22` for an IPv6 address.
+    pub fn socket_text(&self) -> String {
+        host_port(&self.address, self.port)
+    }
+}
+
+/// `address:port`, with an IPv6 address in brackets.
+pub fn host_port(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+/// A `[[bastions]]` entry: a jump host that carries the sessions of the hosts behind it (one
+/// authenticated session, a `direct-tcpip` channel per target).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bastion {
+    /// Its unique name (letters, digits, `.`, `_`, `-`): named in errors, alerts and pins.
+    pub name: String,
+    /// How to log in to it; `login.via` is always empty (the chain is the target's `via`).
+    pub login: Box<SshTarget>,
+    /// Inner SSH handshakes in flight at once through it (below sshd's `MaxStartups`).
+    pub handshakes: usize,
 }
 
 /// SSH authentication method.
@@ -368,7 +399,7 @@ impl HostConfig {
     pub fn display_address(&self) -> String {
         match &self.transport {
             Transport::Local => "local".to_string(),
-            Transport::Ssh(t) => format!("{}@{}:{}", t.user, t.address, t.port),
+            Transport::Ssh(t) => format!("{}@{}", t.user, t.socket_text()),
         }
     }
 }

@@ -132,13 +132,14 @@ pub(crate) fn resolve(
 impl Resolver<'_> {
     /// `[[silence]]` entries: known hosts and rules, a valid weekly window.
     fn silences(&mut self, raw: &ConfigFile, hosts: &[HostConfig]) -> Vec<WeeklySilence> {
-        const RULES: [&str; 7] = [
+        const RULES: [&str; 8] = [
             "cpu",
             "memory",
             "swap",
             "reboot",
             "unreachable",
             "site-unreachable",
+            "bastion-unreachable",
             "time-to-first-loss",
         ];
         let mut out = Vec::new();

@@ -158,13 +158,19 @@ impl Walker<'_> {
                         .as_float()
                         .or_else(|| item.as_integer().map(|i| i as f64))
                         .map(toml::Value::Float),
-                    Kind::TextList => item.as_array().and_then(|array| {
-                        array
-                            .iter()
-                            .map(|v| v.as_str().map(|s| toml::Value::String(s.to_string())))
-                            .collect::<Option<Vec<_>>>()
-                            .map(toml::Value::Array)
-                    }),
+                    // A single string is a list of one (`via = "bastion"`).
+                    Kind::TextList => match item.as_str() {
+                        Some(one) => Some(toml::Value::Array(vec![toml::Value::String(
+                            one.to_string(),
+                        )])),
+                        None => item.as_array().and_then(|array| {
+                            array
+                                .iter()
+                                .map(|v| v.as_str().map(|s| toml::Value::String(s.to_string())))
+                                .collect::<Option<Vec<_>>>()
+                                .map(toml::Value::Array)
+                        }),
+                    },
                     Kind::Duration { .. }
                     | Kind::DurationOrOff { .. }
                     | Kind::Size { .. }

@@ -396,13 +396,21 @@ fn outside(key: &keys::Key) -> Vec<(toml::Value, String)> {
 /// `smtp.x` beside an SMTP host), as TOML text.
 fn with_value(path: &str, value: toml::Value) -> String {
     let mut table: toml::Table = toml::from_str(BASE).expect("BASE is TOML");
-    let (mut at, rest) = match path.strip_prefix("hosts[].") {
+    let (mut at, rest) = match path
+        .strip_prefix("hosts[].")
+        .or_else(|| path.strip_prefix("bastions[]."))
+    {
         Some(rest) => {
             let host: toml::Table =
                 toml::from_str("name = \"h\"\naddress = \"a\"\nuser = \"u\"\nuse_agent = true\n")
                     .expect("host TOML");
-            table.insert("hosts".into(), toml::Value::Array(vec![host.into()]));
-            let Some(toml::Value::Array(hosts)) = table.get_mut("hosts") else {
+            let array = if path.starts_with("hosts") {
+                "hosts"
+            } else {
+                "bastions"
+            };
+            table.insert(array.into(), toml::Value::Array(vec![host.into()]));
+            let Some(toml::Value::Array(hosts)) = table.get_mut(array) else {
                 unreachable!("just inserted");
             };
             let Some(toml::Value::Table(host)) = hosts.get_mut(0) else {
@@ -434,6 +442,8 @@ fn with_value(path: &str, value: toml::Value) -> String {
     cursor.insert(parts[parts.len() - 1].to_string(), value);
     if path.starts_with("hosts[].") {
         table.insert("hosts".into(), toml::Value::Array(vec![at.into()]));
+    } else if path.starts_with("bastions[].") {
+        table.insert("bastions".into(), toml::Value::Array(vec![at.into()]));
     } else {
         table = at;
     }
@@ -444,7 +454,10 @@ fn with_value(path: &str, value: toml::Value) -> String {
 fn every_bounded_key_refuses_values_outside_its_bounds_in_file_and_environment() {
     let mut checked = 0;
     for key in keys::KEYS {
-        let concrete = key.path.replace("hosts[]", "hosts[0]");
+        let concrete = key
+            .path
+            .replace("hosts[]", "hosts[0]")
+            .replace("bastions[]", "bastions[0]");
         let name = key.path.rsplit('.').next().expect("a name");
         for (value, env_text) in outside(key) {
             let toml = with_value(key.path, value);
@@ -1021,6 +1034,336 @@ fn sync_schedule_timezone_and_rate_limit_are_parsed_and_bad_ones_named_with_thei
     ));
 }
 
+// --- Addresses and bastions (issue 21) ---
+
+fn ssh_of(config: &Config, name: &str) -> SshTarget {
+    match &config
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .expect("host")
+        .transport
+    {
+        Transport::Ssh(target) => target.clone(),
+        Transport::Local => panic!("{name} is local"),
+    }
+}
+
+#[test]
+fn ipv6_addresses_are_accepted_bare_in_brackets_and_with_a_port() {
+    let config = ok(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\n\
+         [[hosts]]\nname = \"bare\"\naddress = \"::1\"\n\
+         [[hosts]]\nname = \"brackets\"\naddress = \"[::1]\"\nport = 2222\n\
+         [[hosts]]\nname = \"with-port\"\naddress = \"[::1]:2222\"\n\
+         [[hosts]]\nname = \"name-port\"\naddress = \"box.example.org:2200\"\n"
+    ));
+    for (name, port) in [("bare", 22), ("brackets", 2222), ("with-port", 2222)] {
+        let t = ssh_of(&config, name);
+        assert_eq!((t.address.as_str(), t.port), ("::1", port), "{name}");
+    }
+    let t = ssh_of(&config, "name-port");
+    assert_eq!((t.address.as_str(), t.port), ("box.example.org", 2200));
+    let host = config
+        .hosts
+        .iter()
+        .find(|h| h.name == "with-port")
+        .expect("host");
+    assert_eq!(host.display_address(), "u@[::1]:2222");
+    assert_eq!(
+        super::hosts::parse_address("[::1]:2222"),
+        Ok(("::1".to_string(), Some(2222)))
+    );
+}
+
+#[test]
+fn bad_addresses_and_contradicting_ports_are_named() {
+    let errors = errors(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\n\
+         [[hosts]]\nname = \"a\"\naddress = \"[::1\"\n\
+         [[hosts]]\nname = \"b\"\naddress = \"fe80::1:22:x\"\n\
+         [[hosts]]\nname = \"c\"\naddress = \"[::1]:2222\"\nport = 22\n\
+         [[hosts]]\nname = \"d\"\naddress = \"[box]:22\"\n"
+    ));
+    let text = errors.to_string();
+    assert!(
+        text.contains("hosts[0].address") && text.contains("without ']'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[1].address") && text.contains("[address]:port"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[2].port") && text.contains("contradicts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[3].address") && text.contains("not an IPv6"),
+        "{text}"
+    );
+}
+
+#[test]
+fn via_names_bastions_and_chains_expand_outermost_first() {
+    let config = ok(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\nvia = \"edge\"\n\
+         [[bastions]]\nname = \"edge\"\naddress = \"[2001:db8::1]:2200\"\nuser = \"jump\"\n\
+         identity_file = \"/nonexistent/jump_key\"\nhost_key_policy = \"strict\"\n\
+         [[bastions]]\nname = \"inner\"\naddress = \"10.1.0.1\"\nvia = \"edge\"\nhandshakes = 3\n\
+         [[hosts]]\nname = \"default-via\"\naddress = \"10.1.0.10\"\n\
+         [[hosts]]\nname = \"chain\"\naddress = \"10.2.0.10\"\nvia = \"inner\"\n\
+         [[hosts]]\nname = \"explicit\"\naddress = \"10.2.0.11\"\nvia = [\"edge\", \"inner\"]\n\
+         [[hosts]]\nname = \"direct\"\naddress = \"10.0.0.1\"\nvia = []\n"
+    ));
+    let names = |t: &SshTarget| t.via.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ssh_of(&config, "default-via")), ["edge"]);
+    assert_eq!(names(&ssh_of(&config, "chain")), ["edge", "inner"]);
+    // A bastion named twice on the way is passed once per mention, as ProxyJump would.
+    assert_eq!(
+        names(&ssh_of(&config, "explicit")),
+        ["edge", "edge", "inner"]
+    );
+    assert!(ssh_of(&config, "direct").via.is_empty());
+    let edge = &ssh_of(&config, "default-via").via[0];
+    assert_eq!(edge.login.address, "2001:db8::1");
+    assert_eq!(edge.login.port, 2200);
+    assert_eq!(edge.login.user, "jump");
+    assert_eq!(edge.login.host_key_policy, HostKeyPolicy::Strict);
+    assert_eq!(edge.handshakes, super::hosts::DEFAULT_HANDSHAKES);
+    assert!(edge.login.via.is_empty());
+    let inner = &ssh_of(&config, "chain").via[1];
+    assert_eq!((inner.login.user.as_str(), inner.handshakes), ("u", 3));
+    assert_eq!(
+        inner.login.auth,
+        Auth::Agent,
+        "defaults' method when it sets none"
+    );
+}
+
+#[test]
+fn unknown_bastions_cycles_and_bad_names_are_errors_of_their_key() {
+    let errors = errors(&format!(
+        "{BASE}[defaults]\nuser = \"u\"\nuse_agent = true\n\
+         [[bastions]]\nname = \"a\"\naddress = \"10.0.0.1\"\nvia = \"b\"\n\
+         [[bastions]]\nname = \"b\"\naddress = \"10.0.0.2\"\nvia = \"a\"\n\
+         [[bastions]]\nname = \"bad name\"\naddress = \"10.0.0.3\"\n\
+         [[bastions]]\nname = \"b\"\naddress = \"10.0.0.4\"\n\
+         [[hosts]]\nname = \"x\"\naddress = \"10.0.1.1\"\nvia = \"nowhere\"\n\
+         [[hosts]]\nname = \"y\"\naddress = \"10.0.1.2\"\nvia = \"a\"\n"
+    ));
+    let text = errors.to_string();
+    assert!(
+        text.contains("hosts[0].via") && text.contains("no bastion named \"nowhere\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts[1].via") && text.contains("reached through itself"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bastions[2].name") && text.contains("not a bastion name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bastions[3].name") && text.contains("duplicate bastion"),
+        "{text}"
+    );
+}
+
+// --- hosts import (issue 21) ---
+
+fn imported_config(import: &super::host_import::Import) -> Config {
+    let text = format!(
+        "{BASE}[defaults]\nuser = \"monitor\"\nuse_agent = true\n{}",
+        import.render("test")
+    );
+    ok(&text)
+}
+
+fn fixture(name: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("tests/data/import").join(name)).expect("fixture")
+}
+
+fn via_of(config: &Config, host: &str) -> Vec<String> {
+    ssh_of(config, host)
+        .via
+        .iter()
+        .map(|b| b.name.clone())
+        .collect()
+}
+
+#[test]
+fn an_ssh_config_with_proxyjump_chains_imports_into_a_config_that_loads() {
+    let import = super::ssh_import::import(&fixture("ssh_config"));
+    let config = imported_config(&import);
+    let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jump-dmz",
+            "ot-gw",
+            "plc-1",
+            "plc-2",
+            "historian",
+            "legacy-hmi",
+            "build"
+        ]
+    );
+    assert_eq!(via_of(&config, "ot-gw"), ["jump-dmz"]);
+    assert_eq!(via_of(&config, "plc-1"), ["jump-dmz", "ot-gw"]);
+    let plc2 = ssh_of(&config, "plc-2");
+    assert_eq!(
+        (plc2.address.as_str(), plc2.port, plc2.user.as_str()),
+        ("fd00:7::12", 2222, "scada")
+    );
+    let dmz = &plc2.via[0];
+    assert_eq!(
+        (
+            dmz.login.address.as_str(),
+            dmz.login.port,
+            dmz.login.user.as_str()
+        ),
+        ("jump.plant7.example.org", 2201, "jumper")
+    );
+    assert_eq!(dmz.login.host_key_policy, HostKeyPolicy::Strict);
+    assert!(
+        matches!(&dmz.login.auth, Auth::IdentityFile { path, .. } if path.ends_with(".ssh/id_dmz"))
+    );
+    // A user@host:port jump and a ProxyCommand `ssh -W` jump are bastions of their own.
+    let historian = ssh_of(&config, "historian");
+    assert_eq!(historian.via[0].login.user, "ops");
+    let hmi = ssh_of(&config, "legacy-hmi");
+    assert_eq!(
+        (hmi.via[0].login.user.as_str(), hmi.via[0].login.port),
+        ("jumper", 2201)
+    );
+    assert!(via_of(&config, "build").is_empty(), "ProxyJump none");
+    let unmapped = import.unmapped.join("\n");
+    for expected in [
+        "line 45: Match host *.lab",
+        "line 38: ForwardAgent yes",
+        "line 43: StrictHostKeyChecking no",
+        "line 3: ServerAliveInterval 30",
+    ] {
+        assert!(
+            unmapped.contains(expected),
+            "{expected:?} not listed in:\n{unmapped}"
+        );
+    }
+}
+
+#[test]
+fn an_ini_inventory_with_groups_children_and_jump_args_imports_into_a_config_that_loads() {
+    let import = super::ansible_import::import(&fixture("inventory.ini")).expect("import");
+    let config = imported_config(&import);
+    let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jump",
+            "plc-01",
+            "plc-02",
+            "plc-03",
+            "hmi-1",
+            "hist-1",
+            "localhost"
+        ]
+    );
+    let plc = ssh_of(&config, "plc-02");
+    assert_eq!(
+        (plc.address.as_str(), plc.user.as_str()),
+        ("plc-02", "scada")
+    );
+    assert!(
+        matches!(&plc.auth, Auth::IdentityFile { path, .. } if path.ends_with(".ssh/id_scada"))
+    );
+    let jump = &plc.via[0];
+    assert_eq!(
+        (
+            jump.login.address.as_str(),
+            jump.login.port,
+            jump.login.user.as_str()
+        ),
+        ("jump.plant7.example.org", 2201, "jumper")
+    );
+    // The parent group's -J reaches hist-1 (not in scada); the child's args win for scada.
+    assert_eq!(via_of(&config, "hist-1"), via_of(&config, "plc-01"));
+    let local = config
+        .hosts
+        .iter()
+        .find(|h| h.name == "localhost")
+        .expect("local");
+    assert_eq!(local.transport, Transport::Local);
+    assert!(!names.contains(&"win-eng"));
+    let unmapped = import.unmapped.join("\n");
+    for expected in [
+        "win-eng: ansible_connection=winrm",
+        "ansible_password (secret",
+        "ansible_become",
+        "StrictHostKeyChecking=no",
+    ] {
+        assert!(
+            unmapped.contains(expected),
+            "{expected:?} not listed in:\n{unmapped}"
+        );
+    }
+}
+
+#[test]
+fn a_yaml_inventory_with_nested_children_imports_into_a_config_that_loads() {
+    let import = super::ansible_import::import(&fixture("inventory.yml")).expect("import");
+    let config = imported_config(&import);
+    let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jump.plant7.example.org",
+            "plc-1",
+            "plc-2",
+            "hmi-1",
+            "robot-a1"
+        ]
+    );
+    let robot = ssh_of(&config, "robot-a1");
+    assert_eq!(
+        (robot.address.as_str(), robot.user.as_str()),
+        ("fd00:7::a1", "robot")
+    );
+    assert_eq!(
+        robot.via.len(),
+        1,
+        "the ot group's ProxyCommand reaches its child group"
+    );
+    assert_eq!(robot.via[0].login.user, "jumper");
+    assert_eq!(ssh_of(&config, "plc-1").user, "monitor", "all's vars");
+    assert!(import.unmapped.join("\n").contains("ansible_host_note"));
+}
+
+#[test]
+fn jump_specs_and_ssh_arguments_parse_as_ssh_writes_them() {
+    use super::host_import::{jump_of_proxy_command, jumps_in_ssh_args, parse_jump};
+    let j = parse_jump("ssh://ops@[2001:db8::1]:2200").expect("jump");
+    assert_eq!(
+        (j.address.as_str(), j.port, j.user.as_deref()),
+        ("2001:db8::1", Some(2200), Some("ops"))
+    );
+    assert_eq!(
+        jumps_in_ssh_args("-o ProxyJump=a,b -o ServerAliveInterval=5"),
+        (Some("a,b".into()), vec!["-o ServerAliveInterval=5".into()])
+    );
+    assert_eq!(
+        jumps_in_ssh_args("-J u@j:2201").0.as_deref(),
+        Some("u@j:2201")
+    );
+    assert_eq!(
+        jump_of_proxy_command("ssh -W %h:%p -q -l u -p 2201 j").as_deref(),
+        Ok("u@j:2201")
+    );
+    assert!(jump_of_proxy_command("nc -X connect -x proxy:3128 %h %p").is_err());
+}
+
 #[test]
 fn families_default_to_the_agents_defaults_and_watches_resolve_per_host() {
     use crate::config::AgentOptions;
@@ -1054,6 +1397,17 @@ fn families_default_to_the_agents_defaults_and_watches_resolve_per_host() {
             ("pg", &WatchBy::Cmdline, "*postgres -D*")
         ]
     );
+
+    let (env, _dir) = load_env(
+        &format!("{BASE}{host}"),
+        &[
+            ("EDGEMON__COLLECT__FAMILIES__IF_EXCLUDE", "lo, eth9*"),
+            ("EDGEMON__COLLECT__FAMILIES__MAX_MEMBERS", "16"),
+        ],
+    );
+    let agent = &env.expect("valid with the environment").config.hosts[0].agent;
+    assert_eq!(agent.if_exclude, ["lo", "eth9*"]);
+    assert_eq!(agent.max_members, 16);
 
     let bad = errors(&format!(
         "{BASE}[collect.families]\nmax_members = 0\n{host}watch = [\"a=x\", \"a=y\", \"=z\"]\n"

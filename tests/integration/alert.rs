@@ -33,6 +33,7 @@ fn host(name: &str, mail: Option<&str>) -> HostConfig {
             user: "mon".into(),
             auth: Auth::Agent,
             host_key_policy: HostKeyPolicy::Strict,
+            via: Vec::new(),
         }),
         mail: mail.map(str::to_string),
         alerts: AlertLimits {

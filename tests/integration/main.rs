@@ -14,6 +14,7 @@ mod galera;
 mod grafana;
 mod harness;
 mod identity;
+mod jump;
 mod local;
 mod read_only;
 mod readers;

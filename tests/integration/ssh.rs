@@ -62,6 +62,7 @@ pub(crate) fn ssh_entry(
             user: user.to_string(),
             auth,
             host_key_policy: HostKeyPolicy::AcceptNew,
+            via: Vec::new(),
         }),
         mail: None,
         alerts: AlertLimits {

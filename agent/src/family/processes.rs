@@ -1,13 +1,14 @@
 //! Family `processes`: for each watched process of the options, how many running
 //! processes match it, by name (`/proc/PID/comm`) or by command line (`/proc/PID/cmdline`,
-//! arguments joined by spaces). Threads are not counted (only `/proc/PID`, not `task/`). With
+//! arguments joined by spaces; its first 4 KiB, one read per process: compilers' command
+//! lines run to tens of KiB, and a scan of every process each sample must stay cheap). Threads are not counted (only `/proc/PID`, not `task/`). With
 //! no watch configured the section is empty and `/proc` is not scanned.
 
 use edgemon_proto::report::family::Section;
 use edgemon_proto::report::family::options::{Watch, WatchBy, glob_match};
 use edgemon_proto::report::family::processes::Watched;
 
-use super::{read_attr, read_into};
+use super::read_attr;
 
 /// A running process as the watches see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ fn scan(need_name: bool, need_cmdline: bool) -> Vec<Proc> {
         };
         let cmdline = if need_cmdline {
             path.set_file_name("cmdline");
-            read_into(&path, &mut buf)?;
+            read_attr(&path, &mut buf)?;
             join_cmdline(&buf)
         } else {
             String::new()

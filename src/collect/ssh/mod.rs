@@ -23,14 +23,15 @@
 //! enforces the per-host deadline through [`Watch`]. This module does not
 //! schedule, record, or retry across rounds.
 
+pub mod bastion;
 mod deploy;
 pub mod hostkeys;
 mod session;
 
+pub use bastion::Bastions;
 pub use deploy::Deployments;
-pub use session::{Phase, Watch};
+pub use session::{Phase, Socket, Watch};
 
-use std::net::TcpStream;
 use std::time::Instant;
 
 use edgemon_proto::envelope::{self, FrameError, InitiatorPool};
@@ -57,6 +58,8 @@ pub struct Shared {
     pub agent_hash: &'static str,
     /// Envelope key pairs generated between rounds, one per request, each used once.
     pub initiators: InitiatorPool,
+    /// The open sessions of the bastions, shared by the targets behind them.
+    pub bastions: Bastions,
 }
 
 impl Shared {
@@ -69,6 +72,7 @@ impl Shared {
             agent: crate::agent_bin::AGENT,
             agent_hash: crate::agent_bin::sha256_hex(),
             initiators: InitiatorPool::new(),
+            bastions: Bastions::default(),
         }
     }
 
@@ -81,7 +85,7 @@ impl Shared {
 /// resident agent's channel when there is one.
 pub struct Link {
     session: Session,
-    socket: TcpStream,
+    socket: Socket,
     resident: Option<Channel>,
     destination: String,
 }
@@ -93,7 +97,7 @@ impl Link {
     }
 
     /// The socket, for the deadline's [`Watch`].
-    pub fn socket(&self) -> &TcpStream {
+    pub fn socket(&self) -> &Socket {
         &self.socket
     }
 }
@@ -104,7 +108,12 @@ pub(crate) fn fail(class: ErrorClass, message: impl Into<String>) -> CollectErro
 }
 
 fn destination(target: &SshTarget) -> String {
-    format!("{}@{}:{}", target.user, target.address, target.port)
+    let direct = format!("{}@{}", target.user, target.socket_text());
+    if target.via.is_empty() {
+        return direct;
+    }
+    let hops: Vec<&str> = target.via.iter().map(|b| b.name.as_str()).collect();
+    format!("{direct} via {}", hops.join(","))
 }
 
 /// How one attempt on a link ended badly.
@@ -187,7 +196,24 @@ fn connect(
     shared: &Shared,
     watch: &Watch,
 ) -> Result<Link, CollectError> {
-    let (session, socket) = session::open(name, target, shared, watch)?;
+    let (session, socket) = if target.via.is_empty() {
+        session::open(name, target, shared, watch)?
+    } else {
+        watch.enter(Phase::Connect);
+        let settings = &shared.settings;
+        let until = Instant::now() + settings.connect_timeout + settings.auth_timeout;
+        let tunnel = shared.bastions.tunnel(target, shared, until)?;
+        let hop = tunnel.hop.clone();
+        session::open_over(
+            name,
+            target,
+            Socket::Tunnel(tunnel.stream),
+            shared,
+            watch,
+            Some(tunnel.permit),
+        )
+        .map_err(|e| if hop.alive() { e } else { hop.lost() })?
+    };
     Ok(Link {
         session,
         socket,
@@ -412,4 +438,24 @@ pub fn fetch_host_key(
     timeout: std::time::Duration,
 ) -> Result<Vec<u8>, CollectError> {
     session::fetch_host_key(target, timeout)
+}
+
+/// The host key `target` (configured as `name`) presents now and the name it is pinned under,
+/// without checking it (for `edgemon hosts trust`). Behind bastions, the tunnel is opened as
+/// for a collection: every bastion's key is checked against its pin on the way.
+pub fn fetch_host_key_via(
+    name: &str,
+    target: &SshTarget,
+    shared: &Shared,
+    timeout: std::time::Duration,
+) -> Result<(Vec<u8>, String), CollectError> {
+    if target.via.is_empty() {
+        let blob = session::fetch_host_key(target, timeout)?;
+        return Ok((blob, session::pin_name(name, target, false)));
+    }
+    let tunnel = shared
+        .bastions
+        .tunnel(target, shared, Instant::now() + timeout)?;
+    let blob = session::fetch_host_key_over(target, Socket::Tunnel(tunnel.stream), timeout)?;
+    Ok((blob, session::pin_name(name, target, true)))
 }

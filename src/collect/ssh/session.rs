@@ -18,6 +18,8 @@
 //! answer is `unreachable`, like one refused: the host is down or cut off.
 
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -81,23 +83,58 @@ impl Phase {
     }
 }
 
+/// The socket an SSH session runs over: TCP to the host, or this side of a tunnel through a
+/// bastion (a Unix socket pair whose other end the bastion's pump carries).
+#[derive(Debug)]
+pub enum Socket {
+    /// A direct TCP connection.
+    Tcp(TcpStream),
+    /// The inner end of a `direct-tcpip` tunnel.
+    Tunnel(UnixStream),
+}
+
+impl Socket {
+    /// A second handle on the same socket.
+    pub fn try_clone(&self) -> std::io::Result<Socket> {
+        Ok(match self {
+            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
+            Socket::Tunnel(s) => Socket::Tunnel(s.try_clone()?),
+        })
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Tunnel(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
 /// The per-host deadline's lever on a blocking session: the scheduler calls
 /// [`Watch::expire`] when the budget is spent, which shuts the socket down.
 #[derive(Debug, Default)]
 pub struct Watch {
-    socket: Mutex<Option<TcpStream>>,
+    socket: Mutex<Option<OwnedFd>>,
     expired: AtomicBool,
     phase: AtomicU8,
 }
 
 impl Watch {
     /// Registers the session's socket (a clone); shuts it at once if already expired.
-    pub fn arm(&self, socket: &TcpStream) {
-        let clone = socket.try_clone().ok();
+    pub fn arm(&self, socket: &impl AsFd) {
+        let clone = socket.as_fd().try_clone_to_owned().ok();
         let mut slot = self.socket.lock().unwrap_or_else(|p| p.into_inner());
         *slot = clone;
         if let (true, Some(s)) = (self.expired.load(Ordering::SeqCst), slot.as_ref()) {
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = socket2::SockRef::from(s).shutdown(Shutdown::Both);
         }
     }
 
@@ -106,7 +143,7 @@ impl Watch {
         self.expired.store(true, Ordering::SeqCst);
         let slot = self.socket.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slot.as_ref() {
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = socket2::SockRef::from(s).shutdown(Shutdown::Both);
         }
     }
 
@@ -170,17 +207,32 @@ pub fn open(
     target: &SshTarget,
     shared: &Shared,
     watch: &Watch,
-) -> Result<(Session, TcpStream), CollectError> {
+) -> Result<(Session, Socket), CollectError> {
     let settings = &shared.settings;
-    let display = format!("{}:{}", target.address, target.port);
     watch.enter(Phase::Connect);
-    let socket = connect(&display, target, settings.connect_timeout)?;
+    let socket = connect(&target.socket_text(), target, settings.connect_timeout)?;
     watch.arm(&socket);
     let _ = socket.set_nodelay(true);
-    let alive = liveness(settings.connect_timeout);
     // Best effort: without it a silent peer costs the command timeout, as before.
-    let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(alive));
+    let _ = socket2::SockRef::from(&socket)
+        .set_tcp_user_timeout(Some(liveness(settings.connect_timeout)));
+    open_over(name, target, Socket::Tcp(socket), shared, watch, None)
+}
 
+/// Handshakes over `socket` (connected to `target`, directly or through a tunnel), checks
+/// the host key pinned under `name` and authenticates. `gate`, when given, is released once
+/// authenticated (the bastion's pacing of inner handshakes).
+pub fn open_over(
+    name: &str,
+    target: &SshTarget,
+    socket: Socket,
+    shared: &Shared,
+    watch: &Watch,
+    gate: Option<super::bastion::Permit>,
+) -> Result<(Session, Socket), CollectError> {
+    let settings = &shared.settings;
+    let display = target.socket_text();
+    watch.arm(&socket);
     watch.enter(Phase::Handshake);
     let auth_until = Instant::now() + settings.auth_timeout;
     let mut session = Session::new().map_err(|e| {
@@ -205,7 +257,7 @@ pub fn open(
             format!("{display} presented no host key"),
         )
     })?;
-    let host = known_hosts_name(&target.address, target.port);
+    let host = pin_name(name, target, matches!(socket, Socket::Tunnel(_)));
     shared
         .host_keys
         .verify(name, &host, blob, target.host_key_policy)
@@ -214,13 +266,41 @@ pub fn open(
     watch.enter(Phase::Auth);
     limit(&session, auth_until);
     authenticate(&session, target, &display)?;
+    drop(gate);
     Ok((session, socket))
+}
+
+/// The name a host's key is pinned under: its `address:port` as OpenSSH writes it when the
+/// appliance reaches it directly; its configured `name` when it is reached through a bastion
+/// (like OpenSSH's `HostKeyAlias`), since private addresses behind two bastions may be equal.
+/// A name that cannot be a known_hosts token falls back to the address.
+pub fn pin_name(name: &str, target: &SshTarget, tunneled: bool) -> String {
+    let token = !name.is_empty()
+        && !name.contains(|c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ',' | '#' | '|' | '@' | '*' | '?' | '!' | '[' | ']')
+        });
+    if tunneled && token {
+        name.to_string()
+    } else {
+        known_hosts_name(&target.address, target.port)
+    }
 }
 
 /// Connects and handshakes only, and returns the host key blob (for `edgemon hosts trust`).
 pub fn fetch_host_key(target: &SshTarget, timeout: Duration) -> Result<Vec<u8>, CollectError> {
-    let display = format!("{}:{}", target.address, target.port);
-    let socket = connect(&display, target, timeout)?;
+    let socket = connect(&target.socket_text(), target, timeout)?;
+    fetch_host_key_over(target, Socket::Tcp(socket), timeout)
+}
+
+/// Handshakes over `socket` (to `target`, direct or tunnelled) and returns the host key blob.
+pub fn fetch_host_key_over(
+    target: &SshTarget,
+    socket: Socket,
+    timeout: Duration,
+) -> Result<Vec<u8>, CollectError> {
+    let display = target.socket_text();
     let mut session = Session::new().map_err(|e| {
         fail(
             ErrorClass::Internal,
@@ -245,7 +325,8 @@ pub fn fetch_host_key(target: &SshTarget, timeout: Duration) -> Result<Vec<u8>, 
     Ok(blob)
 }
 
-fn connect(
+/// A TCP connection to `target` within `timeout` (each resolved address in turn).
+pub fn connect(
     display: &str,
     target: &SshTarget,
     timeout: Duration,

@@ -164,7 +164,8 @@ impl Central {
             Some(3) => {
                 tracing::warn!(server = %self.server, "upgrading the central schema from version 3 to 4 in place (metric family tables)");
                 self.set_applied_by(appliance)?;
-                // schema/mysql-v4.sql alters nothing: the new tables and views are mysql.sql's.
+                // schema/mysql-v4.sql widens alert_events.rule; the new tables and views are
+                // mysql.sql's.
                 for statement in statements(crate::schema::MYSQL_V3_TO_V4) {
                     self.run_schema_statement(&statement, "schema/mysql-v4.sql")?;
                 }

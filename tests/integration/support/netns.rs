@@ -61,6 +61,60 @@ const RELAY_PORT: u16 = 2222;
 
 static NEXT_HOST: AtomicUsize = AtomicUsize::new(0);
 
+/// /30 slots used behind bastions by this process (not visible in the root namespace).
+static BEHIND_SLOTS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// `ip route add blackhole 198.18.0.0/15` in the root namespace while it lives, so that an
+/// address behind a bastion can never leave the machine by the default route. The route's
+/// metric is this process's own, so concurrent runs add and remove their own routes; rigs of
+/// one process share it (counted, removed with the last).
+#[derive(Debug)]
+pub struct Blackhole {
+    metric: String,
+}
+
+static BLACKHOLES: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+impl Blackhole {
+    /// Adds the route (once per process).
+    pub fn add() -> Result<Blackhole> {
+        let metric = (1_000_000 + std::process::id() % 1_000_000).to_string();
+        let mut count = BLACKHOLES.lock().unwrap_or_else(|p| p.into_inner());
+        if *count == 0 {
+            run_tool(Command::new(IP).args([
+                "route",
+                "add",
+                "blackhole",
+                "198.18.0.0/15",
+                "metric",
+                &metric,
+            ]))?;
+        }
+        *count += 1;
+        Ok(Blackhole { metric })
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let mut count = BLACKHOLES.lock().unwrap_or_else(|p| p.into_inner());
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            let _ = Command::new(IP)
+                .args([
+                    "route",
+                    "del",
+                    "blackhole",
+                    "198.18.0.0/15",
+                    "metric",
+                    &self.metric,
+                ])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// The relay used for latency when the kernel has no netem: holds every chunk for the given
 /// delay before passing it on, in both directions, keeping order.
 const RELAY_PY: &str = r#"
@@ -199,7 +253,17 @@ impl Site {
 
     /// A new host on a fresh /30, booted (sshd answering).
     pub fn host(&self, conditions: Conditions) -> Result<NetnsHost> {
-        NetnsHost::create(self.inner.clone(), conditions)
+        NetnsHost::create(self.inner.clone(), conditions, None)
+    }
+
+    /// A new host reachable only through `bastion`: the near end of its veth is a second
+    /// interface in the bastion's namespace, so the root namespace has no route to it.
+    pub fn host_behind(&self, bastion: &NetnsHost) -> Result<NetnsHost> {
+        NetnsHost::create(
+            self.inner.clone(),
+            Conditions::default(),
+            Some(bastion.ns.clone()),
+        )
     }
 
     /// The login account's name.
@@ -242,10 +306,16 @@ pub struct NetnsHost {
     noexec: bool,
     sshd: Option<ChildGuard>,
     relay: Option<ChildGuard>,
+    /// The namespace holding the near end of the veth (`None`: the root namespace).
+    parent: Option<String>,
 }
 
 impl NetnsHost {
-    fn create(site: Arc<SiteInner>, conditions: Conditions) -> Result<NetnsHost> {
+    fn create(
+        site: Arc<SiteInner>,
+        conditions: Conditions,
+        parent: Option<String>,
+    ) -> Result<NetnsHost> {
         let n = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let dir = site.base.path().join(format!("host{n}"));
@@ -273,6 +343,7 @@ impl NetnsHost {
             noexec: false,
             sshd: None,
             relay: None,
+            parent,
         };
         host.wire()?;
         host.shape()?;
@@ -280,16 +351,24 @@ impl NetnsHost {
         Ok(host)
     }
 
-    /// The veth pair and its /30, allocated under the lock.
+    /// The veth pair and its /30, allocated under the lock; the near end in the root namespace
+    /// or, behind a bastion, in the bastion's.
     fn wire(&mut self) -> Result<()> {
         run_tool(Command::new(IP).args([
             "link", "add", &self.veth, "type", "veth", "peer", "name", "eth0", "netns", &self.ns,
         ]))?;
+        if let Some(parent) = &self.parent {
+            run_tool(Command::new(IP).args(["link", "set", &self.veth, "netns", parent]))?;
+        }
         // No IPv6, so no link-local address on either end.
-        let _ = std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", self.veth),
-            "1",
-        );
+        self.near(&[
+            "sh",
+            "-c",
+            &format!(
+                "echo 1 > /proc/sys/net/ipv6/conf/{}/disable_ipv6 2>/dev/null; true",
+                self.veth
+            ),
+        ])?;
         self.in_ns(&[
             "sh",
             "-c",
@@ -299,20 +378,41 @@ impl NetnsHost {
         lock.lock()
             .with_context(|| format!("locking {ALLOC_LOCK}"))?;
         let used = used_slots()?;
+        let mut behind = BEHIND_SLOTS.lock().unwrap_or_else(|p| p.into_inner());
         let start = (std::process::id() as usize * 64 + NEXT_HOST.load(Ordering::Relaxed)) % SLOTS;
         let slot = (0..SLOTS)
             .map(|i| (start + i) % SLOTS)
-            .find(|s| !used.contains(s))
+            .find(|s| !used.contains(s) && !behind.contains(s))
             .context("no free /30 left in 198.18.0.0/15")?;
         let (root, host) = slot_addresses(slot);
-        run_tool(Command::new(IP).args(["addr", "add", &format!("{root}/30"), "dev", &self.veth]))?;
+        self.near(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{root}/30"),
+            "dev",
+            &self.veth,
+        ])?;
+        if self.parent.is_some() {
+            // Invisible to `used_slots` (not in the root namespace): remember it here.
+            behind.push(slot);
+        }
+        drop(behind);
         drop(lock);
         self.address = host;
-        run_tool(Command::new(IP).args(["link", "set", &self.veth, "up"]))?;
+        self.near(&["ip", "link", "set", &self.veth, "up"])?;
         self.in_ns(&["ip", "addr", "add", &format!("{host}/30"), "dev", "eth0"])?;
         self.in_ns(&["ip", "link", "set", "eth0", "up"])?;
         self.in_ns(&["ip", "link", "set", "lo", "up"])?;
         Ok(())
+    }
+
+    /// Runs a command where the near end of the veth lives.
+    fn near(&self, args: &[&str]) -> Result<Output> {
+        match &self.parent {
+            Some(parent) => run_tool(Command::new(IP).args(["netns", "exec", parent]).args(args)),
+            None => run_tool(Command::new(args[0]).args(&args[1..])),
+        }
     }
 
     /// Latency and loss: netem if the kernel has it, else nftables loss (and the relay, started
@@ -387,10 +487,31 @@ impl NetnsHost {
         .args(["/bin/sh", "-c", &script])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+        let booted_before = std::fs::read_to_string(&log)
+            .map(|text| {
+                text.matches(&format!("Server listening on {} port 22.", self.address))
+                    .count()
+            })
+            .unwrap_or(0);
         let mut sshd = ChildGuard::spawn("namespace sshd", &mut cmd)?;
         let address = SocketAddr::from((self.address, 22));
-        sshd.wait_ready(&log, || greets_at(address, "SSH-2.0"))
-            .with_context(|| format!("starting sshd in {} on {address}", self.ns))?;
+        // Behind a bastion the root namespace has no route to it: sshd's log says when it
+        // listens.
+        let listening = format!("Server listening on {} port 22.", self.address);
+        let behind = self.parent.is_some();
+        let count = |log: &Path| {
+            std::fs::read_to_string(log)
+                .map(|text| text.matches(&listening).count())
+                .unwrap_or(0)
+        };
+        sshd.wait_ready(&log, || {
+            if behind {
+                count(&log) > booted_before
+            } else {
+                greets_at(address, "SSH-2.0")
+            }
+        })
+        .with_context(|| format!("starting sshd in {} on {address}", self.ns))?;
         self.sshd = Some(sshd);
         if let (Some(latency), false) = (self.conditions.latency, self.netem) {
             require_file(PYTHON, "python3")?;
@@ -519,6 +640,26 @@ impl NetnsHost {
         self.boot()
     }
 
+    /// Kills every process in the namespace (sshd and its sessions): the host is down.
+    pub fn stop(&mut self) -> Result<()> {
+        self.kill_all()
+    }
+
+    /// Boots a stopped host again (same key, same home); returns once sshd answers.
+    pub fn start(&mut self) -> Result<()> {
+        self.boot()
+    }
+
+    /// Established TCP connections to this host's sshd (port 22), as `ss` counts them inside
+    /// the namespace.
+    pub fn ssh_connections(&self) -> Result<usize> {
+        let out = self.in_ns(&["ss", "-Htn", "state", "established", "( sport = :22 )"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count())
+    }
+
     /// A reinstall: a new host key, then a reboot.
     pub fn change_host_key(&mut self) -> Result<()> {
         self.host_key = HostKey::generate(&self.dir.join("host_ed25519"))?;
@@ -557,14 +698,26 @@ impl NetnsHost {
 impl Drop for NetnsHost {
     fn drop(&mut self) {
         let _ = self.kill_all();
-        let _ = Command::new(IP)
-            .args(["link", "del", &self.veth])
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.near(&["ip", "link", "del", &self.veth]);
+        if let Some(slot) = self.address_slot() {
+            BEHIND_SLOTS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|s| *s != slot);
+        }
         let _ = Command::new(IP)
             .args(["netns", "del", &self.ns])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+impl NetnsHost {
+    /// The /30 slot of this host's address, if it has one.
+    fn address_slot(&self) -> Option<usize> {
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+        let a = u32::from(self.address);
+        (a >= base && self.parent.is_some()).then(|| ((a - base) / 4) as usize)
     }
 }
 

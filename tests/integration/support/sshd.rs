@@ -34,6 +34,8 @@ pub struct SshdBuilder {
     force_command: Option<String>,
     password_auth: bool,
     password_user: bool,
+    ipv6: bool,
+    max_startups: Option<String>,
 }
 
 impl SshdBuilder {
@@ -55,6 +57,18 @@ impl SshdBuilder {
     pub fn password_user(mut self) -> SshdBuilder {
         self.password_user = true;
         self.password_auth = true;
+        self
+    }
+
+    /// `MaxStartups` as given (default here 1000; sshd's own default is `10:30:100`).
+    pub fn max_startups(mut self, value: &str) -> SshdBuilder {
+        self.max_startups = Some(value.to_string());
+        self
+    }
+
+    /// Also listens on `[::1]` (same port).
+    pub fn ipv6(mut self) -> SshdBuilder {
+        self.ipv6 = true;
         self
     }
 
@@ -95,8 +109,12 @@ impl SshdBuilder {
         sshd.new_host_key()?;
         with_free_port(|port| {
             let dir = sshd.dir.path();
+            let mut listen = vec![format!("127.0.0.1:{port}")];
+            if self.ipv6 {
+                listen.push(format!("[::1]:{port}"));
+            }
             let text = self.config_text(
-                &[format!("127.0.0.1:{port}")],
+                &listen,
                 &dir.join("host_ed25519"),
                 &dir.join("authorized_keys"),
                 &dir.join("sshd.pid"),
@@ -134,7 +152,7 @@ impl SshdBuilder {
              PasswordAuthentication {pw}\n\
              KbdInteractiveAuthentication no\n\
              UsePAM no\n\
-             MaxStartups 1000\n\
+             MaxStartups {max_startups}\n\
              MaxSessions 100\n\
              MaxAuthTries 10\n\
              LoginGraceTime 60\n\
@@ -146,6 +164,7 @@ impl SshdBuilder {
             pid_file = pid_file.display(),
             authorized_keys = authorized_keys.display(),
             pw = yes_no(self.password_auth),
+            max_startups = self.max_startups.as_deref().unwrap_or("1000"),
         );
         if let Some(command) = &self.force_command {
             // Writing to a String cannot fail.
