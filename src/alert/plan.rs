@@ -547,9 +547,10 @@ struct BastionAlerts {
 
 /// Whether the host's attempt was still running at the round's close: no news about it.
 fn in_flight(h: &HostInput) -> bool {
-    h.error
-        .as_deref()
-        .is_some_and(|e| e.starts_with("in-flight:"))
+    matches!(h.observation, Observation::InFlight)
+        || h.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("in-flight:"))
 }
 
 /// One alert per bastion whose hosts are unreachable through it (each for at least its

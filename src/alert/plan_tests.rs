@@ -576,6 +576,7 @@ fn hosts_behind_a_failed_bastion_are_one_mail_naming_it_then_one_resolved() {
     // Next round, still down, two of its hosts still in flight: nothing more is mailed.
     snap.bastions = state.clone();
     for h in &mut snap.hosts[..2] {
+        h.observation = Observation::InFlight;
         h.error = Some("in-flight: no answer since the last tick".into());
     }
     let evaluated = plan::evaluate(&alerting, &snap, NOW + 60_000);
