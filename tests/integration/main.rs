@@ -14,6 +14,7 @@ mod galera;
 mod harness;
 mod identity;
 mod local;
+mod orphan;
 mod read_only;
 mod readers;
 mod reload;
