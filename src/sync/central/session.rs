@@ -210,3 +210,30 @@ impl Central {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_waits_on_locks_less_than_the_client_and_outlives_the_idle_time() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            session_bounds(s(30), s(60)),
+            [
+                "SET SESSION innodb_lock_wait_timeout = 15",
+                "SET SESSION net_read_timeout = 30",
+                "SET SESSION net_write_timeout = 30",
+                "SET SESSION wait_timeout = 120",
+            ]
+        );
+        // Sub-second and tiny timeouts still wait at least a second; lock waits stay at
+        // most InnoDB's default; a long idle time keeps the connection between passes.
+        let short = session_bounds(Duration::from_millis(1500), s(3600));
+        assert_eq!(short[0], "SET SESSION innodb_lock_wait_timeout = 1");
+        assert_eq!(short[3], "SET SESSION wait_timeout = 3660");
+        let long = session_bounds(s(600), s(1));
+        assert_eq!(long[0], "SET SESSION innodb_lock_wait_timeout = 50");
+        assert_eq!(long[3], "SET SESSION wait_timeout = 1201");
+    }
+}
