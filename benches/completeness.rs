@@ -64,6 +64,7 @@ fn main() -> Result<()> {
     drop(Central::connect(
         &Secret::new(url.clone()),
         Duration::from_secs(600),
+        Duration::from_secs(600),
         "bench",
         EPOCH,
     )?);

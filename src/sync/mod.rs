@@ -563,7 +563,8 @@ impl SyncTask {
         for index in state.endpoints.order(Instant::now()) {
             let url = state.endpoints.url(index).clone();
             let shown = state.endpoints.shown(index).to_string();
-            let connected = Central::connect(&url, self.sync.timeout, &self.appliance, epoch);
+            let idle = self.sync.interval.max(self.sync.max_backoff);
+            let connected = Central::connect(&url, self.sync.timeout, idle, &self.appliance, epoch);
             let failed = match connected {
                 Ok(mut central) => {
                     // Runs once per connection: if it fails, the next pass must connect afresh

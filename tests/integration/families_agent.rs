@@ -76,7 +76,35 @@ fn sample(collector: &Collector, label: &str) -> Report {
 }
 
 /// Runs `script` as root inside the host; its stdout.
-fn sh(host: &NetnsHost, script: &str) -> String {
+/// Mounts the host's own home over sshfs at `dir` (through its own sshd) and returns the
+/// sshfs daemon's pid, so that a test can stop it and leave every statvfs on the mount waiting.
+pub(crate) fn sshfs_to_itself(site: &Site, host: &NetnsHost, dir: &str) -> String {
+    sh(
+        host,
+        &format!(
+            "mkdir -p {dir} && sshfs -o allow_other,BatchMode=yes,StrictHostKeyChecking=no,\
+             UserKnownHostsFile=/dev/null,IdentityFile={key} {user}@127.0.0.1: {dir}",
+            key = site.key().display(),
+            user = site.user(),
+        ),
+    );
+    let daemon = sh(
+        host,
+        &format!(
+            "for p in $(ls /proc | grep -E '^[0-9]+$'); do \
+               [ \"$(cat /proc/$p/comm 2>/dev/null)\" = sshfs ] && grep -q {dir} /proc/$p/cmdline 2>/dev/null && echo $p; \
+             done; true"
+        ),
+    );
+    daemon
+        .lines()
+        .next()
+        .expect("the sshfs daemon runs")
+        .to_string()
+}
+
+/// Runs `script` as root in the host's namespaces; its trimmed stdout.
+pub(crate) fn sh(host: &NetnsHost, script: &str) -> String {
     let out = host
         .run_as(None, script)
         .unwrap_or_else(|e| panic!("in {}: {script}: {e:#}", host.namespace()));
@@ -237,27 +265,8 @@ fn a_mount_that_never_answers_is_hanging_and_the_sample_still_arrives() {
     let host = skip_or_fail!(site.host(Conditions::default()));
     skip_or_fail!(crate::support::require_file("/usr/bin/sshfs", "sshfs"));
     let scratch = temp_dir();
-    // sshfs to the host's own sshd, then stop its daemon: every statvfs on the mount waits.
-    sh(
-        &host,
-        &format!(
-            "mkdir -p /tmp/hang && sshfs -o allow_other,BatchMode=yes,StrictHostKeyChecking=no,\
-             UserKnownHostsFile=/dev/null,IdentityFile={key} {user}@127.0.0.1: /tmp/hang",
-            key = site.key().display(),
-            user = site.user(),
-        ),
-    );
-    let daemon = sh(
-        &host,
-        "for p in $(ls /proc | grep -E '^[0-9]+$'); do \
-           [ \"$(cat /proc/$p/comm 2>/dev/null)\" = sshfs ] && grep -q /tmp/hang /proc/$p/cmdline 2>/dev/null && echo $p; \
-         done; true",
-    );
-    let daemon = daemon
-        .lines()
-        .next()
-        .expect("the sshfs daemon runs")
-        .to_string();
+    // sshfs to the host's own sshd; stopping its daemon makes every statvfs on the mount wait.
+    let daemon = sshfs_to_itself(&site, &host, "/tmp/hang");
     let options = AgentOptions {
         statfs_timeout_ms: 1000,
         ..AgentOptions::default()

@@ -24,7 +24,7 @@ use edgemon::config::{
 use edgemon::report::family::options::{Watch, WatchBy};
 
 use crate::skip_or_fail;
-use crate::support::netns::{Conditions, NetnsHost, Site};
+use crate::support::netns::{Conditions, Site};
 use crate::support::smtp::Smtp;
 use crate::support::{temp_dir, wait_until};
 
@@ -112,12 +112,7 @@ fn policy() -> AlertPolicy {
 }
 
 /// Runs `script` as root inside the host; its stdout.
-fn sh(host: &NetnsHost, script: &str) -> String {
-    let out = host
-        .run_as(None, script)
-        .unwrap_or_else(|e| panic!("in {}: {script}: {e:#}", host.namespace()));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use crate::families_agent::sh;
 
 /// The appliance side: collector, buffer, alert step, mailer, and the mail so far.
 struct Appliance {
@@ -369,27 +364,8 @@ fn a_mount_whose_server_stops_is_mailed_as_hanging_and_resolves_when_it_answers(
     let host = skip_or_fail!(site.host(Conditions::default()));
     skip_or_fail!(crate::support::require_file("/usr/bin/sshfs", "sshfs"));
     let scratch = temp_dir();
-    // sshfs to the host's own sshd, then stop its daemon: every statvfs on the mount waits.
-    sh(
-        &host,
-        &format!(
-            "mkdir -p /tmp/hang && sshfs -o allow_other,BatchMode=yes,StrictHostKeyChecking=no,\
-             UserKnownHostsFile=/dev/null,IdentityFile={key} {user}@127.0.0.1: /tmp/hang",
-            key = site.key().display(),
-            user = site.user(),
-        ),
-    );
-    let daemon = sh(
-        &host,
-        "for p in $(ls /proc | grep -E '^[0-9]+$'); do \
-           [ \"$(cat /proc/$p/comm 2>/dev/null)\" = sshfs ] && grep -q /tmp/hang /proc/$p/cmdline 2>/dev/null && echo $p; \
-         done; true",
-    );
-    let daemon = daemon
-        .lines()
-        .next()
-        .expect("the sshfs daemon runs")
-        .to_string();
+    // sshfs to the host's own sshd; stopping its daemon makes every statvfs on the mount wait.
+    let daemon = crate::families_agent::sshfs_to_itself(&site, &host, "/tmp/hang");
     let entry = HostConfig {
         alerts: limits("/tmp/hang"),
         agent: AgentOptions {

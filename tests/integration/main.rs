@@ -16,6 +16,7 @@ mod harness;
 mod identity;
 mod jump;
 mod local;
+mod orphan;
 mod read_only;
 mod readers;
 mod reload;

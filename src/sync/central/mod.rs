@@ -25,18 +25,25 @@
 //! reads with `wsrep_sync_wait = 1`. A transaction that loses a conflict
 //! (1213, 1205) is retried whole with jitter, a bounded number of times.
 //!
+//! Every session bounds its own life on the server: lock waits end (1205, retried as a
+//! conflict) well before the client's read timeout, and `wait_timeout`, `net_read_timeout`
+//! and `net_write_timeout` end a session whose client vanished. A session given up (dropped
+//! after a timeout or a lost connection) is killed on the server before its batch is sent
+//! again (`orphans.rs`), so a partition mid-batch leaves no transaction holding its locks.
+//!
 //! It does not read the buffer, decide batch sizes, choose servers or retry
 //! anything else.
 //!
 //! One job per file: `session.rs` (connect, register), `ready.rs` (Galera readiness),
 //! `schema.rs` (apply, upgrade, refuse), `batch.rs` (the batch transaction and its retries),
 //! `samples.rs` and `journal.rs` (the two kinds of batch), `load.rs` (`LOAD DATA LOCAL
-//! INFILE`), `errors.rs` ([`Error`] and the classes of MySQL's codes).
+//! INFILE`), `errors.rs` ([`Error`] and the classes of MySQL's codes), `orphans.rs` (sessions given up, killed).
 
 mod batch;
 mod errors;
 mod journal;
 mod load;
+mod orphans;
 mod ready;
 mod samples;
 mod schema;
@@ -77,6 +84,17 @@ pub struct Central {
     conflict_retries: u64,
     /// The bulk path on this connection: allowed or not, and sibling connections.
     bulk: Bulk,
+    /// This session as the server knows it, recorded as given up when it is dropped
+    /// ([`orphans`]); `None` when the server did not say.
+    session: Option<orphans::Session>,
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            orphans::give_up(session);
+        }
+    }
 }
 
 /// Transactions in flight at once for one large batch on the bulk path (this connection

@@ -154,7 +154,8 @@ impl Central {
         };
         while self.bulk.siblings.len() < wanted {
             let mut sibling = match Conn::new(opts.clone()) {
-                Ok(conn) => Central {
+                Ok(mut conn) => Central {
+                    session: super::orphans::start(&mut conn, &self.server),
                     conn,
                     server: self.server.clone(),
                     appliance: self.appliance,

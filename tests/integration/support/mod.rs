@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod galera;
 pub mod mariadb;
 pub mod netns;
+pub mod relay;
 pub mod smtp;
 pub mod sshd;
 pub mod tmpfs;
