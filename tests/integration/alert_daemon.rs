@@ -65,7 +65,8 @@ fn a_silence_from_the_cli_stops_the_running_daemons_mail_and_removing_it_restore
     let smtp = skip_or_fail!(Smtp::start());
     let dir = temp_dir();
     let extra = format!(
-        "[hosts.alerts]\nmemory = \"0%\"\ncpu = \"off\"\nswap = \"off\"\n\n\
+        "[hosts.alerts]\nmemory = \"0%\"\ncpu = \"off\"\nswap = \"off\"\n\
+         fs_used = \"off\"\nfs_used_critical = \"off\"\nfs_inodes = \"off\"\nfs_inodes_critical = \"off\"\nfs_filling = false\n\n\
          [alert]\nrepeat = \"2s\"\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\n\
          [mail]\nfrom = \"edgemon@localhost\"\nrecipients = [\"ops@localhost\"]\nrate_limit = 10000\n",
@@ -167,7 +168,8 @@ fn site_config(dir: &Path, smtp_port: u16, down: bool) -> std::path::PathBuf {
         "[appliance]\nid = \"site-it\"\ndata_dir = \"{}\"\n\n[collect]\ninterval = \"1s\"\n\n\
          [sync]\nurl = \"mysql://edgemon@127.0.0.1:1/edgemon\"\n\n\
          [alert]\nloss_horizon = \"0s\"\n\n\
-         [defaults.alerts]\ncpu = \"off\"\nmemory = \"off\"\nswap = \"off\"\nreboot = false\nunreachable_after = 2\n\n\
+         [defaults.alerts]\ncpu = \"off\"\nmemory = \"off\"\nswap = \"off\"\nreboot = false\nunreachable_after = 2\n\
+         fs_used = \"off\"\nfs_used_critical = \"off\"\nfs_inodes = \"off\"\nfs_inodes_critical = \"off\"\nfs_filling = false\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\n\
          [mail]\nfrom = \"edgemon@localhost\"\nrecipients = [\"ops@localhost\"]\n\n",
         dir.join("data").display()

@@ -466,7 +466,8 @@ fn a_dead_bastion_is_one_mail_naming_it_and_its_hosts_heal_within_two_rounds() {
          [sync]\nurl = \"mysql://edgemon@127.0.0.1:1/edgemon\"\n\n\
          [alert]\nloss_horizon = \"0s\"\n\n\
          [defaults]\nuser = \"{user}\"\nidentity_file = \"{key}\"\nvia = \"ns-jump\"\n\n\
-         [defaults.alerts]\ncpu = \"off\"\nmemory = \"off\"\nswap = \"off\"\nreboot = false\nunreachable_after = 2\n\n\
+         [defaults.alerts]\ncpu = \"off\"\nmemory = \"off\"\nswap = \"off\"\nreboot = false\nunreachable_after = 2\n\
+         fs_used = \"off\"\nfs_used_critical = \"off\"\nfs_inodes = \"off\"\nfs_inodes_critical = \"off\"\nfs_filling = false\n\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\n\
          [mail]\nfrom = \"edgemon@localhost\"\nrecipients = [\"ops@localhost\"]\n\n\
          [[bastions]]\nname = \"ns-jump\"\naddress = \"{jump}\"\n\n",

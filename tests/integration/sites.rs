@@ -429,6 +429,7 @@ fn the_daemon_rides_out_a_partition_and_a_reboot_on_a_three_host_site() {
          command_timeout = \"5s\"\n\
          [defaults]\nuser = \"{user}\"\nidentity_file = \"{key}\"\n\
          [defaults.alerts]\ncpu = \"off\"\nmemory = \"off\"\nswap = \"off\"\nreboot = false\n\
+         fs_used = \"off\"\nfs_used_critical = \"off\"\nfs_inodes = \"off\"\nfs_inodes_critical = \"off\"\nfs_filling = false\n\
          unreachable_after = 2\n\
          [sync]\nurl = \"mysql://nobody@127.0.0.1:1/none\"\n\
          [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
