@@ -103,6 +103,30 @@ pub(crate) fn sshfs_to_itself(site: &Site, host: &NetnsHost, dir: &str) -> Strin
         .to_string()
 }
 
+/// Gives the host a 64 MiB tmpfs at `/tmp/fill` holding 20 MiB in `/tmp/fill/{file}`, a second
+/// interface `eth1` (a veth, up) and a sleeping process whose command line carries `tag`;
+/// returns that process's pid.
+pub(crate) fn fill_link_and_worker(host: &NetnsHost, file: &str, tag: &str) -> String {
+    let pid = sh(
+        host,
+        &format!(
+            "mkdir -p /tmp/fill && mount -t tmpfs -o size=64m tmpfs /tmp/fill \
+             && dd if=/dev/zero of=/tmp/fill/{file} bs=1M count=20 status=none \
+             && ip link add eth1 type veth peer name eth1p \
+             && ip link set eth1 up && ip link set eth1p up \
+             && {{ python3 -c 'import time; time.sleep(3600)' {tag} >/dev/null 2>&1 & echo $!; }}"
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || sh(
+            host,
+            "cat /sys/class/net/eth1/operstate"
+        ) == "up"),
+        "eth1 never came up"
+    );
+    pid
+}
+
 /// Runs `script` as root in the host's namespaces; its trimmed stdout.
 pub(crate) fn sh(host: &NetnsHost, script: &str) -> String {
     let out = host
@@ -149,23 +173,7 @@ fn a_filled_tmpfs_a_downed_link_and_a_killed_process_show_in_the_families() {
     let host = skip_or_fail!(site.host(Conditions::default()));
     let scratch = temp_dir();
     let tag = format!("em-watch-{}", host.namespace());
-    let pid = sh(
-        &host,
-        &format!(
-            "mkdir -p /tmp/fill && mount -t tmpfs -o size=64m tmpfs /tmp/fill \
-             && dd if=/dev/zero of=/tmp/fill/a bs=1M count=20 status=none \
-             && ip link add eth1 type veth peer name eth1p \
-             && ip link set eth1 up && ip link set eth1p up \
-             && {{ python3 -c 'import time; time.sleep(3600)' {tag} >/dev/null 2>&1 & echo $!; }}"
-        ),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || sh(
-            &host,
-            "cat /sys/class/net/eth1/operstate"
-        ) == "up"),
-        "eth1 never came up"
-    );
+    let pid = fill_link_and_worker(&host, "a", &tag);
     let options = AgentOptions {
         watch: vec![watch("worker", WatchBy::Cmdline, &format!("*{tag}*"))],
         ..AgentOptions::default()

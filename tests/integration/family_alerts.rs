@@ -202,23 +202,7 @@ fn a_filling_tmpfs_a_read_only_remount_a_downed_link_and_a_killed_process_are_ma
     let host = skip_or_fail!(site.host(Conditions::default()));
     let scratch = temp_dir();
     let tag = format!("em-alert-{}", host.namespace());
-    let pid = sh(
-        &host,
-        &format!(
-            "mkdir -p /tmp/fill && mount -t tmpfs -o size=64m tmpfs /tmp/fill \
-             && dd if=/dev/zero of=/tmp/fill/base bs=1M count=20 status=none \
-             && ip link add eth1 type veth peer name eth1p \
-             && ip link set eth1 up && ip link set eth1p up \
-             && {{ python3 -c 'import time; time.sleep(3600)' {tag} >/dev/null 2>&1 & echo $!; }}"
-        ),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || sh(
-            &host,
-            "cat /sys/class/net/eth1/operstate"
-        ) == "up"),
-        "eth1 never came up"
-    );
+    let pid = crate::families_agent::fill_link_and_worker(&host, "base", &tag);
     let entry = HostConfig {
         alerts: limits("/tmp/fill"),
         agent: AgentOptions {

@@ -4,17 +4,7 @@
 //! 512), and `busy_ms`, the time the device had I/O in flight (field 10, `io_ticks`).
 //! Utilisation in percent over an interval is Δbusy_ms / Δt × 100.
 
-use super::{FamilySpec, Field, Kind, Member, Typed, u};
-
-const fn counter(name: &'static str, unit: &'static str, doc: &'static str) -> Field {
-    Field {
-        name,
-        kind: Kind::U64,
-        unit,
-        doc,
-        counter: true,
-    }
-}
+use super::{FamilySpec, Member, Typed, counter, u};
 
 /// The spec.
 pub const SPEC: FamilySpec = FamilySpec {

@@ -6,17 +6,7 @@
 //! `notpresent`, `testing`, `unknown`); `speed` is in Mbit/s and absent where the kernel has
 //! none (virtual interfaces, a link that is down).
 
-use super::{FamilySpec, Field, Kind, Member, Typed, t, u};
-
-const fn counter(name: &'static str, unit: &'static str, doc: &'static str) -> Field {
-    Field {
-        name,
-        kind: Kind::U64,
-        unit,
-        doc,
-        counter: true,
-    }
-}
+use super::{FamilySpec, Field, Kind, Member, Typed, counter, t, u};
 
 /// The spec.
 pub const SPEC: FamilySpec = FamilySpec {

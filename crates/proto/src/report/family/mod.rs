@@ -364,6 +364,17 @@ pub trait Typed: Sized {
     fn from_member(member: &Member) -> Self;
 }
 
+/// A cumulative `U64` counter field (helper for the family specs).
+pub(crate) const fn counter(name: &'static str, unit: &'static str, doc: &'static str) -> Field {
+    Field {
+        name,
+        kind: Kind::U64,
+        unit,
+        doc,
+        counter: true,
+    }
+}
+
 /// Wraps an optional value of a field (helper for [`Typed::to_member`]).
 pub(crate) fn u(v: Option<u64>) -> Option<Value> {
     v.map(Value::U64)
