@@ -12,6 +12,15 @@
 //!
 //! Setting `EDGEMON_AGENT_BIN` to an existing file skips the nested build and
 //! embeds that file instead (used by packaging to avoid building it twice).
+//!
+//! The Windows agent `edgemon-agent.exe` is embedded too when it can be had:
+//! `EDGEMON_WINDOWS_AGENT_BIN` names a built one; otherwise, when Debian's
+//! Windows toolchain is installed (`gcc-mingw-w64-x86-64`, `rustc-web`,
+//! `cargo-web`, `rust-web-src`), `packaging/windows/build-agent.sh` builds it into
+//! `target/agent-windows`; `EDGEMON_WINDOWS_AGENT=skip` builds without it. A
+//! build without it sets no `edgemon_windows_agent` cfg, and a Windows host then
+//! fails with the message of `agent_bin::WINDOWS_AGENT_MISSING`. The toolchain
+//! is looked for when this script runs: after installing it, touch `build.rs`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -21,6 +30,9 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn main() {
     println!("cargo:rerun-if-env-changed=EDGEMON_AGENT_BIN");
+    println!("cargo:rerun-if-env-changed=EDGEMON_WINDOWS_AGENT_BIN");
+    println!("cargo:rerun-if-env-changed=EDGEMON_WINDOWS_AGENT");
+    println!("cargo:rustc-check-cfg=cfg(edgemon_windows_agent)");
     for dir in [
         "agent/src",
         "agent/Cargo.toml",
@@ -45,8 +57,103 @@ fn main() {
     println!("cargo:rustc-env=EDGEMON_AGENT_EMBED={}", embedded.display());
 
     // Copy beside the collector binary: OUT_DIR is target/<profile>/build/<pkg>-<hash>/out.
-    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
+    let profile_dir = out_dir.ancestors().nth(3);
+    if let Some(profile_dir) = profile_dir {
         copy_if_changed(&agent, &profile_dir.join("edgemon-agent"));
+    }
+
+    if let Some(windows) = windows_agent(&manifest_dir) {
+        let bytes = std::fs::read(&windows)
+            .unwrap_or_else(|e| panic!("reading Windows agent {}: {e}", windows.display()));
+        let embedded = out_dir.join("edgemon-agent.exe");
+        std::fs::write(&embedded, &bytes).expect("writing embedded Windows agent copy");
+        println!(
+            "cargo:rustc-env=EDGEMON_WINDOWS_AGENT_EMBED={}",
+            embedded.display()
+        );
+        println!("cargo:rustc-cfg=edgemon_windows_agent");
+        if let Some(profile_dir) = profile_dir {
+            copy_if_changed(&windows, &profile_dir.join("edgemon-agent.exe"));
+        }
+    }
+}
+
+/// The Windows agent to embed: `EDGEMON_WINDOWS_AGENT_BIN`, else one built with Debian's
+/// Windows toolchain when it is installed, else none.
+fn windows_agent(manifest_dir: &Path) -> Option<PathBuf> {
+    if let Some(path) = env::var_os("EDGEMON_WINDOWS_AGENT_BIN").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    if env::var("EDGEMON_WINDOWS_AGENT").is_ok_and(|v| v == "skip") {
+        return None;
+    }
+    let script = manifest_dir.join("packaging/windows/build-agent.sh");
+    let toolchain = [
+        "/usr/bin/x86_64-w64-mingw32-gcc",
+        "/usr/bin/rustc",
+        "/usr/bin/cargo",
+        "/usr/lib/rustlib/src/rust/library/std",
+    ];
+    if !script.exists() || !toolchain.iter().all(|p| Path::new(p).exists()) {
+        return None;
+    }
+    println!("cargo:rerun-if-changed=packaging/windows");
+    println!("cargo:rerun-if-changed=/usr/bin/rustc");
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("target"))
+        .join("agent-windows");
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(manifest_dir)
+        .arg(&script)
+        .arg(&target_dir)
+        .stderr(std::process::Stdio::inherit());
+    scrub_cargo_env(&mut cmd);
+    cmd.env_remove("RUSTC")
+        .env_remove("CARGO")
+        .env_remove("RUSTDOC");
+    let output = cmd
+        .output()
+        .expect("running packaging/windows/build-agent.sh for edgemon-agent.exe");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "building the Windows edgemon-agent.exe failed ({}); the Windows toolchain is installed, \
+         so this is an error; EDGEMON_WINDOWS_AGENT=skip builds without the Windows agent.\n{stdout}",
+        output.status
+    );
+    let exe = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| PathBuf::from(line.trim()))
+        .expect("packaging/windows/build-agent.sh printed no path");
+    assert!(
+        exe.is_file(),
+        "packaging/windows/build-agent.sh printed {}, which is no file",
+        exe.display()
+    );
+    Some(exe)
+}
+
+/// Removes what the outer cargo would leak into a nested build.
+fn scrub_cargo_env(cmd: &mut Command) {
+    cmd.env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_PRIMARY_PACKAGE");
+    for (key, _) in env::vars_os() {
+        if let Some(key) = key.to_str()
+            && (key.starts_with("CARGO_FEATURE_")
+                || key.starts_with("CARGO_CFG_")
+                || key.starts_with("DEP_"))
+        {
+            cmd.env_remove(key);
+        }
     }
 }
 
@@ -58,27 +165,23 @@ fn build_static_agent(manifest_dir: &Path) -> PathBuf {
         .join("agent");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(manifest_dir)
-        .args(["build", "--release", "--locked", "-p", "edgemon-agent", "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "edgemon-agent",
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
-        .arg(&target_dir)
-        // Nothing of the outer build's configuration may leak into this one.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CARGO_PRIMARY_PACKAGE")
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static\u{1f}-Cstrip=symbols\u{1f}-Cpanic=abort\u{1f}-Copt-level=s");
-    for (key, _) in env::vars_os() {
-        if let Some(key) = key.to_str()
-            && (key.starts_with("CARGO_FEATURE_")
-                || key.starts_with("CARGO_CFG_")
-                || key.starts_with("DEP_"))
-        {
-            cmd.env_remove(key);
-        }
-    }
+        .arg(&target_dir);
+    // Nothing of the outer build's configuration may leak into this one.
+    scrub_cargo_env(&mut cmd);
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        "-Ctarget-feature=+crt-static\u{1f}-Cstrip=symbols\u{1f}-Cpanic=abort\u{1f}-Copt-level=s",
+    );
     let status = cmd
         .status()
         .expect("running the nested cargo for edgemon-agent");

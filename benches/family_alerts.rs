@@ -160,6 +160,7 @@ fn run(on: bool, hosts: usize, rounds: usize) -> Duration {
     let mut buffer = Buffer::open(&dir.path().join("b.sqlite")).expect("buffer");
     let configs: Vec<HostConfig> = (0..hosts)
         .map(|i| HostConfig {
+            os: Default::default(),
             name: format!("host-{i:04}"),
             transport: Transport::Local,
             mail: None,

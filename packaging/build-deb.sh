@@ -13,5 +13,12 @@ ldd "$agent" 2>&1 | grep -q 'statically linked' || {
     echo "build-deb: $agent is not static" >&2
     exit 1
 }
-cargo deb --no-build --locked --output target/debian/ >&2
+# With the Windows toolchain installed the release build also embeds edgemon-agent.exe and
+# copies it to target/release/ (build.rs): then the package ships it too (variant "windows",
+# same package name).
+variant=()
+if [ -f target/release/edgemon-agent.exe ]; then
+    variant=(--variant windows)
+fi
+cargo deb --no-build --locked "${variant[@]}" --output target/debian/ >&2
 ls -t target/debian/edgemon_*.deb | head -n 1

@@ -37,6 +37,10 @@ check test -f /usr/share/edgemon/schema/mysql.sql
 check test -d /var/lib/edgemon
 check getent passwd edgemon
 check sh -c 'ldd /usr/lib/edgemon/edgemon-agent 2>&1 | grep -q "statically linked"'
+# Built with the Windows toolchain (tests/run.sh installs it), the package ships the .exe.
+if [ -f target/release/edgemon-agent.exe ]; then
+    check cmp target/release/edgemon-agent.exe /usr/lib/edgemon/edgemon-agent.exe
+fi
 check sh -c 'dpkg-query -W -f="\${Conffiles}" edgemon | grep -q /etc/edgemon/edgemon.toml'
 check sh -c '/usr/bin/edgemon --version | grep -q "^edgemon "'
 check /usr/bin/edgemon config check /etc/edgemon/edgemon.toml

@@ -57,6 +57,7 @@ fn alerting(names: &[String], rate_limit: u32) -> Alerting {
     let hosts: Vec<HostConfig> = names
         .iter()
         .map(|n| HostConfig {
+            os: Default::default(),
             name: n.clone(),
             transport: Transport::Local,
             mail: None,

@@ -15,6 +15,7 @@ const MIN: i64 = 60_000;
 
 fn host(name: &str) -> HostConfig {
     HostConfig {
+        os: Default::default(),
         name: name.into(),
         transport: Transport::Local,
         mail: None,

@@ -273,6 +273,8 @@ pub struct HostSection {
     pub user: Option<String>,
     /// `"ssh"` (default) or `"local"`.
     pub transport: Option<String>,
+    /// `"auto"` (default), `"linux"` or `"windows"`.
+    pub os: Option<String>,
     /// Private key file.
     pub identity_file: Option<String>,
     /// Environment variable holding the key's passphrase.

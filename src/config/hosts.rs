@@ -72,6 +72,18 @@ impl Resolver<'_> {
                     Transport::Local
                 }
             };
+            let os = match host.os.as_deref().unwrap_or("auto") {
+                "auto" => HostOs::Auto,
+                "linux" => HostOs::Linux,
+                "windows" => HostOs::Windows,
+                other => {
+                    self.error(
+                        &format!("{at}.os"),
+                        format!("{other:?} is not \"auto\", \"linux\" or \"windows\""),
+                    );
+                    HostOs::Auto
+                }
+            };
             let mail = host
                 .mail
                 .as_deref()
@@ -92,6 +104,7 @@ impl Resolver<'_> {
             hosts.push(HostConfig {
                 name,
                 transport,
+                os,
                 mail,
                 alerts,
                 agent,

@@ -320,6 +320,7 @@ pub(crate) const KEYS: &[Key] = &[
     port("hosts[].port", None, "SSH port."),
     text("hosts[].user", None, "SSH user."),
     choice("hosts[].transport", None, &["ssh", "local"], "\"ssh\" (the default) or \"local\" (this box, no SSH)."),
+    choice("hosts[].os", None, &["auto", "linux", "windows"], "\"auto\" (the default: Windows when the SSH server's banner says OpenSSH_for_Windows), \"linux\" or \"windows\"; a local \"windows\" host runs the Windows agent under Wine (for tests)."),
     text("hosts[].identity_file", None, "Private key file."),
     text("hosts[].identity_passphrase_env", None, "Environment variable holding the key's passphrase."),
     text("hosts[].password_env", None, "Environment variable holding the SSH password."),

@@ -101,6 +101,20 @@ pub struct CollectConfig {
     pub max_clock_skew: Duration,
 }
 
+/// The operating system of a host, which decides the agent build and how it is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostOs {
+    /// Decided when connecting: Windows when the SSH server's banner names
+    /// `OpenSSH_for_Windows`, Linux otherwise; a local host is this box (Linux).
+    #[default]
+    Auto,
+    /// A Linux host: the static Linux agent, deployed with POSIX shell commands.
+    Linux,
+    /// A Windows host: `edgemon-agent.exe`, deployed over SFTP into `%LOCALAPPDATA%`; a local
+    /// Windows host runs the agent under Wine (`wine64` on PATH), which is for tests.
+    Windows,
+}
+
 /// How edgemon reaches a host.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
@@ -385,6 +399,8 @@ pub struct HostConfig {
     pub name: String,
     /// How to reach it.
     pub transport: Transport,
+    /// Which agent it runs (`hosts[].os`).
+    pub os: HostOs,
     /// Address where alerts about this host are mailed.
     pub mail: Option<String>,
     /// Its limits.

@@ -26,6 +26,7 @@ const SKEW: Duration = Duration::from_secs(300);
 
 fn host(name: &str, mail: Option<&str>) -> HostConfig {
     HostConfig {
+        os: Default::default(),
         name: name.to_string(),
         transport: Transport::Ssh(SshTarget {
             address: "127.0.0.1".into(),

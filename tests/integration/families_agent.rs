@@ -46,6 +46,7 @@ fn settings() -> CollectConfig {
 
 fn entry(site: &Site, host: &NetnsHost, agent: AgentOptions) -> HostConfig {
     HostConfig {
+        os: Default::default(),
         agent,
         ..crate::ssh::ssh_entry(
             "fam",

@@ -204,6 +204,7 @@ fn a_filling_tmpfs_a_read_only_remount_a_downed_link_and_a_killed_process_are_ma
     let tag = format!("em-alert-{}", host.namespace());
     let pid = crate::families_agent::fill_link_and_worker(&host, "base", &tag);
     let entry = HostConfig {
+        os: Default::default(),
         alerts: limits("/tmp/fill"),
         agent: AgentOptions {
             watch: vec![Watch {
@@ -351,6 +352,7 @@ fn a_mount_whose_server_stops_is_mailed_as_hanging_and_resolves_when_it_answers(
     // sshfs to the host's own sshd; stopping its daemon makes every statvfs on the mount wait.
     let daemon = crate::families_agent::sshfs_to_itself(&site, &host, "/tmp/hang");
     let entry = HostConfig {
+        os: Default::default(),
         alerts: {
             // The sshfs mount shows the disk behind the host's home, however full the machine
             // running the test is: only the hanging rule is under test here.

@@ -72,6 +72,7 @@ pub(crate) fn bastion(name: &str, login: SshTarget) -> Bastion {
 
 pub(crate) fn entry(name: &str, target: SshTarget) -> HostConfig {
     HostConfig {
+        os: Default::default(),
         name: name.to_string(),
         transport: Transport::Ssh(target),
         mail: None,

@@ -55,6 +55,7 @@ pub(crate) fn ssh_entry(
     auth: Auth,
 ) -> HostConfig {
     HostConfig {
+        os: Default::default(),
         name: name.to_string(),
         transport: Transport::Ssh(SshTarget {
             address: address.to_string(),

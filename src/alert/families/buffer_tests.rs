@@ -22,6 +22,7 @@ const GIB: u64 = 1 << 30;
 
 fn host() -> HostConfig {
     HostConfig {
+        os: Default::default(),
         name: "db".into(),
         transport: Transport::Local,
         mail: None,
