@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 
 use super::Unavailable;
 
-/// The Wine binary the tests use.
-pub const WINE: &str = "/usr/bin/wine64";
+/// The Wine binary the tests use: Debian's `wine64` package puts it here, not on PATH.
+pub const WINE: &str = "/usr/lib/wine/wine64";
 
 /// A ready Wine prefix and the embedded Windows agent.
 #[derive(Debug, Clone)]
