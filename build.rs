@@ -82,7 +82,9 @@ fn main() {
 /// Windows toolchain when it is installed, else none.
 fn windows_agent(manifest_dir: &Path) -> Option<PathBuf> {
     if let Some(path) = env::var_os("EDGEMON_WINDOWS_AGENT_BIN").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        println!("cargo:rerun-if-changed={}", path.display());
+        return Some(path);
     }
     if env::var("EDGEMON_WINDOWS_AGENT").is_ok_and(|v| v == "skip") {
         return None;
