@@ -46,18 +46,21 @@ if [[ $PINNED_RUSTC != any && $version != "$PINNED_RUSTC" ]]; then
 fi
 
 # Nothing of an outer cargo (this runs from the collector's build.rs) may leak in: its
-# flags, target, wrappers, features and jobserver are the outer build's, not this one's.
+# flags, target, target directory, wrappers, features and build-script variables are the
+# outer build's, not this one's. Its jobserver (CARGO_MAKEFLAGS) is kept, as the Linux
+# agent's nested build keeps it: the two builds then share the outer -j instead of
+# oversubscribing the cores.
 unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_TARGET_DIR \
     CARGO_BUILD_TARGET CARGO_BUILD_TARGET_DIR RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER \
-    CARGO_BUILD_RUSTC_WRAPPER CARGO_PRIMARY_PACKAGE CARGO_MAKEFLAGS MAKEFLAGS MFLAGS \
-    RUSTDOCFLAGS CARGO_ENCODED_RUSTDOCFLAGS CARGO_PKG_NAME CARGO_MANIFEST_DIR \
-    CARGO_MANIFEST_PATH OUT_DIR TARGET HOST NUM_JOBS OPT_LEVEL PROFILE DEBUG RUSTC_LINKER \
+    CARGO_BUILD_RUSTC_WRAPPER CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER CARGO_PRIMARY_PACKAGE \
+    RUSTDOCFLAGS CARGO_ENCODED_RUSTDOCFLAGS CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH OUT_DIR \
+    TARGET HOST NUM_JOBS OPT_LEVEL PROFILE DEBUG RUSTC_LINKER \
     CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER
-while IFS='=' read -r name _; do
+for name in $(compgen -e); do
     case $name in
         CARGO_FEATURE_* | CARGO_CFG_* | DEP_* | CARGO_PKG_*) unset "$name" ;;
     esac
-done < <(env)
+done
 
 sep=$'\x1f'
 export RUSTC_BOOTSTRAP=1 RUSTC=$RUSTC

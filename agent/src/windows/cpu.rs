@@ -19,7 +19,7 @@ use windows_sys::Wdk::System::SystemInformation::{
 };
 use windows_sys::Win32::Foundation::STATUS_INFO_LENGTH_MISMATCH;
 use windows_sys::Win32::System::Threading::{
-    GetActiveProcessorCount, GetActiveProcessorGroupCount,
+    ALL_PROCESSOR_GROUPS, GetActiveProcessorCount, GetActiveProcessorGroupCount,
 };
 use windows_sys::Win32::System::WindowsProgramming::SYSTEM_PROCESSOR_PERFORMANCE_INFORMATION;
 
@@ -157,8 +157,8 @@ fn query_entries(
 
 /// The legacy call: the calling thread's processor group.
 fn read_legacy() -> Option<Vec<CoreTimes>> {
-    // SAFETY: 0xFFFF is ALL_PROCESSOR_GROUPS; returns a count.
-    let hint = unsafe { GetActiveProcessorCount(0xFFFF) } as usize;
+    // SAFETY: returns a count.
+    let hint = unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) } as usize;
     query_entries(hint, |buf, len, ret| {
         // SAFETY: `buf` holds `len` writable bytes and `ret` is a valid u32, as
         // `query_entries` guarantees.

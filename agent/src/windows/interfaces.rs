@@ -40,7 +40,7 @@ pub fn oper_name(status: i32) -> &'static str {
 
 /// A link speed in bit/s as Mbit/s; `None` for unknown (0, all ones) or a link not up.
 pub fn speed_mbits(bits: u64, up: bool) -> Option<u64> {
-    (up && bits > 0 && bits != u64::MAX).then(|| bits / 1_000_000)
+    (up && bits > 0 && bits != u64::MAX).then_some(bits / 1_000_000)
 }
 
 /// The figures of one `MIB_IF_ROW2` the family needs, apart from the row itself.

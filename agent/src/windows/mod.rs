@@ -1,9 +1,10 @@
 //! The Windows agent's measurements, with the Windows API directly (`windows-sys`), for the
 //! same [`Report`](edgemon_proto::report::Report) as the Linux agent. sysinfo is not used
 //! here: its CPU figures go through PDH, which Wine lacks (0 % or an abort), and the rest is
-//! a handful of calls. One module per concern, each with its pure part (delta math, flag
-//! and name mapping, string assembly) apart from the thin API calls so that the pure part is
-//! tested on any host and the calls are smoke-tested under Wine:
+//! a handful of calls. One module per concern, each with its pure part (delta math, group
+//! aggregation, flag and name mapping, string assembly) apart from the thin API calls, so
+//! that the pure part is tested with made-up figures and the calls are smoke-tested on the
+//! real API; both run under Wine (`tests/windows/agent-tests.sh`):
 //!
 //! - [`cpu`]: per-processor times from `NtQuerySystemInformation`, processor-group aware;
 //! - [`host`]: memory, the paging file, uptime, host name, OS version, thread count;
