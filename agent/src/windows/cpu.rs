@@ -250,6 +250,17 @@ mod tests {
     }
 
     #[test]
+    fn the_group_query_agrees_with_the_legacy_one_or_is_refused() {
+        let legacy = read_legacy().expect("legacy processor times");
+        // Windows answers group 0 with its processors; Wine refuses the Ex class (None).
+        let group0 = read_group(0);
+        eprintln!("group 0 by NtQuerySystemInformationEx: {group0:?}");
+        if let Some(group0) = group0 {
+            assert_eq!(group0.len(), legacy.len());
+        }
+    }
+
+    #[test]
     fn this_host_has_processors_with_times() {
         let cores = read().expect("processor times");
         assert!(!cores.is_empty());
