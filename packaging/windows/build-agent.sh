@@ -2,7 +2,12 @@
 # Builds the Windows agent, edgemon-agent.exe (x86_64-pc-windows-gnu, release, static CRT,
 # stripped, panic=abort, size-optimised), into TARGET_DIR and prints the exe's path as the
 # LAST line of stdout (cargo's own output goes to stderr). Exits non-zero with a message
-# saying what is missing or what failed.
+# saying what is missing or what failed:
+#
+#   3  the toolchain is missing or not the pinned version (a caller may go on without the
+#      Windows agent, saying so);
+#   1  the build itself failed, or the exe imports a DLL that is not Windows' own;
+#   2  bad usage.
 #
 #   packaging/windows/build-agent.sh TARGET_DIR     (build.rs passes <repo>/target/agent)
 #
@@ -28,6 +33,10 @@ fail() {
     echo "build-agent.sh: $*" >&2
     exit 1
 }
+no_toolchain() {
+    echo "build-agent.sh: $*" >&2
+    exit 3
+}
 
 [[ $# -eq 1 ]] || { echo "usage: $0 TARGET_DIR" >&2; exit 2; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -35,14 +44,14 @@ mkdir -p "$1" || fail "cannot create the target directory $1"
 target_dir=$(cd "$1" && pwd)
 
 [[ -x $RUSTC && -x $CARGO ]] ||
-    fail "Debian's rustc and cargo are missing ($RUSTC, $CARGO): apt-get install --no-install-recommends rustc-web cargo-web rust-web-src"
-[[ -x $LINKER ]] || fail "the MinGW linker is missing ($LINKER): apt-get install --no-install-recommends gcc-mingw-w64-x86-64"
-sysroot=$("$RUSTC" --print sysroot) || fail "$RUSTC --print sysroot failed"
+    no_toolchain "Debian's rustc and cargo are missing ($RUSTC, $CARGO): apt-get install --no-install-recommends rustc-web cargo-web rust-web-src"
+[[ -x $LINKER ]] || no_toolchain "the MinGW linker is missing ($LINKER): apt-get install --no-install-recommends gcc-mingw-w64-x86-64"
+sysroot=$("$RUSTC" --print sysroot) || no_toolchain "$RUSTC --print sysroot failed"
 [[ -f $sysroot/lib/rustlib/src/rust/library/Cargo.lock ]] ||
-    fail "the Rust library source is missing ($sysroot/lib/rustlib/src/rust/library): apt-get install --no-install-recommends rust-web-src"
+    no_toolchain "the Rust library source is missing ($sysroot/lib/rustlib/src/rust/library): apt-get install --no-install-recommends rust-web-src"
 version=$("$RUSTC" --version | cut -d' ' -f2)
 if [[ $PINNED_RUSTC != any && $version != "$PINNED_RUSTC" ]]; then
-    fail "$RUSTC is $version, this build is pinned to $PINNED_RUSTC (rustc-web moves inside security updates and -Z build-std is unstable); check the Windows agent with it and update the pin, or set EDGEMON_WINDOWS_RUSTC=any"
+    no_toolchain "$RUSTC is $version, this build is pinned to $PINNED_RUSTC (rustc-web moves inside security updates and -Z build-std is unstable); check the Windows agent with it and update the pin, or set EDGEMON_WINDOWS_RUSTC=any"
 fi
 
 # Nothing of an outer cargo (this runs from the collector's build.rs) may leak in: its
