@@ -100,11 +100,12 @@ fi
 tests/package_test.sh
 
 # The Windows agent: its Wine prefix, its tests under Wine, and the exe that
-# agent/tests/windows_exe.rs drives from here (the build build.rs embeds; a no-op for it then).
+# agent/tests/windows_exe.rs drives from here: the build that build.rs embeds, into the same
+# target directory (target/agent-windows), so build.rs finds it built.
 if windows_rust && [[ -x /usr/bin/x86_64-w64-mingw32-gcc && -x /usr/lib/wine/wine64 ]]; then
     tests/windows/wine-prefix.sh target/wine-prefix
     tests/windows/agent-tests.sh
-    EDGEMON_WINDOWS_AGENT_EXE=$(packaging/windows/build-agent.sh target/agent | tail -n 1)
+    EDGEMON_WINDOWS_AGENT_EXE=$(packaging/windows/build-agent.sh target/agent-windows | tail -n 1)
     export EDGEMON_WINDOWS_AGENT_EXE
 else
     echo "run.sh: no Windows toolchain or Wine: the Windows agent's tests print SKIPPED" >&2

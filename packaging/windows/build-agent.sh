@@ -9,7 +9,7 @@
 #   1  the build itself failed, or the exe imports a DLL that is not Windows' own;
 #   2  bad usage.
 #
-#   packaging/windows/build-agent.sh TARGET_DIR     (build.rs passes <repo>/target/agent)
+#   packaging/windows/build-agent.sh TARGET_DIR     (build.rs passes <repo>/target/agent-windows)
 #
 # Toolchain (Debian 12): rustc-web, cargo-web, rust-web-src (Rust 1.96 with the library
 # source, bookworm-security) and gcc-mingw-w64-x86-64 (the linker). Rustup's std has no
