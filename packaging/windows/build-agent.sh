@@ -74,7 +74,9 @@ done
 sep=$'\x1f'
 export RUSTC_BOOTSTRAP=1 RUSTC=$RUSTC
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=$LINKER
-export CARGO_ENCODED_RUSTFLAGS="-Ctarget-feature=+crt-static${sep}-Cstrip=symbols${sep}-Cpanic=abort${sep}-Copt-level=s"
+# No link time in the PE header: the same source gives the same exe, so the same hash (the
+# collector uploads agents by hash) after a rebuild.
+export CARGO_ENCODED_RUSTFLAGS="-Ctarget-feature=+crt-static${sep}-Cstrip=symbols${sep}-Cpanic=abort${sep}-Copt-level=s${sep}-Clink-arg=-Wl,--no-insert-timestamp"
 cd "$root"
 "$CARGO" build --release --locked -p edgemon-agent --target "$WIN_TARGET" \
     -Z build-std=std,panic_abort --target-dir "$target_dir" >&2 ||
