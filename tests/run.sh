@@ -24,6 +24,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGES=(openssh-server openssh-client mariadb-server galera-4 rsync iproute2 util-linux
           python3-aiosmtpd passwd libssl-dev pkg-config chromium nftables faketime libfaketime
           sshfs)
+# The Windows agent (issue 20): Debian's Rust 1.96 with its library source (for -Z build-std),
+# the MinGW linker, and Wine for its tests. Installed in an apt-get call of their own without
+# recommends: wine64's recommends pull in a desktop.
+WINDOWS_PACKAGES=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine64)
+
+# True when Debian's Rust for the Windows agent is installed (not Debian's older rustc).
+windows_rust() {
+    [[ -x /usr/bin/rustc && -x /usr/bin/cargo ]] &&
+        [[ $(dpkg-query -W -f='${db:Status-Status} ' rustc-web cargo-web rust-web-src 2>/dev/null) == "installed installed installed " ]]
+}
 
 # Prints one line per missing server component; prints nothing if all are there.
 missing_servers() {
@@ -45,6 +55,9 @@ missing_servers() {
     if ! [[ -x /usr/bin/python3 ]] || ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
         echo "aiosmtpd for /usr/bin/python3 (python3-aiosmtpd)"
     fi
+    windows_rust || echo "Debian's Rust for the Windows agent (rustc-web cargo-web rust-web-src)"
+    [[ -x /usr/bin/x86_64-w64-mingw32-gcc ]] || echo "MinGW linker for the Windows agent (gcc-mingw-w64-x86-64)"
+    [[ -x /usr/lib/wine/wine64 ]] || echo "Wine for the Windows agent's tests (wine64: /usr/lib/wine/wine64)"
 }
 
 # Runs a command as root: directly, through passwordless sudo, or not at all.
@@ -60,11 +73,13 @@ as_root() {
 
 missing=$(missing_servers)
 if [[ -n $missing ]]; then
-    echo "run.sh: missing, trying to install ${PACKAGES[*]}:" >&2
+    echo "run.sh: missing, trying to install ${PACKAGES[*]} ${WINDOWS_PACKAGES[*]}:" >&2
     echo "$missing" | sed 's/^/  /' >&2
     # Installing mariadb-server may start the system service; tests never use it.
     if as_root apt-get update -q \
-        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}"; then
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" \
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${WINDOWS_PACKAGES[@]}"; then
         missing=$(missing_servers)
     else
         echo "run.sh: could not install packages (need root or passwordless sudo)" >&2
@@ -83,5 +98,17 @@ fi
 
 # The Debian package: build it, install it here, check it, purge it (needs root).
 tests/package_test.sh
+
+# The Windows agent: its Wine prefix, its tests under Wine, and the exe that
+# agent/tests/windows_exe.rs drives from here: the build that build.rs embeds, into the same
+# target directory (target/agent-windows), so build.rs finds it built.
+if windows_rust && [[ -x /usr/bin/x86_64-w64-mingw32-gcc && -x /usr/lib/wine/wine64 ]]; then
+    tests/windows/wine-prefix.sh target/wine-prefix
+    tests/windows/agent-tests.sh
+    EDGEMON_WINDOWS_AGENT_EXE=$(packaging/windows/build-agent.sh target/agent-windows | tail -n 1)
+    export EDGEMON_WINDOWS_AGENT_EXE
+else
+    echo "run.sh: no Windows toolchain or Wine: the Windows agent's tests print SKIPPED" >&2
+fi
 
 exec cargo test --workspace --all-targets --locked "$@"

@@ -7,10 +7,24 @@
 //! - 1: stdout could not be written;
 //! - 2: bad usage or a bad request (diagnostic on stderr);
 //! - 3: no request within `--idle-timeout` seconds (default 600).
+//!
+//! The same crate builds the Windows agent (`edgemon-agent.exe`, x86_64-pc-windows-gnu):
+//! `sample` is then [`windows::sample`], measured with the Windows API (see [`windows`]);
+//! the arguments, the envelope and the request loop are the same.
 
+#[cfg(unix)]
 mod family;
+#[cfg(unix)]
 mod sample;
 mod serve;
+/// The deadline workers, shared with the Windows volumes (`windows::volumes`).
+#[cfg(windows)]
+#[path = "family/statfs.rs"]
+mod statfs;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows::sample;
 
 use edgemon_proto::report::family::options::AgentOptions;
 use std::process::ExitCode;

@@ -97,7 +97,10 @@ fn version_and_usage() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The Linux families (the Windows agent's are checked by its own unit tests under Wine and
+/// by `windows_exe.rs`).
 #[test]
+#[cfg(unix)]
 fn the_report_carries_the_families_and_honours_the_options() {
     use edgemon_proto::report::family::filesystems::Filesystem;
     use edgemon_proto::report::family::options::{AgentOptions, Watch, WatchBy};

@@ -17,6 +17,10 @@
 //!
 //! Invariant: the number of live workers is at most the mounts of the last sample plus the
 //! mounts still stuck; a sample waits at most the deadline.
+//!
+//! The prober is generic over what the call returns ([`Sizes`] by default); the Windows
+//! agent uses it for its volumes' space and volume calls, which can block on a remote drive
+//! just as `statvfs` does on NFS.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -41,9 +45,9 @@ pub struct Sizes {
 
 /// One mount's outcome in a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub enum Probe<S = Sizes> {
     /// It answered: its sizes, or `None` when `statvfs` failed (permission, a mount gone).
-    Answered(Option<Sizes>),
+    Answered(Option<S>),
     /// No answer within the deadline, now or still from an earlier sample.
     Hanging,
 }
@@ -52,35 +56,39 @@ struct Job {
     mount: String,
 }
 
-struct Done {
+struct Done<S> {
     mount: String,
-    sizes: Option<Sizes>,
+    sizes: Option<S>,
 }
 
 /// The prober a resident agent keeps across samples.
-pub struct Prober {
+pub struct Prober<S = Sizes> {
     idle: Vec<Sender<Job>>,
     /// Workers with a call in flight, by mount (each mount at most once).
     busy: HashMap<String, Sender<Job>>,
-    done_tx: Sender<Done>,
-    done_rx: Receiver<Done>,
-    stat: fn(&str) -> Option<Sizes>,
+    done_tx: Sender<Done<S>>,
+    done_rx: Receiver<Done<S>>,
+    stat: fn(&str) -> Option<S>,
 }
 
+#[cfg(unix)]
 impl Default for Prober {
     fn default() -> Prober {
         Prober::new()
     }
 }
 
+#[cfg(unix)]
 impl Prober {
     /// A prober calling the real `statvfs`.
     pub fn new() -> Prober {
         Prober::with(statvfs)
     }
+}
 
+impl<S: Send + 'static> Prober<S> {
     /// A prober calling `stat` instead (tests give it one that blocks).
-    pub fn with(stat: fn(&str) -> Option<Sizes>) -> Prober {
+    pub fn with(stat: fn(&str) -> Option<S>) -> Prober<S> {
         let (done_tx, done_rx) = mpsc::channel();
         Prober {
             idle: Vec::new(),
@@ -104,13 +112,13 @@ impl Prober {
     }
 
     /// Stats `mounts` (distinct mount points), waiting at most `timeout` in all.
-    pub fn probe(&mut self, mounts: &[String], timeout: Duration) -> Vec<Probe> {
+    pub fn probe(&mut self, mounts: &[String], timeout: Duration) -> Vec<Probe<S>> {
         // Late answers of earlier samples: their workers are free again.
         while let Ok(done) = self.done_rx.try_recv() {
             self.finish(&done.mount);
         }
         let deadline = Instant::now() + timeout;
-        let mut out = vec![Probe::Hanging; mounts.len()];
+        let mut out: Vec<Probe<S>> = mounts.iter().map(|_| Probe::Hanging).collect();
         let mut pending: HashMap<&str, usize> = HashMap::new();
         for (i, mount) in mounts.iter().enumerate() {
             if self.busy.contains_key(mount) || pending.contains_key(mount.as_str()) {
@@ -188,6 +196,7 @@ impl Prober {
 }
 
 /// The real `statvfs(2)` of `mount`.
+#[cfg(unix)]
 pub fn statvfs(mount: &str) -> Option<Sizes> {
     let s = rustix::fs::statvfs(mount).ok()?;
     let frsize = if s.f_frsize > 0 {
@@ -265,6 +274,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn statvfs_of_root_and_of_a_missing_path() {
         let root = statvfs("/").expect("/ answers");
         assert!(root.size >= root.used && root.size > 0);

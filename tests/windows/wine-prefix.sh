@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Makes the Wine prefix DIR in which the Windows agent and its tests run, once: safe to call
+# before every run and from several processes at a time (flock on DIR/.edgemon-lock; a ready
+# prefix is left alone and the call returns at once).
+#
+#   tests/windows/wine-prefix.sh DIR      (the shared one is <repo>/target/wine-prefix)
+#
+# The prefix is `wineboot --init` with Mono and Gecko declined (WINEDLLOVERRIDES
+# mscoree,mshtml= during the boot only), plus a stand-in bcryptprimitives.dll built from
+# tests/windows/bcryptprimitives.c into its system32, with the `bcryptprimitives` override
+# set to native in the prefix's own registry (HKCU\Software\Wine\DllOverrides). So running
+# the agent needs no environment beyond WINEPREFIX (and WINEDEBUG=-all for quiet):
+#
+#   WINEPREFIX=DIR WINEDEBUG=-all /usr/lib/wine/wine64 edgemon-agent.exe --version
+#
+# Needs wine64 (Debian's puts it at /usr/lib/wine/wine64) and x86_64-w64-mingw32-gcc.
+# Rebuilds the stand-in DLL when bcryptprimitives.c changes.
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 DIR" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+wine=${WINE:-/usr/lib/wine/wine64}
+[[ -x $wine ]] || wine=$(command -v wine64 || true)
+if [[ -z $wine || ! -x $wine ]]; then
+    echo "wine-prefix.sh: wine64 not found (/usr/lib/wine/wine64; install wine64)" >&2
+    exit 1
+fi
+wineserver=$(dirname "$wine")/wineserver
+[[ -x $wineserver ]] || wineserver=$(command -v wineserver || true)
+if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+    echo "wine-prefix.sh: x86_64-w64-mingw32-gcc not found (install gcc-mingw-w64-x86-64)" >&2
+    exit 1
+fi
+
+mkdir -p "$1"
+dir=$(cd "$1" && pwd)
+exec 9>"$dir/.edgemon-lock"
+flock 9
+
+source_sum=$(sha256sum "$here/bcryptprimitives.c" | cut -d' ' -f1)
+stamp=$dir/.edgemon-ready
+if [[ -f $stamp && $(cat "$stamp") == "$source_sum" && -f $dir/system.reg ]]; then
+    exit 0
+fi
+
+export WINEPREFIX=$dir WINEDEBUG=-all
+echo "wine-prefix.sh: making the Wine prefix $dir" >&2
+WINEDLLOVERRIDES="mscoree,mshtml=" "$wine" wineboot --init
+system32=$dir/drive_c/windows/system32
+if [[ ! -d $system32 ]]; then
+    echo "wine-prefix.sh: wineboot made no $system32" >&2
+    exit 1
+fi
+x86_64-w64-mingw32-gcc -O2 -shared -s -o "$system32/bcryptprimitives.dll" \
+    "$here/bcryptprimitives.c" -lbcrypt
+"$wine" reg add 'HKCU\Software\Wine\DllOverrides' /v bcryptprimitives /d native /f >/dev/null
+# The registry reaches the files when the wineserver exits.
+[[ -n $wineserver ]] && "$wineserver" -w
+if ! grep -q '"bcryptprimitives"="native"' "$dir/user.reg"; then
+    echo "wine-prefix.sh: the bcryptprimitives override did not reach $dir/user.reg" >&2
+    exit 1
+fi
+echo "$source_sum" >"$stamp"
