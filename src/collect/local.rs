@@ -170,7 +170,7 @@ pub fn collect(
             };
             agent_failed(format!("cannot start {}: {e}{hint}", agent.describe()))
         })?;
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+    let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
@@ -183,11 +183,7 @@ pub fn collect(
         let frame = envelope::read_frame(&mut stdout, max_reply);
         let _ = tx.send(frame);
     });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.by_ref().take(4096).read_to_string(&mut text);
-        text
-    });
+    let err_reader = StderrReader::start(stderr);
     let sent = envelope::write_frame(&mut stdin, &initiator.request());
     drop(stdin); // EOF after one request: the agent answers once and exits.
 
@@ -208,7 +204,7 @@ pub fn collect(
     let status = child
         .wait()
         .map_err(|e| agent_failed(format!("waiting for local agent: {e}")))?;
-    let stderr_text = err_reader.join().unwrap_or_default();
+    let stderr_text = err_reader.text();
     let reply = match frame {
         Ok(Some(reply)) => reply,
         Ok(None) => {
@@ -285,6 +281,49 @@ fn clean_report_text(report: &mut Report) {
         section.members.retain(|m| seen.insert(m.key.clone()));
         let dropped = u32::try_from(before - section.members.len()).unwrap_or(u32::MAX);
         section.refused = section.refused.saturating_add(dropped);
+    }
+}
+
+/// How long the agent's stderr may stay open after it exited. A native agent's closes with
+/// it; under Wine, a `wineserver` that the agent's `wine64` started inherits that stderr and
+/// holds it until the server exits (3 s after its last program; never, while rounds keep
+/// coming), so reading it to the end would stall the round.
+const STDERR_GRACE: Duration = Duration::from_millis(200);
+
+/// Reads the first 4 KiB of the agent's stderr on its own thread.
+struct StderrReader {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl StderrReader {
+    fn start(mut stderr: impl Read + Send + 'static) -> StderrReader {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        let shared = text.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 1024];
+            loop {
+                let n = match stderr.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let Ok(mut text) = shared.lock() else { break };
+                let room = 4096usize.saturating_sub(text.len());
+                text.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            let _ = tx.send(());
+        });
+        StderrReader { text, done }
+    }
+
+    /// What the agent wrote, once its stderr closed or [`STDERR_GRACE`] after asking.
+    fn text(self) -> String {
+        let _ = self.done.recv_timeout(STDERR_GRACE);
+        self.text
+            .lock()
+            .map(|text| String::from_utf8_lossy(&text).into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -413,6 +452,25 @@ mod tests {
             err.message
         );
         assert!(agents.for_host("self", HostOs::Auto).is_ok());
+    }
+
+    /// A `wineserver` keeps the stderr of the agent whose `wine64` started it: what the agent
+    /// wrote is still read, and the round does not wait for the end of that stderr.
+    #[test]
+    fn a_stderr_held_open_by_another_process_is_read_without_waiting_for_its_end() {
+        use std::io::Write;
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        let stderr = StderrReader::start(reader);
+        writer.write_all(b"boom").expect("write");
+        // Let the reader thread take the bytes before asking: no timing is asserted.
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(20));
+            if stderr.text.lock().map(|t| !t.is_empty()).unwrap_or(false) {
+                break;
+            }
+        }
+        assert_eq!(stderr.text(), "boom");
+        drop(writer);
     }
 
     #[test]
