@@ -185,8 +185,16 @@ fn a_local_windows_host_under_wine_reaches_the_buffer_mysql_and_mail() {
             ),
         );
         assert_eq!(c_drive, n, "one C: row per sample ({volumes} volume rows)");
+        let mounts: Vec<String> = db
+            .conn()
+            .expect("connect")
+            .exec(
+                "SELECT DISTINCT mount FROM family_filesystems WHERE host = ? ORDER BY mount",
+                (HOST,),
+            )
+            .expect("the volumes");
         eprintln!(
-            "{HOST}: {n} samples of {os:?}, {} cores, {volumes} volume rows",
+            "{HOST}: {n} samples of {os:?}, {} cores, volumes {mounts:?}",
             cores.len()
         );
     } else {
