@@ -105,7 +105,27 @@ pub fn collector(config: &Config) -> anyhow::Result<Collector> {
         config.collect.clone(),
         agent,
         crate::collect::hosts::host_keys_path(&config.appliance.data_dir),
-    ))
+    )
+    .with_local_windows_agent(local_windows_agent(config)?))
+}
+
+/// Installs the embedded Windows agent under the data directory when a local host has
+/// `os = "windows"` (it runs under Wine, for tests); `None` when none does or this build has
+/// no Windows agent (such a host then fails with the message saying how to get one).
+fn local_windows_agent(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let wanted = config.hosts.iter().any(|host| {
+        host.os == crate::config::HostOs::Windows
+            && matches!(host.transport, crate::config::Transport::Local)
+    });
+    if !wanted {
+        return Ok(None);
+    }
+    crate::agent_bin::install_local_windows(&config.appliance.data_dir).with_context(|| {
+        format!(
+            "installing the local Windows agent under {}",
+            config.appliance.data_dir.display()
+        )
+    })
 }
 
 /// The collector of a reloaded `config`, keeping `old`'s sessions of unchanged hosts.
@@ -116,12 +136,14 @@ pub fn reconfigure_collector(config: &Config, old: &Collector) -> anyhow::Result
             config.appliance.data_dir.display()
         )
     })?;
-    Ok(old.reconfigure(
-        config.hosts.clone(),
-        config.collect.clone(),
-        agent,
-        crate::collect::hosts::host_keys_path(&config.appliance.data_dir),
-    ))
+    Ok(old
+        .reconfigure(
+            config.hosts.clone(),
+            config.collect.clone(),
+            agent,
+            crate::collect::hosts::host_keys_path(&config.appliance.data_dir),
+        )
+        .with_local_windows_agent(local_windows_agent(config)?))
 }
 
 /// Runs one round and records it in one transaction.

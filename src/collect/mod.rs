@@ -56,7 +56,7 @@ use ssh::hostkeys::HostKeyStore;
 /// Runs collection rounds over a fixed host list, keeping SSH sessions between rounds.
 pub struct Collector {
     hosts: Vec<HostConfig>,
-    local_agent: PathBuf,
+    local: local::LocalAgents,
     shared: Arc<ssh::Shared>,
     pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
     /// `collect.concurrency`: hosts working at once, across ticks (a host in flight from an
@@ -90,7 +90,10 @@ impl Collector {
         let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Collector {
             hosts,
-            local_agent,
+            local: local::LocalAgents {
+                linux: local_agent,
+                windows: None,
+            },
             shared: Arc::new(ssh::Shared::new(settings, store)),
             pool: Arc::default(),
             limit,
@@ -135,12 +138,23 @@ impl Collector {
         }
         Collector {
             hosts,
-            local_agent,
+            local: local::LocalAgents {
+                linux: local_agent,
+                windows: None,
+            },
             shared: self.shared.clone(),
             pool: Arc::new(Mutex::new(kept)),
             limit: self.limit.clone(),
             refill: Mutex::default(),
         }
+    }
+
+    /// This collector with `exe`, the installed Windows agent, for its local hosts with
+    /// `os = "windows"` (run under Wine, see [`local`]); `None`: this build has none, and
+    /// such a host fails with `agent-failed`.
+    pub fn with_local_windows_agent(mut self, exe: Option<PathBuf>) -> Collector {
+        self.local.windows = exe;
+        self
     }
 
     /// The hosts this collector visits.
@@ -176,7 +190,7 @@ impl Collector {
         let limit = self.limit.clone();
         let shared = self.shared.clone();
         let pool = self.pool.clone();
-        let agent = self.local_agent.clone();
+        let agent = self.local.clone();
         smol::spawn(async move {
             let _permit = limit.acquire().await;
             let started_at_ms = now_ms();
@@ -229,7 +243,7 @@ async fn collect_one(
     host: HostConfig,
     shared: Arc<ssh::Shared>,
     pool: Arc<Mutex<HashMap<String, ssh::Link>>>,
-    local_agent: PathBuf,
+    local_agents: local::LocalAgents,
 ) -> Result<crate::report::Report, CollectError> {
     let settings = &shared.settings;
     let deadline = host_deadline(settings);
@@ -237,10 +251,9 @@ async fn collect_one(
     let target = match &host.transport {
         Transport::Local => {
             let (timeout, max) = (settings.command_timeout, max_reply(settings));
-            return smol::unblock(move || {
-                local::collect(&local_agent, options.as_deref(), timeout, max)
-            })
-            .await;
+            let agent = local_agents.for_host(&host.name, host.os)?;
+            return smol::unblock(move || local::collect(&agent, options.as_deref(), timeout, max))
+                .await;
         }
         Transport::Ssh(target) => target.clone(),
     };

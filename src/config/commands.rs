@@ -20,6 +20,9 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     match super::load(&path) {
         Ok(config) => {
             println!("{}", summary(&config));
+            for warning in windows_warnings(&config, crate::agent_bin::WINDOWS_AGENT.is_some()) {
+                println!("{warning}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -71,6 +74,27 @@ pub fn summary(config: &Config) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     )
+}
+
+/// The `config check` warnings about hosts with `os = "windows"` when this build has no
+/// Windows agent (`has_windows_agent` false): one line naming them, saying how to get it. A
+/// host left at `os = "auto"` is found to be Windows only when connecting, so it is not named.
+pub fn windows_warnings(config: &Config, has_windows_agent: bool) -> Vec<String> {
+    let windows: Vec<&str> = config
+        .hosts
+        .iter()
+        .filter(|host| host.os == super::HostOs::Windows)
+        .map(|host| host.name.as_str())
+        .collect();
+    if has_windows_agent || windows.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "warning: {} with os = \"windows\" ({}) will fail with agent-failed: {}",
+        if windows.len() == 1 { "host" } else { "hosts" },
+        windows.join(", "),
+        crate::agent_bin::WindowsAgentMissing
+    )]
 }
 
 /// `edgemon config import-xml FILE`: prints the TOML equivalent, or the error and exit 2.

@@ -1496,3 +1496,29 @@ fn family_alert_mistakes_name_their_key() {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
 }
+
+#[test]
+fn config_check_warns_of_windows_hosts_only_when_this_build_has_no_windows_agent() {
+    let config = ok(&format!(
+        "{BASE}[[hosts]]\nname = \"win-a\"\ntransport = \"local\"\nos = \"windows\"\n\
+         [[hosts]]\nname = \"self\"\ntransport = \"local\"\n\
+         [[hosts]]\nname = \"win-b\"\naddress = \"198.18.0.9\"\nuser = \"mon\"\npassword = \"x\"\nos = \"windows\"\n"
+    ));
+    let warnings = commands::windows_warnings(&config, false);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("warning: hosts with os = \"windows\" (win-a, win-b)"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("built without the Windows agent"),
+        "{}",
+        warnings[0]
+    );
+    assert!(commands::windows_warnings(&config, true).is_empty());
+    let linux = ok(&format!(
+        "{BASE}[[hosts]]\nname = \"self\"\ntransport = \"local\"\n"
+    ));
+    assert!(commands::windows_warnings(&linux, false).is_empty());
+}

@@ -13,7 +13,9 @@ use anyhow::{Context, Result, bail};
 
 use super::Unavailable;
 
-/// The Wine binary the tests use: Debian's `wine64` package puts it here, not on PATH.
+/// The Wine binary the tests use: Debian's `wine64` package installs only this loader (the
+/// `wine` package would add `/usr/bin/wine64`); the collector finds the same one
+/// (`edgemon::collect::local::DEBIAN_WINE64`).
 pub const WINE: &str = "/usr/lib/wine/wine64";
 
 /// A ready Wine prefix and the embedded Windows agent.
