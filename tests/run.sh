@@ -99,6 +99,16 @@ fi
 # The Debian package: build it, install it here, check it, purge it (needs root).
 tests/package_test.sh
 
+# A collector built without the Windows agent, as a plain `cargo build` makes it on a machine
+# without the Windows toolchain: the tests check that it still works and explains a Windows
+# host (tests/integration/windows_local.rs, windows_ssh.rs). Same target directory, so only
+# the edgemon crate is built twice (build.rs reruns when EDGEMON_WINDOWS_AGENT changes).
+EDGEMON_WINDOWS_AGENT=skip cargo build --locked --bin edgemon
+mkdir -p target/linux-only
+cp target/debug/edgemon target/linux-only/edgemon
+EDGEMON_LINUX_ONLY_BIN=$PWD/target/linux-only/edgemon
+export EDGEMON_LINUX_ONLY_BIN
+
 # The Windows agent: its Wine prefix, its tests under Wine, and the exe that
 # agent/tests/windows_exe.rs drives from here: the build that build.rs embeds, into the same
 # target directory (target/agent-windows), so build.rs finds it built.

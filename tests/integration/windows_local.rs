@@ -208,17 +208,16 @@ fn a_local_windows_host_under_wine_reaches_the_buffer_mysql_and_mail() {
 /// get the agent; the other hosts are collected.
 #[test]
 fn a_build_without_the_windows_agent_explains_a_local_windows_host() {
-    if edgemon::agent_bin::WINDOWS_AGENT.is_some() {
-        eprintln!("SKIPPED: this build has the Windows agent");
+    let Some(binary) = linux_only_build() else {
         return;
-    }
+    };
     let dir = temp_dir();
     let config = crate::local::local_config(
         dir.path(),
         1,
         &format!("[[hosts]]\nname = \"{HOST}\"\ntransport = \"local\"\nos = \"windows\"\n"),
     );
-    let table = Edgemon::new(dir.path())
+    let table = Edgemon::binary(&binary, dir.path())
         .args(["collect", "--config"])
         .arg(&config)
         .stdout();
@@ -228,7 +227,7 @@ fn a_build_without_the_windows_agent_explains_a_local_windows_host() {
             && table.contains("built without the Windows agent"),
         "{table}"
     );
-    let check = Edgemon::new(dir.path())
+    let check = Edgemon::binary(&binary, dir.path())
         .args(["config", "check"])
         .arg(&config)
         .stdout();
@@ -238,4 +237,26 @@ fn a_build_without_the_windows_agent_explains_a_local_windows_host() {
         )),
         "{check}"
     );
+}
+
+/// A collector built without the Windows agent: this test binary's own `edgemon` when this
+/// build has none, else the one `tests/run.sh` builds with `EDGEMON_WINDOWS_AGENT=skip` and
+/// names in `EDGEMON_LINUX_ONLY_BIN`; `None` (the test prints SKIPPED) without one, which
+/// fails under `EDGEMON_REQUIRE_SERVERS=1`.
+pub(crate) fn linux_only_build() -> Option<std::path::PathBuf> {
+    if edgemon::agent_bin::WINDOWS_AGENT.is_none() {
+        return Some(env!("CARGO_BIN_EXE_edgemon").into());
+    }
+    match std::env::var_os("EDGEMON_LINUX_ONLY_BIN") {
+        Some(binary) => Some(binary.into()),
+        None if crate::support::require_servers() => panic!(
+            "this build has the Windows agent and EDGEMON_LINUX_ONLY_BIN names no build without it (tests/run.sh makes one)"
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED: this build has the Windows agent and EDGEMON_LINUX_ONLY_BIN is unset"
+            );
+            None
+        }
+    }
 }

@@ -396,7 +396,14 @@ impl Edgemon {
     /// `EDGEMON_*` variables from the test's environment removed so they
     /// cannot leak into the run.
     pub fn new(cwd: &Path) -> Edgemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgemon"));
+        Edgemon::binary(Path::new(env!("CARGO_BIN_EXE_edgemon")), cwd)
+    }
+
+    /// Like [`Edgemon::new`], for another build of `edgemon` at `binary` (such as the
+    /// collector built without the Windows agent that `tests/run.sh` leaves in
+    /// `EDGEMON_LINUX_ONLY_BIN`).
+    pub fn binary(binary: &Path, cwd: &Path) -> Edgemon {
+        let mut cmd = Command::new(binary);
         cmd.current_dir(cwd).stdin(Stdio::null());
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("EDGEMON_") {
