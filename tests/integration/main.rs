@@ -30,3 +30,4 @@ mod sync_races;
 mod upgrade;
 mod web;
 mod web_slots;
+mod windows_ssh;

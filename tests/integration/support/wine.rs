@@ -13,8 +13,10 @@ use anyhow::{Context, Result, bail};
 
 use super::Unavailable;
 
-/// The Wine binary the tests use.
-pub const WINE: &str = "/usr/bin/wine64";
+/// The Wine binary the tests use: Debian's `wine64` package installs only this loader (the
+/// `wine` package would add `/usr/bin/wine64`); the collector finds the same one
+/// (`edgemon::collect::local::DEBIAN_WINE64`).
+pub const WINE: &str = "/usr/lib/wine/wine64";
 
 /// A ready Wine prefix and the embedded Windows agent.
 #[derive(Debug, Clone)]
