@@ -24,6 +24,17 @@
 //! at it and deletes it, then the next round uploads a fresh copy). Then the agent is started
 //! resident on the session's exec channel ([`start_command`], quoted for the shell the probe
 //! found) and answers requests exactly as on Linux. This module does not read replies.
+//!
+//! Trust. Windows gives no POSIX owner and mode to check over SFTP, so "nothing is executed
+//! that another account could have written" rests on: (1) `%LOCALAPPDATA%` being inside the
+//! login user's own profile, whose default ACL lets only the user, SYSTEM and Administrators
+//! write; (2) the `icacls` at upload, which removes inherited entries from the agent directory
+//! in case the profile's ACL was widened (set, not read back: its output is localized);
+//! (3) the SHA-256 read back over SFTP before every start, which catches bytes written by
+//! anyone; the moment between that check and `CreateProcess` is open only to accounts that can
+//! write the directory (the user, SYSTEM, Administrators: trusted like root on Linux), and a
+//! running image cannot be written at all. The command names the file by absolute path, so no
+//! search path is involved.
 
 use std::io::{Read, Write};
 use std::path::Path;
