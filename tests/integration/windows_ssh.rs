@@ -52,7 +52,7 @@ fn settings() -> CollectConfig {
         connect_timeout: Duration::from_secs(5),
         auth_timeout: Duration::from_secs(30),
         // Wine starts slowly on a loaded two-core box.
-        command_timeout: Duration::from_secs(120),
+        command_timeout: Duration::from_secs(60),
         known_hosts: None,
         host_key_policy: HostKeyPolicy::AcceptNew,
         agent_dir: "~/.cache/edgemon-unused-on-windows".to_string(),
@@ -350,4 +350,128 @@ fn a_windows_hosts_samples_reach_mysql_through_the_daemon() {
         1,
         "{commands:?}"
     );
+}
+
+/// Whether an agent started from `%LOCALAPPDATA%\edgemon` runs (Wine shows the Windows path
+/// in the process's command line).
+fn agent_running() -> bool {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    String::from_utf8_lossy(&c).contains("AppData\\Local\\edgemon\\edgemon-agent-")
+                })
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Two entries on one Windows box upload once; a resident agent that idle-timed out is started
+/// again on the same session without a new probe; without `resident_agent` every round starts
+/// the agent, on the same session.
+#[test]
+fn entries_sharing_a_windows_box_upload_once_and_an_idle_agent_restarts_on_its_session() {
+    let rig = skip_or_fail!(WindowsSshd::start());
+    let scratch = temp_dir();
+    let sshd = rig.sshd();
+    let key = crate::ssh::key(sshd.ed25519_key());
+    let hosts: Vec<_> = ["win-a", "win-b"]
+        .iter()
+        .map(|name| {
+            let mut host =
+                crate::ssh::ssh_entry(name, "127.0.0.1", sshd.port(), sshd.user(), key.clone());
+            host.os = HostOs::Auto;
+            host
+        })
+        .collect();
+    let collector = edgemon::collect::Collector::new(
+        hosts,
+        settings(),
+        scratch.path().join("unused-local-agent"),
+        scratch.path().join("pins"),
+    );
+    let outcomes = smol::block_on(collector.round());
+    for outcome in &outcomes {
+        assert!(
+            outcome.result.is_ok(),
+            "{}: {:?}\n{:?}\n{}",
+            outcome.host,
+            outcome.result,
+            rig.commands(),
+            processes()
+        );
+    }
+    let count = |needle: &str| {
+        rig.commands()
+            .iter()
+            .filter(|c| c.starts_with(needle))
+            .count()
+    };
+    assert_eq!(count("echo \"edgemon-probe|"), 2, "{:?}", rig.commands());
+    assert_eq!(count("icacls "), 1, "one upload: {:?}", rig.commands());
+    let hash = edgemon::agent_bin::windows_sha256_hex().expect("Wine::start checked the agent");
+    let name = agent_name(hash);
+    assert_eq!(starts(&rig, &name), 2, "{:?}", rig.commands());
+    drop(collector);
+    assert!(
+        wait_until(PATIENCE, || !agent_running()),
+        "the agents outlived their sessions"
+    );
+
+    // A one-second idle timeout: the agent exits between rounds and starts again on the same
+    // session, without a new probe.
+    let mut quick = settings();
+    quick.agent_idle_timeout = Duration::from_secs(1);
+    let shared = Shared::new(
+        quick.clone(),
+        HostKeyStore::new(scratch.path().join("pins"), None),
+    );
+    let target = target(sshd);
+    let probes = count("echo \"edgemon-probe|");
+    let before = starts(&rig, &name);
+    let (result, link) = collect(&target, HostOs::Auto, &shared, None);
+    result.unwrap_or_else(|e| panic!("first round: {e}"));
+    assert!(
+        wait_until(PATIENCE, || !agent_running()),
+        "the agent did not idle out"
+    );
+    let (result, link) = collect(&target, HostOs::Auto, &shared, link);
+    result.unwrap_or_else(|e| panic!("after the idle timeout: {e}"));
+    assert!(link.is_some());
+    assert_eq!(starts(&rig, &name), before + 2, "{:?}", rig.commands());
+    assert_eq!(
+        count("echo \"edgemon-probe|"),
+        probes + 1,
+        "{:?}",
+        rig.commands()
+    );
+    drop(link);
+
+    // Not resident: one start per round, one session, one probe.
+    quick.resident_agent = false;
+    let shared = Shared::new(quick, HostKeyStore::new(scratch.path().join("pins"), None));
+    let before = starts(&rig, &name);
+    let mut link = None;
+    for round in 1..=3 {
+        let (result, next) = collect(&target, HostOs::Auto, &shared, link);
+        result.unwrap_or_else(|e| panic!("round {round} without a resident agent: {e}"));
+        link = next;
+        assert!(link.is_some(), "the session is kept");
+    }
+    assert_eq!(starts(&rig, &name), before + 3, "{:?}", rig.commands());
+    assert_eq!(
+        count("echo \"edgemon-probe|"),
+        probes + 2,
+        "{:?}",
+        rig.commands()
+    );
+}
+
+/// `ps` of everything, for failure messages.
+fn processes() -> String {
+    std::process::Command::new("ps")
+        .args(["-eo", "pid,ppid,sid,stat,etime,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }

@@ -20,7 +20,9 @@
 //!   namespace and vanish with the sftp-server.
 //!
 //! Needs root (mount namespaces, chroot), Wine, mingw and the collector's
-//! embedded Windows agent, else [`Unavailable`]. The rig holds
+//! embedded Windows agent, else [`Unavailable`]. A Wine process with no output
+//! (`Anchor`) keeps Wine's services up while the rig lives, so that none is
+//! started from a session and holds its channel open. The rig holds
 //! [`Wine::profile_lock`] while it lives and removes
 //! `drive_c/users/*/AppData/Local/edgemon` when it starts. On drop it stops
 //! sshd and kills every process left from its sessions (wine processes
@@ -74,6 +76,7 @@ const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 /// A running Windows OpenSSH stand-in; see the module doc.
 pub struct WindowsSshd {
     sshd: Option<Sshd>,
+    anchor: Option<Anchor>,
     wine: Wine,
     dir: Option<TempDir>,
     // Last: released once everything else is gone.
@@ -121,6 +124,7 @@ impl WindowsSshd {
             std::os::unix::fs::symlink(target, root.join(link))
                 .with_context(|| format!("linking {link} in the rig root"))?;
         }
+        let anchor = Anchor::start(&wine)?;
         let wrapper = rig.join("wrapper.sh");
         std::fs::write(&wrapper, wrapper_text(rig, &root, &wine)).context("writing wrapper.sh")?;
         run_tool(Command::new("chmod").arg("755").arg(&wrapper))?;
@@ -130,6 +134,7 @@ impl WindowsSshd {
             .start()?;
         Ok(WindowsSshd {
             sshd: Some(sshd),
+            anchor: Some(anchor),
             wine,
             dir: Some(dir),
             _profile: profile,
@@ -183,7 +188,61 @@ impl Drop for WindowsSshd {
         let sessions = std::fs::read_to_string(self.rig().join("sessions")).unwrap_or_default();
         let sessions: Vec<&str> = sessions.split_whitespace().collect();
         kill_sessions(&sessions);
+        drop(self.anchor.take());
         drop(self.dir.take());
+    }
+}
+
+/// A Wine `cmd.exe` reading a pipe the rig holds, with no output, kept running while the rig
+/// lives. The first Wine process of a prefix starts Wine's own services (`services.exe`,
+/// `explorer.exe`, `winedevice.exe`, ...), which inherit its stdout and stderr and keep them
+/// open until Wine shuts down: started from a session, they would hold its channel open (no
+/// EOF, so a command's output could never be read to its end). The anchor makes sure they
+/// run, and stay up, with output to /dev/null; closing its pipe lets Wine shut down.
+struct Anchor {
+    child: std::process::Child,
+}
+
+impl Anchor {
+    fn start(wine: &Wine) -> Result<Anchor> {
+        use std::process::Stdio;
+        let child = wine
+            .command("cmd")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the rig's Wine anchor (wine64 cmd)")?;
+        let anchor = Anchor { child };
+        // Wait until Wine is up (services included), with no output attached either.
+        // Not `output()`: Wine's services may inherit the pipes and hold them open.
+        let status = wine
+            .command("cmd")
+            .args(["/c", "exit"])
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("starting Wine in the rig's prefix")?;
+        anyhow::ensure!(
+            status.success(),
+            "wine64 cmd /c exit in the rig's prefix: {status}"
+        );
+        Ok(anchor)
+    }
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !super::wait_until(std::time::Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten().is_some()
+        }) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
