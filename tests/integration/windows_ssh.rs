@@ -254,6 +254,19 @@ fn a_windows_host_gets_its_agent_by_hash_name_runs_it_resident_and_refuses_a_tam
         "refused, left for the operator"
     );
 
+    // A link to a copy of the build: the bytes read back match, but what runs could change
+    // under the link. Refused too.
+    std::fs::remove_file(&file).unwrap();
+    let copy = rig.agent_dir().join("copy.bin");
+    std::fs::write(&copy, agent).unwrap();
+    std::os::unix::fs::symlink("copy.bin", &file).unwrap();
+    let (result, _) = collect(&target, HostOs::Auto, &shared, None);
+    let err = result.expect_err("a linked agent is refused");
+    assert_eq!(err.class, ErrorClass::AgentUntrusted, "{err}");
+    assert!(err.message.contains("not a plain file"), "{err}");
+    assert_eq!(starts(&rig, &name), before, "the linked agent was started");
+    std::fs::remove_file(&copy).unwrap();
+
     // The operator deletes it: the next round uploads the build again.
     std::fs::remove_file(&file).unwrap();
     let (result, _link) = collect(&target, HostOs::Auto, &shared, None);

@@ -63,9 +63,6 @@ pub const PROBE: &str = "echo \"edgemon-probe|%OS%|${env:OS}|%USERNAME%|${env:US
 const LIBSSH2_FX_NO_SUCH_FILE: i32 = 2;
 const LIBSSH2_FX_NO_SUCH_PATH: i32 = 10;
 
-/// Largest file read back when checking an agent (a real agent is about 1 MB).
-const MAX_READ_BACK: u64 = 256 << 20;
-
 /// The default shell of a Windows account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shell {
@@ -391,14 +388,16 @@ pub enum Found {
     Good,
     /// Something else: its size and SHA-256 (hex).
     Other {
-        /// Bytes read (at most [`MAX_READ_BACK`] + 1).
+        /// Its size in bytes.
         size: u64,
-        /// Their SHA-256.
-        hash: String,
+        /// The SHA-256 of its bytes, when it has the build's size (larger files are not read).
+        hash: Option<String>,
     },
 }
 
-/// Reads `path` back over SFTP and compares it with `agent` (whose SHA-256 is `hash`).
+/// Reads `path` back over SFTP and compares it with `agent` (whose SHA-256 is `hash`). A file
+/// of another size is not read (a planted file may be huge); at most one byte past the
+/// build's size is read in any case.
 pub fn check(sftp: &Sftp, path: &str, agent: &[u8], hash: &str) -> Result<Found, String> {
     let mut file = match sftp.open(Path::new(path)) {
         Ok(file) => file,
@@ -412,10 +411,19 @@ pub fn check(sftp: &Sftp, path: &str, agent: &[u8], hash: &str) -> Result<Found,
         }
         Err(e) => return Err(format!("cannot open {path} over SFTP: {e}")),
     };
+    let want = agent.len() as u64;
+    let size = file
+        .stat()
+        .map_err(|e| format!("cannot stat {path} over SFTP: {e}"))?
+        .size
+        .unwrap_or(want);
+    if size != want {
+        return Ok(Found::Other { size, hash: None });
+    }
     let mut digest = Sha256::new();
-    let mut size = 0u64;
+    let mut read = 0u64;
     let mut buf = vec![0u8; 64 << 10];
-    let mut limited = Read::by_ref(&mut file).take(MAX_READ_BACK + 1);
+    let mut limited = Read::by_ref(&mut file).take(want + 1);
     loop {
         let n = limited
             .read(&mut buf)
@@ -424,22 +432,27 @@ pub fn check(sftp: &Sftp, path: &str, agent: &[u8], hash: &str) -> Result<Found,
             break;
         }
         digest.update(&buf[..n]);
-        size += n as u64;
+        read += n as u64;
     }
     let found = hex::encode(digest.finalize());
-    if size == agent.len() as u64 && found == hash {
+    if read == want && found == hash {
         Ok(Found::Good)
     } else {
-        Ok(Found::Other { size, hash: found })
+        Ok(Found::Other {
+            size: read,
+            hash: (read == want).then_some(found),
+        })
     }
 }
 
 /// The `agent-untrusted` error for a file at the agent's name that is not the build.
 pub fn untrusted(paths: &AgentPaths, found: &Found, agent: &[u8], hash: &str) -> CollectError {
     let what = match found {
-        Found::Other { size, hash: got } => {
-            format!("{size} bytes with SHA-256 {}...", &got[..16.min(got.len())])
-        }
+        Found::Other {
+            size,
+            hash: Some(got),
+        } => format!("{size} bytes with SHA-256 {}...", &got[..16.min(got.len())]),
+        Found::Other { size, hash: None } => format!("{size} bytes"),
         Found::Missing => "no file".to_string(),
         Found::Good => "the expected bytes".to_string(),
     };
@@ -604,6 +617,25 @@ pub(super) fn start(
     let sftp = session
         .sftp()
         .map_err(|e| failed(format!("cannot start SFTP: {e}")))?;
+    // What runs must be a plain file in a plain directory: a link could point anywhere.
+    for (path, shown, dir) in [
+        (&paths.sftp_dir, &paths.dir, true),
+        (&paths.sftp_file, &paths.file, false),
+    ] {
+        if let Ok(stat) = sftp.lstat(Path::new(path)) {
+            let kind = stat.file_type();
+            if kind.is_symlink() || (dir && !kind.is_dir()) || (!dir && !kind.is_file()) {
+                return Err(fail(
+                    ErrorClass::AgentUntrusted,
+                    format!(
+                        "{shown} is not a plain {}; the agent was not run",
+                        if dir { "directory" } else { "file" }
+                    ),
+                )
+                .into());
+            }
+        }
+    }
     let mut found = check(&sftp, &paths.sftp_file, agent, hash).map_err(failed)?;
     if found == Found::Missing {
         // Entries on one box take turns; the one that waited finds the file in place.
