@@ -10,6 +10,12 @@
 //! ownership and hash are checked on the host each time it starts
 //! ([`deploy`]), so not in steady rounds.
 //!
+//! A Windows host (`hosts[].os`, or the `OpenSSH_for_Windows` banner under
+//! `auto`) is probed once per session when it connects, and its agent is
+//! checked, uploaded and started by [`windows`] (SFTP into `%LOCALAPPDATA%`,
+//! the hash read back before every start); the request and reply exchange
+//! and the resident channel are the same as on Linux.
+//!
 //! Sessions heal themselves. Every session sends SSH keepalives while it waits
 //! and its socket has a TCP user timeout, so a link whose peer went silent
 //! (partition, host powered off) fails within `connect_timeout` instead of
