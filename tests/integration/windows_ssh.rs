@@ -18,7 +18,11 @@
 //!   write access replace it; the test checks that a new build is written beside
 //!   the running one and the running one's bytes are untouched.
 //! - Case-insensitive paths: the Linux side of `drive_c` is case-sensitive;
-//!   the paths edgemon uses are exactly those `%LOCALAPPDATA%` names.
+//!   the paths edgemon uses are exactly those `%LOCALAPPDATA%` names. Only the
+//!   `/C:/...` form of SFTP paths exists (Windows also takes `C:/...`), and
+//!   the files are owned by root, not by the login user.
+//! - Junctions and Windows symbolic links: a Linux symlink stands in for them
+//!   (refused the same way, as SFTP reports a link).
 //! - PowerShell as the default shell: Wine's `powershell.exe` is a stub, so
 //!   only `cmd.exe` answers here; PowerShell's command lines are unit-tested.
 //! - The banner is only emulated (`VersionAddendum` on Debian's OpenSSH); the
