@@ -24,7 +24,8 @@
 //! (`Anchor`) keeps Wine's services up while the rig lives, so that none is
 //! started from a session and holds its channel open. The rig holds
 //! [`Wine::profile_lock`] while it lives and removes
-//! `drive_c/users/*/AppData/Local/edgemon` when it starts. On drop it stops
+//! `drive_c/users/*/AppData/Local/edgemon` when it starts and when it stops.
+//! On drop it stops
 //! sshd and kills every process left from its sessions (wine processes
 //! included, the prefix's shared `wineserver` excepted: it exits by itself a
 //! few seconds after its last client), then removes its directory.
@@ -188,6 +189,7 @@ impl Drop for WindowsSshd {
         let sessions = std::fs::read_to_string(self.rig().join("sessions")).unwrap_or_default();
         let sessions: Vec<&str> = sessions.split_whitespace().collect();
         kill_sessions(&sessions);
+        let _ = clean_profiles(&self.wine.drive_c());
         drop(self.anchor.take());
         drop(self.dir.take());
     }
