@@ -129,7 +129,10 @@ impl Collector {
                 // New agent options need a new agent: the session (and with it the
                 // resident agent) is dropped and the next round starts one with them.
                 let unchanged = self.hosts.iter().any(|h| {
-                    h.name == host.name && h.transport == host.transport && h.agent == host.agent
+                    h.name == host.name
+                        && h.transport == host.transport
+                        && h.agent == host.agent
+                        && h.os == host.os
                 });
                 if let Some(link) = old.remove(&host.name).filter(|_| unchanged) {
                     kept.insert(host.name.clone(), link);
@@ -260,9 +263,17 @@ async fn collect_one(
     let link = take(&pool, &host.name);
     let watch = Arc::new(ssh::Watch::default());
     let work = {
-        let (watch, shared, name) = (watch.clone(), shared.clone(), host.name.clone());
+        let (watch, shared, name, os) = (watch.clone(), shared.clone(), host.name.clone(), host.os);
         smol::unblock(move || {
-            ssh::collect(&name, &target, options.as_deref(), &shared, &watch, link)
+            ssh::collect(
+                &name,
+                &target,
+                os,
+                options.as_deref(),
+                &shared,
+                &watch,
+                link,
+            )
         })
     };
     let timer = async {

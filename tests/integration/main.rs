@@ -31,3 +31,4 @@ mod upgrade;
 mod web;
 mod web_slots;
 mod windows_local;
+mod windows_ssh;

@@ -61,7 +61,8 @@ impl Deployments {
         *slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn slot(&self, destination: &str) -> Arc<Mutex<u64>> {
+    /// The upload count of `destination`; holding its lock is holding the turn to upload there.
+    pub(super) fn slot(&self, destination: &str) -> Arc<Mutex<u64>> {
         let mut map = self
             .by_destination
             .lock()

@@ -10,6 +10,12 @@
 //! ownership and hash are checked on the host each time it starts
 //! ([`deploy`]), so not in steady rounds.
 //!
+//! A Windows host (`hosts[].os`, or the `OpenSSH_for_Windows` banner under
+//! `auto`) is probed once per session when it connects, and its agent is
+//! checked, uploaded and started by [`windows`] (SFTP into `%LOCALAPPDATA%`,
+//! the hash read back before every start); the request and reply exchange
+//! and the resident channel are the same as on Linux.
+//!
 //! Sessions heal themselves. Every session sends SSH keepalives while it waits
 //! and its socket has a TCP user timeout, so a link whose peer went silent
 //! (partition, host powered off) fails within `connect_timeout` instead of
@@ -27,6 +33,7 @@ pub mod bastion;
 mod deploy;
 pub mod hostkeys;
 mod session;
+pub mod windows;
 
 pub use bastion::Bastions;
 pub use deploy::Deployments;
@@ -39,7 +46,7 @@ use ssh2::{Channel, Session};
 
 use super::local::open_reply;
 use super::outcome::{CollectError, ErrorClass};
-use crate::config::{CollectConfig, SshTarget};
+use crate::config::{CollectConfig, HostOs, SshTarget};
 use crate::report::Report;
 use hostkeys::HostKeyStore;
 
@@ -56,6 +63,9 @@ pub struct Shared {
     pub agent: &'static [u8],
     /// Its lowercase hex SHA-256.
     pub agent_hash: &'static str,
+    /// The Windows agent executable and its lowercase hex SHA-256 (`None`: this collector was
+    /// built without it, and a Windows host fails with `agent-failed` saying how to get it).
+    pub windows_agent: Option<(&'static [u8], &'static str)>,
     /// Envelope key pairs generated between rounds, one per request, each used once.
     pub initiators: InitiatorPool,
     /// The open sessions of the bastions, shared by the targets behind them.
@@ -71,6 +81,8 @@ impl Shared {
             deployments: Deployments::default(),
             agent: crate::agent_bin::AGENT,
             agent_hash: crate::agent_bin::sha256_hex(),
+            windows_agent: crate::agent_bin::WINDOWS_AGENT
+                .zip(crate::agent_bin::windows_sha256_hex()),
             initiators: InitiatorPool::new(),
             bastions: Bastions::default(),
         }
@@ -88,6 +100,10 @@ pub struct Link {
     socket: Socket,
     resident: Option<Channel>,
     destination: String,
+    /// The `hosts[].os` this link was opened for.
+    os: HostOs,
+    /// Set when the host is Windows: why, and what the session's probe found.
+    windows: Option<windows::Host>,
 }
 
 impl Link {
@@ -137,22 +153,26 @@ impl From<CollectError> for Failure {
 /// for the next round (`None` after any failure, or when sessions are not persistent).
 ///
 /// `options` is the agent's options token (`None`: the agent's defaults), given to the agent
-/// when it starts; a changed token needs a new link (the collector drops the old one).
+/// when it starts; a changed token needs a new link (the collector drops the old one). `os`
+/// is the host's configured `hosts[].os`: Windows hosts are detected on connecting
+/// ([`windows::detect`]) and deployed to over SFTP.
 pub fn collect(
     name: &str,
     target: &SshTarget,
+    os: HostOs,
     options: Option<&str>,
     shared: &Shared,
     watch: &Watch,
     link: Option<Link>,
 ) -> (Result<Report, CollectError>, Option<Link>) {
-    let reused = link.as_ref().filter(|l| l.serves(target)).is_some();
-    let mut link = match link.filter(|l| l.serves(target)) {
+    let link = link.filter(|l| l.serves(target) && l.os == os);
+    let reused = link.is_some();
+    let mut link = match link {
         Some(link) => {
             watch.arm(&link.socket);
             link
         }
-        None => match connect(name, target, shared, watch) {
+        None => match connect(name, target, os, shared, watch) {
             Ok(link) => link,
             Err(e) => return (Err(e), None),
         },
@@ -165,7 +185,7 @@ pub fn collect(
                 "pooled session failed; retrying on a fresh one"
             );
             drop(link);
-            match connect(name, target, shared, watch) {
+            match connect(name, target, os, shared, watch) {
                 Ok(fresh) => {
                     link = fresh;
                     attempt(&mut link, options, shared, watch, false)
@@ -193,6 +213,7 @@ pub fn collect(
 fn connect(
     name: &str,
     target: &SshTarget,
+    os: HostOs,
     shared: &Shared,
     watch: &Watch,
 ) -> Result<Link, CollectError> {
@@ -214,11 +235,28 @@ fn connect(
         )
         .map_err(|e| if hop.alive() { e } else { hop.lost() })?
     };
+    let windows = match windows::detect(os, session.banner()) {
+        None => None,
+        Some(why) => {
+            windows::agent_for(&why, shared.windows_agent)?;
+            watch.enter(Phase::Deploy);
+            let until = Instant::now() + shared.settings.command_timeout;
+            let profile = windows::probe(&session, until).map_err(|e| {
+                fail(
+                    e.class,
+                    format!("{} (the host is Windows: {why})", e.message),
+                )
+            })?;
+            Some(windows::Host { why, profile })
+        }
+    };
     Ok(Link {
         session,
         socket,
         resident: None,
         destination: destination(target),
+        os,
+        windows,
     })
 }
 
@@ -246,6 +284,9 @@ fn attempt(
             }
             Err(e) => return Err(e),
         }
+    }
+    if let Some(host) = link.windows.clone() {
+        return windows::start(link, &host, options, shared, watch, reused, until);
     }
     let resident = shared.settings.resident_agent;
     let idle = resident.then(|| shared.settings.agent_idle_timeout.as_secs().max(1));

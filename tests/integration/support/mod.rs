@@ -23,6 +23,7 @@ pub mod relay;
 pub mod smtp;
 pub mod sshd;
 pub mod tmpfs;
+pub mod windows_sshd;
 pub mod wine;
 
 use std::ffi::OsStr;

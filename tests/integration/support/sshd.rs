@@ -36,6 +36,7 @@ pub struct SshdBuilder {
     password_user: bool,
     ipv6: bool,
     max_startups: Option<String>,
+    extra: Vec<String>,
 }
 
 impl SshdBuilder {
@@ -63,6 +64,12 @@ impl SshdBuilder {
     /// `MaxStartups` as given (default here 1000; sshd's own default is `10:30:100`).
     pub fn max_startups(mut self, value: &str) -> SshdBuilder {
         self.max_startups = Some(value.to_string());
+        self
+    }
+
+    /// Appends `line` to `sshd_config` (e.g. `VersionAddendum ...`).
+    pub fn config_line(mut self, line: &str) -> SshdBuilder {
+        self.extra.push(line.to_string());
         self
     }
 
@@ -169,6 +176,10 @@ impl SshdBuilder {
         if let Some(command) = &self.force_command {
             // Writing to a String cannot fail.
             let _ = writeln!(text, "ForceCommand {command}");
+        }
+        for line in &self.extra {
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "{line}");
         }
         text
     }
