@@ -289,7 +289,7 @@ pub(crate) const KEYS: &[Key] = &[
     duration("collect.command_timeout", Some("60s"), TIMEOUT_MIN, HOUR, "Deadline for the agent's upload, run and reply."),
     text("collect.known_hosts", None, "OpenSSH known_hosts file to seed pinned host keys from."),
     choice("collect.host_key_policy", Some("accept-new"), POLICIES, "Unknown host keys: refused (strict) or pinned on first use."),
-    text("collect.agent_dir", Some("~/.cache/edgemon"), "Directory on the remote host for the agent: absolute, or `~/...` in the login user's home; must be private to that user."),
+    text("collect.agent_dir", Some("~/.cache/edgemon"), "Directory on a Linux host for the agent: absolute, or `~/...` in the login user's home; must be private to that user (Windows hosts: always %LOCALAPPDATA%\\edgemon)."),
     flag("collect.persistent_sessions", Some(true), "Keep SSH sessions open between rounds."),
     flag("collect.resident_agent", Some(true), "Keep the agent running between rounds."),
     duration("collect.agent_idle_timeout", Some("10m"), SEC, DAY, "A resident agent exits after this long without a request."),
