@@ -99,8 +99,8 @@ fn main() {
         print_row(round, "Windows (Wine)", &run);
         windows_runs.push(run);
     }
-    let l = Summary::of(&linux_runs);
-    let w = Summary::of(&windows_runs);
+    let l = medians(&linux_runs);
+    let w = medians(&windows_runs);
     println!(
         "median over {rounds} round(s): Linux agent {:.0} µs/sample, VmHWM {} KiB, reply {:.2} ms; \
          Windows agent under Wine {:.0} µs/sample + wineserver {:.0} µs + other Wine {:.0} µs, \
@@ -321,30 +321,19 @@ fn print_row(round: usize, label: &str, r: &Run) {
     );
 }
 
-/// Medians over rounds.
-struct Summary {
-    agent_us: f64,
-    server_us: f64,
-    others_us: f64,
-    reply_ms: f64,
-    hwm_kib: u64,
-    server_hwm_kib: u64,
-}
-
-impl Summary {
-    fn of(runs: &[Run]) -> Summary {
-        fn median(mut v: Vec<f64>) -> f64 {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        }
-        Summary {
-            agent_us: median(runs.iter().map(|r| r.agent_us).collect()),
-            server_us: median(runs.iter().map(|r| r.server_us).collect()),
-            others_us: median(runs.iter().map(|r| r.others_us).collect()),
-            reply_ms: median(runs.iter().map(|r| r.reply_ms).collect()),
-            hwm_kib: median(runs.iter().map(|r| r.hwm_kib as f64).collect()) as u64,
-            server_hwm_kib: median(runs.iter().map(|r| r.server_hwm_kib as f64).collect()) as u64,
-        }
+/// Medians over rounds: a [`Run`] of the median of each figure.
+fn medians(runs: &[Run]) -> Run {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    Run {
+        agent_us: median(runs.iter().map(|r| r.agent_us).collect()),
+        server_us: median(runs.iter().map(|r| r.server_us).collect()),
+        others_us: median(runs.iter().map(|r| r.others_us).collect()),
+        reply_ms: median(runs.iter().map(|r| r.reply_ms).collect()),
+        hwm_kib: median(runs.iter().map(|r| r.hwm_kib as f64).collect()) as u64,
+        server_hwm_kib: median(runs.iter().map(|r| r.server_hwm_kib as f64).collect()) as u64,
     }
 }
 

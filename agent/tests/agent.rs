@@ -1,12 +1,10 @@
 //! Runs the built agent binary as the collector would: requests in on
 //! stdin, sealed reports out on stdout, in resident mode.
 
-use edgemon_proto::envelope::{Initiator, read_frame, write_frame};
-use edgemon_proto::report::parse;
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
-const MAX_REPLY: usize = 1 << 20;
+use edgemon_proto::envelope::write_frame;
+use std::process::{Command, Stdio};
 
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_edgemon-agent"))
@@ -24,14 +22,7 @@ fn resident_agent_answers_two_requests_then_exits_0_at_eof() {
     let mut stdout = child.stdout.take().expect("piped stdout");
 
     for round in 0..2 {
-        let init = Initiator::new();
-        write_frame(&mut stdin, &init.request()).expect("request written");
-        stdin.flush().expect("request flushed");
-        let reply = read_frame(&mut stdout, MAX_REPLY)
-            .expect("reply frame readable")
-            .expect("agent answered before closing stdout");
-        let xml = init.open(&reply, MAX_REPLY).expect("reply opens");
-        let report = parse(&xml).expect("report parses");
+        let report = common::ask(&mut stdin, &mut stdout);
         assert!(
             (0.0..=100.0).contains(&report.cpu_percent),
             "round {round}: {report:?}"
@@ -134,13 +125,7 @@ fn the_report_carries_the_families_and_honours_the_options() {
         .expect("agent starts");
     let mut stdin = child.stdin.take().expect("piped stdin");
     let mut stdout = child.stdout.take().expect("piped stdout");
-    let init = Initiator::new();
-    write_frame(&mut stdin, &init.request()).expect("request written");
-    stdin.flush().expect("flushed");
-    let reply = read_frame(&mut stdout, MAX_REPLY)
-        .expect("frame")
-        .expect("reply");
-    let report = parse(&init.open(&reply, MAX_REPLY).expect("opens")).expect("parses");
+    let report = common::ask(&mut stdin, &mut stdout);
     drop(stdin);
     let _ = child.wait();
 

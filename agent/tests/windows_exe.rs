@@ -7,16 +7,13 @@
 //! test prints SKIPPED, or fails when `EDGEMON_REQUIRE_SERVERS=1`.
 #![cfg(unix)]
 
-use edgemon_proto::envelope::{Initiator, read_frame, write_frame};
+mod common;
+
 use edgemon_proto::report::family::filesystems::Filesystem;
 use edgemon_proto::report::family::system::System;
 use edgemon_proto::report::family::{interfaces, processes};
-use edgemon_proto::report::parse;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-const MAX_REPLY: usize = 1 << 20;
 
 /// The Windows agent under the Wine runner, or `None` (after saying why) when not built.
 fn windows_agent() -> Option<Command> {
@@ -69,14 +66,7 @@ fn the_windows_agent_answers_envelope_requests_under_wine() {
     let mut stdin = child.stdin.take().expect("piped stdin");
     let mut stdout = child.stdout.take().expect("piped stdout");
     for round in 0..2 {
-        let init = Initiator::new();
-        write_frame(&mut stdin, &init.request()).expect("request written");
-        stdin.flush().expect("request flushed");
-        let reply = read_frame(&mut stdout, MAX_REPLY)
-            .expect("reply frame readable")
-            .expect("agent answered before closing stdout");
-        let report =
-            parse(&init.open(&reply, MAX_REPLY).expect("reply opens")).expect("report parses");
+        let report = common::ask(&mut stdin, &mut stdout);
         // Shown with --nocapture: what Wine's figures look like.
         eprintln!(
             "round {round}:\n{}",
