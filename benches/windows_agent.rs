@@ -92,7 +92,8 @@ fn main() {
         command
             .arg(&exe)
             .env("WINEPREFIX", &wine.prefix)
-            .env("WINEDEBUG", "-all");
+            .env("WINEDEBUG", "-all")
+            .env("TMPDIR", wine.prefix.join("tmp"));
         let mut agent = Agent::start(command);
         let run = measure(&mut agent, Some(&wine.prefix), samples);
         agent.stop();
@@ -407,6 +408,7 @@ fn wait_for_wineserver(wine: &WineSetup) {
     let Ok(mut child) = Command::new(&server)
         .arg("-w")
         .env("WINEPREFIX", &wine.prefix)
+        .env("TMPDIR", wine.prefix.join("tmp"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -77,6 +77,10 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=$LINKER
 # No link time in the PE header: the same source gives the same exe, so the same hash (the
 # collector uploads agents by hash) after a rebuild.
 export CARGO_ENCODED_RUSTFLAGS="-Ctarget-feature=+crt-static${sep}-Cstrip=symbols${sep}-Cpanic=abort${sep}-Copt-level=s${sep}-Clink-arg=-Wl,--no-insert-timestamp"
+# rustc runs MinGW's dlltool for each raw-dylib import (windows-sys), and dlltool leaves two
+# empty temporary files behind per run: they go to the target directory, not to /tmp.
+mkdir -p "$target_dir/tmp"
+export TMPDIR=$target_dir/tmp
 cd "$root"
 "$CARGO" build --release --locked -p edgemon-agent --target "$WIN_TARGET" \
     -Z build-std=std,panic_abort --target-dir "$target_dir" >&2 ||

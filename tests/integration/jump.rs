@@ -112,7 +112,8 @@ fn collector(hosts: Vec<HostConfig>, config: CollectConfig, dir: &Path) -> Colle
 fn an_ipv6_host_in_brackets_with_or_without_a_port_is_collected() {
     let sshd = skip_or_fail!(Sshd::builder().ipv6().start());
     let scratch = temp_dir();
-    let agent_dir = format!("/tmp/edgemon-it-jump6-{}", std::process::id());
+    // Inside the scratch directory, so the uploaded agents go with it.
+    let agent_dir = scratch.path().join("agent").display().to_string();
     // As `config` resolves `address = "[::1]"` and `address = "[::1]:PORT"`.
     let (bare, none) = edgemon::config::parse_address("[::1]").expect("brackets parse");
     assert_eq!((bare.as_str(), none), ("::1", None));
@@ -144,7 +145,8 @@ fn an_ipv6_host_in_brackets_with_or_without_a_port_is_collected() {
 fn targets_behind_a_loopback_bastion_share_one_session_across_rounds() {
     let sshd = skip_or_fail!(Sshd::start());
     let scratch = temp_dir();
-    let agent_dir = format!("/tmp/edgemon-it-jumplo-{}", std::process::id());
+    // Inside the scratch directory, so the uploaded agents go with it.
+    let agent_dir = scratch.path().join("agent").display().to_string();
     let jump = bastion(
         "lo-jump",
         login(
@@ -677,7 +679,8 @@ fn an_imported_ssh_config_and_inventory_collect_through_the_bastion() {
 fn paced_inner_handshakes_never_trip_max_startups() {
     let sshd = skip_or_fail!(Sshd::builder().max_startups("10:30:100").start());
     let scratch = temp_dir();
-    let agent_dir = format!("/tmp/edgemon-it-jumpms-{}", std::process::id());
+    // Inside the scratch directory, so the uploaded agents go with it.
+    let agent_dir = scratch.path().join("agent").display().to_string();
     let jump = bastion(
         "lo-jump",
         login(

@@ -29,5 +29,9 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=/usr/bin/x86_64-w64-mingw32-gcc
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$root/tests/windows/wine-runner.sh
 # Static CRT as in the shipped build: the prefix has no MinGW runtime DLLs.
 export CARGO_ENCODED_RUSTFLAGS=-Ctarget-feature=+crt-static
+# rustc runs MinGW's dlltool for each raw-dylib import (windows-sys), and dlltool leaves two
+# empty temporary files behind per run: in the target directory, not in /tmp.
+mkdir -p "$root/target/agent-test/tmp"
+export TMPDIR=$root/target/agent-test/tmp
 exec nice /usr/bin/cargo test --locked -p edgemon-agent --target x86_64-pc-windows-gnu \
     -Z build-std --target-dir "$root/target/agent-test" "$@"

@@ -9,9 +9,10 @@
 # mscoree,mshtml= during the boot only), plus a stand-in bcryptprimitives.dll built from
 # tests/windows/bcryptprimitives.c into its system32, with the `bcryptprimitives` override
 # set to native in the prefix's own registry (HKCU\Software\Wine\DllOverrides). So running
-# the agent needs no environment beyond WINEPREFIX (and WINEDEBUG=-all for quiet):
+# the agent needs no environment beyond WINEPREFIX (and WINEDEBUG=-all for quiet; the tests
+# also set TMPDIR=DIR/tmp, so Wine's server directory stays out of /tmp):
 #
-#   WINEPREFIX=DIR WINEDEBUG=-all /usr/lib/wine/wine64 edgemon-agent.exe --version
+#   WINEPREFIX=DIR WINEDEBUG=-all TMPDIR=DIR/tmp /usr/lib/wine/wine64 edgemon-agent.exe --version
 #
 # Needs wine64 (Debian's puts it at /usr/lib/wine/wine64) and x86_64-w64-mingw32-gcc.
 # Rebuilds the stand-in DLL when bcryptprimitives.c changes.
@@ -37,6 +38,11 @@ fi
 
 mkdir -p "$1"
 dir=$(cd "$1" && pwd)
+# Wine puts its server's socket directory under TMPDIR (wine-XXXXXX): inside the prefix, so
+# that nothing is left in /tmp. Every Wine call on a prefix must agree on it (else a second
+# wineserver); tests/integration/support/wine.rs, wine-runner.sh and the bench do the same.
+mkdir -p "$dir/tmp"
+export TMPDIR=$dir/tmp
 exec 9>"$dir/.edgemon-lock"
 flock 9
 

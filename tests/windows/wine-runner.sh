@@ -15,4 +15,6 @@ export WINEDEBUG=${WINEDEBUG:--all}
 wine=${WINE:-/usr/lib/wine/wine64}
 [[ -x $wine ]] || wine=$(command -v wine64 || echo /usr/lib/wine/wine64)
 "$root/tests/windows/wine-prefix.sh" "$WINEPREFIX"
+# Wine's server directory inside the prefix, as wine-prefix.sh has it: nothing left in /tmp.
+export TMPDIR=$WINEPREFIX/tmp
 exec "$wine" "$@"

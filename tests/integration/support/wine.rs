@@ -60,6 +60,9 @@ impl Wine {
         vec![
             ("WINEPREFIX", self.prefix.display().to_string()),
             ("WINEDEBUG", "-all".to_string()),
+            // Wine's server directory inside the prefix (tests/windows/wine-prefix.sh makes
+            // it): nothing is left in /tmp, and every Wine call on the prefix agrees on it.
+            ("TMPDIR", self.prefix.join("tmp").display().to_string()),
         ]
     }
 
