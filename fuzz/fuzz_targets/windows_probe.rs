@@ -2,6 +2,9 @@
 //! collector builds from it: `parse_probe`, `agent_paths` and the start and `icacls` command
 //! lines. None may panic; paths it accepts stay inside the profile and hold nothing either
 //! shell would interpret inside quotes, and the cmd start command quotes exactly the path.
+//! An input starting with an odd byte is not the answer itself but its four values (user,
+//! domain, profile, `%LOCALAPPDATA%`, split at newlines) in a well-formed cmd.exe answer, so
+//! that the path checks see every kind of value, not only what survives the parser.
 #![no_main]
 
 use edgemon::collect::ssh::windows::{Shell, acl_command, agent_paths, parse_probe, start_command};
@@ -10,10 +13,24 @@ use libfuzzer_sys::fuzz_target;
 const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
+    let text = match data.split_first() {
+        Some((mode, values)) if mode % 2 == 1 => {
+            let Ok(values) = std::str::from_utf8(values) else {
+                return;
+            };
+            let mut values = values.split('\n');
+            let mut next = || values.next().unwrap_or_default();
+            let (user, domain, home, local) = (next(), next(), next(), next());
+            format!(
+                "\"edgemon-probe|Windows_NT|${{env:OS}}|{user}|${{env:USERNAME}}|{domain}|${{env:USERDOMAIN}}|{home}|${{env:USERPROFILE}}|{local}|${{env:LOCALAPPDATA}}|end\"\r\n"
+            )
+        }
+        _ => match std::str::from_utf8(data) {
+            Ok(text) => text.to_string(),
+            Err(_) => return,
+        },
     };
-    let Ok(profile) = parse_probe(text) else {
+    let Ok(profile) = parse_probe(&text) else {
         return;
     };
     let Ok(paths) = agent_paths(&profile, HASH) else {
