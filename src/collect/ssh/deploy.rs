@@ -293,6 +293,17 @@ pub fn finish(channel: &mut ssh2::Channel) -> Result<i32, String> {
         .map_err(|e| format!("reading the exit status: {e}"))
 }
 
+/// `" (stdout: ...)"` for what a command printed on stdout where nothing was expected; empty
+/// for blank output.
+pub fn stray(stdout: &str) -> String {
+    let stdout = stdout.trim();
+    if stdout.is_empty() {
+        String::new()
+    } else {
+        format!(" (stdout: {stdout})")
+    }
+}
+
 /// `"; it said: ..."` for non-empty text.
 pub fn said(text: &str) -> String {
     let text = text.trim();

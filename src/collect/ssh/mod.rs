@@ -299,12 +299,11 @@ fn attempt(
         // The reply's reader leaves libssh2's timeout at a keepalive slice; undo that.
         session::limit(&link.session, until);
         let broken = |what: &str, e: ssh2::Error| {
-            let why = format!("{what}: {e}");
-            if reused || session::connection_lost(&link.session) {
-                Failure::Lost(why)
-            } else {
-                Failure::Failed(fail(ErrorClass::AgentFailed, why))
-            }
+            settle(
+                &link.session,
+                reused,
+                fail(ErrorClass::AgentFailed, format!("{what}: {e}")),
+            )
         };
         let mut channel = link
             .session
@@ -355,16 +354,21 @@ fn attempt(
             0 => "the agent exited (status 0) without a reply".to_string(),
             n => format!("the agent exited with status {n} without a reply"),
         };
-        let stray = if stdout.trim().is_empty() {
-            String::new()
-        } else {
-            format!(" (stdout: {})", stdout.trim())
-        };
         return Err(fail(
             ErrorClass::AgentFailed,
-            format!("{what}{}{stray}", deploy::said(&stderr)),
+            format!("{what}{}{}", deploy::said(&stderr), deploy::stray(&stdout)),
         )
         .into());
+    }
+}
+
+/// A failure of the session on `session`: on a pooled link (`reused`) or a connection that
+/// failed, [`Failure::Lost`] (the caller retries once on a fresh one); else `error` as is.
+fn settle(session: &Session, reused: bool, error: CollectError) -> Failure {
+    if reused || session::connection_lost(session) {
+        Failure::Lost(error.message)
+    } else {
+        Failure::Failed(error)
     }
 }
 

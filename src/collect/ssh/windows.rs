@@ -44,8 +44,8 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use ssh2::{OpenFlags, OpenType, Session, Sftp};
 
-use super::session::{self, Phase, Watch, limit};
-use super::{Failure, Link, Shared, deploy, exchange, fail};
+use super::session::{Phase, Watch, limit};
+use super::{Failure, Link, Shared, deploy, exchange, fail, settle};
 use crate::collect::outcome::{CollectError, ErrorClass};
 use crate::config::HostOs;
 use crate::report::Report;
@@ -582,16 +582,6 @@ pub fn upload(
     Ok(())
 }
 
-/// A failure of the session on `session`: on a pooled link (`reused`) or a connection that
-/// failed, [`Failure::Lost`] (the caller retries once on a fresh one); else `error` as is.
-fn settle(session: &Session, reused: bool, error: CollectError) -> Failure {
-    if reused || session::connection_lost(session) {
-        Failure::Lost(error.message)
-    } else {
-        Failure::Failed(error)
-    }
-}
-
 /// Checks (and when missing, uploads) the Windows agent on `link` and starts it for `host`,
 /// then has it answer one request; with `resident_agent` the link keeps its channel.
 pub(super) fn start(
@@ -675,17 +665,13 @@ pub(super) fn start(
         Err(Failure::Ended(_)) => {
             let (stdout, stderr) = deploy::drain(&mut channel);
             let status = deploy::finish(&mut channel).map_err(|e| failed(format!("agent: {e}")))?;
-            let stray = if stdout.trim().is_empty() {
-                String::new()
-            } else {
-                format!(" (stdout: {})", stdout.trim())
-            };
             Err(fail(
                 ErrorClass::AgentFailed,
                 format!(
-                    "the agent {} exited with status {status} without a reply{}{stray}",
+                    "the agent {} exited with status {status} without a reply{}{}",
                     paths.file,
-                    deploy::said(&stderr)
+                    deploy::said(&stderr),
+                    deploy::stray(&stdout)
                 ),
             )
             .into())
