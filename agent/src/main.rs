@@ -21,6 +21,7 @@ mod serve;
 #[cfg(windows)]
 #[path = "family/statfs.rs"]
 mod statfs;
+mod window;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

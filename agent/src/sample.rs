@@ -3,16 +3,11 @@
 //! requests (total and by mode over one window); it knows nothing of the wire.
 
 use crate::family::{Families, system};
+use crate::window::{FIRST_WINDOW, MIN_DELTA, now_ms};
 use edgemon_proto::report::family::options::AgentOptions;
 use edgemon_proto::report::{REPORT_VERSION, Report};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use sysinfo::System;
-
-/// How long the first request waits between two CPU readings.
-const FIRST_WINDOW: Duration = Duration::from_millis(200);
-/// The shortest gap since the previous request for which its reading is
-/// reused as the start of the window; shorter gaps measure afresh.
-const MIN_DELTA: Duration = Duration::from_millis(100);
 
 /// Takes samples; kept for the life of a resident agent so that each request
 /// after the first reports CPU usage since the previous one without waiting.
@@ -98,10 +93,4 @@ fn percent(value: f32) -> f64 {
     } else {
         0.0
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

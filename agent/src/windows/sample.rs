@@ -1,22 +1,17 @@
 //! Measuring one sample of a Windows host: the same [`Report`] as the Linux agent's
-//! `sample` module, with the same CPU window rules (the first request, or one closer than
+//! `sample` module, with the same CPU window rules ([`crate::window`]) (the first request, or one closer than
 //! [`MIN_DELTA`] to the previous, takes two readings [`FIRST_WINDOW`] apart; later ones
 //! measure since the previous request without waiting). Load average is absent (Windows has
 //! none); swap is the paging file, 0 of 0 when the system does not say (see
 //! [`host::page_files`]).
 
 use super::{cpu, host, interfaces, volumes};
+use crate::window::{FIRST_WINDOW, MIN_DELTA, now_ms};
 use edgemon_proto::report::family::Section;
 use edgemon_proto::report::family::options::AgentOptions;
 use edgemon_proto::report::family::system::System;
 use edgemon_proto::report::{REPORT_VERSION, Report};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// How long the first request waits between two CPU readings.
-const FIRST_WINDOW: Duration = Duration::from_millis(200);
-/// The shortest gap since the previous request for which its reading is reused as the
-/// start of the window; shorter gaps measure afresh.
-const MIN_DELTA: Duration = Duration::from_millis(100);
+use std::time::Instant;
 
 /// Takes samples; kept for the life of a resident agent so that each request after the first
 /// reports CPU usage since the previous one without waiting.
@@ -103,7 +98,7 @@ impl Sampler {
             collected_at_ms: now,
             cpu_percent: usage.as_ref().map_or(0.0, |u| u.total),
             cores: usage.map(|u| u.cores).unwrap_or_default(),
-            mem_used: mem_total - mem_avail,
+            mem_used: mem_total.saturating_sub(mem_avail),
             mem_total,
             swap_used: swap_used.min(swap_total),
             swap_total,
@@ -117,12 +112,6 @@ impl Sampler {
             sections,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
