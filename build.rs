@@ -50,31 +50,39 @@ fn main() {
         Some(path) => PathBuf::from(path),
         None => build_static_agent(&manifest_dir),
     };
-    let bytes =
-        std::fs::read(&agent).unwrap_or_else(|e| panic!("reading agent {}: {e}", agent.display()));
-    let embedded = out_dir.join("edgemon-agent");
-    std::fs::write(&embedded, &bytes).expect("writing embedded agent copy");
-    println!("cargo:rustc-env=EDGEMON_AGENT_EMBED={}", embedded.display());
-
-    // Copy beside the collector binary: OUT_DIR is target/<profile>/build/<pkg>-<hash>/out.
+    // OUT_DIR is target/<profile>/build/<pkg>-<hash>/out: the collector binary's directory
+    // is three levels up.
     let profile_dir = out_dir.ancestors().nth(3);
-    if let Some(profile_dir) = profile_dir {
-        copy_if_changed(&agent, &profile_dir.join("edgemon-agent"));
-    }
-
+    embed(
+        &agent,
+        "edgemon-agent",
+        "EDGEMON_AGENT_EMBED",
+        &out_dir,
+        profile_dir,
+    );
     if let Some(windows) = windows_agent(&manifest_dir) {
-        let bytes = std::fs::read(&windows)
-            .unwrap_or_else(|e| panic!("reading Windows agent {}: {e}", windows.display()));
-        let embedded = out_dir.join("edgemon-agent.exe");
-        std::fs::write(&embedded, &bytes).expect("writing embedded Windows agent copy");
-        println!(
-            "cargo:rustc-env=EDGEMON_WINDOWS_AGENT_EMBED={}",
-            embedded.display()
+        embed(
+            &windows,
+            "edgemon-agent.exe",
+            "EDGEMON_WINDOWS_AGENT_EMBED",
+            &out_dir,
+            profile_dir,
         );
         println!("cargo:rustc-cfg=edgemon_windows_agent");
-        if let Some(profile_dir) = profile_dir {
-            copy_if_changed(&windows, &profile_dir.join("edgemon-agent.exe"));
-        }
+    }
+}
+
+/// Copies `agent` into `OUT_DIR` as `name` for `include_bytes!` (its path in the compile-time
+/// variable `env_var`) and beside the collector binary, for `ldd` and packaging.
+fn embed(agent: &Path, name: &str, env_var: &str, out_dir: &Path, profile_dir: Option<&Path>) {
+    let bytes =
+        std::fs::read(agent).unwrap_or_else(|e| panic!("reading agent {}: {e}", agent.display()));
+    let embedded = out_dir.join(name);
+    std::fs::write(&embedded, &bytes)
+        .unwrap_or_else(|e| panic!("writing the embedded copy {}: {e}", embedded.display()));
+    println!("cargo:rustc-env={env_var}={}", embedded.display());
+    if let Some(profile_dir) = profile_dir {
+        copy_if_changed(agent, &profile_dir.join(name));
     }
 }
 
