@@ -264,6 +264,16 @@ pub(crate) fn count(db: &MariaDb, sql: &str) -> i64 {
     conn.query_first::<i64, _>(sql).expect("count").unwrap_or(0)
 }
 
+/// Runs `edgemon sync` on `config` in `dir` until the buffer is drained, as an operator
+/// would after an outage, and asserts that it reported what was left.
+pub(crate) fn sync_now(dir: &Path, config: &Path) {
+    let out = Edgemon::new(dir)
+        .args(["sync", "--config"])
+        .arg(config)
+        .stdout();
+    assert!(out.contains("unsynced left"), "{out}");
+}
+
 /// MySQL holds exactly the buffer's samples of `appliance`, and no unexplained gap.
 pub(crate) fn assert_complete(db: &MariaDb, buffer: &Path, appliance: &str) {
     let local = digest(buffer_lines(buffer));
@@ -520,11 +530,7 @@ fn edgemon_killed_during_a_large_drain_resumes_without_loss_or_duplicates() {
         "the drain finished before the kill ({partial} rows)"
     );
 
-    let out = Edgemon::new(dir.path())
-        .args(["sync", "--config"])
-        .arg(&config)
-        .stdout();
-    assert!(out.contains("unsynced left"), "{out}");
+    sync_now(dir.path(), &config);
     assert_eq!(unsynced(&path), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM samples"), total);
     assert_complete(&db, &path, "site-crash");
@@ -740,11 +746,7 @@ fn a_mariadb_outage_during_collection_ends_with_mysql_equal_to_the_buffer() {
     let status = daemon.wait().expect("reap edgemon run");
     assert!(status.success(), "edgemon run exited with {status}");
 
-    let out = Edgemon::new(dir.path())
-        .args(["sync", "--config"])
-        .arg(&config)
-        .stdout();
-    assert!(out.contains("unsynced left"), "{out}");
+    sync_now(dir.path(), &config);
     assert_eq!(unsynced(&buffer), 0);
     assert_complete(&db, &buffer, "site-outage");
 }

@@ -78,16 +78,6 @@ impl Wine {
         static LOCK: Mutex<()> = Mutex::new(());
         LOCK.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Writes the embedded Windows agent to `dir/edgemon-agent.exe` and returns its path.
-    pub fn agent_exe(&self, dir: &Path) -> Result<PathBuf> {
-        let Some(bytes) = edgemon::agent_bin::WINDOWS_AGENT else {
-            bail!("no Windows agent embedded");
-        };
-        let path = dir.join("edgemon-agent.exe");
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        Ok(path)
-    }
 }
 
 fn make_prefix() -> Result<PathBuf> {
