@@ -714,3 +714,89 @@ fn paced_inner_handshakes_never_trip_max_startups() {
         sshd.log()
     );
 }
+
+/// A host whose sshd sheds new connections (`MaxStartups 1`, its one startup slot held by a
+/// connection that never speaks: a scanner, another client mid-login): the first dial is
+/// dropped in the handshake, named as such, and dialled once more after a pause, which
+/// succeeds once the slot is free; a slot that stays held is a clear error.
+#[test]
+fn a_connection_dropped_past_max_startups_is_dialled_once_more() {
+    use std::net::TcpStream;
+    let sshd = skip_or_fail!(Sshd::builder().max_startups("1").start());
+    let scratch = temp_dir();
+    let agent_dir = scratch.path().join("agent").display().to_string();
+    let host = |name: &str| {
+        entry(
+            name,
+            login(
+                "127.0.0.1",
+                sshd.port(),
+                sshd.user(),
+                key(sshd.ed25519_key()),
+            ),
+        )
+    };
+    let drops = |log: &str| log.matches("past MaxStartups").count();
+    // The harness's readiness probe may still hold the slot: dial until sshd took the holder.
+    let holder = wait_for(Duration::from_secs(20), || {
+        let holder = TcpStream::connect(("127.0.0.1", sshd.port())).ok()?;
+        let port = holder.local_addr().ok()?.port();
+        let taken = format!("Connection from 127.0.0.1 port {port} ");
+        let dropped = format!("from [127.0.0.1]:{port} on");
+        let mut seen = None;
+        wait_until(Duration::from_secs(10), || {
+            let log = sshd.log();
+            seen = if log.contains(&taken) {
+                Some(true)
+            } else if log.contains(&dropped) {
+                Some(false)
+            } else {
+                None
+            };
+            seen.is_some()
+        });
+        (seen == Some(true)).then_some(holder)
+    })
+    .unwrap_or_else(|| panic!("sshd never took the holder:\n{}", sshd.log()));
+    let before = drops(&sshd.log());
+
+    // Held all along: both dials are dropped.
+    let c = collector(vec![host("shed")], settings(&agent_dir), scratch.path());
+    let outcomes = smol::block_on(c.round());
+    let message = message_of(&outcomes, "shed");
+    assert_eq!(
+        class_of(&outcomes, "shed"),
+        Some(ErrorClass::Unreachable),
+        "{message}\n{}",
+        sshd.log()
+    );
+    assert!(
+        message.contains("closed the connection during the handshake"),
+        "{message}"
+    );
+    assert!(message.contains("MaxStartups"), "{message}");
+    assert_eq!(
+        drops(&sshd.log()),
+        before + 2,
+        "dialled twice:\n{}",
+        sshd.log()
+    );
+
+    // Freed while the second dial waits: collected.
+    let c = collector(vec![host("freed")], settings(&agent_dir), scratch.path());
+    let round = std::thread::spawn(move || smol::block_on(c.round()));
+    assert!(
+        wait_until(Duration::from_secs(10), || drops(&sshd.log()) == before + 3),
+        "the first dial was not dropped:\n{}",
+        sshd.log()
+    );
+    drop(holder);
+    let outcomes = round.join().expect("round thread");
+    assert!(
+        failures(&outcomes).is_empty(),
+        "{:?}\n{}",
+        failures(&outcomes),
+        sshd.log()
+    );
+    assert_eq!(drops(&sshd.log()), before + 3, "{}", sshd.log());
+}

@@ -20,8 +20,9 @@
 //! host key is checked in the pin store under the bastion's name, and the
 //! target's under the target's name, exactly as for a direct connection;
 //! inner handshakes through one bastion are paced by its `handshakes` gate
-//! (held from the channel open to the end of authentication), so a round of
-//! hundreds of targets never trips `MaxStartups`. A bastion that is down,
+//! (held from the tunnel's open until the target's session served its first
+//! channel, see [`Permit`]), so a round of hundreds of targets never trips
+//! `MaxStartups`. A bastion that is down,
 //! refuses us or drops the connection is an [`ErrorClass::UnreachableVia`]
 //! of every target behind it, whose message starts `via bastion NAME:`
 //! ([`via_error`]); a target that cannot be reached behind a healthy bastion
@@ -104,11 +105,12 @@ pub fn via_error(name: &str, why: &CollectError) -> CollectError {
     )
 }
 
-/// A tunnel to a target and the bastion's handshake slot, held until the target authenticated.
+/// A tunnel to a target and the bastion's handshake slot, held until the target's session
+/// served its first channel (see [`Permit`]).
 pub struct Tunnel {
     /// This side of the tunnel, for the target's session.
     pub stream: UnixStream,
-    /// The handshake slot; drop it once authenticated.
+    /// The handshake slot; drop it once a channel opened on the target's session.
     pub permit: Permit,
     /// The last hop, to tell a failure of the target from one of the bastion.
     pub hop: Arc<Hop>,
@@ -253,22 +255,23 @@ impl Bastions {
             .ok_or_else(|| fail(ErrorClass::Internal, "a tunnel without a bastion"))?;
         let login = &last.login;
         let settings = &shared.settings;
-        let socket = if before.is_empty() {
+        // A hop behind another holds that hop's handshake slot until its own session is up.
+        let (socket, _pacing) = if before.is_empty() {
             let tcp = session::connect(&login.socket_text(), login, settings.connect_timeout)
                 .map_err(|e| via_error(&last.name, &e))?;
             let _ = tcp.set_nodelay(true);
             let _ = socket2::SockRef::from(&tcp)
                 .set_tcp_user_timeout(Some(session::liveness(settings.connect_timeout)));
-            Socket::Tcp(tcp)
+            (Socket::Tcp(tcp), None)
         } else {
             let tunnel = self
                 .tunnel_to(before, &login.address, login.port, shared, until)
                 .map_err(|e| via_error(&last.name, &e))?;
-            Socket::Tunnel(tunnel.stream)
+            (Socket::Tunnel(tunnel.stream), Some(tunnel.permit))
         };
         // The hop's own deadline is its per-call timeouts; a target's watch must not shut it.
         let watch = Watch::default();
-        let (session, socket) = session::open_over(&last.name, login, socket, shared, &watch, None)
+        let (session, socket) = session::open_over(&last.name, login, socket, shared, &watch)
             .map_err(|e| via_error(&last.name, &e))?;
         tracing::debug!(bastion = last.name, "bastion session open");
         Hop::start(last, chain, session, socket, settings.connect_timeout)
@@ -406,6 +409,13 @@ struct Gate {
 }
 
 /// One handshake slot of a bastion, given back on drop.
+///
+/// sshd counts a connection against `MaxStartups` until its monitor, after authentication,
+/// closes the connection's startup pipe and the listener reads that close: the client has
+/// `USERAUTH_SUCCESS` before then, and on a loaded bastion the close can lag long enough
+/// for the next handshakes to find the count full (and be dropped before their banner).
+/// The monitor closes the pipe before it forks the process that serves channels, so a
+/// session whose first channel opened no longer counts: the slot is held until then.
 pub struct Permit {
     used: Arc<(Mutex<usize>, Condvar)>,
 }

@@ -104,6 +104,8 @@ pub struct Link {
     os: HostOs,
     /// Set when the host is Windows: why, and what the session's probe found.
     windows: Option<windows::Host>,
+    /// The bastion's handshake slot, held until the first channel on this session opened.
+    pacing: Option<bastion::Permit>,
 }
 
 impl Link {
@@ -217,23 +219,17 @@ fn connect(
     shared: &Shared,
     watch: &Watch,
 ) -> Result<Link, CollectError> {
-    let (session, socket) = if target.via.is_empty() {
-        session::open(name, target, shared, watch)?
-    } else {
-        watch.enter(Phase::Connect);
-        let settings = &shared.settings;
-        let until = Instant::now() + settings.connect_timeout + settings.auth_timeout;
-        let tunnel = shared.bastions.tunnel(target, shared, until)?;
-        let hop = tunnel.hop.clone();
-        session::open_over(
-            name,
-            target,
-            Socket::Tunnel(tunnel.stream),
-            shared,
-            watch,
-            Some(tunnel.permit),
-        )
-        .map_err(|e| if hop.alive() { e } else { hop.lost() })?
+    let (session, socket, pacing) = match open(name, target, shared, watch) {
+        Err(e) if session::dropped_in_handshake(&e) && !watch.expired() => {
+            tracing::debug!(
+                host = name,
+                error = e.message,
+                "dropped in the handshake; once more"
+            );
+            std::thread::sleep(session::redial_pause());
+            open(name, target, shared, watch)?
+        }
+        other => other?,
     };
     let windows = match windows::detect(os, session.banner()) {
         None => None,
@@ -256,8 +252,35 @@ fn connect(
         resident: None,
         destination: destination(target),
         os,
+        // The Windows probe ran on a channel of its own.
+        pacing: pacing.filter(|_| windows.is_none()),
         windows,
     })
+}
+
+/// An authenticated session to `target`, directly or through its bastions, and the bastion's
+/// handshake slot to hold until the session's first channel opened.
+fn open(
+    name: &str,
+    target: &SshTarget,
+    shared: &Shared,
+    watch: &Watch,
+) -> Result<(Session, Socket, Option<bastion::Permit>), CollectError> {
+    if target.via.is_empty() {
+        let (session, socket) = session::open(name, target, shared, watch)?;
+        return Ok((session, socket, None));
+    }
+    watch.enter(Phase::Connect);
+    let settings = &shared.settings;
+    let until = Instant::now() + settings.connect_timeout + settings.auth_timeout;
+    let bastion::Tunnel {
+        stream,
+        permit,
+        hop,
+    } = shared.bastions.tunnel(target, shared, until)?;
+    let (session, socket) = session::open_over(name, target, Socket::Tunnel(stream), shared, watch)
+        .map_err(|e| if hop.alive() { e } else { hop.lost() })?;
+    Ok((session, socket, Some(permit)))
 }
 
 /// One request and reply on `link`: on the resident channel when there is one, else on a
@@ -309,6 +332,7 @@ fn attempt(
             .session
             .channel_session()
             .map_err(|e| broken("cannot open a channel", e))?;
+        link.pacing = None;
         channel
             .exec(&command)
             .map_err(|e| broken("cannot exec the agent", e))?;

@@ -216,19 +216,17 @@ pub fn open(
     // Best effort: without it a silent peer costs the command timeout, as before.
     let _ = socket2::SockRef::from(&socket)
         .set_tcp_user_timeout(Some(liveness(settings.connect_timeout)));
-    open_over(name, target, Socket::Tcp(socket), shared, watch, None)
+    open_over(name, target, Socket::Tcp(socket), shared, watch)
 }
 
 /// Handshakes over `socket` (connected to `target`, directly or through a tunnel), checks
-/// the host key pinned under `name` and authenticates. `gate`, when given, is released once
-/// authenticated (the bastion's pacing of inner handshakes).
+/// the host key pinned under `name` and authenticates.
 pub fn open_over(
     name: &str,
     target: &SshTarget,
     socket: Socket,
     shared: &Shared,
     watch: &Watch,
-    gate: Option<super::bastion::Permit>,
 ) -> Result<(Session, Socket), CollectError> {
     let settings = &shared.settings;
     let display = target.socket_text();
@@ -266,7 +264,6 @@ pub fn open_over(
     watch.enter(Phase::Auth);
     limit(&session, auth_until);
     authenticate(&session, target, &display)?;
-    drop(gate);
     Ok((session, socket))
 }
 
@@ -387,11 +384,35 @@ fn handshake_error(display: &str, e: &ssh2::Error) -> CollectError {
                  algorithms (curve25519-sha256, rsa-sha2-256, ssh-ed25519) on the server"
             ),
         ),
+        Some(LIBSSH2_ERROR_SOCKET_DISCONNECT | LIBSSH2_ERROR_SOCKET_RECV) => fail(
+            ErrorClass::Unreachable,
+            format!("SSH handshake with {display} failed: {e}: {DROPPED_IN_HANDSHAKE}"),
+        ),
         _ => fail(
             ErrorClass::Unreachable,
             format!("SSH handshake with {display} failed: {e}"),
         ),
     }
+}
+
+/// How a handshake error ends when the server closed (or reset) the connection during the
+/// handshake, typically before its banner: what sshd does to a connection past
+/// `MaxStartups`, or when it cannot start a session.
+const DROPPED_IN_HANDSHAKE: &str = "the server closed the connection during the handshake \
+     (as sshd does past MaxStartups, behind a TCP wrapper, or when it cannot start a session)";
+
+/// Whether `e` is a connection the server dropped during the handshake: worth one more
+/// attempt after a pause, since sshd sheds new connections at random past the start of
+/// `MaxStartups` (a scanner, a configuration run, another monitor on the same host).
+pub fn dropped_in_handshake(e: &CollectError) -> bool {
+    e.class == ErrorClass::Unreachable && e.message.ends_with(DROPPED_IN_HANDSHAKE)
+}
+
+/// The pause before that one more attempt: 200 to 800 ms, at random, so the hosts a
+/// throttling sshd dropped together do not come back together.
+pub fn redial_pause() -> Duration {
+    use rand::Rng;
+    Duration::from_millis(rand::thread_rng().gen_range(200..=800))
 }
 
 fn host_key_error(e: HostKeyError) -> CollectError {
