@@ -400,7 +400,7 @@ pub(crate) const KEYS: &[Key] = &[
     flag("defaults.alerts.if_down", Some(true), "Alert when an interface's link goes down (it was up)."),
     limit("defaults.alerts.if_errors", Some("1%"), "Interface errors / packets limit per sample interval, or \"off\"."),
     list("defaults.alerts.if_ignore", "Interface globs no interface rule looks at."),
-    flag("defaults.alerts.unit_failed", Some(true), "Alert on each failed systemd unit."),
+    flag("defaults.alerts.unit_failed", Some(true), "Alert on each failed systemd unit (Windows: each service stopped with an error)."),
     list("defaults.alerts.unit_ignore", "Unit globs that never alert."),
     flag("defaults.alerts.process_missing", Some(true), "Alert when a watched process has no running instance."),
     list("defaults.alerts.process_ignore", "Watch globs that never alert."),

@@ -222,7 +222,7 @@ pub struct FamilyLimits {
     pub interfaces: Vec<InterfaceOverride>,
     /// Interface patterns no interface rule looks at.
     pub if_ignore: Vec<String>,
-    /// Alert on each failed systemd unit.
+    /// Alert on each failed systemd unit (Windows: each service stopped with an error).
     pub unit_failed: bool,
     /// Unit patterns that never alert.
     pub unit_ignore: Vec<String>,

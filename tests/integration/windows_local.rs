@@ -4,7 +4,8 @@
 //! report parses (and says Windows), every round's sample lands in the buffer
 //! and reaches a real MariaDB exactly once, and its memory alert is mailed to a
 //! real SMTP server. When the agent measures volumes, `C:` reaches the
-//! filesystems family's table in MySQL.
+//! filesystems family's table in MySQL; a service that stops with an error is
+//! mailed as a failed unit and reaches the units family's table.
 //!
 //! Skipped (failed under `EDGEMON_REQUIRE_SERVERS=1`) without Wine or without a
 //! Windows agent in this build (`EDGEMON_WINDOWS_AGENT_BIN` at build time, or
@@ -101,6 +102,20 @@ fn let_wineserver_exit(wine: &Wine) {
     }
 }
 
+/// Starts the prefix's demand-start service `edgemon-test-failing` (tests/windows/
+/// wine-prefix.sh), which stops at once with exit code 42; `sc` says it failed to start, which
+/// is the point. Its output is not read: Wine's services may hold the pipes open.
+fn start_failing_service(wine: &Wine) {
+    let mut command = wine.command("sc");
+    command
+        .args(["start", "edgemon-test-failing"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut sc =
+        ChildGuard::spawn("sc start edgemon-test-failing", &mut command).expect("run Wine's sc");
+    sc.wait_exit(Duration::from_secs(60));
+}
+
 #[test]
 fn a_local_windows_host_under_wine_reaches_the_buffer_mysql_and_mail() {
     let wine = skip_or_fail!(Wine::start());
@@ -123,6 +138,23 @@ fn a_local_windows_host_under_wine_reaches_the_buffer_mysql_and_mail() {
         mails[0].body.contains("memory") && mails[0].body.contains(HOST),
         "{}",
         mails[0].body
+    );
+
+    // A service that stops with an error (the prefix's `edgemon-test-failing`, exit code 42)
+    // is a failed unit: mailed under its name, and in MySQL's units family.
+    start_failing_service(&wine);
+    let failed = "unit-failed:edgemon-test-failing";
+    assert!(
+        wait_until(WAIT, || smtp
+            .messages()
+            .iter()
+            .any(|m| m.subject().contains(failed))),
+        "no {failed} mail; mails {:?}; daemon log:\n{}",
+        smtp.messages()
+            .iter()
+            .map(|m| m.subject().to_owned())
+            .collect::<Vec<_>>(),
+        daemon.log()
     );
     assert!(
         wait_until(WAIT, || buffer_samples(&buffer).len() >= 5
@@ -167,6 +199,15 @@ fn a_local_windows_host_under_wine_reaches_the_buffer_mysql_and_mail() {
     crate::sync::sync_now(dir.path(), &config);
     assert_eq!(central_seqs(&db), (n, n, 1, n), "MySQL rows of {HOST}");
     assert_complete(&db, &buffer, APPLIANCE);
+
+    let units = count(
+        &db,
+        &format!(
+            "SELECT COUNT(*) FROM family_units WHERE host = '{HOST}' \
+             AND name = 'edgemon-test-failing' AND sub = 'stopped' AND result = 'exit-code 42'"
+        ),
+    );
+    assert!(units >= 1, "no failed-service row in family_units");
 
     // Volumes, when the agent measures them: C: is a member of the filesystems family.
     let volumes = count(

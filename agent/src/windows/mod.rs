@@ -10,15 +10,17 @@
 //! - [`host`]: memory, the paging file, uptime, host name, OS version, thread count;
 //! - [`volumes`]: the `filesystems` family as drive letters, sized under a deadline;
 //! - [`interfaces`]: the `interfaces` family from `GetIfTable2`;
+//! - [`services`]: the `units` family as the services stopped with an error;
 //! - [`sample`]: the [`Sampler`](sample::Sampler) that puts them into one report.
 //!
 //! Families not measured on Windows (their sections are absent, which the report format
-//! reads as "not measured"): `devices`, `units` and `processes`.
+//! reads as "not measured"): `devices` and `processes`.
 
 pub mod cpu;
 pub mod host;
 pub mod interfaces;
 pub mod sample;
+pub mod services;
 pub mod volumes;
 
 /// `text` as a NUL-terminated UTF-16 string for a `PCWSTR` argument.

@@ -5,7 +5,7 @@
 //! none); swap is the paging file, 0 of 0 when the system does not say (see
 //! [`host::page_files`]).
 
-use super::{cpu, host, interfaces, volumes};
+use super::{cpu, host, interfaces, services, volumes};
 use crate::window::{FIRST_WINDOW, MIN_DELTA, now_ms};
 use edgemon_proto::report::family::Section;
 use edgemon_proto::report::family::options::AgentOptions;
@@ -87,6 +87,7 @@ impl Sampler {
         let mut sections = vec![Section::from_typed(&[system])];
         sections.push(volumes::measure(&self.options, &mut self.volumes));
         sections.extend(interfaces::measure(&self.options));
+        sections.extend(services::measure());
         for section in &mut sections {
             if !section.family.is_singleton() {
                 section.cap(cap);
