@@ -20,6 +20,7 @@ pub struct Sampler {
     /// The previous CPU reading and when it was taken: the start of the next window.
     last_cpu: Option<(Instant, Vec<cpu::CoreTimes>)>,
     volumes: volumes::Prober,
+    services: services::Watcher,
     /// The OS strings, read once: they do not change while the agent runs.
     os: (Option<String>, Option<String>),
 }
@@ -31,6 +32,7 @@ impl Sampler {
             options,
             last_cpu: None,
             volumes: volumes::prober(),
+            services: services::Watcher::default(),
             os: host::os_strings(host::version(), &host::product_info()),
         }
     }
@@ -87,7 +89,7 @@ impl Sampler {
         let mut sections = vec![Section::from_typed(&[system])];
         sections.push(volumes::measure(&self.options, &mut self.volumes));
         sections.extend(interfaces::measure(&self.options));
-        sections.extend(services::measure());
+        sections.extend(self.services.measure());
         for section in &mut sections {
             if !section.family.is_singleton() {
                 section.cap(cap);

@@ -12,12 +12,13 @@
 //! service-specific code, `error N` for a Win32 error. Enumerating needs no administrator:
 //! the login user's `SC_MANAGER_ENUMERATE_SERVICE` right is enough.
 //!
-//! The query is a local RPC to `services.exe`; it runs on a thread of its own under
-//! [`DEADLINE`], and while an earlier query is still stuck, none is started: the section is
-//! absent ("not measured") rather than the sample late.
+//! The query is a local RPC to `services.exe`; it runs on a worker thread that keeps the
+//! manager handle open ([`Watcher`]), under [`DEADLINE`], and while an earlier query is still
+//! stuck, none is sent: the section is absent ("not measured") rather than the sample late.
 
 use edgemon_proto::report::family::Section;
 use edgemon_proto::report::family::units::FailedUnit;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -36,9 +37,6 @@ pub const DEADLINE: Duration = Duration::from_secs(3);
 const FIRST_BUFFER: usize = 64 * 1024;
 /// Most enumeration calls per query (each continues where the previous stopped).
 const MAX_CALLS: usize = 64;
-
-/// Set while a query runs; a query that outlived its deadline keeps it set.
-static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
 
 /// One service's name and last status, as enumerated.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -81,27 +79,71 @@ pub fn failed_units(statuses: &[Status]) -> Vec<FailedUnit> {
     units
 }
 
-/// The units section, measured now; `None` when the service control manager cannot be
-/// asked or did not answer within [`DEADLINE`].
-pub fn measure() -> Option<Section> {
-    if IN_FLIGHT.swap(true, Ordering::SeqCst) {
-        return None;
+/// What the worker answers: the stopped services, or `None` when the manager refused.
+type Answer = Option<Vec<Status>>;
+
+/// Asks the service control manager on a worker thread of its own, which keeps its manager
+/// handle open across samples (opening one is an RPC connection to `services.exe`) and opens
+/// it again after a failed query. Kept by the sampler for the life of the agent.
+#[derive(Default)]
+pub struct Watcher {
+    /// The worker's request queue (each request carries where to answer); `None` before
+    /// the first query and after the worker went away.
+    requests: Option<mpsc::Sender<mpsc::Sender<Answer>>>,
+    /// Set from a request until its answer; a query past its deadline keeps it set, and no
+    /// other is sent meanwhile.
+    busy: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    /// The units section, measured now; `None` when the service control manager cannot be
+    /// asked or did not answer within [`DEADLINE`].
+    pub fn measure(&mut self) -> Option<Section> {
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel();
+        let sent = match &self.requests {
+            Some(requests) => requests.send(tx.clone()).is_ok(),
+            None => false,
+        };
+        if !sent {
+            match spawn_worker(self.busy.clone()) {
+                Some(requests) if requests.send(tx).is_ok() => self.requests = Some(requests),
+                _ => {
+                    self.requests = None;
+                    self.busy.store(false, Ordering::SeqCst);
+                    return None;
+                }
+            }
+        }
+        let statuses = rx.recv_timeout(DEADLINE).ok()??;
+        Some(Section::from_typed(&failed_units(&statuses)))
     }
-    let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
+}
+
+/// Starts the worker; its queue, or `None` when no thread could be made.
+fn spawn_worker(busy: Arc<AtomicBool>) -> Option<mpsc::Sender<mpsc::Sender<Answer>>> {
+    let (requests, queue) = mpsc::channel::<mpsc::Sender<Answer>>();
+    std::thread::Builder::new()
         .name("services".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            let statuses = enumerate();
-            IN_FLIGHT.store(false, Ordering::SeqCst);
-            let _ = tx.send(statuses);
-        });
-    if spawned.is_err() {
-        IN_FLIGHT.store(false, Ordering::SeqCst);
-        return None;
-    }
-    let statuses = rx.recv_timeout(DEADLINE).ok()??;
-    Some(Section::from_typed(&failed_units(&statuses)))
+            let mut manager = None;
+            for reply in queue {
+                if manager.is_none() {
+                    manager = open_manager();
+                }
+                let answer = manager.as_ref().and_then(enumerate);
+                if answer.is_none() {
+                    manager = None;
+                }
+                busy.store(false, Ordering::SeqCst);
+                let _ = reply.send(answer);
+            }
+        })
+        .ok()?;
+    Some(requests)
 }
 
 /// Closes a service control manager or service handle on drop.
@@ -114,8 +156,8 @@ impl Drop for ScHandle {
     }
 }
 
-/// Every Win32 service in the stopped state; `None` when the manager refuses.
-pub fn enumerate() -> Option<Vec<Status>> {
+/// The local service control manager, opened to enumerate services.
+fn open_manager() -> Option<ScHandle> {
     // SAFETY: null machine and database names are the local active database.
     let handle = unsafe {
         OpenSCManagerW(
@@ -124,10 +166,11 @@ pub fn enumerate() -> Option<Vec<Status>> {
             SC_MANAGER_CONNECT | SC_MANAGER_ENUMERATE_SERVICE,
         )
     };
-    if handle.is_null() {
-        return None;
-    }
-    let manager = ScHandle(handle);
+    (!handle.is_null()).then_some(ScHandle(handle))
+}
+
+/// Every Win32 service in the stopped state; `None` when the manager refuses.
+fn enumerate(manager: &ScHandle) -> Option<Vec<Status>> {
     // u64 words, so the entries (pointers and u32s) are aligned.
     let mut buf: Vec<u64> = vec![0; FIRST_BUFFER / 8];
     let mut resume = 0u32;
@@ -278,7 +321,8 @@ mod tests {
         start_failing_service();
         let mut found = None;
         for _ in 0..100 {
-            let statuses = enumerate().expect("the service manager answers");
+            let manager = open_manager().expect("the service manager opens");
+            let statuses = enumerate(&manager).expect("the service manager answers");
             if let Some(unit) = failed_units(&statuses)
                 .into_iter()
                 .find(|u| u.name == FAILING)
@@ -294,8 +338,14 @@ mod tests {
             statuses.iter().all(|s| s.state == SERVICE_STOPPED),
             "only stopped services are enumerated"
         );
-        let section = measure().expect("a units section");
-        let units: Vec<FailedUnit> = section.typed();
-        assert!(units.iter().any(|u| u.name == FAILING), "{units:?}");
+        let mut watcher = Watcher::default();
+        for round in 0..3 {
+            let section = watcher.measure().expect("a units section");
+            let units: Vec<FailedUnit> = section.typed();
+            assert!(
+                units.iter().any(|u| u.name == FAILING),
+                "round {round}: {units:?}"
+            );
+        }
     }
 }
