@@ -743,17 +743,15 @@ fn a_connection_dropped_past_max_startups_is_dialled_once_more() {
         let port = holder.local_addr().ok()?.port();
         let taken = format!("Connection from 127.0.0.1 port {port} ");
         let dropped = format!("from [127.0.0.1]:{port} on");
-        let mut seen = None;
-        wait_until(Duration::from_secs(10), || {
+        let seen = wait_for(Duration::from_secs(10), || {
             let log = sshd.log();
-            seen = if log.contains(&taken) {
+            if log.contains(&taken) {
                 Some(true)
             } else if log.contains(&dropped) {
                 Some(false)
             } else {
                 None
-            };
-            seen.is_some()
+            }
         });
         (seen == Some(true)).then_some(holder)
     })

@@ -22,8 +22,8 @@
 //! inner handshakes through one bastion are paced by its `handshakes` gate
 //! (held from the tunnel's open until the target's session served its first
 //! channel, see [`Permit`]), so a round of hundreds of targets never trips
-//! `MaxStartups`. A bastion that is down,
-//! refuses us or drops the connection is an [`ErrorClass::UnreachableVia`]
+//! `MaxStartups`. A bastion that is down, refuses us or drops the connection
+//! is an [`ErrorClass::UnreachableVia`]
 //! of every target behind it, whose message starts `via bastion NAME:`
 //! ([`via_error`]); a target that cannot be reached behind a healthy bastion
 //! gets its own error.
@@ -255,7 +255,10 @@ impl Bastions {
             .ok_or_else(|| fail(ErrorClass::Internal, "a tunnel without a bastion"))?;
         let login = &last.login;
         let settings = &shared.settings;
-        // A hop behind another holds that hop's handshake slot until its own session is up.
+        // A hop behind another holds that hop's handshake slot until it authenticated, not
+        // until its first channel as a target's session does: its pump opens the channels
+        // later, and one connection per chain lagging past authentication fits the margin
+        // between `handshakes` (default 8) and sshd's `MaxStartups` start (10).
         let (socket, _pacing) = if before.is_empty() {
             let tcp = session::connect(&login.socket_text(), login, settings.connect_timeout)
                 .map_err(|e| via_error(&last.name, &e))?;
